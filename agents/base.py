@@ -1,0 +1,114 @@
+"""The one backend interface every model tier implements.
+
+A backend turns a :class:`GenerationRequest` into a :class:`Generation` (``generate``) or into a
+stream of :class:`TokenEvent` followed by the final :class:`Generation` (``stream``). The local
+tier (llama.cpp) and the cloud tier (litellm) both implement it, so the router never needs to
+know which one it is talking to.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+Role = Literal["system", "user", "assistant"]
+FinishReason = Literal["stop", "length", "aborted"]
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """What to generate. ``temperature=0`` means greedy decoding."""
+
+    messages: tuple[Message, ...]
+    max_tokens: int = 512
+    temperature: float = 0.0
+    top_logprobs: int = 2
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Alternative:
+    token: str
+    logprob: float
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token, its log-probability and the top-k alternatives at that step."""
+
+    token: str
+    logprob: float
+    top: tuple[Alternative, ...] = ()
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class Timings:
+    total_ms: float
+    first_token_ms: float | None = None
+    decode_tokens_per_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    model: str
+    finish_reason: FinishReason
+    usage: Usage
+    timings: Timings
+    # None when the backend could not provide logprobs (no evidence is not confidence).
+    logprobs: tuple[TokenLogprob, ...] | None = None
+    cost_usd: float = 0.0
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    """One step of a stream: the text it adds and, when known, its logprob."""
+
+    text: str
+    logprob: TokenLogprob | None = None
+
+
+class Backend(abc.ABC):
+    """A model tier. Subclasses implement ``stream``; ``generate`` is derived from it."""
+
+    #: Whether this backend returns per-token logprobs.
+    supports_logprobs: bool = False
+
+    @property
+    @abc.abstractmethod
+    def model_name(self) -> str: ...
+
+    @abc.abstractmethod
+    def stream(self, request: GenerationRequest) -> Iterator[TokenEvent | Generation]:
+        """Yield ``TokenEvent`` items as tokens arrive, then exactly one final ``Generation``."""
+
+    def generate(self, request: GenerationRequest) -> Generation:
+        final: Generation | None = None
+        for item in self.stream(request):
+            if isinstance(item, Generation):
+                final = item
+        if final is None:  # pragma: no cover - a backend bug, not a user error
+            raise RuntimeError(f"backend {self.model_name} ended its stream without a result")
+        return final
+
+    def close(self) -> None:
+        """Release resources (model memory, connections). Default: nothing to do."""

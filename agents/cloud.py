@@ -1,0 +1,177 @@
+"""The cloud tier: any model litellm speaks, priced as a configurable real cloud model.
+
+Offline, the "cloud" is an OpenAI-compatible server on loopback (see ``agents.standin``)
+reached through litellm exactly as a paid provider would be. Costs always come from litellm's
+price map for ``price_as`` so that the figures are what the team would really pay.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from agents.base import (
+    Alternative,
+    Backend,
+    FinishReason,
+    Generation,
+    GenerationRequest,
+    Timings,
+    TokenEvent,
+    TokenLogprob,
+    Usage,
+)
+from agents.config import CloudConfig
+from agents.errors import AgentError, BackendUnavailable
+
+
+def import_litellm() -> Any:
+    """Import litellm with its bundled price map (it would otherwise fetch one at import)."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    litellm.telemetry = False
+    litellm.suppress_debug_info = True
+    return litellm
+
+
+def check_price_as(name: str) -> None:
+    """Refuse a price_as model that litellm cannot price (unknown names would cost $0)."""
+    litellm = import_litellm()
+    if name not in litellm.model_cost:
+        raise AgentError(
+            f"cloud.price_as={name!r} is not in litellm's price map: use a priced model name "
+            "such as claude-sonnet-4-5 or gpt-4o"
+        )
+
+
+def price(price_as: str, prompt_tokens: int, completion_tokens: int) -> float:
+    """USD cost of a call of this size at ``price_as``'s list price."""
+    litellm = import_litellm()
+    prompt_usd, completion_usd = litellm.cost_per_token(
+        model=price_as, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
+    )
+    return float(prompt_usd + completion_usd)
+
+
+def _finish(reason: str | None) -> FinishReason:
+    return "length" if reason == "length" else "stop"
+
+
+def _logprobs(choice: Any) -> tuple[TokenLogprob, ...] | None:
+    content = getattr(getattr(choice, "logprobs", None), "content", None)
+    if not content:
+        return None
+    return tuple(
+        TokenLogprob(
+            token=item.token,
+            logprob=float(item.logprob),
+            top=tuple(Alternative(alt.token, float(alt.logprob)) for alt in item.top_logprobs or ()),
+        )
+        for item in content
+    )
+
+
+class CloudBackend(Backend):
+    def __init__(self, config: CloudConfig) -> None:
+        self._config = config
+        self._litellm = import_litellm()
+        check_price_as(config.price_as)
+        self.supports_logprobs = config.request_logprobs
+
+    @property
+    def model_name(self) -> str:
+        return self._config.model
+
+    def _call(self, request: GenerationRequest, *, stream: bool) -> Any:
+        config = self._config
+        kwargs: dict[str, Any] = {
+            "model": config.model,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "timeout": config.timeout_s,
+            "num_retries": config.num_retries,
+            "stream": stream,
+        }
+        if request.stop:
+            kwargs["stop"] = list(request.stop)
+        if config.api_base:
+            kwargs["api_base"] = config.api_base
+        # Local OpenAI-compatible servers want some key; a real provider gets the real one.
+        kwargs["api_key"] = config.api_key.get_secret_value() if config.api_key else "none"
+        if config.fallbacks:
+            kwargs["fallbacks"] = list(config.fallbacks)
+        if config.request_logprobs and request.top_logprobs:
+            kwargs.update(logprobs=True, top_logprobs=request.top_logprobs)
+        if stream:
+            kwargs["stream_options"] = {"include_usage": True}
+        try:
+            return self._litellm.completion(**kwargs)
+        except Exception as exc:  # litellm raises many types; callers decide by ours
+            raise BackendUnavailable(
+                f"cloud model {config.model} did not answer ({type(exc).__name__}); "
+                "check cloud.api_base, the API key, or start the stand-in (`smallcode standin`)"
+            ) from exc
+
+    def _result(
+        self, text: str, usage: Usage, finish: FinishReason, started: float,
+        first_at: float | None, logprobs: tuple[TokenLogprob, ...] | None,
+    ) -> Generation:
+        total = time.perf_counter() - started
+        rate = None
+        if first_at is not None and usage.completion_tokens > 1:
+            rate = (usage.completion_tokens - 1) / max(time.perf_counter() - first_at, 1e-9)
+        return Generation(
+            text=text,
+            model=self._config.model,
+            finish_reason=finish,
+            usage=usage,
+            timings=Timings(
+                total_ms=total * 1000,
+                first_token_ms=(first_at - started) * 1000 if first_at else None,
+                decode_tokens_per_s=rate,
+            ),
+            logprobs=logprobs,
+            cost_usd=price(self._config.price_as, usage.prompt_tokens, usage.completion_tokens),
+        )
+
+    def generate(self, request: GenerationRequest) -> Generation:
+        started = time.perf_counter()
+        response = self._call(request, stream=False)
+        choice = response.choices[0]
+        usage = Usage(response.usage.prompt_tokens, response.usage.completion_tokens)
+        return self._result(
+            choice.message.content or "", usage, _finish(choice.finish_reason), started,
+            None, _logprobs(choice),
+        )
+
+    def stream(self, request: GenerationRequest) -> Iterator[TokenEvent | Generation]:
+        started = time.perf_counter()
+        first_at: float | None = None
+        parts: list[str] = []
+        finish: FinishReason = "stop"
+        usage: Usage | None = None
+        for chunk in self._call(request, stream=True):
+            if getattr(chunk, "usage", None) and chunk.usage.completion_tokens is not None:
+                usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+            if not chunk.choices:
+                continue
+            choice = chunk.choices[0]
+            delta = choice.delta.content or ""
+            if choice.finish_reason:
+                finish = _finish(choice.finish_reason)
+            if delta:
+                first_at = first_at or time.perf_counter()
+                parts.append(delta)
+                yield TokenEvent(delta)
+        text = "".join(parts)
+        if usage is None:  # the provider sent no usage: count what we can
+            usage = Usage(
+                self._litellm.token_counter(model=self._config.model, messages=[
+                    {"role": m.role, "content": m.content} for m in request.messages]),
+                self._litellm.token_counter(model=self._config.model, text=text),
+            )
+        yield self._result(text, usage, finish, started, first_at, None)

@@ -1,0 +1,109 @@
+"""The local tier as a server: llama.cpp's server or any OpenAI-compatible one (vLLM, Ollama)
+on a GPU host. Logprobs are taken from its response; a server that gives none yields None."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from agents.base import (
+    Alternative,
+    Backend,
+    FinishReason,
+    Generation,
+    GenerationRequest,
+    Timings,
+    TokenEvent,
+    TokenLogprob,
+    Usage,
+)
+from agents.config import LocalConfig
+from agents.errors import BackendUnavailable
+
+
+def _token_logprobs(choice: dict[str, Any]) -> list[TokenLogprob]:
+    content = (choice.get("logprobs") or {}).get("content") or []
+    return [
+        TokenLogprob(
+            token=item["token"],
+            logprob=float(item["logprob"]),
+            top=tuple(Alternative(a["token"], float(a["logprob"])) for a in item.get("top_logprobs") or ()),
+        )
+        for item in content
+    ]
+
+
+class RemoteLocalBackend(Backend):
+    supports_logprobs = True
+
+    def __init__(self, config: LocalConfig) -> None:
+        assert config.server_url is not None  # checked by LocalConfig
+        self._config = config
+        self._url = config.server_url.rstrip("/") + "/chat/completions"
+        self._client = httpx.Client(timeout=config.timeout_s)
+
+    @property
+    def model_name(self) -> str:
+        return self._config.model
+
+    def stream(self, request: GenerationRequest) -> Iterator[TokenEvent | Generation]:
+        body: dict[str, Any] = {
+            "model": self._config.model,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "logprobs": True,
+            "top_logprobs": request.top_logprobs,
+        }
+        if request.stop:
+            body["stop"] = list(request.stop)
+        started = time.perf_counter()
+        first_at: float | None = None
+        parts: list[str] = []
+        logprobs: list[TokenLogprob] = []
+        finish: FinishReason = "stop"
+        usage: Usage | None = None
+        try:
+            with self._client.stream("POST", self._url, json=body) as response:
+                response.raise_for_status()
+                for line in response.iter_lines():
+                    if not line.startswith("data:") or line.strip() == "data: [DONE]":
+                        continue
+                    chunk = json.loads(line[5:])
+                    if chunk.get("usage"):
+                        usage = Usage(chunk["usage"]["prompt_tokens"], chunk["usage"]["completion_tokens"])
+                    for choice in chunk.get("choices") or ():
+                        delta = (choice.get("delta") or {}).get("content") or ""
+                        if choice.get("finish_reason") == "length":
+                            finish = "length"
+                        step = _token_logprobs(choice)
+                        logprobs.extend(step)
+                        if delta:
+                            first_at = first_at or time.perf_counter()
+                            parts.append(delta)
+                            yield TokenEvent(delta, step[-1] if step else None)
+        except httpx.HTTPError as exc:
+            raise BackendUnavailable(
+                f"local server {self._config.server_url} did not answer ({type(exc).__name__})"
+            ) from exc
+        if usage is None:
+            usage = Usage(0, len(logprobs))
+        total = time.perf_counter() - started
+        yield Generation(
+            text="".join(parts),
+            model=self._config.model,
+            finish_reason=finish,
+            usage=usage,
+            timings=Timings(total_ms=total * 1000,
+                            first_token_ms=(first_at - started) * 1000 if first_at else None),
+            logprobs=tuple(logprobs) if logprobs else None,
+        )
+
+    def close(self) -> None:
+        self._client.close()

@@ -1,0 +1,84 @@
+"""The offline cloud stand-in: llama-cpp-python's OpenAI-compatible server on loopback.
+
+It serves the 1.5B coder so that the cloud tier is exercised through litellm over real HTTP.
+The server's own defaults (one thread, logits for every token) cost speed; both are set here.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from agents.config import StandinConfig
+from agents.errors import BackendUnavailable
+
+
+class Standin:
+    """A running stand-in server; ``stop()`` (or leaving the ``with`` block) ends it."""
+
+    def __init__(self, process: subprocess.Popen[bytes], base_url: str) -> None:
+        self.process = process
+        self.base_url = base_url
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def __enter__(self) -> Standin:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def command(config: StandinConfig, model_path: Path, *, alias: str) -> list[str]:
+    return [
+        sys.executable, "-m", "llama_cpp.server",
+        "--model", str(model_path),
+        "--model_alias", alias,
+        "--host", config.host,
+        "--port", str(config.port),
+        "--n_ctx", str(config.n_ctx),
+        "--n_threads", str(config.n_threads),
+        "--n_threads_batch", str(config.n_threads),
+        "--logits_all", "False",
+    ]
+
+
+def wait_ready(base_url: str, process: subprocess.Popen[bytes] | None, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise BackendUnavailable(
+                f"the stand-in exited with code {process.returncode} before answering; "
+                "is the port free and the model pulled (`smallcode models pull`)?"
+            )
+        try:
+            if httpx.get(f"{base_url}/models", timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise BackendUnavailable(f"the stand-in at {base_url} did not answer within {timeout_s:.0f}s")
+
+
+def start(config: StandinConfig, model_path: Path, *, alias: str, quiet: bool = True) -> Standin:
+    """Start the server and wait until it answers."""
+    out = subprocess.DEVNULL if quiet else None
+    process = subprocess.Popen(command(config, model_path, alias=alias), stdout=out, stderr=out)
+    standin = Standin(process, f"http://{config.host}:{config.port}/v1")
+    try:
+        wait_ready(standin.base_url, process, config.start_timeout_s)
+    except BaseException:
+        standin.stop()
+        raise
+    return standin

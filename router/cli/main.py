@@ -1,0 +1,48 @@
+"""`smallcode`: the command line. Each subcommand lives in its own module."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from agents.errors import AgentError
+from router.settings import ConfigError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from router.cli import ask, models, serve
+
+    parser = argparse.ArgumentParser(
+        prog="smallcode", description="SmallCode Router: local-first coding assistant gateway"
+    )
+    parser.add_argument("--config", type=Path, help="config file (default: ./config.yaml)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (models, ask, serve):
+        module.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        print(f"smallcode: {exc}", file=sys.stderr)
+        return 2
+    except AgentError as exc:
+        print(f"smallcode: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

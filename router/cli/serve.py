@@ -1,0 +1,62 @@
+"""`smallcode serve` (the HTTP API, with the stand-in) and `smallcode standin` (alone)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import signal
+import threading
+
+from agents import model_store, standin
+from router.backends import standin_alias
+from router.settings import Settings, load_settings
+
+log = logging.getLogger("smallcode.serve")
+
+
+def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser("serve", help="run the OpenAI-compatible HTTP API")
+    parser.add_argument("--host", help="bind address (default: server.host)")
+    parser.add_argument("--port", type=int, help="port (default: server.port)")
+    parser.add_argument("--no-standin", action="store_true", help="do not start the stand-in")
+    parser.set_defaults(handler=serve)
+    alone = commands.add_parser("standin", help="run the offline cloud stand-in server")
+    alone.set_defaults(handler=run_standin)
+
+
+def _start_standin(settings: Settings) -> standin.Standin:
+    path = model_store.resolve(settings.standin.model, settings.models.cache_dir)
+    log.info("starting the cloud stand-in (%s) on port %d", path.name, settings.standin.port)
+    return standin.start(settings.standin, path, alias=standin_alias(settings))
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from router.service.app import create_app
+
+    overrides = {}
+    if args.host or args.port:
+        server = {"host": args.host, "port": args.port}
+        overrides["server"] = {k: v for k, v in server.items() if v is not None}
+    settings = load_settings(args.config, **overrides)
+    with contextlib.ExitStack() as stack:
+        if settings.standin.enabled and not args.no_standin:
+            stack.enter_context(_start_standin(settings))
+        app = create_app(settings)
+        uvicorn.run(app, host=settings.server.host, port=settings.server.port,
+                    log_level=settings.log_level, access_log=False)
+    return 0
+
+
+def run_standin(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    with _start_standin(settings) as server:
+        print(f"stand-in ready at {server.base_url} (Ctrl-C stops it)", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            while not done.wait(1.0) and server.process.poll() is None:
+                pass
+    return 0

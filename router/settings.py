@@ -1,0 +1,141 @@
+"""The one settings tree.
+
+Sources, lowest to highest priority: defaults here < ``config.yaml`` (or the file named by
+``SMALLCODE_CONFIG``) < environment variables ``SMALLCODE_<SECTION>__<KEY>``. Secrets come
+only from the environment: a config file that holds one is refused. A bad value stops start-up
+with :class:`ConfigError`, whose message names the key and the allowed values.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import annotated_types
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from agents.config import CloudConfig, LocalConfig, StandinConfig
+from agents.model_store import default_cache_dir
+
+DEFAULT_CONFIG = Path("config.yaml")
+SECRET_KEYS = {("cloud", "api_key")}
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says which key and why."""
+
+
+class ServerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    host: str = Field("127.0.0.1", description="address the HTTP API binds to")
+    port: int = Field(8000, ge=1, le=65535, description="port of the HTTP API")
+    max_body_bytes: int = Field(
+        1_000_000, ge=1024, le=100_000_000, description="largest request body accepted"
+    )
+
+
+class ModelsSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    cache_dir: Path = Field(default_factory=default_cache_dir, description="assembled GGUF files")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SMALLCODE_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    data_dir: Path = Field(Path("data"), description="where the service keeps its data")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    server: ServerSettings = ServerSettings()
+    models: ModelsSettings = ModelsSettings()
+    local: LocalConfig = LocalConfig()
+    cloud: CloudConfig = CloudConfig()
+    standin: StandinConfig = StandinConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _SecretFreeYaml(settings_cls))
+
+
+class _SecretFreeYaml(YamlConfigSettingsSource):
+    """The YAML file source, refusing secrets (they belong in the environment)."""
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
+        for section, key in SECRET_KEYS:
+            if isinstance(data.get(section), dict) and key in data[section]:
+                raise ConfigError(
+                    f"{section}.{key} must not be in a config file: set the environment "
+                    f"variable SMALLCODE_{section.upper()}__{key.upper()} instead"
+                )
+        return data
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Load the settings tree, or raise ConfigError naming the bad key."""
+    explicit = config_file or os.environ.get("SMALLCODE_CONFIG")
+    path = Path(explicit) if explicit else DEFAULT_CONFIG
+    if explicit and not path.is_file():
+        raise ConfigError(f"config file {path} does not exist (SMALLCODE_CONFIG)")
+
+    class _FromFile(Settings):
+        model_config = SettingsConfigDict(yaml_file=path if path.is_file() else None)
+
+    try:
+        return _FromFile(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe(exc, Settings)) from None
+
+
+def describe(exc: ValidationError, model: type[BaseModel]) -> str:
+    """One line per bad key: the dotted key, what is wrong, and what is allowed."""
+    lines = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        key = ".".join(loc) or "(settings)"
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling against config.yaml)"
+        allowed = _allowed(model, loc)
+        lines.append(f"config {key}: {message}" + (f" (allowed: {allowed})" if allowed else ""))
+    return "; ".join(lines)
+
+
+def _allowed(model: type[BaseModel], loc: list[str]) -> str:
+    field = None
+    current: Any = model
+    for part in loc:
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return ""
+        field = fields[part]
+        current = field.annotation
+    if field is None:
+        return ""
+    if get_origin(field.annotation) is Literal:
+        return ", ".join(repr(v) for v in get_args(field.annotation))
+    low = high = None
+    for meta in field.metadata:
+        if isinstance(meta, annotated_types.Ge):
+            low = f">= {meta.ge}"
+        elif isinstance(meta, annotated_types.Gt):
+            low = f"> {meta.gt}"
+        elif isinstance(meta, annotated_types.Le):
+            high = f"<= {meta.le}"
+        elif isinstance(meta, annotated_types.Lt):
+            high = f"< {meta.lt}"
+    return " and ".join(x for x in (low, high) if x)
