@@ -32,6 +32,8 @@ class GenerationRequest:
     temperature: float = 0.0
     top_logprobs: int = 2
     stop: tuple[str, ...] = ()
+    # Backends that can return per-token logprobs do so unless this is False.
+    logprobs: bool = True
 
 
 @dataclass(frozen=True)

@@ -112,70 +112,76 @@ class LocalBackend(Backend):
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stop = request.stop
         hold = max((len(s) for s in stop), default=1) - 1  # text that may start a stop string
-        text, emitted = "", 0
+        text, emitted, count = "", 0, 0
         logprobs: list[TokenLogprob] = []
         finish: FinishReason = "length"
         started = time.perf_counter()
         first_at = last_at = None
+        cut = -1
         generator = llama.generate(prompt, temp=request.temperature, top_k=0, top_p=1.0,
                                    min_p=0.0, repeat_penalty=1.0)
-        for index, token in enumerate(generator):
-            now = time.perf_counter()
-            first_at = first_at or now
-            last_at = now
-            if self._is_eog(token):
-                finish = "stop"
-                break
-            # The logits that chose this token: its row counted back from the last one decoded.
-            row = len(prompt) - 1 + index - llama.n_tokens
-            logits = np.ctypeslib.as_array(llama._ctx.get_logits_ith(row), shape=(n_vocab,))
-            logprob, top = step_logprobs(logits, token, request.top_logprobs)
-            piece = llama.detokenize([token])
-            entry = TokenLogprob(
-                token=piece.decode("utf-8", errors="replace"),
-                logprob=logprob,
-                top=tuple(
-                    Alternative(llama.detokenize([t]).decode("utf-8", errors="replace"), lp)
-                    for t, lp in top
-                ),
-            )
-            logprobs.append(entry)
-            text += decoder.decode(piece)
-            cut = min((text.find(s) for s in stop if s in text), default=-1)
-            if cut >= 0:
-                text, finish = text[:cut], "stop"
-                if cut > emitted:
-                    yield TokenEvent(text[emitted:], entry)
-                break
-            safe = len(text) - hold
-            if safe > emitted:
-                yield TokenEvent(text[emitted:safe], entry)
-                emitted = safe
-            else:
-                yield TokenEvent("", entry)
-            if len(logprobs) >= max_tokens:
-                break
-        generator.close()
-        if finish != "stop" or not stop:
+        try:
+            for index, token in enumerate(generator):
+                now = time.perf_counter()
+                first_at = first_at or now
+                last_at = now
+                if self._is_eog(token):
+                    finish = "stop"
+                    break
+                piece = llama.detokenize([token])
+                count += 1
+                entry = None
+                if request.logprobs:
+                    # The logits that chose this token: its row counted back from the last decoded.
+                    row = len(prompt) - 1 + index - llama.n_tokens
+                    logits = np.ctypeslib.as_array(llama._ctx.get_logits_ith(row), shape=(n_vocab,))
+                    logprob, top = step_logprobs(logits, token, request.top_logprobs)
+                    entry = TokenLogprob(
+                        token=piece.decode("utf-8", errors="replace"),
+                        logprob=logprob,
+                        top=tuple(Alternative(self._piece(t), lp) for t, lp in top),
+                    )
+                    logprobs.append(entry)
+                text += decoder.decode(piece)
+                cut = min((text.find(s) for s in stop if s in text), default=-1)
+                if cut >= 0:
+                    text, finish = text[:cut], "stop"
+                    if cut > emitted:
+                        yield TokenEvent(text[emitted:], entry)
+                    break
+                safe = len(text) - hold
+                if safe > emitted:
+                    yield TokenEvent(text[emitted:safe], entry)
+                    emitted = safe
+                else:
+                    yield TokenEvent("", entry)
+                if count >= max_tokens:
+                    break
+        finally:
+            generator.close()  # also when the caller abandons the stream
+        if cut < 0:  # no stop string cut the text: flush a trailing partial character
             text += decoder.decode(b"", final=True)
         if len(text) > emitted:
             yield TokenEvent(text[emitted:])
         total = time.perf_counter() - started
         decode_rate = None
-        if first_at is not None and last_at is not None and len(logprobs) > 1:
-            decode_rate = (len(logprobs) - 1) / max(last_at - first_at, 1e-9)
+        if first_at is not None and last_at is not None and count > 1:
+            decode_rate = (count - 1) / max(last_at - first_at, 1e-9)
         yield Generation(
             text=text,
             model=self._name,
             finish_reason=finish,
-            usage=Usage(prompt_tokens=len(prompt), completion_tokens=len(logprobs)),
+            usage=Usage(prompt_tokens=len(prompt), completion_tokens=count),
             timings=Timings(
                 total_ms=total * 1000,
                 first_token_ms=(first_at - started) * 1000 if first_at else None,
                 decode_tokens_per_s=decode_rate,
             ),
-            logprobs=tuple(logprobs),
+            logprobs=tuple(logprobs) if request.logprobs else None,
         )
+
+    def _piece(self, token: int) -> str:
+        return self._llama.detokenize([token]).decode("utf-8", errors="replace")
 
     def close(self) -> None:
         self._llama.close()

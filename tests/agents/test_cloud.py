@@ -1,0 +1,49 @@
+"""The cloud tier through litellm, against the real stand-in server on loopback."""
+
+from __future__ import annotations
+
+import pytest
+
+from agents.cloud import CloudBackend, check_price_as, price
+from agents.config import CloudConfig
+from agents.errors import AgentError, BackendUnavailable
+from tests.conftest import ask, free_port
+
+
+def test_answers_through_litellm_and_prices_as_the_real_cloud_model(standin_url: str) -> None:
+    backend = CloudBackend(CloudConfig(api_base=standin_url, price_as="claude-sonnet-4-5"))
+    result = backend.generate(ask("Write a Python function add(a, b) returning a + b.",
+                                  max_tokens=48))
+    assert "def add" in result.text
+    assert result.usage.prompt_tokens > 0 and result.usage.completion_tokens > 0
+    # claude-sonnet-4-5 lists at $3 / $15 per million input / output tokens
+    expected = result.usage.prompt_tokens * 3e-6 + result.usage.completion_tokens * 15e-6
+    assert result.cost_usd == pytest.approx(expected)
+
+
+def test_streaming_through_litellm_gives_the_same_text(standin_url: str) -> None:
+    backend = CloudBackend(CloudConfig(api_base=standin_url))
+    request = ask("Name three sorting algorithms, comma separated.", max_tokens=24)
+    whole = backend.generate(request)
+    items = list(backend.stream(request))
+    assert items[-1].text == whole.text
+    assert "".join(i.text for i in items[:-1]) == whole.text
+    assert items[-1].cost_usd > 0
+
+
+def test_price_map_figures() -> None:
+    assert price("gpt-4o", 1_000_000, 1_000_000) == pytest.approx(2.5 + 10.0)
+    assert price("claude-sonnet-4-5", 1_000_000, 0) == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("name", ["claude-opus-4-1", "my-house-model"])
+def test_an_unpriced_price_as_is_refused(name: str) -> None:
+    with pytest.raises(AgentError, match=f"price_as='{name}' is not in litellm's price map"):
+        check_price_as(name)
+
+
+def test_stand_in_not_running_says_what_to_do() -> None:
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    backend = CloudBackend(CloudConfig(api_base=dead, num_retries=0, timeout_s=5))
+    with pytest.raises(BackendUnavailable, match="smallcode standin"):
+        backend.generate(ask("hello", max_tokens=4))

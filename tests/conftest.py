@@ -1,0 +1,79 @@
+"""Shared fixtures: real models (pulled by `make models`), a real stand-in server, free ports.
+
+Tests never read the developer's environment: SMALLCODE_* variables are removed for each test.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agents import model_store
+from agents.base import GenerationRequest, Message
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("SMALLCODE_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def model_cache() -> Path:
+    cache = model_store.default_cache_dir()
+    missing = [n for n in model_store.MODELS if not model_store.is_present(n, cache)]
+    if missing:
+        pytest.fail(f"models missing from {cache}: run `make models` ({', '.join(missing)})")
+    return cache
+
+
+def ask(prompt: str, **kwargs: object) -> GenerationRequest:
+    return GenerationRequest(messages=(Message("user", prompt),), **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def smol(model_cache: Path) -> Iterator[object]:
+    """SmolLM2-135M, in-process: the fast model for most tests."""
+    from agents.config import LocalConfig
+    from agents.local import LocalBackend
+
+    config = LocalConfig(model="smollm2-135m", n_ctx=2048)
+    backend = LocalBackend(config, model_cache / model_store.MODELS["smollm2-135m"].filename,
+                           name="smollm2-135m")
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="session")
+def coder(model_cache: Path) -> Iterator[object]:
+    """Qwen2.5-Coder-0.5B, in-process: the real local model, where quality matters."""
+    from agents.config import LocalConfig
+    from agents.local import LocalBackend
+
+    backend = LocalBackend(LocalConfig(), model_cache / model_store.MODELS[
+        "qwen2.5-coder-0.5b"].filename, name="qwen2.5-coder-0.5b")
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="session")
+def standin_url(model_cache: Path) -> Iterator[str]:
+    """The real offline cloud stand-in (1.5B coder behind llama-cpp-python's server)."""
+    from agents import standin
+    from agents.config import StandinConfig
+
+    config = StandinConfig(port=free_port(), n_ctx=2048)
+    path = model_cache / model_store.MODELS["qwen2.5-coder-1.5b"].filename
+    with standin.start(config, path, alias="qwen2.5-coder-1.5b") as server:
+        yield server.base_url
