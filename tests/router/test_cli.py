@@ -1,0 +1,87 @@
+"""`smallcode` from the command line, as a user runs it (a subprocess, real models)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+ADD = "Write a Python function add(a, b) that returns a + b."
+
+
+def smallcode(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SMALLCODE_")}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "router.cli.main", *args], cwd=REPO,
+                          env=full_env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_ask_local_json_has_logprobs(model_cache) -> None:
+    result = smallcode("ask", ADD, "--route", "local", "--json", "--max-tokens", "16",
+                       env={"SMALLCODE_LOCAL__MODEL": "smollm2-135m"})
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["route"] == "local" and answer["model"] == "smollm2-135m"
+    assert answer["text"] and answer["usage"]["completion_tokens"] == len(answer["logprobs"])
+    assert all(entry["logprob"] <= 0 for entry in answer["logprobs"])
+    assert {"total_ms", "first_token_ms", "decode_tokens_per_s"} <= answer["timings"].keys()
+
+
+def test_ask_cloud_json_goes_through_the_stand_in(standin_url: str) -> None:
+    result = smallcode("ask", ADD, "--route", "cloud", "--json", "--max-tokens", "32",
+                       env={"SMALLCODE_CLOUD__API_BASE": standin_url})
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["route"] == "cloud" and "def add" in answer["text"]
+    assert answer["cost_usd"] > 0
+
+
+def test_stand_in_not_running_is_one_line_that_says_what_to_do() -> None:
+    result = smallcode("ask", ADD, "--route", "cloud", env={
+        "SMALLCODE_CLOUD__API_BASE": f"http://127.0.0.1:{free_port()}/v1",
+        "SMALLCODE_CLOUD__NUM_RETRIES": "0"})
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "smallcode standin" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_model_file_says_to_pull(tmp_path: Path) -> None:
+    result = smallcode("ask", ADD, env={"SMALLCODE_MODELS__CACHE_DIR": str(tmp_path)})
+    assert result.returncode == 1
+    assert "smallcode models pull qwen2.5-coder-0.5b" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "needle"),
+    [
+        (("ask", "   "), {}, "prompt: is empty"),
+        (("ask", ADD), {"SMALLCODE_LOCAL__N_THREADS": "0"}, "local.n_threads"),
+        (("ask", ADD, "--route", "moon"), {}, "invalid choice: 'moon'"),
+    ],
+)
+def test_bad_input_fails_clearly(args: tuple[str, ...], env: dict[str, str], needle: str) -> None:
+    result = smallcode(*args, env=env)
+    assert result.returncode == 2 and needle in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_prompt_longer_than_the_window(model_cache) -> None:
+    result = smallcode("ask", "word " * 3000, env={"SMALLCODE_LOCAL__MODEL": "smollm2-135m",
+                                                   "SMALLCODE_LOCAL__N_CTX": "1024"})
+    assert result.returncode == 1 and "context window is 1024" in result.stderr
+
+
+def test_models_list_shows_all_three(model_cache) -> None:
+    result = smallcode("models", "list", "--json")
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert set(rows) == {"qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b", "smollm2-135m"}
+    assert all(row["present"] for row in rows.values())
+    path = smallcode("models", "path", "smollm2-135m").stdout.strip()
+    assert path == rows["smollm2-135m"]["path"]
