@@ -1,0 +1,47 @@
+"""`smallcode bench TARGET`: benchmarks that print figures (never pass/fail)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from agents.model_store import resolve
+from router.settings import load_settings
+
+
+def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser("bench", help="measure speed and quality")
+    targets = parser.add_subparsers(dest="target", required=True, metavar="TARGET")
+    local = targets.add_parser("local", help="local model: load, prompt, decode, options")
+    local.add_argument("--rounds", type=int, default=3, help="alternating rounds per figure")
+    local.add_argument("--json", action="store_true", help="print one JSON object")
+    local.set_defaults(handler=_local)
+
+
+def _local(args: argparse.Namespace) -> int:
+    from router.bench import local_speed
+
+    settings = load_settings(args.config)
+    path = resolve(settings.local.model, settings.models.cache_dir)
+    result = local_speed.run(settings.local, path, rounds=args.rounds,
+                             log=lambda line: print(line, file=sys.stderr))
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"model {result['model']}, {result['n_threads']} threads, load {result['load_s']:.2f} s")
+    print(f"prompt processing: {result['prompt_tokens_per_s']:.1f} tok/s (~500-token prompt)")
+    print(f"decode, logprobs off: {result['decode_tokens_per_s_logprobs_off']:.1f} tok/s")
+    print(f"decode, logprobs on:  {result['decode_tokens_per_s_logprobs_on']:.1f} tok/s  "
+          f"(ratio {result['ratio_logprobs_on_vs_off']:.3f})")
+    print(f"raw llama-cpp-python: {result['decode_tokens_per_s_raw_llama_cpp']:.1f} tok/s  "
+          f"(ours with logprobs / raw {result['ratio_logprobs_on_vs_raw_llama_cpp']:.3f})")
+    for name, row in result["variants"].items():  # type: ignore[attr-defined]
+        print(f"{name:<20} prompt {row['prompt_tokens_per_s']:7.1f} tok/s "
+              f"({row['prompt_ratio']:.2f}x)  decode {row['decode_tokens_per_s']:5.1f} tok/s "
+              f"({row['decode_ratio']:.2f}x)")
+    lookup = result["prompt_lookup"]
+    print(f"prompt lookup (edit task, {lookup['completion_tokens']} tokens): "  # type: ignore[index]
+          f"{lookup['total_s_off']:.1f} s off, {lookup['total_s_on']:.1f} s on, "  # type: ignore[index]
+          f"speedup {lookup['speedup']:.2f}x, same text: {lookup['same_text']}")  # type: ignore[index]
+    return 0
