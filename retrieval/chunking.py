@@ -55,12 +55,12 @@ def analyse(path: str, text: str, *, max_chunk_lines: int, window_lines: int) ->
     parser = parser_for(spec) if spec is not None else None
     result = FileAnalysis()
     if spec is None or parser is None:
-        spans = [
+        windows = [
             window
             for run in _uncovered_runs(bytearray(len(lines)), 0, len(lines) - 1, lines)
             for window in _windows(_Span(run[0], run[1], None), window_lines)
         ]
-        result.chunks = _materialise(path, language, lines, spans)
+        result.chunks = _materialise(path, language, lines, windows)
         return result
 
     tree = parser.parse(text.encode("utf-8"))
@@ -116,13 +116,15 @@ def _collect(
                 )
                 continue
         if kind in spec.containers:
-            name = symbols.definition_name(current)
-            if name is not None:
-                names.add(name)
-            qualified = (f"{parent}.{name}" if parent else name) if name else parent
+            container = symbols.definition_name(current)
+            if container is not None:
+                names.add(container)
+            scope: str | None = parent
+            if container is not None:
+                scope = f"{parent}.{container}" if parent else container
             # children first (they claim their lines), then the container's remainder
-            _collect(current, spec, qualified, definitions, remainders, names)
-            remainders.append(_Span(extent.start_point.row, _end_row(extent), qualified))
+            _collect(current, spec, scope, definitions, remainders, names)
+            remainders.append(_Span(extent.start_point.row, _end_row(extent), scope))
             continue
         stack.extend((child, None) for child in reversed(current.children))
 

@@ -26,37 +26,38 @@ class RetrievalConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     chroma_path: Path | None = Field(
-        None, description="embedded Chroma directory; null means <data_dir>/chroma"
+        default=None, description="embedded Chroma directory; null means <data_dir>/chroma"
     )
     chroma_url: str | None = Field(
-        None, description="Chroma server URL (http://host:port); when set, used instead of the path"
+        default=None,
+        description="Chroma server URL (http://host:port); when set, used instead of the path",
     )
     embedding_model: str = Field(
-        "all-MiniLM-L6-v2",
+        default="all-MiniLM-L6-v2",
         description="sentence-transformers model: all-MiniLM-L6-v2 (bundled) or a local directory",
     )
-    embed_batch_size: int = Field(64, ge=1, le=4096, description="texts embedded per batch")
+    embed_batch_size: int = Field(default=64, ge=1, le=4096, description="texts embedded per batch")
     max_file_bytes: int = Field(
-        1_000_000, ge=1024, le=100_000_000, description="larger files are skipped"
+        default=1_000_000, ge=1024, le=100_000_000, description="larger files are skipped"
     )
     max_chunk_lines: int = Field(
-        80, ge=5, le=2000, description="a definition longer than this is split into windows"
+        default=80, ge=5, le=2000, description="a definition longer than this is split into windows"
     )
     window_lines: int = Field(
-        40, ge=5, le=2000, description="lines per window for code outside definitions"
+        default=40, ge=5, le=2000, description="lines per window for code outside definitions"
     )
     secret_globs: tuple[str, ...] = Field(
-        DEFAULT_SECRET_GLOBS, description="file names never indexed (secrets)"
+        default=DEFAULT_SECRET_GLOBS, description="file names never indexed (secrets)"
     )
     skip_dirs: tuple[str, ...] = Field(
-        DEFAULT_SKIP_DIRS, description="directory names never descended into"
+        default=DEFAULT_SKIP_DIRS, description="directory names never descended into"
     )
     skip_globs: tuple[str, ...] = Field(
-        DEFAULT_SKIP_GLOBS, description="generated or vendored file names skipped"
+        default=DEFAULT_SKIP_GLOBS, description="generated or vendored file names skipped"
     )
-    top_k: int = Field(5, ge=1, le=100, description="snippets retrieved per query")
+    top_k: int = Field(default=5, ge=1, le=100, description="snippets retrieved per query")
     snippet_token_budget: int = Field(
-        1024, ge=0, le=131072, description="most prompt tokens spent on retrieved snippets"
+        default=1024, ge=0, le=131072, description="most prompt tokens spent on retrieved snippets"
     )
 
     @field_validator("chroma_url")

@@ -7,6 +7,7 @@ other model is a local directory in sentence-transformers layout. The hub is nev
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -82,6 +83,7 @@ def load_embedder(name: str, batch_size: int = 64) -> SentenceEmbedder:
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()
+    logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
     try:
         model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
     except (OSError, ValueError) as exc:

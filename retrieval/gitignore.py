@@ -63,9 +63,7 @@ def parse(text: str) -> list[Rule]:
         if not line or line.startswith("#"):
             continue
         negate = line.startswith("!")
-        if negate:
-            line = line[1:]
-        elif line.startswith("\\"):
+        if negate or line.startswith("\\"):
             line = line[1:]
         dir_only = line.endswith("/")
         line = line.rstrip("/")
@@ -93,10 +91,9 @@ class IgnoreStack:
         for base, rules in self._layers:
             sub = rel.relative_to(base).as_posix() if base.parts else rel.as_posix()
             for rule in rules:
-                if rule.dir_only and not is_dir:
-                    # "dir/" also ignores files below such a directory: matched by (?:/.*)?
-                    if not _below_matching_dir(rule, sub):
-                        continue
+                # "dir/" matches a file only below such a directory
+                if rule.dir_only and not is_dir and not _below_matching_dir(rule, sub):
+                    continue
                 if rule.regex.match(sub):
                     verdict = not rule.negate
         return verdict

@@ -107,7 +107,10 @@ def index_repository(
     sources: list[walking.SourceFile] = []
     skipped: list[walking.Skipped] = []
     for entry in walking.walk(root, config):
-        (sources if isinstance(entry, walking.SourceFile) else skipped).append(entry)
+        if isinstance(entry, walking.SourceFile):
+            sources.append(entry)
+        else:
+            skipped.append(entry)
     existed = RepoStore.exists(client, repo)
     if not existed and not sources:
         raise NothingToIndex(

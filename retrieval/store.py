@@ -186,7 +186,7 @@ class RepoStore:
         for batch in _batches(embedded, self._batch):
             self.chunks.upsert(
                 ids=[c.id for c in batch],
-                embeddings=[list(c.embedding or ()) for c in batch],
+                embeddings=[_vector(c.embedding or ()) for c in batch],
                 documents=[c.text for c in batch],
                 metadatas=[c.metadata for c in batch],
             )
@@ -194,7 +194,7 @@ class RepoStore:
             self.chunks.update(ids=[c.id for c in batch], metadatas=[c.metadata for c in batch])
         self.files.upsert(
             ids=[record.path],
-            embeddings=[[1.0]],
+            embeddings=[_vector([1.0])],
             documents=[symbol_doc],
             metadatas=[{
                 "path": record.path,
@@ -207,7 +207,7 @@ class RepoStore:
 
     def delete_chunks(self, ids: Iterable[str]) -> None:
         for batch in _batches(list(ids), self._batch):
-            self.chunks.delete(ids=batch)
+            self.chunks.delete(ids=list(batch))
 
     def delete_file(self, record: FileRecord) -> None:
         self.delete_chunks(record.chunk_ids)
@@ -218,7 +218,7 @@ class RepoStore:
         if k <= 0:
             return []
         result = self.chunks.query(
-            query_embeddings=[list(embedding)],
+            query_embeddings=[_vector(embedding)],
             n_results=k,
             include=["documents", "metadatas", "distances"],
         )
@@ -244,6 +244,12 @@ def symbol_document(definitions: Iterable[str], references: Iterable[str]) -> st
     lines = [f"D {name}" for name in sorted(set(definitions))]
     lines += [f"R {name}" for name in sorted(set(references))]
     return "\n" + "".join(line + "\n" for line in lines)
+
+
+def _vector(values: Sequence[float]) -> Any:
+    import numpy as np
+
+    return np.asarray(values, dtype=np.float32)
 
 
 def _batches(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:

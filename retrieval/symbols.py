@@ -40,11 +40,10 @@ def definition_name(node: Node) -> str | None:
         return None
     if node.type == "impl_item":  # Rust: impl Trait for Type -> Type
         return _last_name(node.child_by_field_name("type"))
-    name = node.child_by_field_name("name")
-    if name is not None:
-        return _last_name(name)
-    declarator = node.child_by_field_name("declarator")  # C/C++ functions
-    return _last_name(declarator)
+    named = node.child_by_field_name("name")
+    if named is not None:
+        return _last_name(named)
+    return _last_name(node.child_by_field_name("declarator"))  # C/C++ functions
 
 
 def references_in(root: Node, spec: LanguageSpec) -> set[str]:

@@ -23,6 +23,7 @@ from pydantic_settings import (
 
 from agents.config import CloudConfig, LocalConfig, StandinConfig
 from agents.model_store import default_cache_dir
+from retrieval.config import RetrievalConfig
 
 DEFAULT_CONFIG = Path("config.yaml")
 SECRET_KEYS = {("cloud", "api_key")}
@@ -58,6 +59,7 @@ class Settings(BaseSettings):
     local: LocalConfig = LocalConfig()
     cloud: CloudConfig = CloudConfig()
     standin: StandinConfig = StandinConfig()
+    retrieval: RetrievalConfig = RetrievalConfig()
 
     @classmethod
     def settings_customise_sources(

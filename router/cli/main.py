@@ -9,20 +9,21 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from agents.errors import AgentError
+from retrieval.errors import RetrievalError
 from router.settings import ConfigError
 
 Handler = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from router.cli import ask, models, serve
+    from router.cli import ask, bench, index, models, serve
 
     parser = argparse.ArgumentParser(
         prog="smallcode", description="SmallCode Router: local-first coding assistant gateway"
     )
     parser.add_argument("--config", type=Path, help="config file (default: ./config.yaml)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (models, ask, serve):
+    for module in (models, ask, serve, index, bench):
         module.register(commands)
     return parser
 
@@ -39,6 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"smallcode: {exc}", file=sys.stderr)
         return 2
     except AgentError as exc:
+        print(f"smallcode: {exc}", file=sys.stderr)
+        return 1
+    except RetrievalError as exc:
         print(f"smallcode: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -1,0 +1,74 @@
+"""The retrieval service object: one Chroma client and one embedding model, made once.
+
+The router creates a ``Retriever`` at start-up (its lifespan) and hands it to the nodes; the
+CLI makes one per command. The embedding model is loaded on first use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from retrieval import store as chroma
+from retrieval.config import RetrievalConfig
+from retrieval.embed import Embedder, load_embedder
+from retrieval.index import IndexSummary, Progress, index_repository
+from retrieval.search import Hit, References, references, search
+
+if TYPE_CHECKING:
+    from chromadb.api import ClientAPI
+
+
+class Retriever:
+    def __init__(
+        self,
+        config: RetrievalConfig,
+        data_dir: Path,
+        *,
+        client: ClientAPI | None = None,
+        embedder: Embedder | None = None,
+    ) -> None:
+        self.config = config
+        self.data_dir = Path(data_dir)
+        self._client = client
+        self._embedder = embedder
+
+    @property
+    def client(self) -> ClientAPI:
+        if self._client is None:
+            self._client = chroma.open_client(self.config, self.data_dir)
+        return self._client
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = load_embedder(
+                self.config.embedding_model, self.config.embed_batch_size
+            )
+        return self._embedder
+
+    def index(
+        self,
+        path: Path,
+        repo: str,
+        progress: Progress | None = None,
+        on_start: Callable[[int], None] | None = None,
+    ) -> IndexSummary:
+        return index_repository(
+            self.client, Path(path), repo, self.config, lambda: self.embedder, progress, on_start
+        )
+
+    def search(self, repo: str, query: str, k: int | None = None) -> list[Hit]:
+        repo_store = chroma.RepoStore.open(self.client, repo)
+        return search(repo_store, self.embedder, query, k or self.config.top_k)
+
+    def references(self, repo: str, symbol: str) -> References:
+        return references(chroma.RepoStore.open(self.client, repo), symbol)
+
+    def list_repos(self) -> list[dict[str, Any]]:
+        return chroma.list_repos(self.client)
+
+    def drop(self, repo: str) -> None:
+        chroma.check_repo_name(repo)
+        chroma.drop_repo(self.client, repo)
