@@ -23,6 +23,7 @@ from pydantic_settings import (
 
 from agents.config import CloudConfig, LocalConfig, StandinConfig
 from agents.model_store import default_cache_dir
+from policies.config import PoliciesConfig
 from retrieval.config import RetrievalConfig
 
 DEFAULT_CONFIG = Path("config.yaml")
@@ -60,6 +61,7 @@ class Settings(BaseSettings):
     cloud: CloudConfig = CloudConfig()
     standin: StandinConfig = StandinConfig()
     retrieval: RetrievalConfig = RetrievalConfig()
+    policies: PoliciesConfig = PoliciesConfig()
 
     @classmethod
     def settings_customise_sources(

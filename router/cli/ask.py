@@ -1,64 +1,79 @@
-"""`smallcode ask PROMPT`: one task from the command line."""
+"""`smallcode ask PROMPT`: one task from the command line, routed like any other."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from dataclasses import asdict
+from pathlib import Path
+from typing import Any
 
-from agents.base import Generation, GenerationRequest, Message
 from router.backends import build_cloud, build_local
+from router.graph.errors import InvalidTask
+from router.graph.state import TaskInput
 from router.settings import load_settings
 
-ROUTES = ("local", "cloud")
+ROUTES = ("auto", "local", "cloud")
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = commands.add_parser("ask", help="answer one coding task")
     parser.add_argument("prompt", help="the task")
-    parser.add_argument("--route", choices=ROUTES, default="local", help="which tier answers")
+    parser.add_argument("--route", default="auto", help="auto (default), local or cloud")
+    parser.add_argument("--file", action="append", type=Path, default=[], metavar="PATH",
+                        help="attach a file (repeatable)")
+    parser.add_argument("--repo", help="an indexed repository to take snippets from")
+    parser.add_argument("--team", help="apply this team's policies")
+    parser.add_argument("--type", dest="task_type", help="task type (default: classified)")
     parser.add_argument("--max-tokens", type=int, default=512, help="completion token limit")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(handler=run)
 
 
-def to_json(generation: Generation, route: str) -> dict[str, object]:
-    return {
-        "text": generation.text,
-        "model": generation.model,
-        "route": route,
-        "finish_reason": generation.finish_reason,
-        "usage": asdict(generation.usage),
-        "timings": asdict(generation.timings),
-        "cost_usd": generation.cost_usd,
-        "logprobs": [
-            {"token": t.token, "logprob": t.logprob,
-             "top_logprobs": [{"token": a.token, "logprob": a.logprob} for a in t.top]}
-            for t in generation.logprobs or ()
-        ],
-    }
+def read_files(paths: list[Path]) -> list[dict[str, str]]:
+    files = []
+    for i, path in enumerate(paths):
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise InvalidTask(f"files[{i}].path", f"cannot read {path}: {exc.strerror}") from None
+        # Binary content is refused by the router; keep NULs so it can say so.
+        files.append({"path": str(path), "content": data.decode("utf-8", errors="replace")})
+    return files
+
+
+def build_task(args: argparse.Namespace) -> TaskInput:
+    task: dict[str, Any] = {"prompt": args.prompt, "route": args.route,
+                            "max_tokens": args.max_tokens}
+    if args.file:
+        task["files"] = read_files(args.file)
+    for key, value in (("repo", args.repo), ("team", args.team), ("type", args.task_type)):
+        if value is not None:
+            task[key] = value
+    return task  # type: ignore[return-value]
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.prompt.strip():
-        print("smallcode: prompt: is empty; give the task as the first argument", file=sys.stderr)
-        return 2
-    if args.max_tokens < 1:
-        print("smallcode: --max-tokens: must be at least 1", file=sys.stderr)
-        return 2
+    from router.graph.graph import build_graph, run_task
+    from router.graph.nodes import validate
+    from router.runtime import build_context
+
     settings = load_settings(args.config)
-    backend = build_local(settings) if args.route == "local" else build_cloud(settings)
+    task = build_task(args)
+    local = build_local(settings)
     try:
-        request = GenerationRequest(
-            messages=(Message("user", args.prompt),), max_tokens=args.max_tokens,
-            top_logprobs=settings.local.top_logprobs,
-        )
-        generation = backend.generate(request)
+        cloud = build_cloud(settings)
+        context = build_context(settings, local, cloud, with_retrieval=args.repo is not None)
+        validate(task, context)  # bad input fails before anything is spent
+        answer = run_task(build_graph(), task, context)
     finally:
-        backend.close()
+        local.close()
     if args.json:
-        print(json.dumps(to_json(generation, args.route)))
+        print(json.dumps({"text": answer.text, "route": answer.record}))
     else:
-        print(generation.text)
+        print(answer.text)
+        record = answer.record
+        confidence = record["confidence"]
+        shown = f"{confidence:.2f}" if confidence is not None else "n/a"
+        print(f"\n[route: {record['final']} ({record['reason']}), confidence {shown}, "
+              f"cost ${record['cost_usd']:.5f}, all-cloud ${record['counterfactual_cost_usd']:.5f}]")
     return 0

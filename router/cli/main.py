@@ -10,6 +10,8 @@ from pathlib import Path
 
 from agents.errors import AgentError
 from retrieval.errors import RetrievalError
+from policies.errors import PolicyError
+from router.graph.errors import RouterError
 from router.settings import ConfigError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -45,6 +47,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RetrievalError as exc:
         print(f"smallcode: {exc}", file=sys.stderr)
         return 1
+    except RouterError as exc:
+        print(f"smallcode: {exc}", file=sys.stderr)
+        return 2
+    except PolicyError as exc:
+        print(f"smallcode: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

@@ -1,0 +1,41 @@
+"""Run-time dependencies of the graph. They live here, never in the state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from agents.base import Backend
+from policies.config import PoliciesConfig
+
+
+class Retrieval(Protocol):
+    """What the router needs from ``retrieval.retriever.Retriever``."""
+
+    def search(self, repo: str, query: str, k: int | None = None) -> list[Any]: ...
+    def references(self, repo: str, symbol: str) -> Any: ...
+    def list_repos(self) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True)
+class RouterContext:
+    local: Backend
+    cloud: Backend
+    policies: PoliciesConfig
+    local_window: int
+    price_as: str
+    count_tokens: Callable[[str], int]
+    retrieval: Retrieval | None = None
+    max_file_bytes: int = 200_000
+    snippet_token_budget: int = 1024
+    snippet_k: int = 5
+
+
+def token_counter(local: Backend) -> Callable[[str], int]:
+    """Count with the local model's own tokenizer when it is in-process; otherwise estimate
+    (a server-mode tier has no tokenizer here: ~3.5 characters per token for code)."""
+    tokenize = getattr(local, "tokenize", None)
+    if tokenize is not None:
+        return lambda text: len(tokenize(text))
+    return lambda text: max(1, round(len(text) / 3.5))

@@ -1,0 +1,59 @@
+"""The one place where signals meet thresholds. Each function returns a Decision or None."""
+
+from __future__ import annotations
+
+from policies.config import PolicyConfig, TaskType
+from router.graph.signals import ContextFit
+from router.graph.state import Decision, FileRef
+
+
+def decision(route: str, reason: str, detail: str) -> Decision:
+    return {"route": route, "reason": reason, "detail": detail}  # type: ignore[typeddict-item]
+
+
+def before_generation(
+    *, policy: PolicyConfig, forced: str | None, privacy: str | None, task_type: TaskType,
+    files: list[FileRef], fit: ContextFit,
+) -> Decision | None:
+    """Hard rules, in order: forced route, privacy, task type, multi-file, context fit.
+    None means: generate locally and let the judge decide."""
+    if forced in ("local", "cloud"):
+        return decision(forced, "forced", f"the request asked for {forced}")
+    if privacy:
+        return None  # never the cloud; the local path handles everything (judge flags it)
+    pinned = policy.task_type_routes.get(task_type)
+    if pinned == "cloud":
+        return decision("cloud", "task_type", f"policy sends {task_type} tasks to the cloud")
+    if len(files) > policy.max_local_files:
+        return decision("cloud", "multi_file",
+                        f"{len(files)} files > max_local_files {policy.max_local_files}")
+    if not fit.fits:
+        return decision("cloud", "context",
+                        f"needs {fit.needed} tokens > {fit.available} available locally "
+                        f"(window {fit.window} - margin {fit.margin})")
+    return None
+
+
+def should_abort(window_mean: float, tokens: int, policy: PolicyConfig) -> bool:
+    return tokens >= policy.early_abort_min_tokens and window_mean < policy.early_abort_floor
+
+
+def after_judge(
+    *, policy: PolicyConfig, confidence: float | None, checks_failed: bool, aborted: bool,
+    cloud_allowed: bool,
+) -> Decision:
+    threshold = policy.confidence_threshold
+    if aborted:
+        verdict = decision("cloud", "early_abort",
+                           f"window confidence fell under {policy.early_abort_floor}")
+    elif checks_failed:
+        verdict = decision("cloud", "failed_checks", "the local answer failed the task's checks")
+    elif confidence is None:
+        verdict = decision("cloud", "low_confidence", "no logprobs: no evidence of confidence")
+    elif confidence < threshold:
+        verdict = decision("cloud", "low_confidence", f"confidence {confidence:.3f} < {threshold}")
+    else:
+        verdict = decision("local", "confident", f"confidence {confidence:.3f} >= {threshold}")
+    if verdict["route"] == "cloud" and not cloud_allowed:
+        return decision("local", "privacy", f"kept local by privacy policy ({verdict['reason']})")
+    return verdict

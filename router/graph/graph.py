@@ -1,0 +1,64 @@
+"""The routing graph factory and a small function to run one task through it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+
+from router.graph import nodes
+from router.graph.context import RouterContext
+from router.graph.record import build_record
+from router.graph.state import RouterState, TaskInput
+
+
+def _record(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any]:
+    from agents.cloud import price
+
+    ctx = runtime.context
+    started = time.perf_counter()
+    record = build_record(
+        state,
+        price=lambda p, c: price(ctx.price_as, p, c),
+        models={"local": ctx.local.model_name, "cloud": ctx.cloud.model_name,
+                "price_as": ctx.price_as},
+    )
+    record["timings_ms"]["record"] = round((time.perf_counter() - started) * 1000, 2)
+    return {"record": record}
+
+
+def build_graph() -> Any:
+    """intake → policy → (cloud_generate | retrieve → local_generate → judge →
+    (cloud_generate | record)) → record."""
+    graph = StateGraph(RouterState, context_schema=RouterContext, input_schema=TaskInput)
+    graph.add_node("intake", nodes.intake)
+    graph.add_node("policy", nodes.policy)
+    graph.add_node("retrieve", nodes.retrieve)
+    graph.add_node("local_generate", nodes.local_generate)
+    graph.add_node("judge", nodes.judge)
+    graph.add_node("cloud_generate", nodes.cloud_generate)
+    graph.add_node("record", _record)
+    graph.add_edge(START, "intake")
+    graph.add_edge("intake", "policy")
+    graph.add_conditional_edges("policy", nodes.after_policy, ["cloud_generate", "retrieve"])
+    graph.add_edge("retrieve", "local_generate")
+    graph.add_edge("local_generate", "judge")
+    graph.add_conditional_edges("judge", nodes.after_judge, ["cloud_generate", "record"])
+    graph.add_edge("cloud_generate", "record")
+    graph.add_edge("record", END)
+    return graph.compile()
+
+
+@dataclass(frozen=True)
+class RoutedAnswer:
+    text: str
+    record: dict[str, Any]
+
+
+def run_task(graph: Any, task: TaskInput, context: RouterContext) -> RoutedAnswer:
+    state = graph.invoke(task, context=context)
+    answer = state.get("cloud") or state.get("local")
+    return RoutedAnswer(text=answer.text if answer else "", record=state["record"])

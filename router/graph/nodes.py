@@ -1,0 +1,326 @@
+"""Graph nodes. Each is thin: read the state, call plain functions, return what changed."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, get_args
+
+from langgraph.runtime import Runtime
+
+from agents.base import Generation, GenerationRequest, Message, TokenEvent
+from policies.config import TaskType
+from policies.privacy import privacy_rule
+from policies.redaction import redact
+from router.graph import decide, signals
+from router.graph.context import RouterContext
+from router.graph.errors import InvalidTask, PolicyViolation
+from router.graph.state import FileRef, RouterState
+
+Node = Callable[[RouterState, Runtime[RouterContext]], dict[str, Any]]
+TASK_TYPES: tuple[str, ...] = get_args(TaskType)
+MAX_TOKENS_LIMIT = 32_768
+
+
+def timed(name: str) -> Callable[[Node], Node]:
+    def wrap(node: Node) -> Node:
+        @wraps(node)
+        def run(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any]:
+            started = time.perf_counter()
+            update = node(state, runtime)
+            update["timings_ms"] = {name: (time.perf_counter() - started) * 1000}
+            return update
+        return run
+    return wrap
+
+
+# --- intake --------------------------------------------------------------------------------
+
+def validate(state: RouterState, ctx: RouterContext) -> None:
+    """Refuse bad input before anything runs, naming the field."""
+    prompt = state.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InvalidTask("prompt", "is empty; describe the coding task")
+    route = state.get("route", "auto")
+    if route not in ("auto", "local", "cloud"):
+        raise InvalidTask("route", f"unknown route {route!r}: use auto, local or cloud")
+    task_type = state.get("type")
+    if task_type is not None and task_type not in TASK_TYPES:
+        raise InvalidTask("type", f"unknown task type {task_type!r}: use one of "
+                          + ", ".join(TASK_TYPES))
+    max_tokens = state.get("max_tokens", 512)
+    if not isinstance(max_tokens, int) or not 1 <= max_tokens <= MAX_TOKENS_LIMIT:
+        raise InvalidTask("max_tokens", f"must be an integer from 1 to {MAX_TOKENS_LIMIT}")
+    for i, item in enumerate(state.get("files") or []):
+        path, content = item.get("path"), item.get("content")
+        if not isinstance(path, str) or not path.strip():
+            raise InvalidTask(f"files[{i}].path", "is missing; give the file's path")
+        if not isinstance(content, str):
+            raise InvalidTask(f"files[{i}].content", "must be the file's text")
+        if "\x00" in content:
+            raise InvalidTask(f"files[{i}].content", f"{path} is binary; attach text files only")
+        size = len(content.encode())
+        if size > ctx.max_file_bytes:
+            raise InvalidTask(f"files[{i}].content",
+                              f"{path} is {size} bytes, over the {ctx.max_file_bytes}-byte cap")
+    repo = state.get("repo")
+    if repo is not None:
+        known = {r["name"] for r in ctx.retrieval.list_repos()} if ctx.retrieval else set()
+        if repo not in known:
+            raise InvalidTask("repo", f"repository {repo!r} is not indexed: run "
+                              f"`smallcode index PATH --repo {repo}`")
+
+
+def user_message(prompt: str, files: list[Any], snippets: str = "") -> str:
+    parts = []
+    if snippets:
+        parts.append(snippets)
+    for item in files:
+        parts.append(f"File `{item['path']}`:\n```\n{item['content']}\n```")
+    parts.append(prompt)
+    return "\n\n".join(parts)
+
+
+def build_messages(state: RouterState, files: list[Any], snippets: str = "") -> list[Message]:
+    messages = []
+    if state.get("system"):
+        messages.append(Message("system", state["system"]))
+    messages.append(Message("user", user_message(state["prompt"], files, snippets)))
+    return messages
+
+
+def collect_files(state: RouterState, ctx: RouterContext) -> list[FileRef]:
+    refs: dict[str, FileRef] = {}
+    for item in state.get("files") or []:
+        refs.setdefault(item["path"], {"path": item["path"], "source": "attached"})
+    for path in signals.paths_in_prompt(state["prompt"]):
+        refs.setdefault(path, {"path": path, "source": "prompt"})
+    repo = state.get("repo")
+    if repo and ctx.retrieval is not None:
+        for symbol in signals.symbols_in_prompt(state["prompt"]):
+            found = ctx.retrieval.references(repo, symbol)
+            for path in [*found.defined_in, *found.used_in]:
+                refs.setdefault(path, {"path": path, "source": "references"})
+    return list(refs.values())
+
+
+def count_prompt(ctx: RouterContext, messages: list[Message]) -> int:
+    counter = getattr(ctx.local, "count_prompt_tokens", None)
+    if counter is not None:
+        return int(counter(GenerationRequest(messages=tuple(messages))))
+    return sum(ctx.count_tokens(m.content) + 4 for m in messages)
+
+
+@timed("intake")
+def intake(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    validate(state, ctx)
+    messages = build_messages(state, state.get("files") or [])
+    task_type = state.get("type") or signals.classify_task(state["prompt"])
+    files = collect_files(state, ctx)
+    prompt_tokens = count_prompt(ctx, messages)
+    return {
+        "messages": messages,
+        "task_type": task_type,
+        "task_type_source": "request" if state.get("type") else "classifier",
+        "file_refs": files,
+        "prompt_tokens": prompt_tokens,
+        "signals": {"task_type": task_type, "prompt_tokens": prompt_tokens, "files": len(files)},
+    }
+
+
+# --- policy --------------------------------------------------------------------------------
+
+@timed("policy")
+def policy(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    team = state.get("team")
+    rules = ctx.policies.for_team(team)
+    route = state.get("route", "auto")
+    forced = route if route != "auto" else None
+    privacy = privacy_rule(rules, team=team, repo=state.get("repo"),
+                           paths=[f["path"] for f in state["file_refs"]])
+    if forced and not rules.allow_forced_routes:
+        raise PolicyViolation("route", f"team {team!r} may not force a route; use auto")
+    if forced == "cloud" and privacy:
+        raise PolicyViolation("route", f"cannot send this task to the cloud: {privacy}")
+    max_tokens = state.get("max_tokens", 512)
+    fit = signals.ContextFit(state["prompt_tokens"], 0, max_tokens, ctx.local_window,
+                             rules.context_margin_tokens)
+    verdict = decide.before_generation(policy=rules, forced=forced, privacy=privacy,
+                                       task_type=state["task_type"], files=state["file_refs"],
+                                       fit=fit)
+    update: dict[str, Any] = {
+        "policy": rules, "privacy": privacy, "decision": verdict, "auto_decision": verdict,
+        "signals": {"context": {"needed": fit.needed, "available": fit.available,
+                                "fits": fit.fits},
+                    "privacy": privacy},
+    }
+    if privacy and not fit.fits:
+        update.update(trim_for_local(state, ctx, rules.context_margin_tokens, max_tokens))
+    return update
+
+
+def trim_for_local(state: RouterState, ctx: RouterContext, margin: int,
+                   max_tokens: int) -> dict[str, Any]:
+    """Privacy forbids the cloud, so make the task fit locally: drop the oldest attached
+    files first, then shorten the answer budget; say what was dropped."""
+    files = list(state.get("files") or [])
+    notes = []
+    while True:
+        messages = build_messages(state, files)
+        prompt_tokens = count_prompt(ctx, messages)
+        room = ctx.local_window - margin - prompt_tokens
+        if room >= max_tokens or not files:
+            break
+        notes.append(f"dropped attached file {files.pop(0)['path']} to fit the local window")
+    if room < 32:
+        raise InvalidTask("prompt", "is too long for the local window and this task may not "
+                          "go to the cloud (privacy policy): shorten it")
+    if room < max_tokens:
+        notes.append(f"cut max_tokens from {max_tokens} to {room} to fit the local window")
+        max_tokens = room
+    return {"messages": messages, "prompt_tokens": prompt_tokens, "max_tokens": max_tokens,
+            "context_notes": notes}
+
+
+def after_policy(state: RouterState) -> str:
+    verdict = state.get("decision")
+    shadow = state["policy"].shadow_route
+    if verdict and verdict["route"] == "cloud" and shadow != "local":
+        return "cloud_generate"
+    return "retrieve"
+
+
+# --- retrieve ------------------------------------------------------------------------------
+
+@timed("retrieve")
+def retrieve(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    repo = state.get("repo")
+    if not repo or ctx.retrieval is None:
+        return {"snippets": "", "snippet_tokens": 0}
+    from retrieval.search import snippets_for_prompt
+
+    room = (ctx.local_window - state["policy"].context_margin_tokens - state["prompt_tokens"]
+            - state.get("max_tokens", 512))
+    budget = max(0, min(ctx.snippet_token_budget, room))
+    hits = ctx.retrieval.search(repo, state["prompt"], ctx.snippet_k)
+    snippets = snippets_for_prompt(hits, budget, ctx.count_tokens) if budget else ""
+    tokens = ctx.count_tokens(snippets) if snippets else 0
+    update: dict[str, Any] = {"snippets": snippets, "snippet_tokens": tokens,
+                              "signals": {"snippets": len(hits) if snippets else 0}}
+    if snippets:
+        update["messages"] = build_messages(state, state.get("files") or [], snippets)
+    return update
+
+
+# --- local_generate ------------------------------------------------------------------------
+
+@timed("local_generate")
+def local_generate(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    rules = state["policy"]
+    max_tokens = state.get("max_tokens", 512)
+    request = GenerationRequest(messages=tuple(state["messages"]), max_tokens=max_tokens)
+    # Abort only when escalating is possible and still undecided.
+    can_abort = state.get("decision") is None and not state.get("privacy")
+    recent: deque[float] = deque(maxlen=rules.early_abort_window)
+    events = ctx.local.stream(request)
+    generated, final, aborted = 0, None, None
+    for item in events:
+        if isinstance(item, Generation):
+            final = item
+        elif isinstance(item, TokenEvent) and item.logprob is not None:
+            generated += 1
+            recent.append(item.logprob.logprob)
+            if can_abort and len(recent) == recent.maxlen:
+                mean = signals.window_mean(recent)
+                if decide.should_abort(mean, generated, rules):
+                    aborted = {"after_tokens": generated, "window_confidence": mean,
+                               "saved_tokens": max_tokens - generated}
+                    break
+    getattr(events, "close", lambda: None)()
+    return {"local": final, "aborted": aborted}
+
+
+# --- judge ---------------------------------------------------------------------------------
+
+def attached_tests(state: RouterState) -> str:
+    tests = []
+    for item in state.get("files") or []:
+        name = item["path"].rsplit("/", 1)[-1]
+        if name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py")):
+            tests.append(item["content"])
+    return "\n\n".join(tests)
+
+
+def run_checks(state: RouterState, text: str) -> dict[str, Any]:
+    """Cheap code checks: syntax of every code block; the task's own runnable examples."""
+    from router.checks.code import extract_code_blocks, syntax_ok
+    from router.checks.sandbox import doctest_examples, run_python_checks
+
+    rules = state["policy"]
+    blocks = extract_code_blocks(text)
+    verdicts = [syntax_ok(block) for block in blocks]
+    checks: dict[str, Any] = {"code_blocks": len(blocks),
+                              "syntax_errors": sum(1 for v in verdicts if v is False)}
+    python = [b.code for b in blocks if b.language == "python"]
+    tests = "\n\n".join(t for t in (doctest_examples(state["prompt"]), attached_tests(state)) if t)
+    if rules.execution_checks and tests and python:
+        result = run_python_checks("\n\n".join(python), tests,
+                                   timeout_s=rules.execution_timeout_s)
+        checks["execution"] = {"passed": result.passed, "ran": result.ran,
+                               "failed": result.failed, "detail": result.detail[:300]}
+    return checks
+
+
+@timed("judge")
+def judge(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any]:
+    rules = state["policy"]
+    local, aborted = state.get("local"), state.get("aborted")
+    score = None
+    checks: dict[str, Any] = {}
+    if local is not None:
+        score = signals.confidence([t.logprob for t in local.logprobs or ()])
+        checks = run_checks(state, local.text)
+        if score is not None and checks["syntax_errors"]:
+            score *= 0.5  # code that does not parse is not a confident answer
+        if score is not None and checks.get("execution", {}).get("passed"):
+            score = max(score, 0.9)  # its own examples pass: strong evidence it is right
+    failed = bool(checks.get("execution")) and not checks["execution"]["passed"]
+    verdict = state.get("decision") or decide.after_judge(
+        policy=rules, confidence=score, checks_failed=failed, aborted=bool(aborted),
+        cloud_allowed=not state.get("privacy"))
+    return {"confidence": score, "checks": checks, "decision": verdict, "auto_decision": verdict,
+            "signals": {"confidence": score, "checks": checks,
+                        "early_abort": aborted}}
+
+
+def after_judge(state: RouterState) -> str:
+    if state.get("privacy"):
+        return "record"  # shadow mode never overrides privacy
+    route = state["policy"].shadow_route or state["decision"]["route"]  # type: ignore[index]
+    return "cloud_generate" if route == "cloud" else "record"
+
+
+# --- cloud_generate ------------------------------------------------------------------------
+
+@timed("cloud_generate")
+def cloud_generate(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    if state.get("privacy"):  # fail closed, whatever led here
+        raise PolicyViolation("route", f"cannot send this task to the cloud: {state['privacy']}")
+    messages, count, kinds = [], 0, []
+    for message in state["messages"]:
+        content = message.content
+        if state["policy"].redact_secrets:
+            redaction = redact(content)
+            content, count = redaction.text, count + redaction.count
+            kinds.extend(redaction.kinds)
+        messages.append(Message(message.role, content))
+    request = GenerationRequest(messages=tuple(messages), max_tokens=state.get("max_tokens", 512))
+    generation = ctx.cloud.generate(request)
+    return {"cloud": generation, "redactions": {"count": count, "kinds": sorted(set(kinds))}}

@@ -1,0 +1,68 @@
+"""The route record: why a task went where it went, what it cost, what cloud would have cost."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from router.graph.state import RouterState
+
+
+def build_record(state: RouterState, *, price: Any, models: dict[str, str]) -> dict[str, Any]:
+    """``price(prompt_tokens, completion_tokens) -> USD`` prices at the configured cloud model."""
+    local, cloud = state.get("local"), state.get("cloud")
+    decision = state["decision"]
+    auto = state.get("auto_decision") or decision
+    rules = state["policy"]
+    final = "cloud" if cloud is not None else "local"
+    answer = cloud or local
+    prompt_tokens = state["prompt_tokens"]
+    local_completion = local.usage.completion_tokens if local else 0
+    aborted = state.get("aborted")
+    if aborted:
+        local_completion = aborted["after_tokens"]
+    completion = answer.usage.completion_tokens if answer else 0
+    cloud_prompt = cloud.usage.prompt_tokens if cloud else prompt_tokens
+    flags = []
+    if final == "local" and auto and auto["route"] == "cloud":
+        flags.append("low_confidence" if state.get("privacy") else "served_local_by_shadow")
+    record: dict[str, Any] = {
+        "final": final,
+        "escalated": final == "cloud" and (local is not None or aborted is not None),
+        "reason": decision["reason"] if not rules.shadow_route else "forced",
+        "detail": decision["detail"],
+        "confidence": state.get("confidence"),
+        "threshold": rules.confidence_threshold,
+        "signals": {
+            **state.get("signals", {}),
+            "thresholds": {
+                "confidence": rules.confidence_threshold,
+                "early_abort_floor": rules.early_abort_floor,
+                "max_local_files": rules.max_local_files,
+                "context_available": state.get("signals", {}).get("context", {}).get("available"),
+            },
+        },
+        "task_type": state.get("task_type"),
+        "task_type_source": state.get("task_type_source"),
+        "files": state.get("file_refs", []),
+        "tokens": {
+            "prompt": prompt_tokens,
+            "snippets": state.get("snippet_tokens", 0),
+            "completion": completion,
+            "local_completion": local_completion,
+            "saved_by_early_abort": aborted["saved_tokens"] if aborted else 0,
+        },
+        "timings_ms": {k: round(v, 2) for k, v in state.get("timings_ms", {}).items()},
+        "models": {"local": models["local"], "cloud": models["cloud"],
+                   "priced_as": models["price_as"]},
+        "cost_usd": cloud.cost_usd if cloud else 0.0,
+        # All-cloud: the same prompt, and the answer's length (the cloud's own when it ran).
+        "counterfactual_cost_usd": price(cloud_prompt, completion if cloud else local_completion),
+        "flags": flags,
+        "notes": state.get("context_notes", []),
+    }
+    if state.get("redactions"):
+        record["redactions"] = state["redactions"]
+    if rules.shadow_route:
+        record["shadow"] = {"served": rules.shadow_route, "auto_route": auto["route"],
+                            "auto_reason": auto["reason"]}
+    return record

@@ -1,0 +1,133 @@
+"""Signals: small pure functions of a task's features. None of them compares with a threshold;
+that happens in ``decide.py`` only."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from policies.config import TaskType
+
+CONFIDENCE_WINDOW = 16
+LOW_QUANTILE = 0.1
+
+
+# --- confidence ----------------------------------------------------------------------------
+
+def token_probs(logprobs: Sequence[float]) -> list[float]:
+    return [math.exp(lp) for lp in logprobs]
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    position = q * (len(ordered) - 1)
+    low, high = math.floor(position), math.ceil(position)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def worst_window(probs: Sequence[float], window: int = CONFIDENCE_WINDOW) -> float:
+    """The lowest mean token probability over any ``window`` consecutive tokens."""
+    if len(probs) <= window:
+        return sum(probs) / len(probs)
+    total = sum(probs[:window])
+    worst = total
+    for i in range(window, len(probs)):
+        total += probs[i] - probs[i - window]
+        worst = min(worst, total)
+    return worst / window
+
+
+def confidence(logprobs: Sequence[float] | None) -> float | None:
+    """A length-robust confidence in [0, 1] from per-token logprobs; None without evidence.
+
+    The mean of two views that do not shrink as an answer grows longer (unlike the summed
+    sequence probability): the 10th-percentile token probability (how sure the model is at
+    its shakier steps) and the worst sliding-window mean (a stretch where it lost its way).
+    """
+    if not logprobs:
+        return None
+    probs = token_probs(logprobs)
+    return 0.5 * quantile(probs, LOW_QUANTILE) + 0.5 * worst_window(probs)
+
+
+def window_mean(recent_logprobs: Sequence[float]) -> float:
+    """Mean probability of the most recent tokens (the early-abort signal)."""
+    probs = token_probs(recent_logprobs)
+    return sum(probs) / len(probs)
+
+
+# --- context fit ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ContextFit:
+    prompt_tokens: int
+    snippet_tokens: int
+    max_tokens: int
+    window: int
+    margin: int
+
+    @property
+    def needed(self) -> int:
+        return self.prompt_tokens + self.snippet_tokens + self.max_tokens
+
+    @property
+    def available(self) -> int:
+        return self.window - self.margin
+
+    @property
+    def fits(self) -> bool:
+        return self.needed <= self.available
+
+
+# --- files the task touches ----------------------------------------------------------------
+
+_EXTENSIONS = (
+    "py|pyi|js|jsx|ts|tsx|mjs|go|rs|java|kt|scala|c|h|cc|cpp|hpp|cs|rb|php|swift|m|sql|sh|"
+    "yaml|yml|toml|json|md|rst|html|css|scss|vue|svelte|proto|tf|cfg|ini"
+)
+_PATH = re.compile(rf"(?<![\w/.-])((?:[\w.-]+/)*[\w-][\w.-]*\.(?:{_EXTENSIONS}))(?![\w/-])")
+
+
+def paths_in_prompt(prompt: str) -> list[str]:
+    """File paths named in the task text (``utils.py``, ``src/app/main.go``), in order."""
+    seen: dict[str, None] = {}
+    for match in _PATH.finditer(prompt):
+        path = match.group(1).lstrip("./") or match.group(1)
+        seen.setdefault(path, None)
+    return list(seen)
+
+
+_SYMBOL_HINT = re.compile(r"`([A-Za-z_][\w.]*)`|\b([A-Za-z_]\w*)\(")
+
+
+def symbols_in_prompt(prompt: str) -> list[str]:
+    """Identifiers the task talks about: `quoted` names and names followed by a call."""
+    seen: dict[str, None] = {}
+    for match in _SYMBOL_HINT.finditer(prompt):
+        name = (match.group(1) or match.group(2)).rsplit(".", 1)[-1]
+        if len(name) > 2 and not name.isupper():
+            seen.setdefault(name, None)
+    return list(seen)
+
+
+# --- task type -----------------------------------------------------------------------------
+
+_TYPE_RULES: tuple[tuple[TaskType, re.Pattern[str]], ...] = (
+    ("test", re.compile(r"\b(unit ?tests?|pytest|test cases?|write tests?|add tests?)\b", re.I)),
+    ("document", re.compile(r"\b(docstrings?|document|documentation|comments? for)\b", re.I)),
+    ("review", re.compile(r"\b(review|critique|audit)\b", re.I)),
+    ("refactor", re.compile(r"\b(refactor|rename|restructure|extract (a |the )?(function|method|class))\b", re.I)),
+    ("debug", re.compile(r"\b(bug|fix|debug|traceback|exception|error|crash(es)?|fails?)\b", re.I)),
+    ("edit", re.compile(r"\b(change|modify|update|edit|rewrite|replace)\b", re.I)),
+    ("complete", re.compile(r"\b(complete|finish|fill in)\b", re.I)),
+)
+
+
+def classify_task(prompt: str) -> TaskType:
+    """A cheap rule-based task type; the first matching rule wins, ``generate`` otherwise."""
+    for task_type, pattern in _TYPE_RULES:
+        if pattern.search(prompt):
+            return task_type
+    return "generate"

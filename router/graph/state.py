@@ -1,0 +1,78 @@
+"""What flows through the graph: a narrow input and the fuller internal state."""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, Literal, TypedDict
+
+from agents.base import Generation, Message
+from policies.config import PolicyConfig, TaskType
+
+RequestedRoute = Literal["auto", "local", "cloud"]
+Reason = Literal[
+    "confident", "low_confidence", "failed_checks", "early_abort", "context", "multi_file",
+    "privacy", "budget", "forced", "task_type",
+]
+
+
+class AttachedFile(TypedDict):
+    path: str
+    content: str
+
+
+class TaskInput(TypedDict, total=False):
+    """A task as a client submits it. Only ``prompt`` is required."""
+
+    prompt: str
+    system: str
+    files: list[AttachedFile]
+    repo: str
+    team: str
+    route: str
+    type: str
+    max_tokens: int
+
+
+class FileRef(TypedDict):
+    path: str
+    source: Literal["attached", "prompt", "references"]
+
+
+class Decision(TypedDict):
+    route: Literal["local", "cloud"]
+    reason: Reason
+    detail: str
+
+
+def _merge(left: dict[str, Any], right: dict[str, Any]) -> dict[str, Any]:
+    return {**left, **right}
+
+
+class RouterState(TaskInput, total=False):
+    # intake
+    task_type: TaskType
+    task_type_source: Literal["request", "classifier"]
+    messages: list[Message]
+    prompt_tokens: int
+    file_refs: list[FileRef]
+    # policy
+    policy: PolicyConfig
+    privacy: str | None
+    decision: Decision | None
+    auto_decision: Decision | None
+    context_notes: Annotated[list[str], operator.add]
+    # retrieve
+    snippets: str
+    snippet_tokens: int
+    # local_generate / judge
+    local: Generation | None
+    aborted: dict[str, Any] | None
+    confidence: float | None
+    checks: dict[str, Any]
+    # cloud_generate
+    cloud: Generation | None
+    redactions: dict[str, Any]
+    # everywhere
+    signals: Annotated[dict[str, Any], _merge]
+    timings_ms: Annotated[dict[str, float], _merge]
+    record: dict[str, Any]

@@ -1,0 +1,56 @@
+"""A recording HTTP proxy on loopback, put between litellm and the stand-in so tests can see
+exactly what reached the "cloud" (how many requests, which bodies). Real HTTP both ways."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tests.conftest import free_port
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+    @property
+    def count(self) -> int:
+        return len(self.bodies)
+
+
+@contextmanager
+def recording_proxy(target: str) -> Iterator[tuple[str, Recorder]]:
+    """Yield (base_url, recorder); requests to base_url/... are forwarded to target/..."""
+    recorder = Recorder()
+    client = httpx.AsyncClient(timeout=300)
+
+    async def forward(request: Request) -> Response:
+        body = await request.body()
+        recorder.bodies.append(body)
+        upstream = await client.request(
+            request.method, f"{target}/{request.path_params['path']}", content=body,
+            headers={"content-type": request.headers.get("content-type", "application/json")})
+        return Response(upstream.content, upstream.status_code,
+                        media_type=upstream.headers.get("content-type"))
+
+    app = Starlette(routes=[Route("/{path:path}", forward, methods=["GET", "POST"])])
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}", recorder
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
