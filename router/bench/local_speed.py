@@ -9,7 +9,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from agents.base import GenerationRequest, Message
@@ -112,9 +112,9 @@ def run(config: LocalConfig, model_path: Path, *, rounds: int = 3,
     base.close()
 
     variants = {
-        "flash_attn": replace(config, flash_attn=True),
-        "kv_q8_0": replace(config, kv_cache_type="q8_0"),
-        "flash_attn+kv_q8_0": replace(config, flash_attn=True, kv_cache_type="q8_0"),
+        "flash_attn": config.model_copy(update={"flash_attn": True}),
+        "kv_q8_0": config.model_copy(update={"kv_cache_type": "q8_0"}),
+        "flash_attn+kv_q8_0": config.model_copy(update={"flash_attn": True, "kv_cache_type": "q8_0"}),
     }
     backends = {"baseline": LocalBackend(config, model_path)}
     backends.update({name: LocalBackend(cfg, model_path) for name, cfg in variants.items()})
@@ -141,7 +141,7 @@ def run(config: LocalConfig, model_path: Path, *, rounds: int = 3,
 
     log("prompt-lookup decoding on an edit task ...")
     plain = LocalBackend(config, model_path)
-    lookup = LocalBackend(replace(config, prompt_lookup_tokens=10), model_path)
+    lookup = LocalBackend(config.model_copy(update={"prompt_lookup_tokens": 10}), model_path)
     edit = request(edit_prompt(), 1024)
     plain_runs, lookup_runs = [], []
     for _ in range(max(1, rounds - 1)):
