@@ -1,0 +1,120 @@
+"""The ``policies`` settings section: one default policy and per-team partial overrides.
+
+A team's effective policy is the default with that team's keys laid over it
+(:meth:`PoliciesConfig.for_team`). Overrides are checked when the section is built, so a bad
+one stops start-up with a :class:`~policies.errors.PolicyError` naming
+``policies.teams.<team>.<key>``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from policies.errors import PolicyError
+
+TaskType = Literal[
+    "complete", "generate", "test", "document", "review", "edit", "refactor", "debug"
+]
+Route = Literal["local", "cloud"]
+
+
+class PolicyConfig(BaseModel):
+    """One team's effective routing policy."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    confidence_threshold: float = Field(
+        0.55, ge=0, le=1, description="local answers scoring below this escalate to the cloud"
+    )
+    early_abort_floor: float = Field(
+        0.15, ge=0, le=1,
+        description="sliding-window confidence below this aborts the local generation",
+    )
+    early_abort_window: int = Field(
+        16, ge=2, le=256, description="tokens in the early-abort sliding window"
+    )
+    early_abort_min_tokens: int = Field(
+        24, ge=0, le=100_000, description="tokens generated before early abort may fire"
+    )
+    context_margin_tokens: int = Field(
+        128, ge=0, le=1_000_000, description="tokens kept free in the local context window"
+    )
+    max_local_files: int = Field(
+        1, ge=0, le=10_000, description="tasks touching more files than this go to the cloud"
+    )
+    task_type_routes: dict[TaskType, Route] = Field(
+        default_factory=dict, description="task types pinned to a route, e.g. refactor: cloud"
+    )
+    local_only: bool = Field(False, description="privacy: this team never reaches the cloud")
+    local_only_repos: list[str] = Field(
+        default_factory=list, description="repositories whose tasks never reach the cloud"
+    )
+    local_only_paths: list[str] = Field(
+        default_factory=list,
+        description="path globs (secrets/**, *.pem) whose tasks never reach the cloud",
+    )
+    allow_forced_routes: bool = Field(
+        True, description="whether requests may force a route with `route: local|cloud`"
+    )
+    shadow_route: Route | None = Field(
+        None, description="shadow mode: serve this route, record what auto would have done"
+    )
+    redact_secrets: bool = Field(True, description="redact secrets before any cloud call")
+    execution_checks: bool = Field(
+        True, description="run the task's own examples against the local answer in a sandbox"
+    )
+    execution_timeout_s: float = Field(
+        5.0, gt=0, le=60, description="wall-clock limit of one sandboxed check run"
+    )
+
+
+class PoliciesConfig(BaseModel):
+    """The default policy and per-team overrides (each a partial :class:`PolicyConfig`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    default: PolicyConfig = Field(default_factory=PolicyConfig, description="every team's base")
+    teams: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per-team partial overrides of the default policy"
+    )
+
+    @model_validator(mode="after")
+    def _check_overrides(self) -> PoliciesConfig:
+        for team in self.teams:
+            self.for_team(team)
+        return self
+
+    def for_team(self, team: str | None) -> PolicyConfig:
+        """The effective policy of ``team``.
+
+        ``None`` or a team without an override gets the default policy unchanged: teams are
+        not registered anywhere, so an unknown team is an ordinary team with no override.
+        Raises :class:`PolicyError` naming ``policies.teams.<team>.<key>`` on a bad override.
+        """
+        if team is None or team not in self.teams:
+            return self.default
+        override = self.teams[team]
+        if not isinstance(override, dict):
+            raise PolicyError(
+                f"policies.teams.{team}: expected a mapping of policy keys to values, "
+                f"got {type(override).__name__}"
+            )
+        merged = {**self.default.model_dump(), **override}
+        try:
+            return PolicyConfig.model_validate(merged)
+        except ValidationError as exc:
+            raise PolicyError(_describe(exc, f"policies.teams.{team}")) from None
+
+
+def _describe(exc: ValidationError, prefix: str) -> str:
+    lines = []
+    for error in exc.errors():
+        key = ".".join([prefix, *(str(part) for part in error["loc"])])
+        if error["type"] == "extra_forbidden":
+            known = ", ".join(PolicyConfig.model_fields)
+            lines.append(f"{key}: unknown policy key (known keys: {known})")
+        else:
+            lines.append(f"{key}: {error['msg']}")
+    return "; ".join(lines)
