@@ -70,6 +70,9 @@ class PolicyConfig(BaseModel):
     )
 
 
+_ADDITIVE = ("local_only_repos", "local_only_paths")
+
+
 class PoliciesConfig(BaseModel):
     """The default policy and per-team overrides (each a partial :class:`PolicyConfig`)."""
 
@@ -91,6 +94,11 @@ class PoliciesConfig(BaseModel):
 
         ``None`` or a team without an override gets the default policy unchanged: teams are
         not registered anywhere, so an unknown team is an ordinary team with no override.
+
+        Each key of the override replaces the default's value, except that privacy lists
+        (``local_only_repos``, ``local_only_paths``) are added to the default's (a team can
+        tighten the organisation's privacy rules, not loosen them) and ``task_type_routes``
+        is merged key by key (the team's pin wins).
         Raises :class:`PolicyError` naming ``policies.teams.<team>.<key>`` on a bad override.
         """
         if team is None or team not in self.teams:
@@ -101,7 +109,15 @@ class PoliciesConfig(BaseModel):
                 f"policies.teams.{team}: expected a mapping of policy keys to values, "
                 f"got {type(override).__name__}"
             )
-        merged = {**self.default.model_dump(), **override}
+        base = self.default.model_dump()
+        merged = {**base, **override}
+        for key in _ADDITIVE:
+            extra = override.get(key)
+            if isinstance(extra, list):
+                merged[key] = list(dict.fromkeys([*base[key], *extra]))
+        routes = override.get("task_type_routes")
+        if isinstance(routes, dict):
+            merged["task_type_routes"] = {**base["task_type_routes"], **routes}
         try:
             return PolicyConfig.model_validate(merged)
         except ValidationError as exc:
