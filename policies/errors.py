@@ -5,6 +5,7 @@
     PolicyError          a policy (or a team's override) cannot be used; the message names
                          the key, e.g. ``policies.teams.payments.confidence_threshold``
     OutcomesError        a recorded-outcomes file cannot be read; the message names the line
+    CalibrationError     no threshold meets the request (no outcomes, target out of reach)
 """
 
 from __future__ import annotations
@@ -16,3 +17,7 @@ class PolicyError(ValueError):
 
 class OutcomesError(ValueError):
     """A recorded-outcomes file is malformed; the message names the file and line."""
+
+
+class CalibrationError(ValueError):
+    """No threshold can be calibrated: no outcomes, a bad target, or one out of reach."""
