@@ -60,12 +60,15 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     task = build_task(args)
     local = build_local(settings)
+    context = None
     try:
         cloud = build_cloud(settings)
         context = build_context(settings, local, cloud, with_retrieval=args.repo is not None)
         validate(task, context)  # bad input fails before anything is spent
         answer = run_task(build_graph(), task, context)
     finally:
+        if context is not None and context.retrieval is not None:
+            context.retrieval.close()
         local.close()
     if args.json:
         print(json.dumps({"text": answer.text, "route": answer.record}))

@@ -17,6 +17,29 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     local.add_argument("--rounds", type=int, default=3, help="alternating rounds per figure")
     local.add_argument("--json", action="store_true", help="print one JSON object")
     local.set_defaults(handler=_local)
+    routing = targets.add_parser("router", help="routing overhead per task and end to end")
+    routing.add_argument("--tasks", type=int, default=1000, help="synthetic tasks")
+    routing.add_argument("--json", action="store_true", help="print one JSON object")
+    routing.set_defaults(handler=_router)
+
+
+def _router(args: argparse.Namespace) -> int:
+    from router.bench import router_speed
+
+    settings = load_settings(args.config)
+    path = resolve(settings.local.model, settings.models.cache_dir)
+    result = router_speed.run(settings.local, path, tasks=args.tasks,
+                              log=lambda line: print(line, file=sys.stderr))
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"routing logic, models replayed: p50 {result['routing_ms_p50']:.2f} ms, "
+          f"p99 {result['routing_ms_p99']:.2f} ms over {result['tasks']} tasks "
+          f"(routes {result['routes']})")
+    print(f"end to end, task kept local ({result['completion_tokens']} tokens): graph "
+          f"{result['end_to_end_graph_s']:.2f} s vs direct llama-cpp "
+          f"{result['end_to_end_direct_s']:.2f} s, ratio {result['end_to_end_ratio']:.3f}")
+    return 0
 
 
 def _local(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from agents.errors import AgentError
 from retrieval.errors import RetrievalError
-from policies.errors import PolicyError
+from policies.errors import CalibrationError, OutcomesError, PolicyError
 from router.graph.errors import RouterError
 from router.settings import ConfigError
 
@@ -18,14 +18,14 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from router.cli import ask, bench, index, models, serve
+    from router.cli import ask, bench, calibrate, index, models, serve
 
     parser = argparse.ArgumentParser(
         prog="smallcode", description="SmallCode Router: local-first coding assistant gateway"
     )
     parser.add_argument("--config", type=Path, help="config file (default: ./config.yaml)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (models, ask, serve, index, bench):
+    for module in (models, ask, serve, index, bench, calibrate):
         module.register(commands)
     return parser
 
@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RouterError as exc:
         print(f"smallcode: {exc}", file=sys.stderr)
         return 2
-    except PolicyError as exc:
+    except (PolicyError, OutcomesError, CalibrationError) as exc:
         print(f"smallcode: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -17,7 +17,7 @@ from router.settings import Settings
 
 
 def create_app(settings: Settings, *, local: Backend | None = None,
-               cloud: Backend | None = None) -> FastAPI:
+               cloud: Backend | None = None, with_retrieval: bool = True) -> FastAPI:
     """Build the app. Backends given here are used as they are (and not closed by the app)."""
 
     @contextlib.asynccontextmanager
@@ -29,13 +29,23 @@ def create_app(settings: Settings, *, local: Backend | None = None,
             owned.append(build_local(settings))
         if cloud is None:
             owned.append(build_cloud(settings))
+        from router.graph.graph import build_graph
+        from router.runtime import build_context
+
         app.state.tiers = {
             "local": local or owned[0],
             "cloud": cloud or owned[-1],
         }
+        app.state.router_context = build_context(
+            settings, app.state.tiers["local"], app.state.tiers["cloud"],
+            with_retrieval=with_retrieval)
+        app.state.graph = build_graph()
         try:
             yield
         finally:
+            retrieval = app.state.router_context.retrieval
+            if retrieval is not None:
+                retrieval.close()
             for backend in owned:
                 backend.close()
 

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agents.errors import BackendUnavailable, ModelNotFound, PromptTooLong
+from router.graph.errors import InvalidTask, PolicyViolation
 
 log = logging.getLogger("smallcode.api")
 
@@ -52,6 +53,14 @@ def install(app: FastAPI) -> None:
     async def _too_long(_: Request, exc: PromptTooLong) -> JSONResponse:
         return error_response(400, str(exc), "invalid_request_error", "messages",
                               "context_length_exceeded")
+
+    @app.exception_handler(InvalidTask)
+    async def _invalid_task(_: Request, exc: InvalidTask) -> JSONResponse:
+        return error_response(400, str(exc), "invalid_request_error", exc.field)
+
+    @app.exception_handler(PolicyViolation)
+    async def _forbidden(_: Request, exc: PolicyViolation) -> JSONResponse:
+        return error_response(403, str(exc), "permission_error", exc.field, "policy_violation")
 
     @app.exception_handler(BackendUnavailable)
     async def _unavailable(_: Request, exc: BackendUnavailable) -> JSONResponse:

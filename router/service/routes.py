@@ -26,13 +26,72 @@ def _tiers(request: Request) -> dict[str, Backend]:
 
 @router.get("/models")
 async def list_models(request: Request) -> dict[str, Any]:
+    models = [{"id": "auto", "object": "model", "created": 0, "owned_by": "smallcode",
+               "backend": "router"}]
+    models += [
+        {"id": name, "object": "model", "created": 0, "owned_by": "smallcode",
+         "backend": backend.model_name}
+        for name, backend in _tiers(request).items()
+    ]
+    return {"object": "list", "data": models}
+
+
+def _task(body: ChatCompletionRequest) -> dict[str, Any]:
+    """A routed task from a chat request: the last user turn is the task; earlier turns
+    travel with it as a transcript."""
+    users = [i for i, m in enumerate(body.messages) if m.role == "user"]
+    if not users:
+        raise APIError(400, "messages: needs at least one user message", param="messages")
+    last = users[-1]
+    earlier = [m for m in body.messages[:last] if m.role != "system"]
+    prompt = body.messages[last].text()
+    if earlier:
+        transcript = "\n\n".join(f"{m.role}: {m.text()}" for m in earlier)
+        prompt = f"Conversation so far:\n{transcript}\n\nNow: {prompt}"
+    task: dict[str, Any] = {"prompt": prompt, "max_tokens": body.limit,
+                            "route": body.route or "auto"}
+    system = [m.text() for m in body.messages if m.role == "system"]
+    if system:
+        task["system"] = "\n\n".join(system)
+    for key in ("files", "repo", "team", "type"):
+        if getattr(body, key) is not None:
+            task[key] = getattr(body, key)
+    return task
+
+
+async def _routed(body: ChatCompletionRequest, request: Request, completion_id: str,
+                  created: int) -> Any:
+    from router.graph.graph import run_task
+    from router.graph.nodes import validate
+
+    context = request.app.state.router_context
+    task = _task(body)
+    validate(task, context)  # type: ignore[arg-type]
+    answer = await run_in_threadpool(run_task, request.app.state.graph, task, context)
+    record = answer.record
+    usage = {"prompt_tokens": record["tokens"]["prompt"],
+             "completion_tokens": record["tokens"]["completion"],
+             "total_tokens": record["tokens"]["prompt"] + record["tokens"]["completion"]}
+    if body.stream:
+        def events() -> Iterator[str]:
+            base = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
+                    "model": "auto"}
+            for delta, finish in (({"role": "assistant", "content": answer.text}, None),
+                                  ({}, "stop")):
+                chunk = {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                                              "finish_reason": finish}]}
+                if finish:
+                    chunk["usage"] = usage
+                    chunk["smallcode"] = {"route": record}
+                yield f"data: {json.dumps(chunk)}\n\n"
+            yield "data: [DONE]\n\n"
+        return StreamingResponse(events(), media_type="text/event-stream")
     return {
-        "object": "list",
-        "data": [
-            {"id": name, "object": "model", "created": 0, "owned_by": "smallcode",
-             "backend": backend.model_name}
-            for name, backend in _tiers(request).items()
-        ],
+        "id": completion_id, "object": "chat.completion", "created": created, "model": "auto",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
+                     "logprobs": None, "finish_reason": "stop"}],
+        "usage": usage,
+        "smallcode": {"route": record},
     }
 
 
@@ -55,9 +114,13 @@ def _with_top(entry: TokenLogprob, k: int) -> TokenLogprob:
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
     tiers = _tiers(request)
+    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    created = int(time.time())
+    if body.model == "auto":
+        return await _routed(body, request, completion_id, created)
     if body.model not in tiers:
-        raise APIError(404, f"model {body.model!r} does not exist: use one of {', '.join(tiers)}",
-                       param="model", code="model_not_found")
+        raise APIError(404, f"model {body.model!r} does not exist: use auto, "
+                       f"{', '.join(tiers)}", param="model", code="model_not_found")
     if body.top_logprobs and not body.logprobs:
         raise APIError(400, "top_logprobs: requires logprobs to be true", param="top_logprobs")
     backend = tiers[body.model]
@@ -69,8 +132,6 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
         top_logprobs=max(k, 2),
         stop=tuple(body.stop or ()),
     )
-    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
-    created = int(time.time())
     if body.stream:
         # Start the stream before answering, so a bad request fails as a normal error.
         events = backend.stream(generation_request)

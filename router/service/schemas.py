@@ -37,6 +37,13 @@ class ChatCompletionRequest(BaseModel):
     top_logprobs: int | None = Field(None, ge=0, le=20)
     stop: str | list[str] | None = None
     n: int = Field(1, ge=1, le=1, description="only one choice is generated")
+    # SmallCode extensions, used by model "auto" (the routed tier); OpenAI SDKs send them
+    # with extra_body={...}.
+    files: list[dict[str, str]] | None = None
+    repo: str | None = None
+    team: str | None = None
+    type: str | None = None
+    route: str | None = None
 
     @field_validator("stop")
     @classmethod
