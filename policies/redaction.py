@@ -20,8 +20,9 @@ Kinds, in the order they are tried (an earlier kind wins where two overlap):
   the name stays, so the reader still sees what was there. Values are redacted when they
   are quoted literals (``password = "x"``, ``"token": "x"``, ``API_KEY: str = "x"``), or
   unquoted in ``.env`` form (``NAME=value``, no space around ``=``, optionally ``export``),
-  or unquoted in YAML form (``name: value``) when the value is not a bare identifier. So
-  code such as ``token = get_token()`` or ``password: str`` is left alone.
+  or unquoted in YAML form (``name: value``) unless the value reads as a Python annotation
+  (a builtin type, a capitalised name without digits, a dotted name, brackets or commas).
+  So code such as ``token = get_token()`` or ``password: SecretStr`` is left alone.
 - ``high_entropy``: any other run of base64/base64url characters of 20 or more whose
   Shannon entropy is close to that of random text of its length and that mixes upper case,
   lower case and digits.
@@ -118,7 +119,11 @@ _YAML = re.compile(rf"(?m)^[ \t]*(?P<name>{_NAME}):[ \t]+(?P<value>[^\s\"'#&*|>{
 # a reference or template, not a value: ${VAR}, {token}, <|image_pad|>, %s, %(name)s
 _TEMPLATE = re.compile(r"\$\{|\{[^{}]*\}|^<.*>$|%[sd(]")
 _ENV_NAME = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+")
-_BARE_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+# what follows "name:" in a Python annotation rather than a YAML value
+_ANNOTATION = re.compile(
+    r"(?:str|bytes|int|float|bool|dict|list|tuple|set|object|None|Any)|[A-Z][A-Za-z]*|"
+    r"[A-Za-z_]\w*(?:\.\w+)+|.*[,():\[\]]"
+)
 
 _CANDIDATE = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{20,}={0,2}(?![A-Za-z0-9+/=_-])")
 _HEX = re.compile(r"[0-9a-fA-F-]+")
@@ -169,7 +174,7 @@ def _secret_assignments(text: str) -> Iterator[tuple[int, int]]:
     checks: tuple[tuple[re.Pattern[str], Callable[[str, str], bool]], ...] = (
         (_QUOTED, _literal_ok),
         (_DOTENV, lambda _name, value: not _TEMPLATE.search(value)),
-        (_YAML, lambda _name, v: not (_BARE_IDENTIFIER.fullmatch(v) or v[-1] in ",():")),
+        (_YAML, lambda _name, value: not _ANNOTATION.fullmatch(value)),
     )
     for pattern, value_ok in checks:
         for match in pattern.finditer(text):
