@@ -50,7 +50,7 @@ def test_unknown_cloud_outcomes_count_at_the_measured_cloud_rate() -> None:
 
 def test_unreachable_quality_says_the_best() -> None:
     outcomes = [Outcome(0.9, False, False), Outcome(0.1, True, False)]
-    with pytest.raises(CalibrationError, match="best expected quality of these 2 outcomes is 0.5"):
+    with pytest.raises(CalibrationError, match=r"best expected quality .* is 0\.5"):
         calibrate(outcomes, target_quality=0.9)
 
 

@@ -26,7 +26,9 @@ def test_unknown_team_and_no_team_get_the_default() -> None:
 
 def test_privacy_lists_add_to_the_default_and_routes_merge() -> None:
     config = PoliciesConfig(
-        default=PolicyConfig(local_only_paths=["secrets/**"], task_type_routes={"refactor": "cloud"}),
+        default=PolicyConfig(
+            local_only_paths=["secrets/**"], task_type_routes={"refactor": "cloud"}
+        ),
         teams={"infra": {"local_only_paths": ["*.pem"], "task_type_routes": {"debug": "local"}}},
     )
     policy = config.for_team("infra")
