@@ -78,7 +78,9 @@ class PoliciesConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    default: PolicyConfig = Field(default_factory=PolicyConfig, description="every team's base")
+    default: PolicyConfig = Field(
+        default_factory=lambda: PolicyConfig.model_validate({}), description="every team's base"
+    )
     teams: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="per-team partial overrides of the default policy"
     )
