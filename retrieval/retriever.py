@@ -34,6 +34,18 @@ class Retriever:
         self._client = client
         self._embedder = embedder
 
+    def close(self) -> None:
+        """Release the Chroma client (its connections or its database files)."""
+        client, self._client = self._client, None
+        if client is not None:
+            chroma.close_client(client)
+
+    def __enter__(self) -> Retriever:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     @property
     def client(self) -> ClientAPI:
         if self._client is None:

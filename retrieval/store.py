@@ -54,12 +54,15 @@ def open_client(config: RetrievalConfig, data_dir: Path) -> ClientAPI:
         url = urlsplit(config.chroma_url)
         host = url.hostname or "127.0.0.1"
         port = url.port or (443 if url.scheme == "https" else 8000)
+        client = None
         try:
             client = chromadb.HttpClient(
                 host=host, port=port, ssl=url.scheme == "https", settings=settings
             )
             client.heartbeat()
         except Exception as exc:  # chromadb raises plain ValueError/httpx errors
+            if client is not None:
+                close_client(client)
             raise StoreUnavailable(
                 f"Chroma server at {config.chroma_url} did not answer ({type(exc).__name__}): "
                 "start it with `chroma run` or unset retrieval.chroma_url"
@@ -71,6 +74,18 @@ def open_client(config: RetrievalConfig, data_dir: Path) -> ClientAPI:
         return chromadb.PersistentClient(path=str(path), settings=settings)
     except (OSError, ValueError) as exc:
         raise StoreUnavailable(f"cannot open the Chroma store at {path}: {exc}") from None
+
+
+def close_client(client: ClientAPI) -> None:
+    """Close a client, including the HTTP connection pools chromadb 1.5 leaves open (its
+    client's and its internal admin client's)."""
+    for owner in (client, getattr(client, "_admin_client", None)):
+        session = getattr(getattr(owner, "_server", None), "_session", None)
+        if session is not None and hasattr(session, "close"):
+            session.close()
+    close = getattr(client, "close", None)
+    if close is not None:
+        close()
 
 
 def list_repos(client: ClientAPI) -> list[dict[str, Any]]:
