@@ -73,7 +73,7 @@ def standin_url(model_cache: Path) -> Iterator[str]:
     from agents import standin
     from agents.config import StandinConfig
 
-    config = StandinConfig(port=free_port(), n_ctx=2048)
+    config = StandinConfig(port=free_port(), n_ctx=4096)
     path = model_cache / model_store.MODELS["qwen2.5-coder-1.5b"].filename
     with standin.start(config, path, alias="qwen2.5-coder-1.5b") as server:
         yield server.base_url

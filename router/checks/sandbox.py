@@ -105,14 +105,16 @@ def run_python_checks(code: str, tests: str, *, timeout_s: float) -> CheckResult
 
 
 def _run(work: Path, timeout_s: float) -> CheckResult:
-    command = [sys.executable, "-I", "-B", str(work / "runner.py"), str(work.resolve())]
-    env = {"PATH": os.environ.get("PATH", os.defpath)}
     cpu_s = math.ceil(timeout_s) + 1
+    # The runner sets its own resource limits first thing: a preexec_fn is not safe in a
+    # process with threads (the API server runs checks from worker threads).
+    limits = f"{cpu_s},{ADDRESS_SPACE_BYTES},{FILE_SIZE_BYTES}"
+    command = [sys.executable, "-I", "-B", str(work / "runner.py"), str(work.resolve()), limits]
+    env = {"PATH": os.environ.get("PATH", os.defpath)}
     try:
         process = subprocess.Popen(
             command, cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, start_new_session=True,
-            preexec_fn=lambda: _limit_resources(cpu_s),
         )
     except OSError as exc:
         return CheckResult(False, 0, 0, f"could not start the sandbox: {exc}")
@@ -125,13 +127,6 @@ def _run(work: Path, timeout_s: float) -> CheckResult:
     return _result(process.returncode, stdout, stderr)
 
 
-def _limit_resources(cpu_s: int) -> None:  # runs in the child, before exec
-    import resource
-
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
-    resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE_BYTES, ADDRESS_SPACE_BYTES))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_SIZE_BYTES, FILE_SIZE_BYTES))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
@@ -168,7 +163,15 @@ def _result(returncode: int, stdout: bytes, stderr: bytes) -> CheckResult:
 # The program the sandboxed interpreter runs. Its report is the last line of its stdout
 # (the answer's own output goes to a buffer, not there).
 _RUNNER = r'''
-import doctest, io, json, os, sys, traceback
+import resource, sys
+
+_cpu_s, _address_space, _file_size = (int(x) for x in sys.argv[2].split(","))
+resource.setrlimit(resource.RLIMIT_CPU, (_cpu_s, _cpu_s + 1))
+resource.setrlimit(resource.RLIMIT_AS, (_address_space, _address_space))
+resource.setrlimit(resource.RLIMIT_FSIZE, (_file_size, _file_size))
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+import doctest, io, json, os, traceback
 
 SANDBOX = os.path.realpath(sys.argv[1])
 report_fd = os.dup(1)

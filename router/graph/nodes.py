@@ -267,13 +267,19 @@ def run_checks(state: RouterState, text: str) -> dict[str, Any]:
     verdicts = [syntax_ok(block) for block in blocks]
     checks: dict[str, Any] = {"code_blocks": len(blocks),
                               "syntax_errors": sum(1 for v in verdicts if v is False)}
-    python = [b.code for b in blocks if b.language == "python"]
-    tests = "\n\n".join(t for t in (doctest_examples(state["prompt"]), attached_tests(state)) if t)
-    if rules.execution_checks and tests and python:
-        result = run_python_checks("\n\n".join(python), tests,
-                                   timeout_s=rules.execution_timeout_s)
-        checks["execution"] = {"passed": result.passed, "ran": result.ran,
-                               "failed": result.failed, "detail": result.detail[:300]}
+    python = "\n\n".join(b.code for b in blocks if b.language == "python")
+    suites = [("doctest", doctest_examples(state["prompt"])), ("tests", attached_tests(state))]
+    runs = []
+    if rules.execution_checks and python:
+        for kind, tests in suites:
+            if tests:
+                result = run_python_checks(python, tests, timeout_s=rules.execution_timeout_s)
+                runs.append({"kind": kind, "passed": result.passed, "ran": result.ran,
+                             "failed": result.failed, "detail": result.detail[:300]})
+    if runs:
+        checks["execution"] = {"passed": all(r["passed"] for r in runs),
+                               "ran": sum(r["ran"] for r in runs),
+                               "failed": sum(r["failed"] for r in runs), "runs": runs}
     return checks
 
 
@@ -313,7 +319,8 @@ def cloud_generate(state: RouterState, runtime: Runtime[RouterContext]) -> dict[
     ctx = runtime.context
     if state.get("privacy"):  # fail closed, whatever led here
         raise PolicyViolation("route", f"cannot send this task to the cloud: {state['privacy']}")
-    messages, count, kinds = [], 0, []
+    messages: list[Message] = []
+    count, kinds = 0, list[str]()
     for message in state["messages"]:
         content = message.content
         if state["policy"].redact_secrets:

@@ -85,7 +85,7 @@ def test_three_attached_files_go_to_the_cloud(coder, proxy, graph) -> None:
 
 def test_a_prompt_over_the_local_window_goes_to_the_cloud(smol, proxy, graph) -> None:
     url, _ = proxy
-    filler = "\n".join(f"# note {i}: nothing to see here" for i in range(260))
+    filler = "\n".join(f"# note {i}: nothing to see here" for i in range(180))
     prompt = f"{filler}\nReply with the single word OK."
     answer = run_task(graph, {"prompt": prompt, "max_tokens": 8}, context(smol, url))
     record = answer.record
