@@ -1,0 +1,218 @@
+"""`smallcode bench retrieval`: indexing speed, query latency, and docstring→function quality.
+
+The corpus is a copy of standard-library packages (json, email, asyncio by default) with every
+function's docstring removed from the indexed text; each removed docstring becomes a query whose
+answer is its function. The index lives in a temporary embedded Chroma directory. For the
+latency at scale, the collection is filled with random unit vectors up to ``fill`` chunks.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import random
+import statistics
+import sysconfig
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from retrieval.config import RetrievalConfig
+from retrieval.retriever import Retriever
+from retrieval.store import RepoStore
+
+PACKAGES = ("json", "email", "asyncio")
+MIN_DOCSTRING_CHARS = 20
+
+
+@dataclass(frozen=True)
+class Target:
+    path: str
+    symbol: str
+    docstring: str
+
+
+def run_retrieval_bench(settings: Any, args: Any) -> dict[str, Any]:
+    """Run the benchmark; ``settings.retrieval`` gives the model, ``args`` the sizes."""
+    config: RetrievalConfig = settings.retrieval
+    functions = int(getattr(args, "functions", 400))
+    fill = int(getattr(args, "fill", 100_000))
+    n_queries = int(getattr(args, "queries", 200))
+    with tempfile.TemporaryDirectory(prefix="smallcode-bench-") as tmp:
+        work = Path(tmp)
+        corpus = work / "corpus"
+        targets = build_corpus(corpus, PACKAGES)
+        sample = random.Random(0).sample(targets, min(functions, len(targets)))
+        bench_config = config.model_copy(update={"chroma_path": work / "chroma",
+                                                 "chroma_url": None})
+        with Retriever(bench_config, work) as retriever:
+            load_started = time.perf_counter()
+            _ = retriever.embedder
+            load_s = time.perf_counter() - load_started
+            summary = retriever.index(corpus, "bench")
+            result: dict[str, Any] = {
+                "corpus": "stdlib " + ", ".join(PACKAGES) + " (docstrings removed)",
+                "embedding_model": config.embedding_model,
+                "model_load_s": round(load_s, 2),
+                "files": summary.files,
+                "chunks": summary.chunks,
+                "index_s": summary.seconds,
+                "files_per_s": round(summary.files / summary.seconds, 1),
+                "chunks_per_s": round(summary.chunks / summary.seconds, 1),
+                "functions": len(sample),
+            }
+            reindex = retriever.index(corpus, "bench")
+            result["reindex_unchanged_s"] = reindex.seconds
+            result["reindex_embedded"] = reindex.embedded
+            result.update(_quality(retriever, sample, "repo"))
+            result.update(_latency(retriever, sample, n_queries, "repo"))
+            store = RepoStore.open(retriever.client, "bench")
+            fill_started = time.perf_counter()
+            added = _fill(store, fill, retriever.embedder.dimension)
+            result["fill_chunks"] = store.chunks.count()
+            result["fill_s"] = round(time.perf_counter() - fill_started, 1)
+            result["fill_added"] = added
+            result.update(_latency(retriever, sample, n_queries, "filled"))
+            result.update(_quality(retriever, sample, "filled"))
+    return result
+
+
+def build_corpus(target: Path, packages: tuple[str, ...]) -> list[Target]:
+    """Copy the packages' .py files with function docstrings removed; return the targets."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    targets: list[Target] = []
+    for package in packages:
+        for source in sorted((stdlib / package).rglob("*.py")):
+            if "test" in source.relative_to(stdlib).parts[1:-1]:
+                continue
+            rel = source.relative_to(stdlib).as_posix()
+            text, found = strip_docstrings(source.read_text(encoding="utf-8"), rel)
+            out = target / rel
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text, encoding="utf-8")
+            targets.extend(found)
+    return targets
+
+
+def strip_docstrings(text: str, rel: str) -> tuple[str, list[Target]]:
+    """Remove the docstrings of functions and methods (not nested in functions)."""
+    tree = ast.parse(text)
+    lines = text.split("\n")
+    found: list[Target] = []
+    spans: list[tuple[int, int, bool]] = []
+
+    def visit(body: list[ast.stmt], scope: str) -> None:
+        for node in body:
+            if isinstance(node, ast.ClassDef):
+                visit(node.body, f"{scope}{node.name}.")
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                doc = ast.get_docstring(node)
+                first = node.body[0]
+                if doc and isinstance(first, ast.Expr) and first.end_lineno is not None:
+                    spans.append((first.lineno, first.end_lineno, len(node.body) == 1))
+                    if len(doc) >= MIN_DOCSTRING_CHARS:
+                        found.append(Target(rel, scope + node.name, inspect.cleandoc(doc)))
+
+    visit(tree.body, "")
+    for start, end, only in sorted(spans, reverse=True):
+        indent = lines[start - 1][: len(lines[start - 1]) - len(lines[start - 1].lstrip())]
+        lines[start - 1 : end] = [indent + "pass"] if only else []
+    return "\n".join(lines), found
+
+
+def _quality(retriever: Retriever, sample: list[Target], label: str) -> dict[str, Any]:
+    """recall@5 and MRR (over the top 10) of docstring → function."""
+    hits_at_5 = 0
+    reciprocal = 0.0
+    for target in sample:
+        hits = retriever.search("bench", target.docstring, k=10)
+        for rank, hit in enumerate(hits, start=1):
+            if hit.path == target.path and hit.symbol == target.symbol:
+                hits_at_5 += rank <= 5
+                reciprocal += 1.0 / rank
+                break
+    n = max(len(sample), 1)
+    return {
+        f"recall_at_5_{label}": round(hits_at_5 / n, 3),
+        f"mrr_{label}": round(reciprocal / n, 3),
+    }
+
+
+def _latency(
+    retriever: Retriever, sample: list[Target], n_queries: int, label: str
+) -> dict[str, Any]:
+    """p50/p99 of the vector query alone and of embed + query (ms)."""
+    store = RepoStore.open(retriever.client, "bench")
+    queries = [t.docstring for t in sample[:n_queries]]
+    vectors = retriever.embedder.embed(queries)
+    store.query(vectors[0], 5)  # warm-up
+    vector_ms, total_ms = [], []
+    for query, vector in zip(queries, vectors, strict=True):
+        started = time.perf_counter()
+        store.query(vector, 5)
+        vector_ms.append((time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        retriever.search("bench", query, k=5)
+        total_ms.append((time.perf_counter() - started) * 1000)
+    return {
+        f"chunks_{label}": store.chunks.count(),
+        f"query_p50_ms_{label}": round(_percentile(vector_ms, 50), 2),
+        f"query_p99_ms_{label}": round(_percentile(vector_ms, 99), 2),
+        f"search_p50_ms_{label}": round(_percentile(total_ms, 50), 2),
+        f"search_p99_ms_{label}": round(_percentile(total_ms, 99), 2),
+    }
+
+
+def _fill(store: RepoStore, total: int, dimension: int) -> int:
+    """Add random unit vectors until the collection holds ``total`` chunks."""
+    import numpy as np
+
+    missing = total - store.chunks.count()
+    rng = np.random.default_rng(0)
+    batch = 5000
+    for start in range(0, max(missing, 0), batch):
+        size = min(batch, missing - start)
+        vectors = rng.standard_normal((size, dimension)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        store.chunks.add(
+            ids=[f"fill-{start + i}" for i in range(size)],
+            embeddings=vectors,
+            documents=["synthetic filler"] * size,
+            metadatas=[{"path": "synthetic", "start_line": 0, "end_line": 0}] * size,
+        )
+    return max(missing, 0)
+
+
+def _percentile(values: list[float], q: int) -> float:
+    if len(values) < 2:
+        return values[0] if values else 0.0
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+def format_report(result: dict[str, Any]) -> str:
+    rows = [
+        ("corpus", result["corpus"]),
+        ("files / chunks", f"{result['files']} / {result['chunks']}"),
+        ("index (cold, embedded Chroma)",
+         f"{result['index_s']} s: {result['files_per_s']} files/s, "
+         f"{result['chunks_per_s']} chunks/s"),
+        ("re-index, unchanged", f"{result['reindex_unchanged_s']} s, "
+         f"{result['reindex_embedded']} embedded"),
+        (f"vector query p50 / p99 at {result['chunks_repo']} chunks",
+         f"{result['query_p50_ms_repo']} / {result['query_p99_ms_repo']} ms"),
+        (f"embed + query p50 / p99 at {result['chunks_repo']} chunks",
+         f"{result['search_p50_ms_repo']} / {result['search_p99_ms_repo']} ms"),
+        (f"vector query p50 / p99 at {result['chunks_filled']} chunks",
+         f"{result['query_p50_ms_filled']} / {result['query_p99_ms_filled']} ms"),
+        (f"embed + query p50 / p99 at {result['chunks_filled']} chunks",
+         f"{result['search_p50_ms_filled']} / {result['search_p99_ms_filled']} ms"),
+        (f"recall@5 / MRR, {result['functions']} docstring → function",
+         f"{result['recall_at_5_repo']} / {result['mrr_repo']}"),
+        (f"recall@5 / MRR at {result['chunks_filled']} chunks",
+         f"{result['recall_at_5_filled']} / {result['mrr_filled']}"),
+    ]
+    return "\n".join(["| measure | value |", "| --- | --- |"]
+                     + [f"| {name} | {value} |" for name, value in rows])
+
