@@ -61,6 +61,9 @@ class LocalBackend(Backend):
             kwargs["draft_model"] = LlamaPromptLookupDecoding(
                 num_pred_tokens=config.prompt_lookup_tokens
             )
+            # llama-cpp-python verifies draft tokens from logits of every position, and sizes
+            # its logits buffer from this flag: n_ctx x n_vocab floats (2.5 GB at 4096 x 152k).
+            kwargs["logits_all"] = True
         started = time.perf_counter()
         self._llama = llama_cpp.Llama(**kwargs)
         self.load_s = time.perf_counter() - started

@@ -55,13 +55,13 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(Path("data"), description="where the service keeps its data")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    server: ServerSettings = ServerSettings()
-    models: ModelsSettings = ModelsSettings()
-    local: LocalConfig = LocalConfig()
-    cloud: CloudConfig = CloudConfig()
-    standin: StandinConfig = StandinConfig()
-    retrieval: RetrievalConfig = RetrievalConfig()
-    policies: PoliciesConfig = PoliciesConfig()
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    models: ModelsSettings = Field(default_factory=ModelsSettings)
+    local: LocalConfig = Field(default_factory=LocalConfig)
+    cloud: CloudConfig = Field(default_factory=CloudConfig)
+    standin: StandinConfig = Field(default_factory=StandinConfig)
+    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
+    policies: PoliciesConfig = Field(default_factory=PoliciesConfig)
 
     @classmethod
     def settings_customise_sources(

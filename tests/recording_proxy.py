@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import httpx
 import uvicorn
@@ -31,20 +31,28 @@ class Recorder:
 def recording_proxy(target: str) -> Iterator[tuple[str, Recorder]]:
     """Yield (base_url, recorder); requests to base_url/... are forwarded to target/..."""
     recorder = Recorder()
-    client = httpx.AsyncClient(timeout=300)
+    clients: list[httpx.AsyncClient] = []
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        async with httpx.AsyncClient(timeout=300) as client:
+            clients.append(client)
+            yield
 
     async def forward(request: Request) -> Response:
         body = await request.body()
         recorder.bodies.append(body)
-        upstream = await client.request(
+        upstream = await clients[0].request(
             request.method, f"{target}/{request.path_params['path']}", content=body,
             headers={"content-type": request.headers.get("content-type", "application/json")})
         return Response(upstream.content, upstream.status_code,
                         media_type=upstream.headers.get("content-type"))
 
-    app = Starlette(routes=[Route("/{path:path}", forward, methods=["GET", "POST"])])
+    app = Starlette(routes=[Route("/{path:path}", forward, methods=["GET", "POST"])],
+                    lifespan=lifespan)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           loop="asyncio", http="h11"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:

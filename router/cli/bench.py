@@ -21,6 +21,9 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     routing.add_argument("--tasks", type=int, default=1000, help="synthetic tasks")
     routing.add_argument("--json", action="store_true", help="print one JSON object")
     routing.set_defaults(handler=_router)
+    from router.cli.index import register_bench
+
+    register_bench(targets)
 
 
 def _router(args: argparse.Namespace) -> int:

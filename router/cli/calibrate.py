@@ -6,6 +6,7 @@ import argparse
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     path = args.outcomes or settings.data_dir / "outcomes.jsonl"
     result = calibrate(load_outcomes(path), target_cloud_share=args.target_cloud_share,
                        target_quality=args.target_quality)
-    summary = {"threshold": result.threshold, "expected_cloud_share": result.expected_cloud_share,
+    summary: dict[str, Any] = {"threshold": result.threshold, "expected_cloud_share": result.expected_cloud_share,
                "expected_quality": result.expected_quality, "n": result.n,
                "written": False}
     if args.write:

@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from agents.errors import AgentError
-from retrieval.errors import RetrievalError
 from policies.errors import CalibrationError, OutcomesError, PolicyError
+from retrieval.errors import RetrievalError
 from router.graph.errors import RouterError
 from router.settings import ConfigError
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from tqdm import tqdm
 
@@ -41,7 +42,7 @@ def _pull(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     cache = load_settings(args.config).models.cache_dir
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": spec.name,
             "role": spec.role,

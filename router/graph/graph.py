@@ -33,7 +33,9 @@ def _record(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, An
 def build_graph() -> Any:
     """intake → policy → (cloud_generate | retrieve → local_generate → judge →
     (cloud_generate | record)) → record."""
-    graph = StateGraph(RouterState, context_schema=RouterContext, input_schema=TaskInput)
+    # Typed as Any: langgraph's add_node overloads do not accept Runtime-taking callables
+    # whose state is a TypedDict subclass, though they run fine.
+    graph: Any = StateGraph(RouterState, context_schema=RouterContext, input_schema=TaskInput)
     graph.add_node("intake", nodes.intake)
     graph.add_node("policy", nodes.policy)
     graph.add_node("retrieve", nodes.retrieve)

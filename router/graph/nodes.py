@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import wraps
 from typing import Any, get_args
 
@@ -38,7 +38,7 @@ def timed(name: str) -> Callable[[Node], Node]:
 
 # --- intake --------------------------------------------------------------------------------
 
-def validate(state: RouterState, ctx: RouterContext) -> None:
+def validate(state: Mapping[str, Any], ctx: RouterContext) -> None:
     """Refuse bad input before anything runs, naming the field."""
     prompt = state.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():

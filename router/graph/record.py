@@ -11,6 +11,7 @@ def build_record(state: RouterState, *, price: Any, models: dict[str, str]) -> d
     """``price(prompt_tokens, completion_tokens) -> USD`` prices at the configured cloud model."""
     local, cloud = state.get("local"), state.get("cloud")
     decision = state["decision"]
+    assert decision is not None, "the judge always decides"
     auto = state.get("auto_decision") or decision
     rules = state["policy"]
     final = "cloud" if cloud is not None else "local"

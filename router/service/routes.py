@@ -67,7 +67,8 @@ async def _routed(body: ChatCompletionRequest, request: Request, completion_id: 
     context = request.app.state.router_context
     task = _task(body)
     validate(task, context)  # type: ignore[arg-type]
-    answer = await run_in_threadpool(run_task, request.app.state.graph, task, context)
+    answer = await run_in_threadpool(run_task, request.app.state.graph, task,  # type: ignore[arg-type]
+                                     context)
     record = answer.record
     usage = {"prompt_tokens": record["tokens"]["prompt"],
              "completion_tokens": record["tokens"]["completion"],

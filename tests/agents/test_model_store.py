@@ -68,7 +68,7 @@ def test_a_truncated_part_is_detected(tmp_path: Path) -> None:
 
 
 def test_resolve_names_the_fix_for_a_missing_model(tmp_path: Path) -> None:
-    with pytest.raises(ModelNotFound, match="smallcode models pull qwen2.5-coder-0.5b"):
+    with pytest.raises(ModelNotFound, match=r"smallcode models pull qwen2\.5-coder-0\.5b"):
         model_store.resolve("qwen2.5-coder-0.5b", tmp_path)
     with pytest.raises(ModelNotFound, match="does not exist"):
         model_store.resolve(str(tmp_path / "nope.gguf"), tmp_path)

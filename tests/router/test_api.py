@@ -25,7 +25,8 @@ def base_url(smol, standin_url: str) -> Iterator[str]:
     settings = Settings(server={"max_body_bytes": 65_536})
     app = create_app(settings, local=smol, cloud=CloudBackend(CloudConfig(api_base=standin_url)))
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           loop="asyncio", http="h11"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -82,7 +83,7 @@ def test_sdk_cloud_goes_through_litellm_to_the_stand_in(client: openai.OpenAI) -
 
 
 def test_models_and_health(base_url: str, client: openai.OpenAI) -> None:
-    assert {m.id for m in client.models.list()} == {"local", "cloud"}
+    assert {m.id for m in client.models.list()} == {"auto", "local", "cloud"}
     assert httpx.get(f"{base_url}/healthz").json() == {"status": "ok"}
 
 
@@ -126,3 +127,24 @@ def test_prompt_over_the_context_is_a_clear_400(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(model="local", messages=long, max_tokens=4)
     assert info.value.body["code"] == "context_length_exceeded"
+
+
+def test_auto_model_routes_and_returns_the_route_record(client: openai.OpenAI) -> None:
+    files = [{"path": f"lib/m{i}.py", "content": f"X{i} = {i}\n"} for i in range(3)]
+    response = client.chat.completions.create(
+        model="auto", messages=PROMPT, max_tokens=24, extra_body={"files": files})
+    record = (response.model_extra or {})["smallcode"]["route"]
+    assert record["final"] == "cloud" and record["reason"] == "multi_file"
+    assert [f["path"] for f in record["files"]] == [f["path"] for f in files]
+    assert response.choices[0].message.content
+
+
+def test_auto_model_names_a_bad_task_field(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="auto", messages=PROMPT,
+                                       extra_body={"type": "poetry"})
+    assert info.value.body["param"] == "type"
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="auto", messages=PROMPT,
+                                       extra_body={"route": "moon"})
+    assert info.value.body["param"] == "route"

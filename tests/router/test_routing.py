@@ -24,7 +24,7 @@ POLICIES = PoliciesConfig(
         "vault": {"local_only": True},
         "pinned": {"allow_forced_routes": False},
         "shadow": {"shadow_route": "local"},
-        "jumpy": {"early_abort_floor": 0.5, "early_abort_min_tokens": 16,
+        "jumpy": {"early_abort_floor": 0.55, "early_abort_min_tokens": 16,
                   "early_abort_window": 8},
     }
 )
@@ -135,9 +135,10 @@ def test_forced_routes_can_be_refused_per_team(coder, proxy, graph) -> None:
 
 
 def test_early_abort_stops_a_floundering_answer(coder, proxy, graph) -> None:
-    url, recorder = proxy
-    digits = "8 3 1 9 4 4 0 2 7 7 5 1 3 9 0 6"
-    prompt = f"Continue this list of random digits with 200 more random digits: {digits}"
+    url, _ = proxy
+    # Random strings: each token is a guess, so the window confidence collapses.
+    prompt = ("Invent a random 60-character password made of letters, digits and symbols, "
+              "then another five like it.")
     answer = run_task(graph, {"prompt": prompt, "team": "jumpy", "max_tokens": 300},
                       context(coder, url))
     record = answer.record

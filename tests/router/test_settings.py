@@ -92,5 +92,5 @@ def test_missing_config_file_named_by_environment(monkeypatch: pytest.MonkeyPatc
 
 
 def test_server_mode_needs_a_url(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="local.server_url is required"):
+    with pytest.raises(ConfigError, match=r"local\.server_url is required"):
         load_settings(write(tmp_path, "local:\n  mode: server\n"))
