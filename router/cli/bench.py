@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
+from typing import Any
 
 from agents.model_store import resolve
 from router.settings import load_settings
@@ -26,13 +28,20 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     register_bench(targets)
 
 
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def _local_model(args: argparse.Namespace) -> tuple[Any, Path]:
+    settings = load_settings(args.config)
+    return settings.local, resolve(settings.local.model, settings.models.cache_dir)
+
+
 def _router(args: argparse.Namespace) -> int:
     from router.bench import router_speed
 
-    settings = load_settings(args.config)
-    path = resolve(settings.local.model, settings.models.cache_dir)
-    result = router_speed.run(settings.local, path, tasks=args.tasks,
-                              log=lambda line: print(line, file=sys.stderr))
+    config, path = _local_model(args)
+    result = router_speed.run(config, path, tasks=args.tasks, log=_stderr)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -48,10 +57,8 @@ def _router(args: argparse.Namespace) -> int:
 def _local(args: argparse.Namespace) -> int:
     from router.bench import local_speed
 
-    settings = load_settings(args.config)
-    path = resolve(settings.local.model, settings.models.cache_dir)
-    result = local_speed.run(settings.local, path, rounds=args.rounds,
-                             log=lambda line: print(line, file=sys.stderr))
+    config, path = _local_model(args)
+    result = local_speed.run(config, path, rounds=args.rounds, log=_stderr)
     if args.json:
         print(json.dumps(result))
         return 0

@@ -38,21 +38,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
-    except ConfigError as exc:
-        print(f"smallcode: {exc}", file=sys.stderr)
+    except (ConfigError, RouterError, PolicyError, OutcomesError, CalibrationError) as exc:
+        print(f"smallcode: {exc}", file=sys.stderr)  # the request or the configuration
         return 2
-    except AgentError as exc:
-        print(f"smallcode: {exc}", file=sys.stderr)
+    except (AgentError, RetrievalError) as exc:
+        print(f"smallcode: {exc}", file=sys.stderr)  # a model, a server or an index
         return 1
-    except RetrievalError as exc:
-        print(f"smallcode: {exc}", file=sys.stderr)
-        return 1
-    except RouterError as exc:
-        print(f"smallcode: {exc}", file=sys.stderr)
-        return 2
-    except (PolicyError, OutcomesError, CalibrationError) as exc:
-        print(f"smallcode: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
 
