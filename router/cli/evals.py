@@ -1,0 +1,107 @@
+"""`smallcode eval`: HumanEval three ways (local, cloud, routed), its report and its curve."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from router.settings import load_settings
+
+
+def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser("eval", help="evaluate routed quality against cost")
+    targets = parser.add_subparsers(dest="target", required=True, metavar="TARGET")
+    humaneval = targets.add_parser("humaneval", help="run HumanEval local, cloud and routed")
+    humaneval.add_argument("--out", type=Path, required=True, help="results file (JSON lines)")
+    humaneval.add_argument("--resume", action="store_true", help="skip problems already in --out")
+    humaneval.add_argument("--limit", type=int, help="only the first N problems")
+    humaneval.add_argument("--problems", nargs="+", metavar="ID",
+                           help="task ids (HumanEval/3 or 3)")
+    humaneval.add_argument("--max-tokens", type=int, default=512, help="completion token limit")
+    humaneval.add_argument("--no-progress", action="store_true", help="no progress bar")
+    humaneval.set_defaults(handler=_humaneval)
+    report = targets.add_parser("report", help="figures from a results file")
+    report.add_argument("results", type=Path)
+    report.add_argument("--json", action="store_true", help="print one JSON object")
+    report.set_defaults(handler=_report)
+    curve = targets.add_parser("curve", help="draw the cost–quality curve of a results file")
+    curve.add_argument("results", type=Path)
+    curve.add_argument("--png", type=Path, help="image path (default: RESULTS with .png)")
+    curve.add_argument("--json", action="store_true", help="print one JSON object")
+    curve.set_defaults(handler=_curve)
+
+
+def _fail(message: str) -> int:
+    print(f"smallcode: {message}", file=sys.stderr)
+    return 2
+
+
+def _humaneval(args: argparse.Namespace) -> int:
+    from router.evals import humaneval, report, run
+
+    if args.limit is not None and args.limit < 1:
+        return _fail("--limit must be at least 1")
+    if not 1 <= args.max_tokens <= 32_768:
+        return _fail("--max-tokens must be from 1 to 32768")
+    settings = load_settings(args.config)
+    try:
+        problems = humaneval.select(humaneval.load_problems(), args.problems, args.limit)
+    except KeyError as exc:
+        return _fail(str(exc.args[0]))
+    try:
+        records = run.run(problems, settings=settings, out=args.out, resume=args.resume,
+                          max_tokens=args.max_tokens, progress=not args.no_progress,
+                          log=lambda line: print(line, file=sys.stderr))
+    except run.EvalError as exc:
+        return _fail(str(exc))
+    for line in report.format_report(report.report(records)):
+        print(line, file=sys.stderr)
+    print(json.dumps(report.headline(records)))
+    return 0
+
+
+def _load(path: Path) -> list[dict[str, object]] | None:
+    from router.evals.run import read_results
+
+    records = read_results(path)
+    return records or None
+
+
+def _report(args: argparse.Namespace) -> int:
+    from router.evals import report
+
+    records = _load(args.results)
+    if records is None:
+        return _fail(f"{args.results} holds no results: run `smallcode eval humaneval` first")
+    data = report.report(records)
+    if args.json:
+        print(json.dumps(data))
+    else:
+        print("\n".join(report.format_report(data)))
+    return 0
+
+
+def _curve(args: argparse.Namespace) -> int:
+    from router.evals import curve
+
+    records = _load(args.results)
+    if records is None:
+        return _fail(f"{args.results} holds no results: run `smallcode eval humaneval` first")
+    png = args.png or args.results.with_suffix(".png")
+    curve.draw(records, png)
+    data = curve.summary(records, png)
+    if args.json:
+        print(json.dumps(data))
+        return 0
+    point = data["threshold_at_cloud_quality"]
+    print(f"curve written to {png}")
+    if point is None:
+        print("no threshold reaches cloud-only pass@1 "
+              f"({data['pass_at_1']['cloud']:.1%}) on these {data['n']} problems")
+    else:
+        print(f"threshold {point['threshold']:.4f} reaches cloud-only pass@1 "
+              f"({data['pass_at_1']['cloud']:.1%}) with the smallest cloud share: "
+              f"{point['cloud_share']:.1%} (pass@1 {point['pass_at_1']:.1%})")
+    return 0

@@ -1,0 +1,87 @@
+"""A backend wrapper that records generations and replays them for an identical request.
+
+The evaluation runs each problem on the local tier and on the cloud tier, then through the
+routing graph. Decoding is greedy, so the graph asking either tier the identical request would
+get the identical answer: the wrapper replays the recorded one instead of generating it again
+(the graph's logic, signals and checks still run live). Replays are counted, and the time the
+replayed generation took when it was recorded is added to ``replayed_ms`` (pro rata when the
+graph stops reading a stream early), so routed latency stays honest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from agents.base import Backend, Generation, GenerationRequest, TokenEvent
+
+
+class ReplayBackend(Backend):
+    def __init__(self, inner: Backend, *, record_streams: bool = False) -> None:
+        """``record_streams``: ``generate`` goes through ``stream`` so the token events (with
+        logprobs) are recorded too, for a later streaming replay (the local tier)."""
+        self.inner = inner
+        self.supports_logprobs = inner.supports_logprobs
+        self._record_streams = record_streams
+        self._recorded: dict[GenerationRequest, tuple[list[TokenEvent] | None, Generation]] = {}
+        self.replays = 0
+        self.replayed_ms = 0.0
+
+    def __getattr__(self, name: str) -> Any:  # tokenize, count_prompt_tokens, n_ctx ...
+        inner = self.__dict__.get("inner")
+        if inner is None:
+            raise AttributeError(name)
+        return getattr(inner, name)
+
+    @property
+    def model_name(self) -> str:
+        return self.inner.model_name
+
+    def forget(self) -> None:
+        """Drop the recordings and reset the counters (between problems)."""
+        self._recorded.clear()
+        self.replays = 0
+        self.replayed_ms = 0.0
+
+    def generate(self, request: GenerationRequest) -> Generation:
+        if request in self._recorded:
+            final = self._recorded[request][1]
+            self.replays += 1
+            self.replayed_ms += final.timings.total_ms
+            return final
+        if self._record_streams:
+            return super().generate(request)
+        final = self.inner.generate(request)
+        self._recorded[request] = (None, final)
+        return final
+
+    def stream(self, request: GenerationRequest) -> Iterator[TokenEvent | Generation]:
+        if request in self._recorded:
+            return self._replay(request)
+        return self._record(request)
+
+    def _replay(self, request: GenerationRequest) -> Iterator[TokenEvent | Generation]:
+        events, final = self._recorded[request]
+        if events is None:
+            events = [TokenEvent(final.text)]
+        self.replays += 1
+        read = 0
+        try:
+            for event in events:
+                read += 1
+                yield event
+            yield final
+        finally:
+            self.replayed_ms += final.timings.total_ms * min(1.0, read / max(1, len(events)))
+
+    def _record(self, request: GenerationRequest) -> Iterator[TokenEvent | Generation]:
+        events: list[TokenEvent] = []
+        for item in self.inner.stream(request):
+            if isinstance(item, Generation):
+                self._recorded[request] = (events, item)
+            else:
+                events.append(item)
+            yield item
+
+    def close(self) -> None:
+        self.inner.close()
