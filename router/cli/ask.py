@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from router.backends import build_cloud, build_local
 from router.graph.errors import InvalidTask
+from router.graph.graph import RoutedAnswer
 from router.graph.state import TaskInput
 from router.settings import load_settings
 
@@ -41,6 +43,20 @@ def read_files(paths: list[Path]) -> list[dict[str, str]]:
     return files
 
 
+def to_json(answer: RoutedAnswer) -> dict[str, Any]:
+    """``text`` and the route record, plus what the serving model reported."""
+    generation = answer.generation
+    out: dict[str, Any] = {"text": answer.text, "route": answer.record}
+    if generation is not None:
+        out.update({
+            "model": generation.model,
+            "usage": asdict(generation.usage),
+            "timings": asdict(generation.timings),
+            "logprobs": [{"token": t.token, "logprob": t.logprob} for t in generation.logprobs or ()],
+        })
+    return out
+
+
 def build_task(args: argparse.Namespace) -> TaskInput:
     task: dict[str, Any] = {"prompt": args.prompt, "route": args.route,
                             "max_tokens": args.max_tokens}
@@ -71,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
             context.retrieval.close()
         local.close()
     if args.json:
-        print(json.dumps({"text": answer.text, "route": answer.record}))
+        print(json.dumps(to_json(answer)))
     else:
         print(answer.text)
         record = answer.record

@@ -9,6 +9,7 @@ from typing import Any
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
+from agents.base import Generation
 from router.graph import nodes
 from router.graph.context import RouterContext
 from router.graph.record import build_record
@@ -58,9 +59,11 @@ def build_graph() -> Any:
 class RoutedAnswer:
     text: str
     record: dict[str, Any]
+    generation: Generation | None  # the answer served (None only if nothing was generated)
 
 
 def run_task(graph: Any, task: TaskInput, context: RouterContext) -> RoutedAnswer:
     state = graph.invoke(task, context=context)
     answer = state.get("cloud") or state.get("local")
-    return RoutedAnswer(text=answer.text if answer else "", record=state["record"])
+    return RoutedAnswer(text=answer.text if answer else "", record=state["record"],
+                        generation=answer)

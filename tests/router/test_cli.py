@@ -28,7 +28,8 @@ def test_ask_local_json_has_logprobs(model_cache) -> None:
                        env={"SMALLCODE_LOCAL__MODEL": "smollm2-135m"})
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
-    assert answer["route"] == "local" and answer["model"] == "smollm2-135m"
+    assert answer["route"]["final"] == "local" and answer["route"]["reason"] == "forced"
+    assert answer["model"] == "smollm2-135m"
     assert answer["text"] and answer["usage"]["completion_tokens"] == len(answer["logprobs"])
     assert all(entry["logprob"] <= 0 for entry in answer["logprobs"])
     assert {"total_ms", "first_token_ms", "decode_tokens_per_s"} <= answer["timings"].keys()
@@ -39,8 +40,8 @@ def test_ask_cloud_json_goes_through_the_stand_in(standin_url: str) -> None:
                        env={"SMALLCODE_CLOUD__API_BASE": standin_url})
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
-    assert answer["route"] == "cloud" and "def add" in answer["text"]
-    assert answer["cost_usd"] > 0
+    assert answer["route"]["final"] == "cloud" and "def add" in answer["text"]
+    assert answer["route"]["cost_usd"] > 0
 
 
 def test_stand_in_not_running_is_one_line_that_says_what_to_do() -> None:
@@ -63,7 +64,9 @@ def test_missing_model_file_says_to_pull(tmp_path: Path) -> None:
     [
         (("ask", "   "), {}, "prompt: is empty"),
         (("ask", ADD), {"SMALLCODE_LOCAL__N_THREADS": "0"}, "local.n_threads"),
-        (("ask", ADD, "--route", "moon"), {}, "invalid choice: 'moon'"),
+        (("ask", ADD, "--route", "moon"), {}, "route: unknown route 'moon'"),
+        (("ask", ADD, "--type", "poetry"), {}, "type: unknown task type 'poetry'"),
+        (("ask", ADD, "--file", "/nonexistent/x.py"), {}, "files[0].path: cannot read"),
     ],
 )
 def test_bad_input_fails_clearly(args: tuple[str, ...], env: dict[str, str], needle: str) -> None:
@@ -72,10 +75,30 @@ def test_bad_input_fails_clearly(args: tuple[str, ...], env: dict[str, str], nee
     assert "Traceback" not in result.stderr
 
 
-def test_prompt_longer_than_the_window(model_cache) -> None:
-    result = smallcode("ask", "word " * 3000, env={"SMALLCODE_LOCAL__MODEL": "smollm2-135m",
-                                                   "SMALLCODE_LOCAL__N_CTX": "1024"})
-    assert result.returncode == 1 and "context window is 1024" in result.stderr
+def test_prompt_longer_than_the_window(model_cache, standin_url: str) -> None:
+    env = {"SMALLCODE_LOCAL__MODEL": "smollm2-135m", "SMALLCODE_LOCAL__N_CTX": "1024",
+           "SMALLCODE_CLOUD__API_BASE": standin_url}
+    forced = smallcode("ask", "word " * 1500, "--route", "local", env=env)
+    assert forced.returncode == 1 and "context window is 1024" in forced.stderr
+    routed = smallcode("ask", "word " * 1500 + "\nReply OK.", "--json", "--max-tokens", "8",
+                       env=env)
+    assert routed.returncode == 0, routed.stderr
+    record = json.loads(routed.stdout)["route"]
+    assert record["final"] == "cloud" and record["reason"] == "context"
+
+
+def test_three_attached_files_go_to_the_cloud(tmp_path: Path, standin_url: str) -> None:
+    paths = []
+    for name in ("a.py", "b.py", "c.py"):
+        (tmp_path / name).write_text(f"def {name[0]}():\n    return 1\n")
+        paths += ["--file", str(tmp_path / name)]
+    result = smallcode("ask", ADD, *paths, "--json", "--max-tokens", "16",
+                       env={"SMALLCODE_CLOUD__API_BASE": standin_url,
+                            "SMALLCODE_LOCAL__MODEL": "smollm2-135m"})
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)["route"]
+    assert record["final"] == "cloud" and record["reason"] == "multi_file"
+    assert [f["path"] for f in record["files"]] == [str(tmp_path / n) for n in ("a.py", "b.py", "c.py")]
 
 
 def test_models_list_shows_all_three(model_cache) -> None:
