@@ -21,6 +21,7 @@ from typing import Any
 
 from retrieval.config import RetrievalConfig
 from retrieval.retriever import Retriever
+from retrieval.search import rank
 from retrieval.store import RepoStore
 
 PACKAGES = ("json", "email", "asyncio")
@@ -123,36 +124,44 @@ def strip_docstrings(text: str, rel: str) -> tuple[str, list[Target]]:
 
 
 def _quality(retriever: Retriever, sample: list[Target], label: str) -> dict[str, Any]:
-    """recall@5 and MRR (over the top 10) of docstring → function."""
-    hits_at_5 = 0
-    reciprocal = 0.0
-    for target in sample:
-        hits = retriever.search("bench", target.docstring, k=10)
-        for rank, hit in enumerate(hits, start=1):
-            if hit.path == target.path and hit.symbol == target.symbol:
-                hits_at_5 += rank <= 5
-                reciprocal += 1.0 / rank
-                break
-    n = max(len(sample), 1)
-    return {
-        f"recall_at_5_{label}": round(hits_at_5 / n, 3),
-        f"mrr_{label}": round(reciprocal / n, 3),
-    }
+    """recall@5 and MRR (over the top 10) of docstring → function: hybrid and vector-only."""
+    store = RepoStore.open(retriever.client, "bench")
+    vectors = retriever.embedder.embed([t.docstring for t in sample])
+    result: dict[str, Any] = {}
+    for suffix, hybrid in (("", True), ("_vector", False)):
+        hits_at_5 = 0
+        reciprocal = 0.0
+        for target, vector in zip(sample, vectors, strict=True):
+            hits = rank(store, target.docstring, vector, 10, hybrid=hybrid)
+            for position, hit in enumerate(hits, start=1):
+                if hit.path == target.path and hit.symbol == target.symbol:
+                    hits_at_5 += position <= 5
+                    reciprocal += 1.0 / position
+                    break
+        n = max(len(sample), 1)
+        result[f"recall_at_5{suffix}_{label}"] = round(hits_at_5 / n, 3)
+        result[f"mrr{suffix}_{label}"] = round(reciprocal / n, 3)
+    return result
 
 
 def _latency(
     retriever: Retriever, sample: list[Target], n_queries: int, label: str
 ) -> dict[str, Any]:
-    """p50/p99 of the vector query alone and of embed + query (ms)."""
+    """p50/p99 (ms) of the vector query alone, of the hybrid ranking (vector query and
+    re-rank, query already embedded), and of a whole search (embed + hybrid)."""
     store = RepoStore.open(retriever.client, "bench")
     queries = [t.docstring for t in sample[:n_queries]]
     vectors = retriever.embedder.embed(queries)
     store.query(vectors[0], 5)  # warm-up
-    vector_ms, total_ms = [], []
+    rank(store, queries[0], vectors[0], 5)
+    vector_ms, hybrid_ms, total_ms = [], [], []
     for query, vector in zip(queries, vectors, strict=True):
         started = time.perf_counter()
         store.query(vector, 5)
         vector_ms.append((time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        rank(store, query, vector, 5)
+        hybrid_ms.append((time.perf_counter() - started) * 1000)
         started = time.perf_counter()
         retriever.search("bench", query, k=5)
         total_ms.append((time.perf_counter() - started) * 1000)
@@ -160,6 +169,8 @@ def _latency(
         f"chunks_{label}": store.chunks.count(),
         f"query_p50_ms_{label}": round(_percentile(vector_ms, 50), 2),
         f"query_p99_ms_{label}": round(_percentile(vector_ms, 99), 2),
+        f"hybrid_p50_ms_{label}": round(_percentile(hybrid_ms, 50), 2),
+        f"hybrid_p99_ms_{label}": round(_percentile(hybrid_ms, 99), 2),
         f"search_p50_ms_{label}": round(_percentile(total_ms, 50), 2),
         f"search_p99_ms_{label}": round(_percentile(total_ms, 99), 2),
     }
@@ -202,15 +213,23 @@ def format_report(result: dict[str, Any]) -> str:
          f"{result['reindex_embedded']} embedded"),
         (f"vector query p50 / p99 at {result['chunks_repo']} chunks",
          f"{result['query_p50_ms_repo']} / {result['query_p99_ms_repo']} ms"),
-        (f"embed + query p50 / p99 at {result['chunks_repo']} chunks",
+        (f"hybrid query (vector + re-rank) p50 / p99 at {result['chunks_repo']} chunks",
+         f"{result['hybrid_p50_ms_repo']} / {result['hybrid_p99_ms_repo']} ms"),
+        (f"embed + hybrid query p50 / p99 at {result['chunks_repo']} chunks",
          f"{result['search_p50_ms_repo']} / {result['search_p99_ms_repo']} ms"),
         (f"vector query p50 / p99 at {result['chunks_filled']} chunks",
          f"{result['query_p50_ms_filled']} / {result['query_p99_ms_filled']} ms"),
-        (f"embed + query p50 / p99 at {result['chunks_filled']} chunks",
+        (f"hybrid query (vector + re-rank) p50 / p99 at {result['chunks_filled']} chunks",
+         f"{result['hybrid_p50_ms_filled']} / {result['hybrid_p99_ms_filled']} ms"),
+        (f"embed + hybrid query p50 / p99 at {result['chunks_filled']} chunks",
          f"{result['search_p50_ms_filled']} / {result['search_p99_ms_filled']} ms"),
-        (f"recall@5 / MRR, {result['functions']} docstring → function",
+        (f"recall@5 / MRR, {result['functions']} docstring → function, vector only",
+         f"{result['recall_at_5_vector_repo']} / {result['mrr_vector_repo']}"),
+        (f"recall@5 / MRR, {result['functions']} docstring → function, hybrid",
          f"{result['recall_at_5_repo']} / {result['mrr_repo']}"),
-        (f"recall@5 / MRR at {result['chunks_filled']} chunks",
+        (f"recall@5 / MRR at {result['chunks_filled']} chunks, vector only",
+         f"{result['recall_at_5_vector_filled']} / {result['mrr_vector_filled']}"),
+        (f"recall@5 / MRR at {result['chunks_filled']} chunks, hybrid",
          f"{result['recall_at_5_filled']} / {result['mrr_filled']}"),
     ]
     return "\n".join(["| measure | value |", "| --- | --- |"]
