@@ -4,6 +4,7 @@ on a GPU host. Logprobs are taken from its response; a server that gives none yi
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -24,6 +25,8 @@ from agents.base import (
 from agents.config import LocalConfig
 from agents.errors import BackendUnavailable
 
+log = logging.getLogger(__name__)
+
 
 def _token_logprobs(choice: dict[str, Any]) -> list[TokenLogprob]:
     content = (choice.get("logprobs") or {}).get("content") or []
@@ -37,6 +40,10 @@ def _token_logprobs(choice: dict[str, Any]) -> list[TokenLogprob]:
     ]
 
 
+class _LogprobsRefused(Exception):
+    pass
+
+
 class RemoteLocalBackend(Backend):
     supports_logprobs = True
 
@@ -45,6 +52,9 @@ class RemoteLocalBackend(Backend):
         self._config = config
         self._url = config.server_url.rstrip("/") + "/chat/completions"
         self._client = httpx.Client(timeout=config.timeout_s)
+        # Cleared when the server refuses logprobs; generations then carry none, and the
+        # router escalates them (no evidence is not confidence).
+        self.supports_logprobs = True
 
     @property
     def model_name(self) -> str:
@@ -58,19 +68,36 @@ class RemoteLocalBackend(Backend):
             "temperature": request.temperature,
             "stream": True,
             "stream_options": {"include_usage": True},
-            "logprobs": True,
-            "top_logprobs": request.top_logprobs,
         }
+        if self.supports_logprobs and request.logprobs:
+            body.update(logprobs=True, top_logprobs=request.top_logprobs)
         if request.stop:
             body["stop"] = list(request.stop)
+        try:
+            yield from self._stream(body)
+        except _LogprobsRefused:
+            # The failed stream can leave a dead pooled connection behind: start afresh.
+            self._client.close()
+            self._client = httpx.Client(timeout=self._config.timeout_s)
+            body.pop("logprobs", None)
+            body.pop("top_logprobs", None)
+            yield from self._stream(body)  # a server that fails anyway raises here
+            log.warning("%s answers only without logprobs; not asking for them again",
+                        self._config.server_url)
+            self.supports_logprobs = False
+
+    def _stream(self, body: dict[str, Any]) -> Iterator[TokenEvent | Generation]:
         started = time.perf_counter()
         first_at: float | None = None
         parts: list[str] = []
         logprobs: list[TokenLogprob] = []
         finish: FinishReason = "stop"
         usage: Usage | None = None
+        finished = False
         try:
             with self._client.stream("POST", self._url, json=body) as response:
+                if response.status_code >= 400 and "logprobs" in body:
+                    raise _LogprobsRefused  # nothing was yielded yet
                 response.raise_for_status()
                 for line in response.iter_lines():
                     if not line.startswith("data:") or line.strip() == "data: [DONE]":
@@ -80,8 +107,9 @@ class RemoteLocalBackend(Backend):
                         usage = Usage(chunk["usage"]["prompt_tokens"], chunk["usage"]["completion_tokens"])
                     for choice in chunk.get("choices") or ():
                         delta = (choice.get("delta") or {}).get("content") or ""
-                        if choice.get("finish_reason") == "length":
-                            finish = "length"
+                        if choice.get("finish_reason"):
+                            finished = True
+                            finish = "length" if choice["finish_reason"] == "length" else "stop"
                         step = _token_logprobs(choice)
                         logprobs.extend(step)
                         if delta:
@@ -89,9 +117,18 @@ class RemoteLocalBackend(Backend):
                             parts.append(delta)
                             yield TokenEvent(delta, step[-1] if step else None)
         except httpx.HTTPError as exc:
+            if "logprobs" in body and not parts:
+                raise _LogprobsRefused from exc
             raise BackendUnavailable(
                 f"local server {self._config.server_url} did not answer ({type(exc).__name__})"
             ) from exc
+        if not finished:
+            # Some servers (llama-cpp-python without logits_all) fail inside the stream
+            # when asked for logprobs: it ends before any answer.
+            if "logprobs" in body and not parts:
+                raise _LogprobsRefused
+            raise BackendUnavailable(f"local server {self._config.server_url} ended the "
+                                     "answer early; see its log")
         if usage is None:
             usage = Usage(0, len(logprobs))
         total = time.perf_counter() - started

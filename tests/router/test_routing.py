@@ -8,7 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from agents.cloud import CloudBackend
-from agents.config import CloudConfig
+from agents.config import CloudConfig, LocalConfig
+from agents.remote import RemoteLocalBackend
 from policies.config import PoliciesConfig
 from router.graph.context import RouterContext, token_counter
 from router.graph.errors import InvalidTask, PolicyViolation
@@ -191,3 +192,22 @@ def test_bad_input_names_the_field_and_spends_nothing(coder, proxy, graph, task,
         run_task(graph, task, context(coder, url))
     assert info.value.field == field
     assert recorder.count == before
+
+
+def test_a_local_tier_without_logprobs_escalates(standin_url: str, proxy, graph) -> None:
+    """A server-mode local tier whose server gives no logprobs (the stand-in runs with
+    logits_all off, so it refuses them): its answers carry no evidence, so they escalate."""
+    url, recorder = proxy
+    local = RemoteLocalBackend(LocalConfig(mode="server", server_url=standin_url,
+                                           model="qwen2.5-coder-1.5b"))
+    ctx = RouterContext(local=local, cloud=CloudBackend(CloudConfig(api_base=url)),
+                        policies=POLICIES, local_window=4096, price_as="claude-sonnet-4-5",
+                        count_tokens=token_counter(local))
+    before = recorder.count
+    answer = run_task(graph, {"prompt": ADD, "max_tokens": 48}, ctx)
+    record = answer.record
+    assert local.supports_logprobs is False
+    assert record["confidence"] is None
+    assert record["final"] == "cloud" and record["reason"] == "low_confidence"
+    assert "no logprobs" in record["detail"] and recorder.count == before + 1
+    local.close()
