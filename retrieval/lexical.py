@@ -3,7 +3,7 @@
 Queries are prose ("Return the default executor of the loop") and chunks are code
 (``def get_default_executor(self):``), so both sides go through the same tokenizer: words and
 identifiers are split at ``_``, digits and camelCase humps, lowercased, stripped of a plain
-English suffix (``returns`` → ``return``, ``encoded`` → ``encod``, ``encoding`` → ``encod``),
+English suffix and a final 'e' (``encode``, ``encodes``, ``encoded``, ``encoding``: ``encod``),
 and English stopwords and common language keywords are dropped. A chunk's symbol name counts
 several times, as people name a function by what it does.
 
@@ -43,14 +43,16 @@ B = 0.75
 
 
 def _stem(token: str) -> str:
-    """A light suffix strip that maps plurals and verb forms onto one term."""
+    """A light suffix strip that maps plurals, verb forms and a final 'e' onto one term."""
     for suffix in ("ing", "ies", "ed", "es", "s"):
         if token.endswith(suffix) and len(token) - len(suffix) >= 3:
             if suffix == "ies":
-                return token[:-3] + "y"
-            if suffix == "s" and token.endswith("ss"):
-                return token
-            return token[: -len(suffix)]
+                token = token[:-3] + "y"
+            elif not (suffix == "s" and token.endswith("ss")):
+                token = token[: -len(suffix)]
+            break
+    if token.endswith("e") and len(token) > 3:
+        token = token[:-1]
     return token
 
 
