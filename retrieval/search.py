@@ -1,5 +1,8 @@
 """Search a repo's index, look up a symbol's files, and assemble snippets for a prompt.
 
+Search is hybrid: the nearest chunks by cosine are re-ranked with a lexical (BM25) score of
+the query's words against their identifiers and code (``lexical``).
+
 Snippets go into the local model's prompt wrapped in ``<repository_context>`` delimiters that
 say the content is repository data, not instructions: retrieved code can carry
 prompt-injection text. Closing delimiters inside a snippet are neutralised so a snippet
