@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,7 @@ from router.evals.humaneval import load_problems, select
 from router.evals.run import EvalError, prepare_out, run
 from router.settings import load_settings
 from tests.evals.records import record
-from tests.router.test_cli import smallcode
+from tests.router.test_cli import REPO, smallcode
 
 
 def write(path: Path, records: list[dict]) -> Path:
@@ -73,13 +76,21 @@ def test_resume_skips_done_problems_without_loading_models(tmp_path: Path) -> No
         prepare_out(out, resume=False)
 
 
+def smallcode_long(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`smallcode` with room for two problems on three tiers on a busy 2-core machine."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SMALLCODE_")}
+    return subprocess.run([sys.executable, "-m", "router.cli.main", *args], cwd=REPO,
+                          env={**full_env, **env}, capture_output=True, text=True, timeout=560,
+                          check=False)
+
+
 @pytest.mark.slow
 def test_humaneval_two_problems_then_resume(tmp_path: Path, standin_url: str,
                                             model_cache: Path) -> None:
     out = tmp_path / "results.jsonl"
     env = {"SMALLCODE_CLOUD__API_BASE": standin_url}
-    done = smallcode("eval", "humaneval", "--limit", "2", "--max-tokens", "320", "--out",
-                     str(out), env=env)
+    done = smallcode_long("eval", "humaneval", "--limit", "2", "--max-tokens", "192", "--out",
+                          str(out), "--no-progress", env=env)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert set(summary["pass_at_1"]) == {"local", "cloud", "routed"}
