@@ -73,9 +73,10 @@ def doctest_examples(prompt: str) -> str | None:
 
 
 def _want_lines(want: str) -> list[str]:
-    """The expected output, without a docstring's closing quotes caught after it."""
+    """The expected output, without what merely closes the example's surroundings and is
+    caught after it: a docstring's closing quotes, a markdown code fence."""
     lines = want.rstrip("\n").split("\n") if want else []
-    while lines and lines[-1].strip() in ('"""', "'''"):
+    while lines and (lines[-1].strip() in ('"""', "'''") or lines[-1].strip().startswith("```")):
         lines.pop()
     return lines
 

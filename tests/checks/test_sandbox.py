@@ -126,3 +126,12 @@ def test_test_functions_are_each_counted() -> None:
 def test_bad_timeout_is_the_callers_error() -> None:
     with pytest.raises(ValueError, match="timeout_s"):
         run_python_checks(GOOD, "assert True\n", timeout_s=0)
+
+
+def test_examples_in_a_fenced_prompt_do_not_swallow_the_fence() -> None:
+    from router.checks.sandbox import doctest_examples
+
+    prompt = ('Complete this function:\n```python\ndef inc(x):\n    """Add one.\n'
+              '    >>> inc(1)\n    2\n    """\n```\n')
+    examples = doctest_examples(prompt)
+    assert examples == ">>> inc(1)\n2\n"
