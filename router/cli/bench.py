@@ -23,6 +23,10 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     routing.add_argument("--tasks", type=int, default=1000, help="synthetic tasks")
     routing.add_argument("--json", action="store_true", help="print one JSON object")
     routing.set_defaults(handler=_router)
+    speed = targets.add_parser("speed", help="the local tier through each layer vs the raw call")
+    speed.add_argument("--rounds", type=int, default=3, help="alternating rounds per layer")
+    speed.add_argument("--json", action="store_true", help="print one JSON object")
+    speed.set_defaults(handler=_speed)
     from router.cli.index import register_bench
 
     register_bench(targets)
@@ -77,4 +81,20 @@ def _local(args: argparse.Namespace) -> int:
     print(f"prompt lookup (edit task, {lookup['completion_tokens']} tokens): "  # type: ignore[index]
           f"{lookup['total_s_off']:.1f} s off, {lookup['total_s_on']:.1f} s on, "  # type: ignore[index]
           f"speedup {lookup['speedup']:.2f}x, same text: {lookup['same_text']}")  # type: ignore[index]
+    return 0
+
+
+def _speed(args: argparse.Namespace) -> int:
+    from router.bench import speed
+
+    settings = load_settings(args.config)
+    path = resolve(settings.local.model, settings.models.cache_dir)
+    result = speed.run(settings, settings.local, path, rounds=args.rounds, log=_stderr)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{result['model']}, {result['n_threads']} threads, {result['completion_tokens']} tokens")
+    for name, row in result["layers"].items():  # type: ignore[attr-defined]
+        print(f"{name:<42} {row['median_s']:6.2f} s  {row['tokens_per_s']:5.1f} tok/s  "
+              f"x{row['ratio_vs_raw']:.3f}")
     return 0

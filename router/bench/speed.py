@@ -1,0 +1,100 @@
+"""`smallcode bench speed`: the local tier through every layer we add, against the raw call.
+
+One model, one prompt, 128 greedy tokens, alternating rounds, median total time per layer:
+raw llama-cpp-python (`create_completion`, plain and streamed), our backend (`generate`,
+`stream`, both with logprobs), the routing graph (`ask --route local`), and the HTTP API
+(`/v1/chat/completions`, plain and SSE). Ratios are layer time / raw time: 1.00 is free.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from agents.base import GenerationRequest, Message
+from agents.config import LocalConfig
+from agents.local import LocalBackend
+from router.bench.local_speed import LONG_ANSWER
+
+MAX_TOKENS = 128
+
+
+def run(settings: object, config: LocalConfig, model_path: Path, *, rounds: int = 3,
+        log: Callable[[str], None] = print) -> dict[str, object]:
+    import uvicorn
+
+    from agents.cloud import CloudBackend
+    from router.graph.graph import build_graph, run_task
+    from router.runtime import build_context
+    from router.service.app import create_app
+
+    local = LocalBackend(config, model_path)
+    cloud = CloudBackend(settings.cloud)  # type: ignore[attr-defined]  # never called here
+    request = GenerationRequest(messages=(Message("user", LONG_ANSWER),), max_tokens=MAX_TOKENS)
+    prompt = local.render(request)
+    graph = build_graph()
+    context = build_context(settings, local, cloud)  # type: ignore[arg-type]
+    app = create_app(settings, local=local, cloud=cloud, with_retrieval=False)  # type: ignore[arg-type]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                           loop="asyncio", http="h11"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    body = {"model": "local", "max_tokens": MAX_TOKENS,
+            "messages": [{"role": "user", "content": LONG_ANSWER}]}
+
+    def raw() -> None:
+        local._llama.create_completion(prompt, max_tokens=MAX_TOKENS, temperature=0.0)
+
+    def raw_stream() -> None:
+        for _ in local._llama.create_completion(prompt, max_tokens=MAX_TOKENS, temperature=0.0,
+                                                stream=True):
+            pass
+
+    def stream() -> None:
+        for _ in local.stream(request):
+            pass
+
+    def api_stream() -> None:
+        with httpx.stream("POST", url, json={**body, "stream": True}, timeout=300) as response:
+            for _ in response.iter_lines():
+                pass
+
+    layers: dict[str, Callable[[], object]] = {
+        "raw llama-cpp create_completion": raw,
+        "raw llama-cpp create_completion, stream": raw_stream,
+        "backend generate (logprobs)": lambda: local.generate(request),
+        "backend stream (logprobs)": stream,
+        "router graph, ask --route local": lambda: run_task(
+            graph, {"prompt": LONG_ANSWER, "route": "local", "max_tokens": MAX_TOKENS}, context),
+        "HTTP API /v1/chat/completions": lambda: httpx.post(url, json=body, timeout=300),
+        "HTTP API /v1/chat/completions, SSE": api_stream,
+    }
+    times: dict[str, list[float]] = {name: [] for name in layers}
+    log(f"{len(layers)} layers x {rounds} rounds, {MAX_TOKENS} tokens each ...")
+    for _ in range(rounds):
+        for name, call in layers.items():
+            started = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - started)
+    server.should_exit = True
+    thread.join(timeout=10)
+    tokens = local.generate(request).usage.completion_tokens
+    local.close()
+    base = statistics.median(times["raw llama-cpp create_completion"])
+    return {
+        "model": model_path.name, "n_threads": config.n_threads, "completion_tokens": tokens,
+        "rounds": rounds,
+        "layers": {name: {"median_s": statistics.median(t),
+                          "tokens_per_s": tokens / statistics.median(t),
+                          "ratio_vs_raw": statistics.median(t) / base}
+                   for name, t in times.items()},
+    }
