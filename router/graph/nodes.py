@@ -22,6 +22,7 @@ from router.graph.state import FileRef, RouterState
 Node = Callable[[RouterState, Runtime[RouterContext]], dict[str, Any]]
 TASK_TYPES: tuple[str, ...] = get_args(TaskType)
 MAX_TOKENS_LIMIT = 32_768
+DEFAULT_MAX_TOKENS = 512
 
 
 def timed(name: str) -> Callable[[Node], Node]:
@@ -50,7 +51,7 @@ def validate(state: Mapping[str, Any], ctx: RouterContext) -> None:
     if task_type is not None and task_type not in TASK_TYPES:
         raise InvalidTask("type", f"unknown task type {task_type!r}: use one of "
                           + ", ".join(TASK_TYPES))
-    max_tokens = state.get("max_tokens", 512)
+    max_tokens = state.get("max_tokens", DEFAULT_MAX_TOKENS)
     if not isinstance(max_tokens, int) or not 1 <= max_tokens <= MAX_TOKENS_LIMIT:
         raise InvalidTask("max_tokens", f"must be an integer from 1 to {MAX_TOKENS_LIMIT}")
     for i, item in enumerate(state.get("files") or []):
@@ -67,27 +68,25 @@ def validate(state: Mapping[str, Any], ctx: RouterContext) -> None:
                               f"{path} is {size} bytes, over the {ctx.max_file_bytes}-byte cap")
     repo = state.get("repo")
     if repo is not None:
-        known = {r["name"] for r in ctx.retrieval.list_repos()} if ctx.retrieval else set()
+        known = {r["repo"] for r in ctx.retrieval.list_repos()} if ctx.retrieval else set()
         if repo not in known:
             raise InvalidTask("repo", f"repository {repo!r} is not indexed: run "
                               f"`smallcode index PATH --repo {repo}`")
 
 
-def user_message(prompt: str, files: list[Any], snippets: str = "") -> str:
+def user_message(prompt: str, files: list[Any]) -> str:
     parts = []
-    if snippets:
-        parts.append(snippets)
     for item in files:
         parts.append(f"File `{item['path']}`:\n```\n{item['content']}\n```")
     parts.append(prompt)
     return "\n\n".join(parts)
 
 
-def build_messages(state: RouterState, files: list[Any], snippets: str = "") -> list[Message]:
+def build_messages(state: RouterState, files: list[Any]) -> list[Message]:
     messages = []
     if state.get("system"):
         messages.append(Message("system", state["system"]))
-    messages.append(Message("user", user_message(state["prompt"], files, snippets)))
+    messages.append(Message("user", user_message(state["prompt"], files)))
     return messages
 
 
@@ -127,6 +126,7 @@ def intake(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any
         "task_type_source": "request" if state.get("type") else "classifier",
         "file_refs": files,
         "prompt_tokens": prompt_tokens,
+        "max_tokens": state.get("max_tokens", DEFAULT_MAX_TOKENS),
         "signals": {"task_type": task_type, "prompt_tokens": prompt_tokens, "files": len(files)},
     }
 
@@ -146,7 +146,7 @@ def policy(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any
         raise PolicyViolation("route", f"team {team!r} may not force a route; use auto")
     if forced == "cloud" and privacy:
         raise PolicyViolation("route", f"cannot send this task to the cloud: {privacy}")
-    max_tokens = state.get("max_tokens", 512)
+    max_tokens = state["max_tokens"]
     fit = signals.ContextFit(state["prompt_tokens"], 0, max_tokens, ctx.local_window,
                              rules.context_margin_tokens)
     verdict = decide.before_generation(policy=rules, forced=forced, privacy=privacy,
@@ -204,16 +204,18 @@ def retrieve(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, A
         return {"snippets": "", "snippet_tokens": 0}
     from retrieval.search import snippets_for_prompt
 
-    room = (ctx.local_window - state["policy"].context_margin_tokens - state["prompt_tokens"]
-            - state.get("max_tokens", 512))
-    budget = max(0, min(ctx.snippet_token_budget, room))
+    fit = signals.ContextFit(state["prompt_tokens"], 0, state["max_tokens"], ctx.local_window,
+                             state["policy"].context_margin_tokens)
+    budget = max(0, min(ctx.snippet_token_budget, fit.available - fit.needed))
     hits = ctx.retrieval.search(repo, state["prompt"], ctx.snippet_k)
     snippets = snippets_for_prompt(hits, budget, ctx.count_tokens) if budget else ""
     tokens = ctx.count_tokens(snippets) if snippets else 0
     update: dict[str, Any] = {"snippets": snippets, "snippet_tokens": tokens,
                               "signals": {"snippets": len(hits) if snippets else 0}}
     if snippets:
-        update["messages"] = build_messages(state, state.get("files") or [], snippets)
+        # Snippets lead the task's own message, as the policy left it (files may be trimmed).
+        *earlier, task = state["messages"]
+        update["messages"] = [*earlier, Message(task.role, f"{snippets}\n\n{task.content}")]
     return update
 
 
@@ -223,7 +225,7 @@ def retrieve(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, A
 def local_generate(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any]:
     ctx = runtime.context
     rules = state["policy"]
-    max_tokens = state.get("max_tokens", 512)
+    max_tokens = state["max_tokens"]
     request = GenerationRequest(messages=tuple(state["messages"]), max_tokens=max_tokens)
     # Abort only when escalating is possible and still undecided.
     can_abort = state.get("decision") is None and not state.get("privacy")
@@ -328,6 +330,6 @@ def cloud_generate(state: RouterState, runtime: Runtime[RouterContext]) -> dict[
             content, count = redaction.text, count + redaction.count
             kinds.extend(redaction.kinds)
         messages.append(Message(message.role, content))
-    request = GenerationRequest(messages=tuple(messages), max_tokens=state.get("max_tokens", 512))
+    request = GenerationRequest(messages=tuple(messages), max_tokens=state["max_tokens"])
     generation = ctx.cloud.generate(request)
     return {"cloud": generation, "redactions": {"count": count, "kinds": sorted(set(kinds))}}
