@@ -70,7 +70,6 @@ def build_task(args: argparse.Namespace) -> TaskInput:
 
 def run(args: argparse.Namespace) -> int:
     from router.graph.graph import build_graph, run_task
-    from router.graph.nodes import validate
     from router.runtime import build_context
 
     settings = load_settings(args.config)
@@ -80,7 +79,6 @@ def run(args: argparse.Namespace) -> int:
     try:
         cloud = build_cloud(settings)
         context = build_context(settings, local, cloud, with_retrieval=args.repo is not None)
-        validate(task, context)  # bad input fails before anything is spent
         answer = run_task(build_graph(), task, context)
     finally:
         if context is not None and context.retrieval is not None:

@@ -62,11 +62,9 @@ def _task(body: ChatCompletionRequest) -> dict[str, Any]:
 async def _routed(body: ChatCompletionRequest, request: Request, completion_id: str,
                   created: int) -> Any:
     from router.graph.graph import run_task
-    from router.graph.nodes import validate
 
     context = request.app.state.router_context
     task = _task(body)
-    validate(task, context)  # type: ignore[arg-type]
     answer = await run_in_threadpool(run_task, request.app.state.graph, task,  # type: ignore[arg-type]
                                      context)
     record = answer.record
