@@ -6,15 +6,16 @@ import argparse
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from router.backends import build_cloud, build_local
 from router.graph.errors import InvalidTask
-from router.graph.graph import RoutedAnswer
 from router.graph.state import TaskInput
 from router.settings import load_settings
 
-ROUTES = ("auto", "local", "cloud")
+if TYPE_CHECKING:  # the graph (and langgraph) load only when a task runs
+    from router.graph.graph import RoutedAnswer
+
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
