@@ -8,31 +8,22 @@ latency at scale, the collection is filled with random unit vectors up to ``fill
 
 from __future__ import annotations
 
-import ast
-import inspect
+import json
 import random
 import statistics
 import sysconfig
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from retrieval.config import RetrievalConfig
+from retrieval.docstrings import Documented, strip_docstrings
 from retrieval.retriever import Retriever
 from retrieval.search import rank
 from retrieval.store import RepoStore
 
 PACKAGES = ("json", "email", "asyncio")
-MIN_DOCSTRING_CHARS = 20
-
-
-@dataclass(frozen=True)
-class Target:
-    path: str
-    symbol: str
-    docstring: str
 
 
 def run_retrieval_bench(settings: Any, args: Any) -> dict[str, Any]:
@@ -41,11 +32,17 @@ def run_retrieval_bench(settings: Any, args: Any) -> dict[str, Any]:
     functions = int(getattr(args, "functions", 400))
     fill = int(getattr(args, "fill", 100_000))
     n_queries = int(getattr(args, "queries", 200))
+    tune_dir = getattr(args, "tune", None)
+    tuning: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory(prefix="smallcode-bench-") as tmp:
         work = Path(tmp)
         corpus = work / "corpus"
         targets = build_corpus(corpus, PACKAGES)
         sample = random.Random(0).sample(targets, min(functions, len(targets)))
+        rest = [t for t in targets if t not in set(sample)]
+        if tune_dir is not None:
+            tuning = tune_on_stdlib(config, Path(tune_dir), targets)
+            config = config.model_copy(update={"embedding_model": str(tune_dir)})
         bench_config = config.model_copy(update={"chroma_path": work / "chroma",
                                                  "chroma_url": None})
         with Retriever(bench_config, work) as retriever:
@@ -63,12 +60,18 @@ def run_retrieval_bench(settings: Any, args: Any) -> dict[str, Any]:
                 "files_per_s": round(summary.files / summary.seconds, 1),
                 "chunks_per_s": round(summary.chunks / summary.seconds, 1),
                 "functions": len(sample),
+                "tuning": tuning,
             }
             reindex = retriever.index(corpus, "bench")
             result["reindex_unchanged_s"] = reindex.seconds
             result["reindex_embedded"] = reindex.embedded
             result.update(_quality(retriever, sample, "repo"))
+            if rest:
+                result["functions_unsampled"] = len(rest)
+                result.update(_quality(retriever, rest, "unsampled"))
             result.update(_latency(retriever, sample, n_queries, "repo"))
+            if fill <= 0:
+                return result
             store = RepoStore.open(retriever.client, "bench")
             fill_started = time.perf_counter()
             added = _fill(store, fill, retriever.embedder.dimension)
@@ -80,10 +83,34 @@ def run_retrieval_bench(settings: Any, args: Any) -> dict[str, Any]:
     return result
 
 
-def build_corpus(target: Path, packages: tuple[str, ...]) -> list[Target]:
+def tune_on_stdlib(
+    config: RetrievalConfig, out: Path, held_out: list[Documented]
+) -> dict[str, Any]:
+    """Fine-tune the embedding model on the standard library outside the benchmark.
+
+    Trains on every other stdlib package's documented functions (tests, idlelib and lib2to3
+    left out), dropping any pair whose docstring is also one of the benchmark's, so no query
+    is seen in training. An existing tuned model at ``out`` is reused.
+    """
+    from retrieval.tuning import MANIFEST, collect_pairs, tune
+
+    if (out / MANIFEST).is_file():
+        return {"reused": str(out), **json.loads((out / MANIFEST).read_text())}
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    exclude = [f"{package}/*" for package in PACKAGES] + [
+        "test/*", "*/test/*", "*/tests/*", "idlelib/*", "lib2to3/*",
+    ]
+    seen = {" ".join(t.docstring.split()) for t in held_out}
+    pairs = [
+        p for p in collect_pairs(stdlib, config, exclude) if " ".join(p.query.split()) not in seen
+    ]
+    return tune(config.embedding_model, pairs, out).as_dict()
+
+
+def build_corpus(target: Path, packages: tuple[str, ...]) -> list[Documented]:
     """Copy the packages' .py files with function docstrings removed; return the targets."""
     stdlib = Path(sysconfig.get_paths()["stdlib"])
-    targets: list[Target] = []
+    targets: list[Documented] = []
     for package in packages:
         for source in sorted((stdlib / package).rglob("*.py")):
             if "test" in source.relative_to(stdlib).parts[1:-1]:
@@ -97,33 +124,7 @@ def build_corpus(target: Path, packages: tuple[str, ...]) -> list[Target]:
     return targets
 
 
-def strip_docstrings(text: str, rel: str) -> tuple[str, list[Target]]:
-    """Remove the docstrings of functions and methods (not nested in functions)."""
-    tree = ast.parse(text)
-    lines = text.split("\n")
-    found: list[Target] = []
-    spans: list[tuple[int, int, bool]] = []
-
-    def visit(body: list[ast.stmt], scope: str) -> None:
-        for node in body:
-            if isinstance(node, ast.ClassDef):
-                visit(node.body, f"{scope}{node.name}.")
-            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                doc = ast.get_docstring(node)
-                first = node.body[0]
-                if doc and isinstance(first, ast.Expr) and first.end_lineno is not None:
-                    spans.append((first.lineno, first.end_lineno, len(node.body) == 1))
-                    if len(doc) >= MIN_DOCSTRING_CHARS:
-                        found.append(Target(rel, scope + node.name, inspect.cleandoc(doc)))
-
-    visit(tree.body, "")
-    for start, end, only in sorted(spans, reverse=True):
-        indent = lines[start - 1][: len(lines[start - 1]) - len(lines[start - 1].lstrip())]
-        lines[start - 1 : end] = [indent + "pass"] if only else []
-    return "\n".join(lines), found
-
-
-def _quality(retriever: Retriever, sample: list[Target], label: str) -> dict[str, Any]:
+def _quality(retriever: Retriever, sample: list[Documented], label: str) -> dict[str, Any]:
     """recall@5 and MRR (over the top 10) of docstring → function: hybrid and vector-only."""
     store = RepoStore.open(retriever.client, "bench")
     vectors = retriever.embedder.embed([t.docstring for t in sample])
@@ -145,7 +146,7 @@ def _quality(retriever: Retriever, sample: list[Target], label: str) -> dict[str
 
 
 def _latency(
-    retriever: Retriever, sample: list[Target], n_queries: int, label: str
+    retriever: Retriever, sample: list[Documented], n_queries: int, label: str
 ) -> dict[str, Any]:
     """p50/p99 (ms) of the vector query alone, of the hybrid ranking (vector query and
     re-rank, query already embedded), and of a whole search (embed + hybrid)."""
@@ -203,35 +204,47 @@ def _percentile(values: list[float], q: int) -> float:
 
 
 def format_report(result: dict[str, Any]) -> str:
+    """The result as a Markdown table (rows for the filled collection when it ran)."""
+    n = result["functions"]
     rows = [
         ("corpus", result["corpus"]),
+        ("embedding model", result["embedding_model"]),
         ("files / chunks", f"{result['files']} / {result['chunks']}"),
         ("index (cold, embedded Chroma)",
          f"{result['index_s']} s: {result['files_per_s']} files/s, "
          f"{result['chunks_per_s']} chunks/s"),
         ("re-index, unchanged", f"{result['reindex_unchanged_s']} s, "
          f"{result['reindex_embedded']} embedded"),
-        (f"vector query p50 / p99 at {result['chunks_repo']} chunks",
-         f"{result['query_p50_ms_repo']} / {result['query_p99_ms_repo']} ms"),
-        (f"hybrid query (vector + re-rank) p50 / p99 at {result['chunks_repo']} chunks",
-         f"{result['hybrid_p50_ms_repo']} / {result['hybrid_p99_ms_repo']} ms"),
-        (f"embed + hybrid query p50 / p99 at {result['chunks_repo']} chunks",
-         f"{result['search_p50_ms_repo']} / {result['search_p99_ms_repo']} ms"),
-        (f"vector query p50 / p99 at {result['chunks_filled']} chunks",
-         f"{result['query_p50_ms_filled']} / {result['query_p99_ms_filled']} ms"),
-        (f"hybrid query (vector + re-rank) p50 / p99 at {result['chunks_filled']} chunks",
-         f"{result['hybrid_p50_ms_filled']} / {result['hybrid_p99_ms_filled']} ms"),
-        (f"embed + hybrid query p50 / p99 at {result['chunks_filled']} chunks",
-         f"{result['search_p50_ms_filled']} / {result['search_p99_ms_filled']} ms"),
-        (f"recall@5 / MRR, {result['functions']} docstring → function, vector only",
-         f"{result['recall_at_5_vector_repo']} / {result['mrr_vector_repo']}"),
-        (f"recall@5 / MRR, {result['functions']} docstring → function, hybrid",
-         f"{result['recall_at_5_repo']} / {result['mrr_repo']}"),
-        (f"recall@5 / MRR at {result['chunks_filled']} chunks, vector only",
-         f"{result['recall_at_5_vector_filled']} / {result['mrr_vector_filled']}"),
-        (f"recall@5 / MRR at {result['chunks_filled']} chunks, hybrid",
-         f"{result['recall_at_5_filled']} / {result['mrr_filled']}"),
     ]
+    if result.get("tuning"):
+        tuning = result["tuning"]
+        rows.append(("tuning (stdlib outside the corpus)",
+                     f"{tuning['pairs']} pairs, {tuning['steps']} steps, {tuning['seconds']} s"
+                     + (" (reused)" if "reused" in tuning else "")))
+    for label in ("repo", "filled"):
+        if f"chunks_{label}" not in result:
+            continue
+        size = result[f"chunks_{label}"]
+        rows += [
+            (f"vector query p50 / p99 at {size} chunks",
+             f"{result[f'query_p50_ms_{label}']} / {result[f'query_p99_ms_{label}']} ms"),
+            (f"hybrid query (vector + re-rank) p50 / p99 at {size} chunks",
+             f"{result[f'hybrid_p50_ms_{label}']} / {result[f'hybrid_p99_ms_{label}']} ms"),
+            (f"embed + hybrid query p50 / p99 at {size} chunks",
+             f"{result[f'search_p50_ms_{label}']} / {result[f'search_p99_ms_{label}']} ms"),
+        ]
+    for label, what in (("repo", f"{n} docstring → function"),
+                        ("unsampled", f"{result.get('functions_unsampled')} functions outside "
+                                      "the sample"),
+                        ("filled", f"{n} docstring → function at {result.get('fill_chunks')} "
+                                   "chunks")):
+        if f"mrr_{label}" not in result:
+            continue
+        rows += [
+            (f"recall@5 / MRR, {what}, vector only",
+             f"{result[f'recall_at_5_vector_{label}']} / {result[f'mrr_vector_{label}']}"),
+            (f"recall@5 / MRR, {what}, hybrid",
+             f"{result[f'recall_at_5_{label}']} / {result[f'mrr_{label}']}"),
+        ]
     return "\n".join(["| measure | value |", "| --- | --- |"]
                      + [f"| {name} | {value} |" for name, value in rows])
-

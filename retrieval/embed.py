@@ -74,8 +74,8 @@ def model_directory(name: str) -> Path:
     return path
 
 
-def load_embedder(name: str, batch_size: int = 64) -> SentenceEmbedder:
-    """Load the model offline, or raise EmbeddingModelMissing."""
+def load_model(name: str) -> SentenceTransformer:
+    """The sentence-transformers model, loaded offline, or raise EmbeddingModelMissing."""
     path = model_directory(name)
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -85,9 +85,13 @@ def load_embedder(name: str, batch_size: int = 64) -> SentenceEmbedder:
     transformers_logging.disable_progress_bar()
     logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
     try:
-        model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        return SentenceTransformer(str(path), device="cpu", local_files_only=True)
     except (OSError, ValueError) as exc:
         raise EmbeddingModelMissing(
             f"embedding model {name!r} could not be loaded from {path}: {exc}".replace("\n", " ")
         ) from None
-    return SentenceEmbedder(name, model, batch_size)
+
+
+def load_embedder(name: str, batch_size: int = 64) -> SentenceEmbedder:
+    """Load the model offline, or raise EmbeddingModelMissing."""
+    return SentenceEmbedder(name, load_model(name), batch_size)

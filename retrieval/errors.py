@@ -7,7 +7,8 @@
     ├── UnknownRepo         no index exists for that repo name: run `smallcode index` first
     ├── EmbeddingModelMissing  the embedding model cannot be loaded offline
     ├── EmbeddingModelMismatch the index was built with another embedding model
-    └── StoreUnavailable    the Chroma server did not answer, or the store cannot be opened
+    ├── StoreUnavailable    the Chroma server did not answer, or the store cannot be opened
+    └── TuningError         the embedding model cannot be tuned as asked (too few pairs, ...)
 
 Every message is one line that says what to do.
 """
@@ -47,4 +48,8 @@ class EmbeddingModelMismatch(RetrievalError):
 
 
 class StoreUnavailable(RetrievalError):
+    pass
+
+
+class TuningError(RetrievalError):
     pass

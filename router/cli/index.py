@@ -46,8 +46,14 @@ def register_bench(targets: argparse._SubParsersAction) -> None:  # type: ignore
     """Add the `retrieval` target to the `bench` command group."""
     bench = targets.add_parser("retrieval", help="indexing speed, query latency, recall@5, MRR")
     bench.add_argument("--functions", type=int, default=400, help="functions in the quality set")
-    bench.add_argument("--fill", type=int, default=100_000, help="chunks for the latency run")
+    bench.add_argument("--fill", type=int, default=100_000,
+                       help="chunks for the latency run at scale (0: skip it)")
     bench.add_argument("--queries", type=int, default=200, help="queries per latency run")
+    bench.add_argument(
+        "--tune", type=Path, metavar="DIR",
+        help="first fine-tune the embedding model on the stdlib outside the corpus into DIR "
+        "(reused when DIR holds one), then benchmark with it",
+    )
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.set_defaults(handler=_bench)
 

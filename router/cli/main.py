@@ -18,14 +18,14 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from router.cli import ask, bench, calibrate, evals, index, models, serve
+    from router.cli import ask, bench, calibrate, evals, index, models, serve, tune
 
     parser = argparse.ArgumentParser(
         prog="smallcode", description="SmallCode Router: local-first coding assistant gateway"
     )
     parser.add_argument("--config", type=Path, help="config file (default: ./config.yaml)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (models, ask, serve, index, bench, calibrate, evals):
+    for module in (models, ask, serve, index, tune, bench, calibrate, evals):
         module.register(commands)
     return parser
 

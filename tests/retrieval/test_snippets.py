@@ -48,7 +48,7 @@ def test_snippets_cannot_close_the_data_block() -> None:
 def test_bench_corpus_strips_function_docstrings() -> None:
     import ast
 
-    from retrieval.bench import strip_docstrings
+    from retrieval.docstrings import strip_docstrings
 
     source = (
         'def only():\n    """Only a docstring here."""\n\n\nclass K:\n    def m(self):\n'
