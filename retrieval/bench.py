@@ -133,7 +133,8 @@ def _quality(retriever: Retriever, sample: list[Documented], label: str) -> dict
         hits_at_5 = 0
         reciprocal = 0.0
         for target, vector in zip(sample, vectors, strict=True):
-            hits = rank(store, target.docstring, vector, 10, hybrid=hybrid)
+            hits = rank(store, target.docstring, vector, 10, hybrid=hybrid,
+                        lexical_weight=retriever.config.lexical_weight)
             for position, hit in enumerate(hits, start=1):
                 if hit.path == target.path and hit.symbol == target.symbol:
                     hits_at_5 += position <= 5
@@ -154,14 +155,15 @@ def _latency(
     queries = [t.docstring for t in sample[:n_queries]]
     vectors = retriever.embedder.embed(queries)
     store.query(vectors[0], 5)  # warm-up
-    rank(store, queries[0], vectors[0], 5)
+    weight = retriever.config.lexical_weight
+    rank(store, queries[0], vectors[0], 5, lexical_weight=weight)
     vector_ms, hybrid_ms, total_ms = [], [], []
     for query, vector in zip(queries, vectors, strict=True):
         started = time.perf_counter()
         store.query(vector, 5)
         vector_ms.append((time.perf_counter() - started) * 1000)
         started = time.perf_counter()
-        rank(store, query, vector, 5)
+        rank(store, query, vector, 5, lexical_weight=weight)
         hybrid_ms.append((time.perf_counter() - started) * 1000)
         started = time.perf_counter()
         retriever.search("bench", query, k=5)

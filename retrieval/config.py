@@ -55,6 +55,10 @@ class RetrievalConfig(BaseModel):
     skip_globs: tuple[str, ...] = Field(
         default=DEFAULT_SKIP_GLOBS, description="generated or vendored file names skipped"
     )
+    lexical_weight: float = Field(
+        default=0.5, ge=0.0, le=1.0,
+        description="share of the BM25 score in the hybrid ranking (0: cosine order only)",
+    )
     top_k: int = Field(default=5, ge=1, le=100, description="snippets retrieved per query")
     snippet_token_budget: int = Field(
         default=1024, ge=0, le=131072, description="most prompt tokens spent on retrieved snippets"

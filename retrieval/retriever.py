@@ -73,7 +73,10 @@ class Retriever:
 
     def search(self, repo: str, query: str, k: int | None = None) -> list[Hit]:
         repo_store = chroma.RepoStore.open(self.client, repo)
-        return search(repo_store, self.embedder, query, k or self.config.top_k)
+        return search(
+            repo_store, self.embedder, query, k or self.config.top_k,
+            self.config.lexical_weight,
+        )
 
     def references(self, repo: str, symbol: str) -> References:
         return references(chroma.RepoStore.open(self.client, repo), symbol)

@@ -27,7 +27,7 @@ OPEN = (
 )
 CLOSE = "</repository_context>"
 CANDIDATES = 100  # nearest chunks by cosine that the hybrid re-rank orders
-LEXICAL_WEIGHT = 0.5  # share of the BM25 score in the fused score (the rest: cosine)
+LEXICAL_WEIGHT = 0.5  # default share of BM25 in the fused score (retrieval.lexical_weight)
 _TAG = re.compile(r"<(/?\s*(?:snippet|repository_context))", re.IGNORECASE)
 
 
@@ -58,7 +58,10 @@ class References:
         return asdict(self)
 
 
-def search(store: RepoStore, embedder: Embedder, query: str, k: int = 5) -> list[Hit]:
+def search(
+    store: RepoStore, embedder: Embedder, query: str, k: int = 5,
+    lexical_weight: float = LEXICAL_WEIGHT,
+) -> list[Hit]:
     """The k best chunks for the query, best first (see ``rank``)."""
     if not query.strip():
         raise RetrievalError("the search query is empty")
@@ -68,26 +71,29 @@ def search(store: RepoStore, embedder: Embedder, query: str, k: int = 5) -> list
             f"but the embedding model is {embedder.name!r}"
         )
     [vector] = embedder.embed([query])
-    return rank(store, query, vector, k)
+    return rank(store, query, vector, k, lexical_weight=lexical_weight)
 
 
 def rank(
-    store: RepoStore, query: str, vector: Sequence[float], k: int = 5, *, hybrid: bool = True
+    store: RepoStore, query: str, vector: Sequence[float], k: int = 5, *, hybrid: bool = True,
+    lexical_weight: float = LEXICAL_WEIGHT,
 ) -> list[Hit]:
     """The k best chunks for a query whose embedding is ``vector``, best first.
 
     Hybrid (the default): the ``CANDIDATES`` nearest chunks by cosine are re-ranked by a
     weighted sum of their cosine and their BM25 score against the query's words (both
-    min-max scaled over the candidates; see ``lexical``). ``hybrid=False``: cosine order only.
+    min-max scaled over the candidates; ``lexical_weight`` is BM25's share; see ``lexical``).
+    ``hybrid=False`` or a weight of 0: cosine order only.
     A hit's ``score`` stays its cosine similarity either way.
     """
+    hybrid = hybrid and lexical_weight > 0
     found = store.query(vector, max(k, CANDIDATES) if hybrid else k)
     if hybrid and len(found) > 1:
         order = lexical.rerank(
             query,
             [(text, meta.get("symbol")) for text, meta, _ in found],
             [1.0 - distance for _, _, distance in found],
-            weight=LEXICAL_WEIGHT,
+            weight=lexical_weight,
         )
         found = [found[i] for i in order]
     return [

@@ -77,3 +77,18 @@ def test_an_unrelated_query_keeps_the_cosine_order(
     query = "zzz qqq"  # no word in common with any chunk
     [vector] = retriever.embedder.embed([query])
     assert rank(store, query, vector, 6) == rank(store, query, vector, 6, hybrid=False)
+
+
+def test_lexical_weight_zero_in_the_config_gives_the_cosine_order(
+    retriever: Retriever, make_repo: RepoFactory
+) -> None:
+    retriever.index(make_repo({"util/dates.py": DATES_PY}), "dates")
+    cosine_only = Retriever(  # the same store and model; the fixture closes the client
+        retriever.config.model_copy(update={"lexical_weight": 0.0}), retriever.data_dir,
+        client=retriever.client, embedder=retriever.embedder,
+    )
+    hits = cosine_only.search("dates", QUERY, k=2)
+    assert [h.symbol for h in hits] == ["format_datetime", "format_timestamp"]
+    assert [h.symbol for h in retriever.search("dates", QUERY, k=2)] == [
+        "format_timestamp", "format_datetime",
+    ]
