@@ -39,7 +39,8 @@ def run_retrieval_bench(settings: Any, args: Any) -> dict[str, Any]:
         corpus = work / "corpus"
         targets = build_corpus(corpus, PACKAGES)
         sample = random.Random(0).sample(targets, min(functions, len(targets)))
-        rest = [t for t in targets if t not in set(sample)]
+        sampled = set(sample)
+        rest = [t for t in targets if t not in sampled]
         if tune_dir is not None:
             tuning = tune_on_stdlib(config, Path(tune_dir), targets)
             config = config.model_copy(update={"embedding_model": str(tune_dir)})

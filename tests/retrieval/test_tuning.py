@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from retrieval.config import RetrievalConfig
-from retrieval.embed import load_embedder
+from retrieval.embed import SentenceEmbedder, load_embedder
 from retrieval.tuning import MANIFEST, Pair, collect_pairs
 from router.cli.main import main
 from tests.retrieval.conftest import RepoFactory
@@ -103,9 +103,8 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def margins(model: str, pairs: list[Pair]) -> float:
+def margins(embedder: SentenceEmbedder, pairs: list[Pair]) -> float:
     """Mean over the pairs of cos(docstring, its code) minus its best cos with another code."""
-    embedder = load_embedder(model)
     queries = np.array(embedder.embed([p.query for p in pairs]))
     documents = np.array(embedder.embed([p.document for p in pairs]))
     similarity = queries @ documents.T
@@ -135,7 +134,7 @@ def test_pairs_are_documented_python_functions_without_their_docstrings(
 
 def test_tune_embedder_then_index_and_search_with_it(
     make_repo: RepoFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, embedder: SentenceEmbedder,
 ) -> None:
     monkeypatch.setenv("SMALLCODE_DATA_DIR", str(tmp_path / "data"))
     root = make_repo(REPO)
@@ -155,7 +154,7 @@ def test_tune_embedder_then_index_and_search_with_it(
 
     # the tuned model separates each docstring's function from the others more widely
     pairs = collect_pairs(root, RetrievalConfig(), exclude=["tests/*"])
-    assert margins(str(out_dir), pairs) > margins("all-MiniLM-L6-v2", pairs) + 0.02
+    assert margins(load_embedder(str(out_dir)), pairs) > margins(embedder, pairs) + 0.02
 
     # and it is a drop-in embedding model for the index
     monkeypatch.setenv("SMALLCODE_RETRIEVAL__EMBEDDING_MODEL", str(out_dir))
