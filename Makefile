@@ -6,6 +6,7 @@ SMALLCODE := $(VENV)/bin/smallcode
 .PHONY: install models run test lint bench
 
 install:
+	@bash scripts/system-deps.sh
 	@bash scripts/bootstrap.sh
 
 models: install

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from agents.base import Backend
+from router.checks.sandbox import open_sandbox
 from router.graph.context import RouterContext, token_counter
 from router.settings import Settings
 
 
 def build_context(settings: Settings, local: Backend, cloud: Backend, *,
                   with_retrieval: bool = False) -> RouterContext:
+    """The context the graph runs with; the execution checks' sandbox is tried here, once."""
     retrieval = None
     if with_retrieval:
         from retrieval.retriever import Retriever
@@ -25,4 +27,5 @@ def build_context(settings: Settings, local: Backend, cloud: Backend, *,
         max_file_bytes=settings.retrieval.max_file_bytes,
         snippet_token_budget=settings.retrieval.snippet_token_budget,
         snippet_k=settings.retrieval.top_k,
+        sandbox=open_sandbox(settings.checks),
     )

@@ -25,6 +25,7 @@ from agents.config import CloudConfig, LocalConfig, StandinConfig
 from agents.model_store import default_cache_dir
 from policies.config import PoliciesConfig
 from retrieval.config import RetrievalConfig
+from router.checks.config import ChecksConfig
 
 DEFAULT_CONFIG = Path("config.yaml")
 SECRET_KEYS = {("cloud", "api_key")}
@@ -62,6 +63,7 @@ class Settings(BaseSettings):
     standin: StandinConfig = Field(default_factory=StandinConfig)
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     policies: PoliciesConfig = Field(default_factory=PoliciesConfig)
+    checks: ChecksConfig = Field(default_factory=ChecksConfig)
 
     @classmethod
     def settings_customise_sources(

@@ -38,6 +38,18 @@ def model_cache() -> Path:
     return cache
 
 
+@pytest.fixture(scope="session")
+def sandbox() -> object:
+    """The execution checks' real sandbox (bubblewrap, installed by `make install`)."""
+    from router.checks.config import ChecksConfig
+    from router.checks.sandbox import open_sandbox
+
+    found = open_sandbox(ChecksConfig())
+    if found is None or found.mode != "bwrap":
+        pytest.fail("bubblewrap cannot isolate the execution checks here: run `make install`")
+    return found
+
+
 def ask(prompt: str, **kwargs: object) -> GenerationRequest:
     return GenerationRequest(messages=(Message("user", prompt),), **kwargs)  # type: ignore[arg-type]
 

