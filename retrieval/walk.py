@@ -2,7 +2,9 @@
 
 Honours ``.gitignore`` files (every directory's), never descends into skipped directories or
 symlinked directories, skips secrets-bearing files, generated files, binaries and files over
-the size cap, and refuses file symlinks whose target resolves outside the repository.
+the size cap, and refuses file symlinks whose target resolves outside the repository. Only
+regular files are read, checked after links are resolved and again on the open file (opened
+non-blocking): a FIFO, socket or device, or a link to one, is never opened for reading.
 Containment is checked on resolved paths, component by component, so ``/repo-other`` is not
 inside ``/repo``.
 """
@@ -10,6 +12,7 @@ inside ``/repo``.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -92,8 +95,12 @@ def _walk_dir(
             if not is_inside(root, target):
                 yield Skipped(rel.as_posix(), "outside_repo", "symlink leaves the repository")
                 continue
-            if target.is_dir():
-                continue  # symlinked directories are never followed
+            try:
+                mode = os.stat(target).st_mode
+            except OSError:
+                mode = 0
+            if not stat.S_ISREG(mode):
+                continue  # symlinked directories are never followed; fifos, sockets, devices
         elif not entry.is_file(follow_symlinks=False):
             continue  # sockets, fifos, devices
         if ignores.ignored(rel, is_dir=False):
@@ -124,12 +131,24 @@ def read_text(root: Path, source: SourceFile) -> str | Skipped:
     if not is_inside(root, source.absolute):
         return Skipped(source.path, "outside_repo", "resolves outside the repository")
     try:
-        data = source.absolute.read_bytes()
+        data = _read_regular(source.absolute)
     except OSError as exc:
         return Skipped(source.path, "unreadable", exc.strerror or str(exc))
+    if data is None:
+        return Skipped(source.path, "unreadable", "not a regular file")
     if b"\0" in data[:BINARY_SNIFF_BYTES]:
         return Skipped(source.path, "binary")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         return Skipped(source.path, "binary", "not UTF-8 text")
+
+
+def _read_regular(path: Path) -> bytes | None:
+    """The bytes of a regular file, or None for anything else (a FIFO would block a plain
+    open for ever; this one returns at once and checks the type of what it opened)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return handle.read()

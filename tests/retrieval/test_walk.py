@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from retrieval.config import RetrievalConfig
+from retrieval.retriever import Retriever
 from retrieval.walk import Skipped, SourceFile, is_inside, read_text, walk
 from tests.retrieval.conftest import RepoFactory, write_repo
 
@@ -96,3 +99,28 @@ def test_a_file_swapped_for_an_escaping_symlink_is_refused(tmp_path: Path) -> No
     os.symlink(secret, root / "a.py")
     result = read_text(root.resolve(), source)
     assert isinstance(result, Skipped) and result.reason == "outside_repo"
+
+
+@pytest.mark.timeout(30)
+def test_a_fifo_or_a_link_to_one_is_never_opened(tmp_path: Path) -> None:
+    root = write_repo(tmp_path / "repo", {"a.py": "a = 1\n"})
+    os.mkfifo(root / "pipe")
+    os.symlink(root / "pipe", root / "pipe_link.py")  # a link inside the repo, to a FIFO in it
+    files, skipped = scan(root)
+    assert files == ["a.py"] and skipped == {}
+    # and a file swapped for a FIFO after the walk is refused, not read for ever
+    [source] = [e for e in walk(root, RetrievalConfig()) if isinstance(e, SourceFile)]
+    (root / "a.py").unlink()
+    os.mkfifo(root / "a.py")
+    result = read_text(root.resolve(), source)
+    assert isinstance(result, Skipped) and result.reason == "unreadable"
+
+
+@pytest.mark.timeout(60)
+def test_indexing_a_repo_with_a_link_to_a_fifo_finishes(retriever: Retriever,
+                                                         make_repo: RepoFactory) -> None:
+    root = make_repo({"pkg/utils.py": "def slugify(text):\n    return text.lower()\n"})
+    os.mkfifo(root / "pkg" / "fifo")
+    os.symlink(root / "pkg" / "fifo", root / "pkg" / "hang.py")
+    summary = retriever.index(root, "fifo")
+    assert summary.files == 1 and summary.chunks >= 1
