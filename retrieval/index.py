@@ -23,11 +23,11 @@ from retrieval.chunking import Chunk, analyse
 from retrieval.config import RetrievalConfig
 from retrieval.embed import Embedder
 from retrieval.errors import NothingToIndex
+from retrieval.names import check_repo_name
 from retrieval.store import (
     ChunkRecord,
     FileRecord,
     RepoStore,
-    check_repo_name,
     drop_repo,
     symbol_document,
 )

@@ -14,6 +14,7 @@ from retrieval import store as chroma
 from retrieval.config import RetrievalConfig
 from retrieval.embed import Embedder, load_embedder
 from retrieval.index import IndexSummary, Progress, index_repository
+from retrieval.names import check_repo_name
 from retrieval.search import Hit, References, references, search
 
 if TYPE_CHECKING:
@@ -85,5 +86,5 @@ class Retriever:
         return chroma.list_repos(self.client)
 
     def drop(self, repo: str) -> None:
-        chroma.check_repo_name(repo)
+        check_repo_name(repo)
         chroma.drop_repo(self.client, repo)

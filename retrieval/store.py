@@ -9,7 +9,6 @@ Chroma's own embedding function is never used: every call passes ``embedding_fun
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +17,11 @@ from urllib.parse import urlsplit
 
 from retrieval.config import RetrievalConfig
 from retrieval.errors import (
-    BadRepoName,
     EmbeddingModelMismatch,
     StoreUnavailable,
     UnknownRepo,
 )
+from retrieval.names import check_repo_name
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -30,18 +29,7 @@ if TYPE_CHECKING:
 
 CHUNKS_PREFIX = "sc-chunks-"
 FILES_PREFIX = "sc-files-"
-REPO_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 PAGE = 2000
-
-
-def check_repo_name(repo: str) -> str:
-    """The name itself, or BadRepoName: letters, digits, '-' and '_' only."""
-    if not REPO_NAME.fullmatch(repo):
-        raise BadRepoName(
-            f"repo name {repo!r} is not allowed: use 1-100 letters, digits, '-' or '_', "
-            "starting with a letter or digit (no '/', '.', or spaces)"
-        )
-    return repo
 
 
 def open_client(config: RetrievalConfig, data_dir: Path) -> ClientAPI:
