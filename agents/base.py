@@ -99,6 +99,11 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def model_name(self) -> str: ...
 
+    @property
+    def n_ctx(self) -> int | None:
+        """The context window in tokens, where known (None: the provider will say)."""
+        return None
+
     @abc.abstractmethod
     def stream(self, request: GenerationRequest) -> Iterator[TokenEvent | Generation]:
         """Yield ``TokenEvent`` items as tokens arrive, then exactly one final ``Generation``."""

@@ -24,8 +24,9 @@ from agents.base import (
     TokenLogprob,
     Usage,
 )
+from agents.cloud_errors import translate
 from agents.config import CloudConfig
-from agents.errors import AgentError, BackendUnavailable
+from agents.errors import AgentError
 
 
 def import_litellm() -> Any:
@@ -59,6 +60,20 @@ def price(price_as: str, prompt_tokens: int, completion_tokens: int) -> float:
     return float(prompt_usd + completion_usd)
 
 
+def context_window(config: CloudConfig) -> int | None:
+    """The cloud model's context window (input tokens): ``cloud.n_ctx``, else litellm's model
+    map for the model name (with or without its provider prefix), else None (unknown)."""
+    if config.n_ctx is not None:
+        return config.n_ctx
+    cost_map = import_litellm().model_cost
+    for name in (config.model, config.model.split("/", 1)[-1]):
+        entry = cost_map.get(name) or {}
+        window = entry.get("max_input_tokens")  # its "max_tokens" is often the output cap
+        if isinstance(window, int) and window > 0:
+            return window
+    return None
+
+
 def _finish(reason: str | None) -> FinishReason:
     return "length" if reason == "length" else "stop"
 
@@ -83,10 +98,15 @@ class CloudBackend(Backend):
         self._litellm = import_litellm()
         check_price_as(config.price_as)
         self.supports_logprobs = config.request_logprobs
+        self._n_ctx = context_window(config)
 
     @property
     def model_name(self) -> str:
         return self._config.model
+
+    @property
+    def n_ctx(self) -> int | None:
+        return self._n_ctx
 
     def _call(self, request: GenerationRequest, *, stream: bool) -> Any:
         config = self._config
@@ -114,10 +134,17 @@ class CloudBackend(Backend):
         try:
             return self._litellm.completion(**kwargs)
         except Exception as exc:  # litellm raises many types; callers decide by ours
-            raise BackendUnavailable(
-                f"cloud model {config.model} did not answer ({type(exc).__name__}); "
-                "check cloud.api_base, the API key, or start the stand-in (`smallcode standin`)"
-            ) from exc
+            raise self._translate(exc) from exc
+
+    def _chunks(self, request: GenerationRequest) -> Iterator[Any]:
+        response = self._call(request, stream=True)
+        try:
+            yield from response
+        except Exception as exc:  # a provider can fail in the middle of a stream too
+            raise self._translate(exc) from exc
+
+    def _translate(self, exc: Exception) -> AgentError:
+        return translate(exc, self._litellm, self._config, self._n_ctx)
 
     def _result(
         self, text: str, usage: Usage, finish: FinishReason, started: float,
@@ -157,7 +184,7 @@ class CloudBackend(Backend):
         parts: list[str] = []
         finish: FinishReason = "stop"
         usage: Usage | None = None
-        for chunk in self._call(request, stream=True):
+        for chunk in self._chunks(request):
             if getattr(chunk, "usage", None) and chunk.usage.completion_tokens is not None:
                 usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
             if not chunk.choices:

@@ -55,6 +55,11 @@ class CloudConfig(_Section):
     num_retries: int = Field(2, ge=0, le=10, description="retries with backoff")
     fallbacks: list[str] = Field(default_factory=list, description="litellm models to try next")
     request_logprobs: bool = Field(False, description="ask the provider for logprobs")
+    n_ctx: int | None = Field(
+        None, ge=256, le=10_000_000,
+        description="the cloud model's context window in tokens; null: from litellm's model "
+        "map (or the stand-in's n_ctx when api_base is the stand-in)",
+    )
 
 
 class StandinConfig(_Section):

@@ -1,10 +1,14 @@
 """Errors raised by model backends and the model store.
 
     AgentError
-    ├── ModelNotFound        a model file or name is missing: run `smallcode models pull`
-    ├── ModelIntegrityError  an assembled model does not match its pinned sha256
-    ├── PromptTooLong        the prompt does not fit the model's context window
-    └── BackendUnavailable   a remote tier (cloud, stand-in, llama.cpp server) did not answer
+    ├── ModelNotFound          a model file or name is missing: run `smallcode models pull`
+    ├── ModelIntegrityError    an assembled model does not match its pinned sha256
+    ├── PromptTooLong          the prompt does not fit a model's context window (local or cloud)
+    ├── RequestRefused         a remote tier refused this request as invalid (not for its length)
+    └── BackendUnavailable     a remote tier (cloud, stand-in, llama.cpp server) did not answer
+        ├── BackendTimeout        it did not answer within its timeout
+        ├── BackendRateLimited    its provider refuses for now (rate or token limits): retry later
+        └── BackendMisconfigured  it refused the configured key or model name: the operator fixes it
 
 Every message is one line that says what to do; none carries a secret.
 """
@@ -23,14 +27,40 @@ class ModelIntegrityError(AgentError):
 
 
 class PromptTooLong(AgentError):
-    def __init__(self, prompt_tokens: int, n_ctx: int) -> None:
+    """``prompt_tokens`` or ``n_ctx`` is None where the tier did not say (a provider's refusal)."""
+
+    def __init__(self, prompt_tokens: int | None, n_ctx: int | None, *,
+                 tier: str = "local") -> None:
         self.prompt_tokens = prompt_tokens
         self.n_ctx = n_ctx
-        super().__init__(
-            f"prompt is {prompt_tokens} tokens but the local context window is {n_ctx}: "
-            "shorten the prompt, raise local.n_ctx, or send it to the cloud route"
-        )
+        self.tier = tier
+        if tier == "local":
+            advice = "shorten the prompt, raise local.n_ctx, or send it to the cloud route"
+        else:
+            advice = "shorten the prompt or attach fewer files"
+        if prompt_tokens is not None and n_ctx is not None:
+            what = f"prompt is {prompt_tokens} tokens but the {tier} context window is {n_ctx}"
+        else:
+            known = f" ({n_ctx} tokens)" if n_ctx is not None else ""
+            what = f"prompt is longer than the {tier} model's context window{known}"
+        super().__init__(f"{what}: {advice}")
+
+
+class RequestRefused(AgentError):
+    pass
 
 
 class BackendUnavailable(AgentError):
+    pass
+
+
+class BackendTimeout(BackendUnavailable):
+    pass
+
+
+class BackendRateLimited(BackendUnavailable):
+    pass
+
+
+class BackendMisconfigured(BackendUnavailable):
     pass

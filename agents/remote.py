@@ -60,6 +60,10 @@ class RemoteLocalBackend(Backend):
     def model_name(self) -> str:
         return self._config.model
 
+    @property
+    def n_ctx(self) -> int:
+        return self._config.n_ctx
+
     def stream(self, request: GenerationRequest) -> Iterator[TokenEvent | Generation]:
         body: dict[str, Any] = {
             "model": self._config.model,

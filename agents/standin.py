@@ -6,6 +6,8 @@ The server's own defaults (one thread, logits for every token) cost speed; both 
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 import time
@@ -40,8 +42,26 @@ class Standin:
         self.stop()
 
 
+def base_url(config: StandinConfig) -> str:
+    return f"http://{config.host}:{config.port}/v1"
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why a server cannot listen on host:port (the OS's words), or None when it can."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return exc.strerror or type(exc).__name__
+    return None
+
+
 def command(config: StandinConfig, model_path: Path, *, alias: str) -> list[str]:
+    """The server's command line, run so that it stops when this process dies."""
     return [
+        sys.executable, "-m", "agents.dies_with_parent", str(os.getpid()),
         sys.executable, "-m", "llama_cpp.server",
         "--model", str(model_path),
         "--model_alias", alias,
@@ -59,23 +79,32 @@ def wait_ready(base_url: str, process: subprocess.Popen[bytes] | None, timeout_s
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise BackendUnavailable(
-                f"the stand-in exited with code {process.returncode} before answering; "
-                "is the port free and the model pulled (`smallcode models pull`)?"
+                f"the stand-in exited with code {process.returncode} before answering at "
+                f"{base_url}; is its port free and the model pulled (`smallcode models pull`)?"
             )
         try:
-            if httpx.get(f"{base_url}/models", timeout=2.0).status_code == 200:
-                return
+            answered = httpx.get(f"{base_url}/models", timeout=2.0).status_code == 200
         except httpx.HTTPError:
-            pass
+            answered = False
+        # Whatever answered, it was not ours if ours has gone.
+        if answered and (process is None or process.poll() is None):
+            return
         time.sleep(0.25)
     raise BackendUnavailable(f"the stand-in at {base_url} did not answer within {timeout_s:.0f}s")
 
 
 def start(config: StandinConfig, model_path: Path, *, alias: str, quiet: bool = True) -> Standin:
-    """Start the server and wait until it answers."""
+    """Start the server and wait until it answers; refuse a port something else holds."""
+    problem = port_problem(config.host, config.port)
+    if problem:
+        raise BackendUnavailable(
+            f"the stand-in cannot listen on {config.host}:{config.port} ({problem}): stop what "
+            "holds the port, or choose another with standin.port (SMALLCODE_STANDIN__PORT) "
+            "and point cloud.api_base at it"
+        )
     out = subprocess.DEVNULL if quiet else None
     process = subprocess.Popen(command(config, model_path, alias=alias), stdout=out, stderr=out)
-    standin = Standin(process, f"http://{config.host}:{config.port}/v1")
+    standin = Standin(process, base_url(config))
     try:
         wait_ready(standin.base_url, process, config.start_timeout_s)
     except BaseException:

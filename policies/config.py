@@ -65,6 +65,9 @@ class PolicyConfig(BaseModel):
     execution_checks: bool = Field(
         True, description="run the task's own examples against the local answer in a sandbox"
     )
+    over_budget: Literal["local", "refuse"] = Field(
+        "local", description="a cloud-bound task over its key's budget: keep the local answer "
+        "(route reason `budget`) when there is one, or refuse with 429")
     execution_timeout_s: float = Field(
         5.0, gt=0, le=60, description="wall-clock limit of one sandboxed check run"
     )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from agents.base import Backend
+from agents.config import CloudConfig
 from agents.model_store import MODELS, resolve
+from agents.standin import base_url as standin_url
 from router.settings import Settings
 
 
@@ -22,7 +24,17 @@ def build_local(settings: Settings) -> Backend:
 def build_cloud(settings: Settings) -> Backend:
     from agents.cloud import CloudBackend
 
-    return CloudBackend(settings.cloud)
+    return CloudBackend(cloud_config(settings))
+
+
+def cloud_config(settings: Settings) -> CloudConfig:
+    """``cloud``, with the stand-in's window as ``n_ctx`` when it is the stand-in (its window
+    is known here, and no model map lists it) and no window was set."""
+    config = settings.cloud
+    if config.n_ctx is None and config.api_base and (
+            config.api_base.rstrip("/") == standin_url(settings.standin)):
+        return config.model_copy(update={"n_ctx": settings.standin.n_ctx})
+    return config
 
 
 def standin_alias(settings: Settings) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import annotated_types
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -26,9 +26,11 @@ from agents.model_store import default_cache_dir
 from policies.config import PoliciesConfig
 from retrieval.config import RetrievalConfig
 from router.checks.config import ChecksConfig
+from router.store.config import AuthSettings, RedisSettings, TaskSettings
 
 DEFAULT_CONFIG = Path("config.yaml")
 SECRET_KEYS = {("cloud", "api_key")}
+TOP_LEVEL_SECRETS = {"admin_key"}
 
 
 class ConfigError(Exception):
@@ -64,6 +66,23 @@ class Settings(BaseSettings):
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     policies: PoliciesConfig = Field(default_factory=PoliciesConfig)
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    tasks: TaskSettings = Field(default_factory=TaskSettings)
+    admin_key: SecretStr | None = Field(
+        None, description="the admin key (manages keys, sees every team): only from the "
+        "environment, SMALLCODE_ADMIN_KEY")
+
+    @model_validator(mode="after")
+    def _auth_off_only_on_loopback(self) -> Settings:
+        if not self.auth.enabled and not is_loopback(self.server.host):
+            raise ValueError(f"auth.enabled: false is allowed only when server.host is a loopback "
+                             f"address (127.0.0.1, ::1, localhost), not {self.server.host!r}: "
+                             "create keys with `smallcode keys create` instead")
+        if self.admin_key is not None and len(self.admin_key.get_secret_value()) < 16:
+            raise ValueError("SMALLCODE_ADMIN_KEY is too short: use at least 16 random "
+                             "characters (e.g. `openssl rand -hex 24`)")
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -88,7 +107,21 @@ class _SecretFreeYaml(YamlConfigSettingsSource):
                     f"{section}.{key} must not be in a config file: set the environment "
                     f"variable SMALLCODE_{section.upper()}__{key.upper()} instead"
                 )
+        for key in TOP_LEVEL_SECRETS & set(data):
+            raise ConfigError(f"{key} must not be in a config file: set the environment "
+                              f"variable SMALLCODE_{key.upper()} instead")
         return data
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:

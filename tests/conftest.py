@@ -50,6 +50,26 @@ def sandbox() -> object:
     return found
 
 
+@pytest.fixture(scope="session")
+def valkey_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A real Valkey (the embedded server `smallcode serve` starts), for the whole session."""
+    from router.store.server import EmbeddedRedis
+
+    with EmbeddedRedis(tmp_path_factory.mktemp("valkey")) as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(valkey_server: object) -> Iterator[str]:
+    """The session's Valkey, flushed before each test that uses it."""
+    import redis
+
+    url: str = valkey_server.url  # type: ignore[attr-defined]
+    with redis.Redis.from_url(url) as client:
+        client.flushall()
+    yield url
+
+
 def ask(prompt: str, **kwargs: object) -> GenerationRequest:
     return GenerationRequest(messages=(Message("user", prompt),), **kwargs)  # type: ignore[arg-type]
 
@@ -87,5 +107,18 @@ def standin_url(model_cache: Path) -> Iterator[str]:
 
     config = StandinConfig(port=free_port(), n_ctx=4096)
     path = model_cache / model_store.MODELS["qwen2.5-coder-1.5b"].filename
+    with standin.start(config, path, alias="qwen2.5-coder-1.5b") as server:
+        yield server.base_url
+
+
+@pytest.fixture(scope="session")
+def smol_standin_url(model_cache: Path) -> Iterator[str]:
+    """A fast stand-in: SmolLM2-135M behind llama-cpp-python's server, with a small window
+    (1024 tokens) so that tests can overflow it cheaply."""
+    from agents import standin
+    from agents.config import StandinConfig
+
+    config = StandinConfig(port=free_port(), n_ctx=1024, n_threads=1)
+    path = model_cache / model_store.MODELS["smollm2-135m"].filename
     with standin.start(config, path, alias="qwen2.5-coder-1.5b") as server:
         yield server.base_url

@@ -18,14 +18,15 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from router.cli import ask, bench, calibrate, evals, index, models, serve, tune
+    from router.cli import ask, bench, calibrate, evals, index, keys, models, serve, tune, usage
+    from router.cli import worker
 
     parser = argparse.ArgumentParser(
         prog="smallcode", description="SmallCode Router: local-first coding assistant gateway"
     )
     parser.add_argument("--config", type=Path, help="config file (default: ./config.yaml)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (models, ask, serve, index, tune, bench, calibrate, evals):
+    for module in (models, ask, serve, index, tune, bench, calibrate, evals, keys, usage, worker):
         module.register(commands)
     return parser
 

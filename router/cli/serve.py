@@ -10,7 +10,7 @@ import threading
 
 from agents import model_store, standin
 from router.backends import standin_alias
-from router.settings import Settings, load_settings
+from router.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("smallcode.serve")
 
@@ -31,6 +31,13 @@ def _start_standin(settings: Settings) -> standin.Standin:
     return standin.start(settings.standin, path, alias=standin_alias(settings))
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    """SIGTERM stops the server as Ctrl-C does: uvicorn shuts down, then re-raises the signal
+    once its own handlers are gone; raising KeyboardInterrupt here (uvicorn swallows it)
+    unwinds the ``with`` blocks, so every child started there is stopped, not orphaned."""
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -41,7 +48,18 @@ def serve(args: argparse.Namespace) -> int:
         server = {"host": args.host, "port": args.port}
         overrides["server"] = {k: v for k, v in server.items() if v is not None}
     settings = load_settings(args.config, **overrides)
+    problem = standin.port_problem(settings.server.host, settings.server.port)
+    if problem:  # say so before loading any model
+        raise ConfigError(f"server.port {settings.server.port} on {settings.server.host} cannot "
+                          f"be used ({problem}): stop what holds it, or pass --port")
+    signal.signal(signal.SIGTERM, _interrupt)
     with contextlib.ExitStack() as stack:
+        from router.store.connect import serving_redis
+
+        url = stack.enter_context(serving_redis(settings.redis.url, settings.data_dir,
+                                                port=settings.redis.port))
+        settings = settings.model_copy(update={"redis": settings.redis.model_copy(
+            update={"url": url})})
         if settings.standin.enabled and not args.no_standin:
             stack.enter_context(_start_standin(settings))
         app = create_app(settings)

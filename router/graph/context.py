@@ -20,6 +20,17 @@ class Retrieval(Protocol):
     def close(self) -> None: ...
 
 
+class CloudGate(Protocol):
+    """Reserves cloud spend before a call (the service's budgets; :mod:`router.service.budget`).
+    ``reserve`` returns a token, or None when the call would go over budget."""
+
+    retry_after_s: int
+
+    def reserve(self, usd: float) -> object | None: ...
+    def settle(self, token: object, usd: float) -> None: ...
+    def release(self, token: object) -> None: ...
+
+
 @dataclass(frozen=True)
 class RouterContext:
     local: Backend
@@ -33,6 +44,7 @@ class RouterContext:
     snippet_token_budget: int = 1024
     snippet_k: int = 5
     sandbox: Sandbox | None = None  # None: execution checks cannot run here
+    cloud_gate: CloudGate | None = None  # None: no budget to hold (the CLI, evaluations)
 
 
 def token_counter(local: Backend) -> Callable[[str], int]:

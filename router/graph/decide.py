@@ -34,6 +34,12 @@ def before_generation(
     return None
 
 
+def fits_cloud(prompt_tokens: int, cloud_window: int) -> bool:
+    """The prompt must leave the cloud model room for one token at least; how long the answer
+    may be is the provider's to cut (as the local tier cuts it)."""
+    return prompt_tokens < cloud_window
+
+
 def should_abort(window_mean: float, tokens: int, policy: PolicyConfig) -> bool:
     return tokens >= policy.early_abort_min_tokens and window_mean < policy.early_abort_floor
 
@@ -57,3 +63,12 @@ def after_judge(
     if verdict["route"] == "cloud" and not cloud_allowed:
         return decision("local", "privacy", f"kept local by privacy policy ({verdict['reason']})")
     return verdict
+
+
+def over_budget(*, policy: PolicyConfig, has_local: bool) -> Decision | None:
+    """A cloud-bound task whose key has no budget left: keep the local answer where the policy
+    allows and there is one; None means refuse (429)."""
+    if policy.over_budget == "local" and has_local:
+        return decision("local", "budget", "the key's cloud budget for the period is spent; "
+                        "the local answer is served")
+    return None

@@ -2,7 +2,9 @@
 
     RouterError
     ├── InvalidTask       bad input; ``field`` names the request field (HTTP 400)
-    └── PolicyViolation   the team's policy forbids what was asked (HTTP 403)
+    │   └── TaskTooLarge  the task fits no window it may go to (HTTP 400, context_length_exceeded)
+    ├── PolicyViolation   the team's policy forbids what was asked (HTTP 403)
+    └── BudgetExceeded    the cloud call would go over the key's budget (HTTP 429, Retry-After)
 """
 
 
@@ -16,7 +18,28 @@ class InvalidTask(RouterError):
         super().__init__(f"{field}: {message}")
 
 
+class TaskTooLarge(InvalidTask):
+    def __init__(self, prompt_tokens: int, *, max_tokens: int, local_window: int,
+                 cloud_window: int, forced: bool) -> None:
+        self.prompt_tokens = prompt_tokens
+        if forced:
+            windows = f"the cloud model's context window is {cloud_window} tokens"
+        else:
+            windows = (f"it fits neither the local context window ({local_window} tokens, "
+                       f"{max_tokens} of them kept for the answer) nor the cloud model's "
+                       f"({cloud_window} tokens)")
+        super().__init__("prompt", f"the task is {prompt_tokens} tokens and {windows}: "
+                         "shorten it or attach fewer files")
+
+
 class PolicyViolation(RouterError):
     def __init__(self, field: str, message: str) -> None:
         self.field = field
         super().__init__(f"{field}: {message}")
+
+
+class BudgetExceeded(RouterError):
+    def __init__(self, retry_after_s: int) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__("this key's cloud budget for the period is spent: the task needs the "
+                         f"cloud; try again in {retry_after_s} s, or ask for a larger budget")

@@ -9,7 +9,7 @@ from typing import Any
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from agents.base import Generation
+from agents.base import FinishReason, Generation
 from router.graph import nodes
 from router.graph.context import RouterContext
 from router.graph.record import build_record
@@ -60,6 +60,11 @@ class RoutedAnswer:
     text: str
     record: dict[str, Any]
     generation: Generation | None  # the answer served (None only if nothing was generated)
+
+    @property
+    def finish_reason(self) -> FinishReason:
+        """Why the served generation stopped: ``length`` when max_tokens cut it."""
+        return self.generation.finish_reason if self.generation else "stop"
 
 
 def run_task(graph: Any, task: TaskInput, context: RouterContext) -> RoutedAnswer:

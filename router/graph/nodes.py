@@ -4,25 +4,23 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from functools import wraps
-from typing import Any, get_args
+from typing import Any
 
 from langgraph.runtime import Runtime
 
 from agents.base import Generation, GenerationRequest, Message, TokenEvent
-from policies.config import TaskType
 from policies.privacy import privacy_rule
 from policies.redaction import redact
+from router.checks.sandbox import Sandbox
 from router.graph import decide, signals
 from router.graph.context import RouterContext
-from router.graph.errors import InvalidTask, PolicyViolation
+from router.graph.errors import BudgetExceeded, InvalidTask, PolicyViolation, TaskTooLarge
 from router.graph.state import FileRef, RouterState
+from router.graph.validation import DEFAULT_MAX_TOKENS, validate
 
 Node = Callable[[RouterState, Runtime[RouterContext]], dict[str, Any]]
-TASK_TYPES: tuple[str, ...] = get_args(TaskType)
-MAX_TOKENS_LIMIT = 32_768
-DEFAULT_MAX_TOKENS = 512
 
 
 def timed(name: str) -> Callable[[Node], Node]:
@@ -38,41 +36,6 @@ def timed(name: str) -> Callable[[Node], Node]:
 
 
 # --- intake --------------------------------------------------------------------------------
-
-def validate(state: Mapping[str, Any], ctx: RouterContext) -> None:
-    """Refuse bad input before anything runs, naming the field."""
-    prompt = state.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise InvalidTask("prompt", "is empty; describe the coding task")
-    route = state.get("route", "auto")
-    if route not in ("auto", "local", "cloud"):
-        raise InvalidTask("route", f"unknown route {route!r}: use auto, local or cloud")
-    task_type = state.get("type")
-    if task_type is not None and task_type not in TASK_TYPES:
-        raise InvalidTask("type", f"unknown task type {task_type!r}: use one of "
-                          + ", ".join(TASK_TYPES))
-    max_tokens = state.get("max_tokens", DEFAULT_MAX_TOKENS)
-    if not isinstance(max_tokens, int) or not 1 <= max_tokens <= MAX_TOKENS_LIMIT:
-        raise InvalidTask("max_tokens", f"must be an integer from 1 to {MAX_TOKENS_LIMIT}")
-    for i, item in enumerate(state.get("files") or []):
-        path, content = item.get("path"), item.get("content")
-        if not isinstance(path, str) or not path.strip():
-            raise InvalidTask(f"files[{i}].path", "is missing; give the file's path")
-        if not isinstance(content, str):
-            raise InvalidTask(f"files[{i}].content", "must be the file's text")
-        if "\x00" in content:
-            raise InvalidTask(f"files[{i}].content", f"{path} is binary; attach text files only")
-        size = len(content.encode())
-        if size > ctx.max_file_bytes:
-            raise InvalidTask(f"files[{i}].content",
-                              f"{path} is {size} bytes, over the {ctx.max_file_bytes}-byte cap")
-    repo = state.get("repo")
-    if repo is not None:
-        known = {r["repo"] for r in ctx.retrieval.list_repos()} if ctx.retrieval else set()
-        if repo not in known:
-            raise InvalidTask("repo", f"repository {repo!r} is not indexed: run "
-                              f"`smallcode index PATH --repo {repo}`")
-
 
 def user_message(prompt: str, files: list[Any]) -> str:
     parts = []
@@ -152,6 +115,12 @@ def policy(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any
     verdict = decide.before_generation(policy=rules, forced=forced, privacy=privacy,
                                        task_type=state["task_type"], files=state["file_refs"],
                                        fit=fit)
+    cloud_window = ctx.cloud.n_ctx
+    if (verdict and verdict["route"] == "cloud" and cloud_window is not None
+            and not decide.fits_cloud(state["prompt_tokens"], cloud_window)):
+        raise TaskTooLarge(state["prompt_tokens"], max_tokens=max_tokens,
+                           local_window=ctx.local_window, cloud_window=cloud_window,
+                           forced=forced == "cloud")
     update: dict[str, Any] = {
         "policy": rules, "privacy": privacy, "decision": verdict, "auto_decision": verdict,
         "signals": {"context": {"needed": fit.needed, "available": fit.available,
@@ -259,10 +228,11 @@ def attached_tests(state: RouterState) -> str:
     return "\n\n".join(tests)
 
 
-def run_checks(state: RouterState, text: str) -> dict[str, Any]:
-    """Cheap code checks: syntax of every code block; the task's own runnable examples."""
+def run_checks(state: RouterState, text: str, sandbox: Sandbox | None) -> dict[str, Any]:
+    """Cheap code checks: syntax of every code block; the task's own runnable examples and
+    attached tests, in the sandbox (skipped, and said so, where there is none)."""
     from router.checks.code import extract_code_blocks, syntax_ok
-    from router.checks.sandbox import doctest_examples, run_python_checks
+    from router.checks.sandbox import doctest_examples
 
     rules = state["policy"]
     blocks = extract_code_blocks(text)
@@ -270,30 +240,35 @@ def run_checks(state: RouterState, text: str) -> dict[str, Any]:
     checks: dict[str, Any] = {"code_blocks": len(blocks),
                               "syntax_errors": sum(1 for v in verdicts if v is False)}
     python = "\n\n".join(b.code for b in blocks if b.language == "python")
-    suites = [("doctest", doctest_examples(state["prompt"])), ("tests", attached_tests(state))]
+    examples, tests = doctest_examples(state["prompt"]), attached_tests(state)
+    if not (rules.execution_checks and python and (examples or tests)):
+        return checks
+    if sandbox is None:
+        checks["execution_skipped"] = "no isolation for execution checks on this server"
+        return checks
     runs = []
-    if rules.execution_checks and python:
-        for kind, tests in suites:
-            if tests:
-                result = run_python_checks(python, tests, timeout_s=rules.execution_timeout_s)
-                runs.append({"kind": kind, "passed": result.passed, "ran": result.ran,
-                             "failed": result.failed, "detail": result.detail[:300]})
-    if runs:
-        checks["execution"] = {"passed": all(r["passed"] for r in runs),
-                               "ran": sum(r["ran"] for r in runs),
-                               "failed": sum(r["failed"] for r in runs), "runs": runs}
+    timeout_s = rules.execution_timeout_s
+    for kind, suite, run in (("doctest", examples, sandbox.run_examples),
+                             ("tests", tests, sandbox.run_tests)):
+        if suite:
+            result = run(python, suite, timeout_s=timeout_s)
+            runs.append({"kind": kind, "passed": result.passed, "ran": result.ran,
+                         "failed": result.failed, "detail": result.detail[:300]})
+    checks["execution"] = {"passed": all(r["passed"] for r in runs),
+                           "ran": sum(r["ran"] for r in runs),
+                           "failed": sum(r["failed"] for r in runs), "runs": runs}
     return checks
 
 
-@timed("judge")
-def judge(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any]:
+def judge_answer(state: RouterState, sandbox: Sandbox | None) -> dict[str, Any]:
+    """The judge as a plain function of the state (the evaluation harness calls it too)."""
     rules = state["policy"]
     local, aborted = state.get("local"), state.get("aborted")
     score = None
     checks: dict[str, Any] = {}
     if local is not None:
         score = signals.confidence([t.logprob for t in local.logprobs or ()])
-        checks = run_checks(state, local.text)
+        checks = run_checks(state, local.text, sandbox)
         if score is not None and checks["syntax_errors"]:
             score *= 0.5  # code that does not parse is not a confident answer
         if score is not None and checks.get("execution", {}).get("passed"):
@@ -305,6 +280,11 @@ def judge(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any]
     return {"confidence": score, "checks": checks, "decision": verdict, "auto_decision": verdict,
             "signals": {"confidence": score, "checks": checks,
                         "early_abort": aborted}}
+
+
+@timed("judge")
+def judge(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any]:
+    return judge_answer(state, runtime.context.sandbox)
 
 
 def after_judge(state: RouterState) -> str:
@@ -331,5 +311,23 @@ def cloud_generate(state: RouterState, runtime: Runtime[RouterContext]) -> dict[
             kinds.extend(redaction.kinds)
         messages.append(Message(message.role, content))
     request = GenerationRequest(messages=tuple(messages), max_tokens=state["max_tokens"])
-    generation = ctx.cloud.generate(request)
-    return {"cloud": generation, "redactions": {"count": count, "kinds": sorted(set(kinds))}}
+    redactions = {"count": count, "kinds": sorted(set(kinds))}
+    gate = ctx.cloud_gate
+    if gate is None:
+        return {"cloud": ctx.cloud.generate(request), "redactions": redactions}
+    from agents.cloud import price
+
+    worst_usd = price(ctx.price_as, state["prompt_tokens"], state["max_tokens"])
+    token = gate.reserve(worst_usd)
+    if token is None:
+        verdict = decide.over_budget(policy=state["policy"], has_local=state.get("local") is not None)
+        if verdict is None:
+            raise BudgetExceeded(gate.retry_after_s)
+        return {"decision": verdict}
+    try:
+        generation = ctx.cloud.generate(request)
+    except BaseException:
+        gate.release(token)
+        raise
+    gate.settle(token, generation.cost_usd or 0.0)
+    return {"cloud": generation, "redactions": redactions}

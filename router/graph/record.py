@@ -55,6 +55,7 @@ def build_record(state: RouterState, *, price: Any, models: dict[str, str]) -> d
         "timings_ms": {k: round(v, 2) for k, v in state.get("timings_ms", {}).items()},
         "models": {"local": models["local"], "cloud": models["cloud"],
                    "priced_as": models["price_as"]},
+        "finish_reason": answer.finish_reason if answer else None,
         "cost_usd": cloud.cost_usd if cloud else 0.0,
         # All-cloud: the same prompt, and the answer's length (the cloud's own when it ran).
         "counterfactual_cost_usd": price(cloud_prompt, completion if cloud else local_completion),

@@ -6,23 +6,44 @@ Models are loaded once, in the lifespan, and handed to routes through ``app.stat
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from agents.base import Backend
-from router.service import errors, routes
-from router.settings import Settings
+from router.service import errors, keys, routes, tasks, usage
+from router.service.metrics import Metrics
+from router.service.middleware import AccessLog, BodyLimit
+from router.settings import ConfigError, Settings
+
+log = logging.getLogger("smallcode.api")
 
 
 def create_app(settings: Settings, *, local: Backend | None = None,
                cloud: Backend | None = None, with_retrieval: bool = True) -> FastAPI:
     """Build the app. Backends given here are used as they are (and not closed by the app)."""
 
+    if not settings.redis.url:
+        raise ConfigError("redis.url is empty: `smallcode serve` starts an embedded Valkey and "
+                          "sets it; to build the app yourself, give it a Redis URL")
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from redis.asyncio import Redis
+
         from router.backends import build_cloud, build_local
+        from router.checks.sandbox import isolation_mode
+        from router.service.ratelimit import RateLimits
+        from router.store.names import Names
+
+        assert settings.redis.url is not None
+        app.state.redis = Redis.from_url(settings.redis.url, socket_timeout=5,
+                                         socket_connect_timeout=2)
+        app.state.names = Names(settings.redis.prefix)
+        app.state.rate_limits = RateLimits(app.state.redis, settings.redis.url,
+                                           app.state.names.rate_limits())
 
         owned: list[Backend] = []
         if local is None:
@@ -40,9 +61,12 @@ def create_app(settings: Settings, *, local: Backend | None = None,
             settings, app.state.tiers["local"], app.state.tiers["cloud"],
             with_retrieval=with_retrieval)
         app.state.graph = build_graph()
+        log.info("execution checks: %s; auth %s", isolation_mode(app.state.router_context.sandbox),
+                 "on" if settings.auth.enabled else "OFF (loopback only)")
         try:
             yield
         finally:
+            await app.state.redis.aclose()
             retrieval = app.state.router_context.retrieval
             if retrieval is not None:
                 retrieval.close()
@@ -51,21 +75,43 @@ def create_app(settings: Settings, *, local: Backend | None = None,
 
     app = FastAPI(title="SmallCode Router", lifespan=lifespan)
     app.state.settings = settings
+    app.state.metrics = Metrics()
     errors.install(app)
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):  # type: ignore[no-untyped-def]
-        size = request.headers.get("content-length")
-        if size and size.isdigit() and int(size) > settings.server.max_body_bytes:
-            return errors.error_response(
-                413, f"request body is over {settings.server.max_body_bytes} bytes",
-                "invalid_request_error")
-        return await call_next(request)
+    app.add_middleware(BodyLimit, max_body_bytes=settings.server.max_body_bytes)
+    app.add_middleware(AccessLog)  # outermost of ours: it sees the 413s too
 
     app.include_router(routes.router)
+    app.include_router(keys.router)
+    app.include_router(usage.router)
+    app.include_router(tasks.router)
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
         return JSONResponse({"status": "ok"})
+
+    @app.get("/readyz")
+    async def readyz(request: Request) -> JSONResponse:
+        """Ready when Redis answers and the models are loaded; says how checks are isolated."""
+        from redis.exceptions import RedisError
+
+        from router.checks.sandbox import isolation_mode
+
+        state = request.app.state
+        try:
+            redis_ok = bool(await state.redis.ping())
+        except RedisError:
+            redis_ok = False
+        models_ok = hasattr(state, "tiers")
+        body = {"status": "ready" if redis_ok and models_ok else "not ready",
+                "redis": "ok" if redis_ok else "unreachable",
+                "models": "loaded" if models_ok else "loading",
+                "checks": {"isolation": isolation_mode(state.router_context.sandbox)}}
+        return JSONResponse(body, status_code=200 if body["status"] == "ready" else 503)
+
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        return Response(request.app.state.metrics.render(),
+                        media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return app

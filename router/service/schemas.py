@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
+
+from retrieval.errors import BadRepoName
+from retrieval.names import check_repo_name
 
 
 class TextPart(BaseModel):
@@ -37,6 +41,11 @@ class ChatCompletionRequest(BaseModel):
     top_logprobs: int | None = Field(None, ge=0, le=20)
     stop: str | list[str] | None = None
     n: int = Field(1, ge=1, le=1, description="only one choice is generated")
+    # Function calling is not supported yet: refused, never silently ignored.
+    tools: list[Any] | None = None
+    tool_choice: Any = None
+    functions: list[Any] | None = None
+    function_call: Any = None
     # SmallCode extensions, used by model "auto" (the routed tier); OpenAI SDKs send them
     # with extra_body={...}.
     files: list[dict[str, str]] | None = None
@@ -44,6 +53,43 @@ class ChatCompletionRequest(BaseModel):
     team: str | None = None
     type: str | None = None
     route: str | None = None
+
+    @field_validator("messages")
+    @classmethod
+    def _needs_a_task(cls, messages: list[ChatMessage]) -> list[ChatMessage]:
+        if not any(m.role == "user" for m in messages):
+            raise PydanticCustomError(
+                "no_user_message",
+                "needs at least one user message: a system message alone asks no task")
+        return messages
+
+    @field_validator("tools", "functions")
+    @classmethod
+    def _no_tools(cls, value: list[Any] | None) -> list[Any] | None:
+        if value:
+            raise PydanticCustomError(
+                "unsupported", "function calling is not supported yet: send the request "
+                "without tools (describe the task in the messages instead)")
+        return None
+
+    @field_validator("tool_choice", "function_call")
+    @classmethod
+    def _no_tool_choice(cls, value: Any) -> Any:
+        if value is not None and value != "none":
+            raise PydanticCustomError(
+                "unsupported", "function calling is not supported yet: leave it out or "
+                "set it to 'none'")
+        return None
+
+    @field_validator("repo")
+    @classmethod
+    def _repo_name(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return check_repo_name(value)
+        except BadRepoName as exc:
+            raise PydanticCustomError("repo_name", "{reason}", {"reason": str(exc)}) from None
 
     @field_validator("stop")
     @classmethod
@@ -58,3 +104,4 @@ class ChatCompletionRequest(BaseModel):
     @property
     def limit(self) -> int:
         return self.max_completion_tokens or self.max_tokens or 512
+

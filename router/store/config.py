@@ -25,3 +25,25 @@ class AuthSettings(BaseModel):
     enabled: bool = Field(
         True, description="every /v1 route needs `Authorization: Bearer <key>`; false is "
         "allowed only when the server binds to a loopback address")
+
+
+class TaskSettings(BaseModel):
+    """Async tasks (``POST /v1/tasks``) and the workers that run them (the ``tasks`` section)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    keep_s: int = Field(7 * 86400, ge=60, le=400 * 86400,
+                        description="how long a task's record and its events are kept")
+    idempotency_s: int = Field(86400, ge=60, le=30 * 86400,
+                               description="how long an Idempotency-Key returns the same task")
+    timeout_s: float = Field(900.0, gt=0, le=86400, description="longest run of one task")
+    lease_s: float = Field(
+        30.0, ge=1, le=3600, description="a worker renews its claim on a running task this "
+        "often (÷3); a task whose worker died runs again on another after this long")
+    max_tries: int = Field(3, ge=1, le=20, description="runs of one task before it fails "
+                           "(a killed worker's run counts)")
+    concurrency: int = Field(2, ge=1, le=256, description="tasks one worker runs at once")
+    poll_s: float = Field(0.25, gt=0, le=10, description="how often an idle worker polls the queue")
+    heartbeat_s: float = Field(5.0, gt=0, le=300, description="how often a worker says it is alive")
+    embedded_worker: bool = Field(True, description="`smallcode serve` runs one worker in the "
+                                  "API process, sharing its loaded models")

@@ -61,6 +61,10 @@ class Names:
     def idempotency(self, team: str, key: str) -> str:
         return f"{self.prefix}:idempotency:{team}:{key}"
 
+    def task_feedback(self) -> str:
+        """Ids of tasks with feedback, scored by when it came (what calibration reads)."""
+        return f"{self.prefix}:task-feedback"
+
     def worker_heartbeat(self, worker: str) -> str:
         return f"{self.prefix}:worker:{worker}"
 

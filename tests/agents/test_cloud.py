@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from agents.cloud import CloudBackend, check_price_as, price
+from agents.cloud import CloudBackend, check_price_as, context_window, price
 from agents.config import CloudConfig
-from agents.errors import AgentError, BackendUnavailable
+from agents.errors import (
+    AgentError,
+    BackendMisconfigured,
+    BackendRateLimited,
+    BackendTimeout,
+    BackendUnavailable,
+    PromptTooLong,
+    RequestRefused,
+)
 from tests.conftest import ask, free_port
+from tests.helpers import refusing_provider, silent_provider
 
 
 def test_answers_through_litellm_and_prices_as_the_real_cloud_model(standin_url: str) -> None:
@@ -47,3 +56,40 @@ def test_stand_in_not_running_says_what_to_do() -> None:
     backend = CloudBackend(CloudConfig(api_base=dead, num_retries=0, timeout_s=5))
     with pytest.raises(BackendUnavailable, match="smallcode standin"):
         backend.generate(ask("hello", max_tokens=4))
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "error", "advice"),
+    [
+        (401, "invalid_api_key", BackendMisconfigured, "SMALLCODE_CLOUD__API_KEY"),
+        (429, "rate_limit_exceeded", BackendRateLimited, "retry later"),
+        (400, "invalid_request_error", RequestRefused, "parameters"),
+    ],
+)
+def test_provider_refusals_are_told_apart(status: int, kind: str, error: type, advice: str) -> None:
+    with refusing_provider(status, kind) as url:
+        backend = CloudBackend(CloudConfig(api_base=url, num_retries=0, timeout_s=20))
+        with pytest.raises(error, match=advice) as info:
+            backend.generate(ask("hello", max_tokens=4))
+    assert "smallcode standin" not in str(info.value)  # not the advice for a dead stand-in
+    assert f"refused ({kind})" not in str(info.value)  # the provider's text is not copied
+
+
+def test_a_provider_that_never_answers_is_a_timeout() -> None:
+    with silent_provider() as url:
+        backend = CloudBackend(CloudConfig(api_base=url, num_retries=0, timeout_s=1))
+        with pytest.raises(BackendTimeout, match=r"cloud.timeout_s=1 s"):
+            backend.generate(ask("hello", max_tokens=4))
+
+
+def test_a_prompt_over_the_providers_window_is_prompt_too_long(smol_standin_url: str) -> None:
+    backend = CloudBackend(CloudConfig(api_base=smol_standin_url, num_retries=0))
+    with pytest.raises(PromptTooLong, match="cloud model's context window") as info:
+        backend.generate(ask("word " * 1500, max_tokens=4))  # the stand-in's window is 1024
+    assert "api_base" not in str(info.value)
+
+
+def test_the_cloud_window_comes_from_the_setting_or_litellms_model_map() -> None:
+    assert context_window(CloudConfig(n_ctx=8192)) == 8192
+    assert context_window(CloudConfig(model="anthropic/claude-sonnet-4-5", api_base=None)) == 200_000
+    assert context_window(CloudConfig(model="openai/house-model")) is None  # unknown: not guessed

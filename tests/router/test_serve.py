@@ -28,7 +28,7 @@ def wait_for(url: str, process: subprocess.Popen[bytes], timeout_s: float = 180)
     raise AssertionError(f"{url} did not answer")
 
 
-def test_serve_answers_both_tiers_and_ctrl_c_stops_all(model_cache) -> None:
+def test_serve_answers_both_tiers_and_ctrl_c_stops_all(model_cache, tmp_path: Path) -> None:
     api_port, standin_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMALLCODE_")}
     env.update({
@@ -37,6 +37,8 @@ def test_serve_answers_both_tiers_and_ctrl_c_stops_all(model_cache) -> None:
         "SMALLCODE_STANDIN__N_CTX": "2048",
         "SMALLCODE_CLOUD__API_BASE": f"http://127.0.0.1:{standin_port}/v1",
         "SMALLCODE_LOCAL__MODEL": "smollm2-135m",
+        "SMALLCODE_AUTH__ENABLED": "false",
+        "SMALLCODE_DATA_DIR": str(tmp_path),
     })
     process = subprocess.Popen([sys.executable, "-m", "router.cli.main", "serve"], cwd=REPO,
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

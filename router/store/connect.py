@@ -1,0 +1,59 @@
+"""Which Redis to use: ``redis.url`` when set; otherwise the embedded Valkey under
+``<data_dir>/redis`` — the one a running ``smallcode serve`` started (it leaves its address in
+``<data_dir>/redis/url``), or, for a command run while no server is up, one started for the
+command's duration on the same data."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from router.store.server import EmbeddedRedis
+
+
+def embedded_dir(data_dir: Path) -> Path:
+    return Path(data_dir) / "redis"
+
+
+@contextlib.contextmanager
+def serving_redis(url: str | None, data_dir: Path, *, port: int = 0) -> Iterator[str]:
+    """For ``smallcode serve``: the configured URL, or an embedded Valkey it owns."""
+    if url:
+        yield url
+        return
+    directory = embedded_dir(data_dir)
+    with EmbeddedRedis(directory, port=port) as server:
+        address = directory / "url"
+        address.write_text(server.url + "\n", encoding="utf-8")
+        try:
+            yield server.url
+        finally:
+            address.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def command_redis(url: str | None, data_dir: Path) -> Iterator[str]:
+    """For a one-off command (``keys``, ``usage``): the configured URL, the running server's
+    embedded Valkey, or one started just for this command."""
+    if url:
+        yield url
+        return
+    address = embedded_dir(data_dir) / "url"
+    if address.exists():
+        running = address.read_text(encoding="utf-8").strip()
+        if _answers(running):
+            yield running
+            return
+    with serving_redis(None, data_dir) as started:
+        yield started
+
+
+def _answers(url: str) -> bool:
+    import redis
+
+    try:
+        with redis.Redis.from_url(url, socket_connect_timeout=1) as client:
+            return bool(client.ping())
+    except redis.RedisError:
+        return False

@@ -1,0 +1,381 @@
+"""The worker that runs async tasks (``POST /v1/tasks``) through the routing graph, on arq.
+
+arq gives the queue its guarantees: a job's id is the task's id (enqueueing twice is a no-op),
+a worker claims a job with an ``in-progress`` key before running it, and a job whose worker
+dies stays in the queue until that claim expires, when another worker runs it again. The
+claim here is a lease: it lasts ``tasks.lease_s`` and the worker renews it while the task
+runs, so a killed worker's task runs again after seconds, however long tasks may take
+(``tasks.timeout_s``). A re-run cannot charge twice: the ledger is written once per task id.
+
+One job, start to end::
+
+    start_attempt (queued|running → running; cancelled → skip)
+      → the graph, in a thread (the models block), each node and token batch an event
+      → ledger entry (once per task id) → done | failed (the final event)
+
+Cancelling (``DELETE /v1/tasks/{id}``) marks the task cancelled: a queued one never runs; a
+running one stops at its next token or node (the worker sees the mark within half a second).
+SIGTERM or SIGINT stops a worker the same way and puts its tasks back in the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from agents.base import Backend, Generation, GenerationRequest, TokenEvent
+from router.store import tasks
+from router.store.ledger import build_entry, write_entry
+from router.store.names import Names
+
+if TYPE_CHECKING:
+    from arq.connections import ArqRedis
+    from arq.worker import Worker
+
+    from router.graph.context import RouterContext
+    from router.graph.graph import RoutedAnswer
+    from router.settings import Settings
+
+log = logging.getLogger("smallcode.worker")
+
+JOB = "run_task"  # the arq function name every task is enqueued under
+STOP_GRACE_S = 10.0  # how long a stopping worker waits for a task's thread to notice
+Emit = Callable[[str, dict[str, Any]], None]
+
+
+class TaskCancelled(Exception):
+    """Raised in the graph's thread when the task was cancelled or the worker is stopping."""
+
+
+class TokenTap(Backend):
+    """A backend as it is, whose streamed tokens are also reported (``emit``) and which stops
+    at the next token once ``cancel`` is set."""
+
+    def __init__(self, inner: Backend, tier: str, cancel: threading.Event, emit: Emit) -> None:
+        self.inner, self.tier, self.cancel, self.emit = inner, tier, cancel, emit
+        self.supports_logprobs = inner.supports_logprobs
+
+    @property
+    def model_name(self) -> str:
+        return self.inner.model_name
+
+    @property
+    def n_ctx(self) -> int | None:
+        return self.inner.n_ctx
+
+    def __getattr__(self, name: str) -> Any:  # tokenize, count_prompt_tokens, ...
+        return getattr(self.inner, name)
+
+    def stream(self, request: GenerationRequest) -> Iterator[TokenEvent | Generation]:
+        events = self.inner.stream(request)
+        try:
+            for item in events:
+                if self.cancel.is_set():
+                    raise TaskCancelled
+                if isinstance(item, TokenEvent) and item.text:
+                    self.emit("token", {"tier": self.tier, "text": item.text})
+                yield item
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()  # releases the model at once when the caller stops early
+
+    def close(self) -> None:
+        """The tapped backend belongs to whoever built it."""
+
+
+def _node_event(node: str, update: Any) -> dict[str, Any]:
+    """What a node's end tells a client: its name, its time, and its decision if it made one."""
+    event: dict[str, Any] = {"node": node}
+    if not isinstance(update, dict):
+        return event
+    timing = (update.get("timings_ms") or {}).get(node)
+    if timing is not None:
+        event["ms"] = timing
+    decision = update.get("decision")
+    if isinstance(decision, dict):
+        event["decision"] = {"route": decision.get("route"), "reason": decision.get("reason")}
+    if node == "judge" and "confidence" in update:
+        event["confidence"] = update["confidence"]
+    if node == "intake":
+        event.update({k: update[k] for k in ("task_type", "prompt_tokens") if k in update})
+    if node == "record" and isinstance(update.get("record"), dict):
+        record = update["record"]
+        event.update({"route": record.get("final"), "reason": record.get("reason")})
+    return event
+
+
+def run_graph(graph: Any, task: dict[str, Any], context: RouterContext, *,
+              cancel: threading.Event, emit: Emit) -> RoutedAnswer:
+    """Run one task through the graph (blocking: call it in a thread), reporting each node's
+    end and every token; raises :class:`TaskCancelled` at the next token or node after
+    ``cancel`` is set."""
+    from router.graph.graph import RoutedAnswer
+
+    tapped = dataclasses.replace(context, local=TokenTap(context.local, "local", cancel, emit),
+                                 cloud=TokenTap(context.cloud, "cloud", cancel, emit))
+    state: dict[str, Any] = {}
+    for mode, chunk in graph.stream(task, context=tapped, stream_mode=["updates", "values"]):
+        if cancel.is_set():
+            raise TaskCancelled
+        if mode == "updates":
+            for node, update in chunk.items():
+                emit("node", _node_event(node, update))
+        else:
+            state = chunk
+    answer = state.get("cloud") or state.get("local")
+    return RoutedAnswer(text=answer.text if answer else "", record=state["record"],
+                        generation=answer)
+
+
+def _error(exc: BaseException) -> dict[str, Any]:
+    """A failure as a client sees it: our own errors by type and message; anything else
+    without its message (it may hold data)."""
+    from agents.errors import AgentError
+    from policies.errors import PolicyError
+    from retrieval.errors import RetrievalError
+    from router.graph.errors import RouterError
+
+    if isinstance(exc, RouterError | AgentError | PolicyError | RetrievalError):
+        return {"type": type(exc).__name__, "message": str(exc)}
+    return {"type": "internal_error", "message": "internal error; see the worker's log"}
+
+
+@dataclass
+class TaskRunner:
+    """What a job needs: the settings, the graph and its context (the loaded models)."""
+
+    settings: Settings
+    names: Names
+    graph: Any
+    context: RouterContext
+    worker_id: str
+
+    async def run(self, redis: ArqRedis, task_id: str, *, job_try: int) -> str:
+        """Run the task ``task_id`` once; returns its final status."""
+        config = self.settings.tasks
+        keep_s = config.keep_s
+        if job_try > config.max_tries:  # its workers died max_tries times: give up
+            await tasks.finish(redis, self.names, task_id, status="failed", keep_s=keep_s,
+                               error={"type": "worker_lost", "message": (
+                                   f"the task's worker stopped before it finished, "
+                                   f"{job_try - 1} times (tasks.max_tries)")})
+            return "failed"
+        before, attempt = await tasks.start_attempt(redis, self.names, task_id,
+                                                    worker=self.worker_id, keep_s=keep_s)
+        if before not in ("queued", "running"):
+            log.info("task %s not run: it is %s", task_id, before or "gone")
+            return before or "gone"
+        task = await tasks.get(redis, self.names, task_id)
+        if task is None:  # expired between the two reads
+            return "gone"
+        log.info("task %s: attempt %d on %s", task_id, attempt, self.worker_id)
+        loop = asyncio.get_running_loop()
+        pending: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def emit(kind: str, data: dict[str, Any]) -> None:
+            loop.call_soon_threadsafe(pending.put_nowait, (kind, data))
+
+        started = time.perf_counter()
+        work = loop.run_in_executor(None, functools.partial(
+            run_graph, self.graph, task["request"], self.context, cancel=cancel, emit=emit))
+        pump = asyncio.create_task(self._pump(redis, task_id, pending))
+        guard = asyncio.create_task(self._guard(redis, task_id, cancel))
+        outcome: RoutedAnswer | BaseException
+        try:
+            try:
+                outcome = await asyncio.wait_for(asyncio.shield(work), config.timeout_s)
+            except asyncio.CancelledError:  # the worker is stopping: back to the queue
+                cancel.set()
+                await asyncio.wait([work], timeout=STOP_GRACE_S)
+                raise
+            except TimeoutError:
+                cancel.set()
+                await asyncio.wait([work], timeout=STOP_GRACE_S)
+                outcome = TimeoutError(f"the task ran past tasks.timeout_s "
+                                       f"({config.timeout_s:g} s)")
+            except Exception as exc:  # every failure becomes the task's error
+                outcome = exc
+        finally:
+            guard.cancel()
+            pending.put_nowait(None)
+            await pump  # every progress event lands before the final one
+        latency_ms = (time.perf_counter() - started) * 1000
+        if isinstance(outcome, TaskCancelled):
+            return "cancelled"
+        if isinstance(outcome, BaseException):
+            if isinstance(outcome, TimeoutError):
+                error = {"type": "timeout", "message": str(outcome)}
+            else:
+                error = _error(outcome)
+                log.warning("task %s failed: %s", task_id, type(outcome).__name__)
+            await tasks.finish(redis, self.names, task_id, status="failed", keep_s=keep_s,
+                               error=error)
+            return "failed"
+        entry = build_entry(request_id=task_id, team=task["team"], key_id=task["key_id"],
+                            source="task", record=outcome.record, latency_ms=latency_ms)
+        await write_entry(redis, self.names, entry,
+                          retention_days=self.settings.redis.retention_days)
+        finished = await tasks.finish(redis, self.names, task_id, status="done", keep_s=keep_s,
+                                      answer=outcome.text, route=outcome.record,
+                                      finish_reason=outcome.finish_reason)
+        return "done" if finished else (await tasks.status(redis, self.names, task_id) or "gone")
+
+    async def _pump(self, redis: ArqRedis, task_id: str,
+                    pending: asyncio.Queue[tuple[str, dict[str, Any]] | None]) -> None:
+        """Write progress events as they come, tokens batched (one entry per batch)."""
+        done = False
+        while not done:
+            batch = [await pending.get()]
+            await asyncio.sleep(0.05)  # let a few tokens gather
+            while not pending.empty():
+                batch.append(pending.get_nowait())
+            if None in batch:
+                done = True
+            events: list[tuple[str, dict[str, Any]]] = []
+            for item in batch:
+                if item is None:
+                    continue
+                kind, data = item
+                last = events[-1] if events else None
+                if kind == "token" and last and last[0] == "token" and \
+                        last[1]["tier"] == data["tier"]:
+                    last[1]["text"] += data["text"]
+                else:
+                    events.append((kind, dict(data)))
+            with contextlib.suppress(Exception):  # progress is best effort; the outcome is not
+                await tasks.add_events(redis, self.names, task_id, events)
+
+    async def _guard(self, redis: ArqRedis, task_id: str, cancel: threading.Event) -> None:
+        """While the task runs: renew this worker's claim on it, and notice a cancel."""
+        from arq.constants import in_progress_key_prefix
+
+        lease_s = self.settings.tasks.lease_s
+        tick = min(0.5, lease_s / 3)
+        renewed = 0.0
+        while not cancel.is_set():
+            now = time.monotonic()
+            with contextlib.suppress(Exception):  # a blip: the lease has slack, try again
+                if now - renewed >= lease_s / 3:
+                    await redis.pexpire(in_progress_key_prefix + task_id, int(lease_s * 1000))
+                    renewed = now
+                if await tasks.status(redis, self.names, task_id) != "running":
+                    cancel.set()
+            await asyncio.sleep(tick)
+
+
+async def run_task_job(ctx: dict[str, Any], task_id: str) -> str:
+    """The arq job: run one task (``ctx["runner"]`` holds the graph and the models)."""
+    runner: TaskRunner = ctx["runner"]
+    return await runner.run(ctx["redis"], task_id, job_try=ctx["job_try"])
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def build_worker(settings: Settings, names: Names, *, redis_url: str, graph: Any,
+                 context: RouterContext, handle_signals: bool,
+                 concurrency: int | None = None) -> Worker:
+    """An arq worker for the task queue, running tasks with ``graph`` and ``context``.
+    Create it inside the event loop it will run in."""
+    from arq.connections import RedisSettings
+    from arq.worker import Worker, func
+
+    config = settings.tasks
+    worker_id = new_worker_id()
+    runner = TaskRunner(settings, names, graph, context, worker_id)
+    beating: dict[str, asyncio.Task[None]] = {}
+
+    async def heartbeat(redis: ArqRedis) -> None:
+        while True:
+            with contextlib.suppress(Exception):  # Redis away for a moment: beat again later
+                await tasks.beat(redis, names, worker_id, ttl_s=config.heartbeat_s * 3,
+                                 info={"pid": os.getpid(), "host": socket.gethostname()})
+            await asyncio.sleep(config.heartbeat_s)
+
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        beating["task"] = asyncio.create_task(heartbeat(ctx["redis"]))
+        log.info("worker %s taking tasks from %s", worker_id, names.queue())
+
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        task = beating.pop("task", None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(Exception):
+            await tasks.leave(ctx["redis"], names, worker_id)
+        log.info("worker %s stopped", worker_id)
+
+    worker = Worker(
+        # arq may start a job once more than tasks.max_tries, so that the job itself can
+        # mark a task whose workers all died as failed (arq would drop it silently).
+        functions=[func(run_task_job, name=JOB, max_tries=config.max_tries + 1,
+                        timeout=config.timeout_s + STOP_GRACE_S + 5, keep_result=0)],
+        queue_name=names.queue(), redis_settings=RedisSettings.from_dsn(redis_url),
+        on_startup=on_startup, on_shutdown=on_shutdown, handle_signals=handle_signals,
+        max_jobs=concurrency or config.concurrency, poll_delay=config.poll_s,
+        ctx={"runner": runner}, retry_jobs=True, keep_result=0, log_results=False,
+        health_check_interval=config.heartbeat_s)
+    # The in-progress claim is a lease renewed while the task runs (TaskRunner._guard), not
+    # arq's default of the longest job timeout: a dead worker's task runs again after lease_s.
+    worker.in_progress_timeout_s = config.lease_s
+    return worker
+
+
+class EmbeddedWorker:
+    """A worker in this process, sharing its loaded models (``smallcode serve``'s)::
+
+        worker = EmbeddedWorker(settings, names, redis_url=url, graph=graph, context=context)
+        await worker.start()   # in the lifespan, before yield
+        await worker.stop()    # after it
+    """
+
+    def __init__(self, settings: Settings, names: Names, *, redis_url: str, graph: Any,
+                 context: RouterContext, concurrency: int | None = None) -> None:
+        self._args = {"redis_url": redis_url, "graph": graph, "context": context,
+                      "concurrency": concurrency}
+        self.settings, self.names = settings, names
+        self.worker: Worker | None = None
+        self._running: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.worker = build_worker(self.settings, self.names, handle_signals=False,
+                                   **self._args)  # type: ignore[arg-type]
+        self._running = asyncio.create_task(self.worker.async_run())
+
+    async def stop(self) -> None:
+        """Stop taking tasks; a running task goes back to the queue for another worker."""
+        if self.worker is None:
+            return
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.worker.close()
+        if self._running is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._running
+        self.worker, self._running = None, None
+
+
+async def serve_worker(settings: Settings, names: Names, *, redis_url: str, graph: Any,
+                       context: RouterContext, concurrency: int | None = None) -> None:
+    """Run a worker until SIGTERM or SIGINT (``smallcode worker``)."""
+    worker = build_worker(settings, names, redis_url=redis_url, graph=graph, context=context,
+                          handle_signals=True, concurrency=concurrency)
+    try:
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker.async_run()
+    finally:
+        await worker.close()

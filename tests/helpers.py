@@ -1,0 +1,61 @@
+"""Helpers shared by tests: an ASGI app on a real uvicorn server in a thread, and a stand-in
+for a paid provider's refusals (the one thing out of reach here), speaking OpenAI's protocol."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from tests.conftest import free_port
+
+
+@contextmanager
+def serving(app: Any, **config: Any) -> Iterator[str]:
+    """Serve ``app`` on a free loopback port; yield its base URL; stop it after."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           loop="asyncio", http="h11", **config))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@contextmanager
+def refusing_provider(status: int, kind: str) -> Iterator[str]:
+    """An OpenAI-compatible endpoint that refuses every completion with ``status``, as a
+    provider does (401 bad key, 429 rate limit, 400 bad request); yields its ``/v1`` URL."""
+
+    async def refuse(_: Request) -> JSONResponse:
+        return JSONResponse({"error": {"message": f"refused ({kind})", "type": kind,
+                                       "param": None, "code": kind}}, status_code=status)
+
+    app = Starlette(routes=[Route("/v1/chat/completions", refuse, methods=["POST"])])
+    with serving(app) as url:
+        yield f"{url}/v1"
+
+
+@contextmanager
+def silent_provider() -> Iterator[str]:
+    """A loopback port that accepts connections and never answers; yields its ``/v1`` URL."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/v1"

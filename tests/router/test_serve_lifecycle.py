@@ -1,0 +1,117 @@
+"""`smallcode serve` as a real process: a taken stand-in port stops start-up with a message
+naming it; SIGTERM stops every child; a killed server takes its stand-in with it. The stand-in
+serves SmolLM2-135M here, to start in seconds."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def serve(tmp_path: Path, api_port: int, standin_port: int) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMALLCODE_")}
+    env.update({
+        "SMALLCODE_SERVER__PORT": str(api_port),
+        "SMALLCODE_STANDIN__PORT": str(standin_port),
+        "SMALLCODE_STANDIN__MODEL": "smollm2-135m",
+        "SMALLCODE_STANDIN__N_CTX": "1024",
+        "SMALLCODE_CLOUD__API_BASE": f"http://127.0.0.1:{standin_port}/v1",
+        "SMALLCODE_LOCAL__MODEL": "smollm2-135m",
+        "SMALLCODE_LOCAL__N_CTX": "1024",
+        "SMALLCODE_AUTH__ENABLED": "false",
+        "SMALLCODE_DATA_DIR": str(tmp_path),
+    })
+    return subprocess.Popen([sys.executable, "-m", "router.cli.main", "serve"], cwd=REPO,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def wait_healthy(port: int, process: subprocess.Popen[bytes], timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[0].decode()
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    raise AssertionError("serve did not answer")
+
+
+def children(pid: int) -> dict[int, str]:
+    """The live child processes of ``pid``: process id → command line."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found[int(entry.name)] = cmdline
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has stopped; only its parent has not collected it
+
+
+def test_a_taken_stand_in_port_stops_start_up_naming_it(tmp_path: Path) -> None:
+    api_port = free_port()
+    with socket.socket() as squatter:  # something else already listens on the stand-in's port
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen(1)
+        taken = squatter.getsockname()[1]
+        process = serve(tmp_path, api_port, taken)
+        output = process.communicate(timeout=120)[0].decode()
+    assert process.returncode != 0, output
+    assert f"127.0.0.1:{taken}" in output and "standin.port" in output, output
+    assert "Traceback" not in output
+
+
+def test_sigterm_stops_serve_and_every_child(model_cache, tmp_path: Path) -> None:
+    api_port, standin_port = free_port(), free_port()
+    process = serve(tmp_path, api_port, standin_port)
+    try:
+        wait_healthy(api_port, process)
+        kids = children(process.pid)
+        assert any("llama_cpp.server" in cmd for cmd in kids.values()), kids
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=60)[0].decode()
+    assert process.returncode == 0, output
+    assert "Traceback" not in output
+    assert not [cmd for pid, cmd in kids.items() if alive(pid)], "children outlived serve"
+
+
+def test_a_killed_serve_takes_its_stand_in_with_it(model_cache, tmp_path: Path) -> None:
+    api_port, standin_port = free_port(), free_port()
+    process = serve(tmp_path, api_port, standin_port)
+    try:
+        wait_healthy(api_port, process)
+        [standin] = [pid for pid, cmd in children(process.pid).items()
+                     if "llama_cpp.server" in cmd]
+    finally:
+        process.kill()  # SIGKILL: no handler runs, no `with` block unwinds
+        process.communicate(timeout=60)
+    deadline = time.monotonic() + 30
+    while alive(standin) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not alive(standin), "the stand-in outlived a killed serve"

@@ -1,0 +1,273 @@
+"""The shared service on a real Valkey and a real uvicorn: team keys, the ledger and usage,
+budgets under a race, rate limits, metrics, readiness. The OpenAI SDK is the client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from agents.cloud import CloudBackend, price
+from agents.config import CloudConfig
+from router.service.app import create_app
+from router.settings import ConfigError, Settings
+from router.store import apikeys, budgets, ledger
+from router.store.names import Names
+from tests.helpers import serving
+
+ADMIN = "admin-" + "x" * 24
+ASK = [{"role": "user", "content": "Write a Python function that reverses a string."}]
+REPO = Path(__file__).resolve().parents[2]
+
+
+def settings(url: str, **extra: object) -> Settings:
+    return Settings(redis={"url": url, "prefix": "svc-test"}, admin_key=ADMIN,
+                    local={"n_ctx": 2048}, **extra)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def base_url(smol, standin_url: str, valkey_server) -> Iterator[str]:
+    cloud = CloudBackend(CloudConfig(api_base=standin_url, num_retries=0))
+    app = create_app(settings(valkey_server.url), local=smol, cloud=cloud, with_retrieval=False)
+    with serving(app) as url:
+        yield url
+
+
+def create_key(base_url: str, **fields: object) -> dict:
+    response = httpx.post(f"{base_url}/v1/keys", json=fields,
+                          headers={"Authorization": f"Bearer {ADMIN}"})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def sdk(base_url: str, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{base_url}/v1", api_key=key, max_retries=0)
+
+
+def usage(base_url: str, key: str, **params: str) -> dict:
+    response = httpx.get(f"{base_url}/v1/usage", params=params,
+                         headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_no_key_or_a_wrong_key_is_a_401_in_the_openai_shape(base_url: str) -> None:
+    missing = httpx.post(f"{base_url}/v1/chat/completions", json={"model": "local",
+                                                                   "messages": ASK})
+    assert missing.status_code == 401
+    assert missing.json()["error"]["code"] == "missing_api_key"
+    with pytest.raises(openai.AuthenticationError):
+        sdk(base_url, "sk-sc-nothere-123").chat.completions.create(model="local", messages=ASK,
+                                                                   max_tokens=4)
+
+
+def test_a_team_key_gets_answers_and_its_usage_adds_up(base_url: str) -> None:
+    key = create_key(base_url, team="payments")
+    other = create_key(base_url, team="search")
+    client = sdk(base_url, key["key"])
+    replies = [client.chat.completions.create(model=model, messages=ASK, max_tokens=12)
+               for model in ("local", "local", "auto")]
+    assert all(r.choices[0].message.content for r in replies)
+    stream = client.chat.completions.create(model="local", messages=ASK, max_tokens=8, stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    mine = usage(base_url, key["key"])
+    assert mine["team"] == "payments"
+    assert mine["totals"]["tasks"] == 4
+    made = sum(r.usage.prompt_tokens for r in replies)
+    assert mine["totals"]["tokens"]["prompt"] >= made  # the stream's prompt on top
+    assert usage(base_url, other["key"])["totals"]["tasks"] == 0  # a team sees its own
+    everyone = usage(base_url, ADMIN, group_by="team")
+    assert {row["team"]: row["tasks"] for row in everyone["data"]}.get("payments") == 4
+    entries = httpx.get(f"{base_url}/v1/usage/entries",
+                        headers={"Authorization": f"Bearer {key['key']}"}).json()["data"]
+    assert len(entries) == 4 and {e["team"] for e in entries} == {"payments"}
+    assert all(e["key_id"] == key["id"] for e in entries)
+
+
+def test_a_body_naming_another_team_is_refused(base_url: str) -> None:
+    key = create_key(base_url, team="mobile")
+    with pytest.raises(openai.PermissionDeniedError, match="serves team 'mobile'"):
+        sdk(base_url, key["key"]).chat.completions.create(
+            model="local", messages=ASK, max_tokens=4, extra_body={"team": "payments"})
+
+
+def test_only_the_admin_key_manages_keys_and_revoked_keys_stop_working(base_url: str) -> None:
+    key = create_key(base_url, team="infra")
+    as_team = httpx.get(f"{base_url}/v1/keys", headers={"Authorization": f"Bearer {key['key']}"})
+    assert as_team.status_code == 403
+    listed = httpx.get(f"{base_url}/v1/keys", headers={"Authorization": f"Bearer {ADMIN}"}).json()
+    assert key["id"] in {k["id"] for k in listed["data"]}
+    assert key["key"] not in json.dumps(listed)  # never the secret
+    revoked = httpx.delete(f"{base_url}/v1/keys/{key['id']}",
+                           headers={"Authorization": f"Bearer {ADMIN}"})
+    assert revoked.status_code == 200
+    with pytest.raises(openai.AuthenticationError):
+        sdk(base_url, key["key"]).chat.completions.create(model="local", messages=ASK,
+                                                         max_tokens=4)
+
+
+def test_requests_per_minute_hold_with_retry_after(base_url: str) -> None:
+    key = create_key(base_url, team="ratelimited", rpm=2)
+    body = {"model": "local", "messages": ASK, "max_tokens": 2}
+    headers = {"Authorization": f"Bearer {key['key']}"}
+    codes = [httpx.post(f"{base_url}/v1/chat/completions", json=body, headers=headers, timeout=60)
+             for _ in range(3)]
+    assert [c.status_code for c in codes] == [200, 200, 429]
+    assert 1 <= int(codes[2].headers["Retry-After"]) <= 60
+    assert codes[2].json()["error"]["type"] == "rate_limit_error"
+
+
+def test_ten_concurrent_cloud_calls_against_a_budget_for_one(base_url: str,
+                                                             valkey_server) -> None:
+    # The worst case is dominated by max_tokens: the budget has room for one, not two.
+    max_tokens = 2000
+    prompt = [{"role": "user", "content": "Reply with the word hi and nothing else."}]
+    worst = price("claude-sonnet-4-5", 0, max_tokens)
+    key = create_key(base_url, team="tight", budget_usd=worst * 1.5, period="day")
+    body = {"model": "cloud", "messages": prompt, "max_tokens": max_tokens}
+    headers = {"Authorization": f"Bearer {key['key']}"}
+
+    def call(_: int) -> httpx.Response:
+        return httpx.post(f"{base_url}/v1/chat/completions", json=body, headers=headers,
+                          timeout=180)
+
+    with ThreadPoolExecutor(10) as pool:
+        responses = list(pool.map(call, range(10)))
+    codes = sorted(r.status_code for r in responses)
+    assert codes.count(200) == 1 and codes.count(429) == 9, codes
+    refused = next(r for r in responses if r.status_code == 429)
+    assert refused.json()["error"]["code"] == "budget_exceeded"
+    assert int(refused.headers["Retry-After"]) > 0
+    spent = usage(base_url, key["key"])["totals"]["cloud_spend_usd"]
+    assert 0 < spent <= worst * 1.5
+    held = asyncio.run(_budget_state(valkey_server.url, key["id"], worst * 1.5))
+    assert held.open_reservations == 0 and held.reserved_usd == pytest.approx(0, abs=1e-12)
+    assert held.spent_usd == pytest.approx(spent)
+
+
+async def _budget_state(url: str, key_id: str, limit: float) -> budgets.BudgetState:
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(url)
+    try:
+        return await budgets.state(redis, Names("svc-test"), scope=f"key:{key_id}",
+                                   period="day", limit_usd=limit)
+    finally:
+        await redis.aclose()
+
+
+def test_metrics_parse_and_readyz_says_how_checks_run(base_url: str) -> None:
+    key = create_key(base_url, team="observed")
+    sdk(base_url, key["key"]).chat.completions.create(model="local", messages=ASK, max_tokens=2)
+    text = httpx.get(f"{base_url}/metrics").text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    samples = [s for s in families["smallcode_requests"].samples
+               if s.labels.get("team") == "observed"]
+    assert samples and samples[0].value == 1
+    ready = httpx.get(f"{base_url}/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["redis"] == "ok" and ready.json()["checks"]["isolation"] == "bwrap"
+
+
+# --- the store, directly ------------------------------------------------------------------
+
+async def _reserve_race(url: str) -> tuple[int, budgets.BudgetState]:
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(url)
+    names = Names("race")
+    try:
+        results = await asyncio.gather(*[
+            budgets.reserve(redis, names, scope="team:x", period="month", limit_usd=1.0,
+                            amount_usd=0.6) for _ in range(50)])
+        granted = [r for r in results if r is not None]
+        for reservation in granted:
+            await budgets.settle(redis, reservation, 0.25)
+            assert not await budgets.settle(redis, reservation, 0.25)  # once only
+        state = await budgets.state(redis, names, scope="team:x", period="month", limit_usd=1.0)
+        return len(granted), state
+    finally:
+        await redis.aclose()
+
+
+def test_fifty_concurrent_reservations_for_room_for_one(redis_url: str) -> None:
+    granted, state = asyncio.run(_reserve_race(redis_url))
+    assert granted == 1
+    assert state.spent_usd == pytest.approx(0.25) and state.open_reservations == 0
+
+
+async def _write_twice(url: str) -> tuple[bool, bool, list[dict]]:
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(url)
+    names = Names("ledger")
+    record = {"final": "cloud", "reason": "low_confidence", "escalated": True,
+              "tokens": {"prompt": 100, "completion": 20, "local_completion": 30},
+              "cost_usd": 0.002, "counterfactual_cost_usd": 0.002,
+              "timings_ms": {"local_generate": 400.0}}
+    entry = ledger.build_entry(request_id="req-1", team="t", key_id="k", source="task",
+                               record=record, latency_ms=900)
+    try:
+        first = await ledger.write_entry(redis, names, entry, retention_days=30)
+        second = await ledger.write_entry(redis, names, {**entry, "cost_usd": 9.9},
+                                          retention_days=30)
+        day = ledger.day_of(entry["time"])
+        import datetime as dt
+
+        rows = await ledger.rollup_rows(redis, names, first=dt.date.fromisoformat(day),
+                                        last=dt.date.fromisoformat(day), team=None)
+        return first, second, ledger.summarize(rows, None)
+    finally:
+        await redis.aclose()
+
+
+def test_a_ledger_entry_is_written_once(redis_url: str) -> None:
+    first, second, totals = asyncio.run(_write_twice(redis_url))
+    assert (first, second) == (True, False)
+    assert totals[0]["tasks"] == 1 and totals[0]["cloud_spend_usd"] == pytest.approx(0.002)
+    assert totals[0]["escalated_local_attempts"]["tokens"] == 130
+
+
+def test_keys_cli_creates_lists_and_revokes(redis_url: str, tmp_path: Path) -> None:
+    env = {"SMALLCODE_REDIS__URL": redis_url, "SMALLCODE_DATA_DIR": str(tmp_path),
+           "PATH": "/usr/bin:/bin"}
+
+    def smallcode(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "router.cli.main", *args], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    created = json.loads(smallcode("keys", "create", "--team", "payments", "--budget-usd", "5",
+                                   "--rpm", "60", "--json"))
+    assert set(created) == {"team", "key", "id"} and created["team"] == "payments"
+    listing = smallcode("keys", "list")
+    assert created["id"] in listing and "budget $5/month" in listing
+    assert created["key"] not in listing
+    smallcode("keys", "revoke", created["id"])
+    assert "(revoked)" in smallcode("keys", "list")
+    assert "team" in smallcode("usage", "--csv").splitlines()[0]
+
+
+def test_keys_cli_refuses_a_bad_team_name(redis_url: str, tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "router.cli.main", "keys", "create", "--team",
+                           "Bad Team"], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={"SMALLCODE_REDIS__URL": redis_url, "PATH": "/usr/bin:/bin",
+                               "SMALLCODE_DATA_DIR": str(tmp_path)})
+    assert done.returncode == 2 and "team: 'Bad Team' is not a valid team name" in done.stdout
+
+
+def test_auth_off_is_refused_off_loopback() -> None:
+    with pytest.raises(ConfigError, match="auth.enabled: false is allowed only"):
+        from router.settings import load_settings
+
+        load_settings(None, auth={"enabled": False}, server={"host": "0.0.0.0"})
