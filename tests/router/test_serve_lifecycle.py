@@ -4,17 +4,22 @@ serves SmolLM2-135M here, to start in seconds."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from tests.conftest import free_port
+from tests.helpers import serving
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -74,14 +79,26 @@ def alive(pid: int) -> bool:
 
 
 def test_a_taken_stand_in_port_stops_start_up_naming_it(tmp_path: Path) -> None:
+    async def models(_: Request) -> JSONResponse:
+        return JSONResponse({"object": "list", "data": [{"id": "someone-else"}]})
+
+    squatter = Starlette(routes=[Route("/v1/models", models)])  # another server on the port
     api_port = free_port()
-    with socket.socket() as squatter:  # something else already listens on the stand-in's port
-        squatter.bind(("127.0.0.1", 0))
-        squatter.listen(1)
-        taken = squatter.getsockname()[1]
+    with serving(squatter) as url:
+        taken = int(url.rsplit(":", 1)[1])
         process = serve(tmp_path, api_port, taken)
-        output = process.communicate(timeout=120)[0].decode()
-    assert process.returncode != 0, output
+        try:
+            deadline = time.monotonic() + 120
+            while process.poll() is None and time.monotonic() < deadline:
+                with contextlib.suppress(httpx.HTTPError):
+                    healthy = httpx.get(f"http://127.0.0.1:{api_port}/healthz", timeout=2)
+                    assert healthy.status_code != 200, "serve reported healthy"
+                time.sleep(0.3)
+        finally:
+            if process.poll() is None:
+                process.terminate()
+            output = process.communicate(timeout=60)[0].decode()
+    assert process.returncode not in (0, None), output
     assert f"127.0.0.1:{taken}" in output and "standin.port" in output, output
     assert "Traceback" not in output
 
