@@ -21,8 +21,9 @@ PROMPT = [{"role": "user", "content": "Write a Python function that reverses a s
 
 
 @pytest.fixture(scope="module")
-def base_url(smol, standin_url: str) -> Iterator[str]:
-    settings = Settings(server={"max_body_bytes": 65_536})
+def base_url(smol, standin_url: str, valkey_server) -> Iterator[str]:
+    settings = Settings(server={"max_body_bytes": 65_536}, redis={"url": valkey_server.url},
+                        auth={"enabled": False})
     app = create_app(settings, local=smol, cloud=CloudBackend(CloudConfig(api_base=standin_url)))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",

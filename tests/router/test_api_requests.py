@@ -23,8 +23,9 @@ ASK = [{"role": "user", "content": "Write a Python function that reverses a stri
 CHAT = "/v1/chat/completions"
 
 
-def settings() -> Settings:
-    return Settings(server={"max_body_bytes": CAP}, local={"n_ctx": 2048})
+def settings(redis_url: str) -> Settings:
+    return Settings(server={"max_body_bytes": CAP}, local={"n_ctx": 2048},
+                    redis={"url": redis_url}, auth={"enabled": False})
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +35,9 @@ def proxy(smol_standin_url: str) -> Iterator[tuple[str, Recorder]]:
 
 
 @pytest.fixture(scope="module")
-def base_url(smol, proxy: tuple[str, Recorder]) -> Iterator[str]:
+def base_url(smol, proxy: tuple[str, Recorder], valkey_server) -> Iterator[str]:
     cloud = CloudBackend(CloudConfig(api_base=proxy[0], n_ctx=1024, num_retries=0))
-    with serving(create_app(settings(), local=smol, cloud=cloud, with_retrieval=False)) as url:
+    with serving(create_app(settings(valkey_server.url), local=smol, cloud=cloud, with_retrieval=False)) as url:
         yield url
 
 
@@ -217,7 +218,7 @@ def test_provider_refusals_reach_the_client_as_distinct_errors(smol, status: int
                                                                expected: int, code: str) -> None:
     with refusing_provider(status, kind) as provider:
         cloud = CloudBackend(CloudConfig(api_base=provider, num_retries=0, timeout_s=20))
-        app = create_app(settings(), local=smol, cloud=cloud, with_retrieval=False)
+        app = create_app(settings(valkey_server.url), local=smol, cloud=cloud, with_retrieval=False)
         with serving(app) as url:
             error = refused(post(url, {"model": "cloud", "messages": ASK, "max_tokens": 4}),
                             expected)
@@ -227,13 +228,13 @@ def test_provider_refusals_reach_the_client_as_distinct_errors(smol, status: int
 def test_a_silent_provider_is_a_504_and_a_dead_one_a_503(smol) -> None:
     with silent_provider() as provider:
         cloud = CloudBackend(CloudConfig(api_base=provider, num_retries=0, timeout_s=1))
-        with serving(create_app(settings(), local=smol, cloud=cloud,
+        with serving(create_app(settings(valkey_server.url), local=smol, cloud=cloud,
                                 with_retrieval=False)) as url:
             error = refused(post(url, {"model": "cloud", "messages": ASK}), 504)
     assert "cloud.timeout_s" in error["message"]
     dead = f"http://127.0.0.1:{provider.split(':')[2].split('/')[0]}/v1"  # closed now
     cloud = CloudBackend(CloudConfig(api_base=dead, num_retries=0, timeout_s=5))
-    with serving(create_app(settings(), local=smol, cloud=cloud, with_retrieval=False)) as url:
+    with serving(create_app(settings(valkey_server.url), local=smol, cloud=cloud, with_retrieval=False)) as url:
         error = refused(post(url, {"model": "cloud", "messages": ASK}), 503)
     assert "cloud.api_base" in error["message"]
 
