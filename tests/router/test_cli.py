@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 ADD = "Write a Python function add(a, b) that returns a + b."
 
 
-def smallcode(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def smallcode(*args: str | bytes, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("SMALLCODE_")}
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "router.cli.main", *args], cwd=REPO,
@@ -67,6 +67,9 @@ def test_missing_model_file_says_to_pull(tmp_path: Path) -> None:
         (("ask", ADD, "--route", "moon"), {}, "route: unknown route 'moon'"),
         (("ask", ADD, "--type", "poetry"), {}, "type: unknown task type 'poetry'"),
         (("ask", ADD, "--file", "/nonexistent/x.py"), {}, "files[0].path: cannot read"),
+        (("ask", ADD, "--repo", "../../etc"), {},
+         "repo: repo name '../../etc' is not allowed: use 1-100 letters, digits"),
+        (("ask", b"Fix \xff here."), {}, "prompt: is not valid Unicode text"),  # not UTF-8
     ],
 )
 def test_bad_input_fails_clearly(args: tuple[str, ...], env: dict[str, str], needle: str) -> None:
@@ -85,6 +88,17 @@ def test_prompt_longer_than_the_window(model_cache, standin_url: str) -> None:
     assert routed.returncode == 0, routed.stderr
     record = json.loads(routed.stdout)["route"]
     assert record["final"] == "cloud" and record["reason"] == "context"
+
+
+def test_a_task_larger_than_both_windows_is_refused_before_any_call(model_cache) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/v1"  # had it been called: "cannot reach"
+    result = smallcode("ask", "word " * 3000, env={
+        "SMALLCODE_LOCAL__MODEL": "smollm2-135m", "SMALLCODE_LOCAL__N_CTX": "1024",
+        "SMALLCODE_CLOUD__API_BASE": dead, "SMALLCODE_CLOUD__N_CTX": "2048",
+        "SMALLCODE_CLOUD__NUM_RETRIES": "0"})
+    assert result.returncode == 2, result.stderr
+    assert "local context window (1024 tokens" in result.stderr
+    assert "cloud model's (2048 tokens)" in result.stderr and "the task is 30" in result.stderr
 
 
 def test_three_attached_files_go_to_the_cloud(tmp_path: Path, standin_url: str) -> None:
