@@ -18,7 +18,8 @@ class RateLimits:
     def __init__(self, redis: Redis, redis_url: str, prefix: str) -> None:
         # The app's own connection pool: closed with the app's client, nothing left open.
         self.storage = RedisStorage(f"async+{redis_url}", implementation="redispy",
-                                    key_prefix=prefix, connection_pool=redis.connection_pool)
+                                    key_prefix=prefix,
+                                    connection_pool=redis.connection_pool)  # type: ignore[arg-type]
         self.limiter = MovingWindowRateLimiter(self.storage)
 
     async def admit(self, key: ApiKey) -> tuple[str, int] | None:

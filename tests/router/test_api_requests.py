@@ -37,7 +37,8 @@ def proxy(smol_standin_url: str) -> Iterator[tuple[str, Recorder]]:
 @pytest.fixture(scope="module")
 def base_url(smol, proxy: tuple[str, Recorder], valkey_server) -> Iterator[str]:
     cloud = CloudBackend(CloudConfig(api_base=proxy[0], n_ctx=1024, num_retries=0))
-    with serving(create_app(settings(valkey_server.url), local=smol, cloud=cloud, with_retrieval=False)) as url:
+    with serving(create_app(settings(valkey_server.url), local=smol, cloud=cloud,
+                            with_retrieval=False)) as url:
         yield url
 
 
@@ -214,18 +215,20 @@ def test_a_prompt_over_the_cloud_window_on_model_cloud_is_a_clear_400(base_url: 
         (400, "invalid_request_error", 400, "upstream_refused"),
     ],
 )
-def test_provider_refusals_reach_the_client_as_distinct_errors(smol, status: int, kind: str,
-                                                               expected: int, code: str) -> None:
+def test_provider_refusals_reach_the_client_as_distinct_errors(smol, valkey_server, status: int,
+                                                               kind: str, expected: int,
+                                                               code: str) -> None:
     with refusing_provider(status, kind) as provider:
         cloud = CloudBackend(CloudConfig(api_base=provider, num_retries=0, timeout_s=20))
-        app = create_app(settings(valkey_server.url), local=smol, cloud=cloud, with_retrieval=False)
+        app = create_app(settings(valkey_server.url), local=smol, cloud=cloud,
+                         with_retrieval=False)
         with serving(app) as url:
             error = refused(post(url, {"model": "cloud", "messages": ASK, "max_tokens": 4}),
                             expected)
     assert error["code"] == code and "smallcode standin" not in error["message"]
 
 
-def test_a_silent_provider_is_a_504_and_a_dead_one_a_503(smol) -> None:
+def test_a_silent_provider_is_a_504_and_a_dead_one_a_503(smol, valkey_server) -> None:
     with silent_provider() as provider:
         cloud = CloudBackend(CloudConfig(api_base=provider, num_retries=0, timeout_s=1))
         with serving(create_app(settings(valkey_server.url), local=smol, cloud=cloud,
@@ -234,7 +237,8 @@ def test_a_silent_provider_is_a_504_and_a_dead_one_a_503(smol) -> None:
     assert "cloud.timeout_s" in error["message"]
     dead = f"http://127.0.0.1:{provider.split(':')[2].split('/')[0]}/v1"  # closed now
     cloud = CloudBackend(CloudConfig(api_base=dead, num_retries=0, timeout_s=5))
-    with serving(create_app(settings(valkey_server.url), local=smol, cloud=cloud, with_retrieval=False)) as url:
+    with serving(create_app(settings(valkey_server.url), local=smol, cloud=cloud,
+                            with_retrieval=False)) as url:
         error = refused(post(url, {"model": "cloud", "messages": ASK}), 503)
     assert "cloud.api_base" in error["message"]
 

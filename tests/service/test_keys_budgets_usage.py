@@ -20,7 +20,7 @@ from agents.cloud import CloudBackend, price
 from agents.config import CloudConfig
 from router.service.app import create_app
 from router.settings import ConfigError, Settings
-from router.store import apikeys, budgets, ledger
+from router.store import budgets, ledger
 from router.store.names import Names
 from tests.helpers import serving
 
@@ -267,7 +267,7 @@ def test_keys_cli_refuses_a_bad_team_name(redis_url: str, tmp_path: Path) -> Non
 
 
 def test_auth_off_is_refused_off_loopback() -> None:
-    with pytest.raises(ConfigError, match="auth.enabled: false is allowed only"):
+    with pytest.raises(ConfigError, match=r"auth\.enabled: false is allowed only"):
         from router.settings import load_settings
 
         load_settings(None, auth={"enabled": False}, server={"host": "0.0.0.0"})
