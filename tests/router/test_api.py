@@ -99,7 +99,7 @@ def test_unknown_model_is_a_404_in_openai_shape(client: openai.OpenAI) -> None:
     ("body", "param"),
     [
         ({"model": "local", "messages": []}, "messages"),
-        ({"model": "local", "messages": [{"role": "robot", "content": "x"}]}, "messages.0.role"),
+        ({"model": "local", "messages": [{"role": "robot", "content": "x"}]}, "messages[0].role"),
         ({"model": "local", "messages": PROMPT, "max_tokens": 0}, "max_tokens"),
         ({"model": "local", "messages": PROMPT, "top_logprobs": 3}, "top_logprobs"),
         ({"messages": PROMPT}, "model"),
