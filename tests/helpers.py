@@ -21,10 +21,11 @@ from tests.conftest import free_port
 
 @contextmanager
 def serving(app: Any, **config: Any) -> Iterator[str]:
-    """Serve ``app`` on a free loopback port; yield its base URL; stop it after."""
+    """Serve ``app`` on a free loopback port (h11 unless ``http`` says otherwise); yield its
+    base URL; stop it after."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           loop="asyncio", http="h11", **config))
+    options = {"log_level": "warning", "loop": "asyncio", "http": "h11", **config}
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **options))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
