@@ -30,6 +30,7 @@ import socket
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -282,15 +283,23 @@ async def run_task_job(ctx: dict[str, Any], task_id: str) -> str:
     return await runner.run(ctx["redis"], task_id, job_try=ctx["job_try"])
 
 
+async def _close(worker: Worker) -> None:
+    """``worker.close()``, without the DeprecationWarning arq 0.28 triggers in redis 5 (it
+    calls ``close`` where redis now wants ``aclose``)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Call to deprecated close", DeprecationWarning)
+        await worker.close()
+
+
 def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 def build_worker(settings: Settings, names: Names, *, redis_url: str, graph: Any,
                  context: RouterContext, handle_signals: bool,
-                 concurrency: int | None = None) -> Worker:
+                 concurrency: int | None = None, burst: bool = False) -> Worker:
     """An arq worker for the task queue, running tasks with ``graph`` and ``context``.
-    Create it inside the event loop it will run in."""
+    Create it inside the event loop it will run in. ``burst``: stop once the queue is empty."""
     from arq.connections import RedisSettings
     from arq.worker import Worker, func
 
@@ -326,7 +335,7 @@ def build_worker(settings: Settings, names: Names, *, redis_url: str, graph: Any
         functions=[func(run_task_job, name=JOB, max_tries=config.max_tries + 1,
                         timeout=config.timeout_s + STOP_GRACE_S + 5, keep_result=0)],
         queue_name=names.queue(), redis_settings=RedisSettings.from_dsn(redis_url),
-        on_startup=on_startup, on_shutdown=on_shutdown, handle_signals=handle_signals,
+        on_startup=on_startup, on_shutdown=on_shutdown, handle_signals=handle_signals, burst=burst,
         max_jobs=concurrency or config.concurrency, poll_delay=config.poll_s,
         ctx={"runner": runner}, retry_jobs=True, keep_result=0, log_results=False,
         health_check_interval=config.heartbeat_s)
@@ -362,7 +371,7 @@ class EmbeddedWorker:
         if self.worker is None:
             return
         with contextlib.suppress(asyncio.CancelledError):
-            await self.worker.close()
+            await _close(self.worker)
         if self._running is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._running
@@ -378,4 +387,4 @@ async def serve_worker(settings: Settings, names: Names, *, redis_url: str, grap
         with contextlib.suppress(asyncio.CancelledError):
             await worker.async_run()
     finally:
-        await worker.close()
+        await _close(worker)

@@ -18,8 +18,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from router.cli import ask, bench, calibrate, evals, index, keys, models, serve, tune, usage
-    from router.cli import worker
+    from router.cli import ask, bench, calibrate, evals, index, keys, models, serve, tune, usage, worker
 
     parser = argparse.ArgumentParser(
         prog="smallcode", description="SmallCode Router: local-first coding assistant gateway"

@@ -1,0 +1,399 @@
+"""Async tasks on a real Valkey, a real uvicorn and real arq workers (in-process and
+`smallcode worker` processes), with SmolLM2 as the local model and a local-only policy, so the
+dead cloud URL is never called."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from agents.cloud import CloudBackend
+from agents.config import CloudConfig
+from router.service.app import create_app
+from router.service.tasks import open_queue
+from router.settings import Settings
+from router.store import apikeys, ledger, tasks
+from router.store.names import Names
+from router.store.server import EmbeddedRedis
+from router.worker import EmbeddedWorker, _close, build_worker
+from tests.helpers import serving
+
+PREFIX = "tasks-test"
+NAMES = Names(PREFIX)
+REPO = Path(__file__).resolve().parents[2]
+DEAD_CLOUD = "http://127.0.0.1:9/v1"  # nothing listens: a cloud call would fail loudly
+SHORT = "Write a Python function that adds two numbers."
+LONG = "Count from 1 to 500, one number per line."
+GRAPH_NODES = ["intake", "policy", "retrieve", "local_generate", "judge", "record"]
+
+
+def make_settings(url: str, **tasks_config: Any) -> Settings:
+    return Settings(redis={"url": url, "prefix": PREFIX}, local={"n_ctx": 2048},
+                    cloud={"api_base": DEAD_CLOUD, "num_retries": 0},
+                    policies={"default": {"local_only": True}},
+                    tasks={"lease_s": 2, "poll_s": 0.05, "heartbeat_s": 1, **tasks_config})
+
+
+def store(url: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run one store function against the Valkey at ``url``."""
+    async def go() -> Any:
+        client = Redis.from_url(url)
+        try:
+            return await call(client, NAMES, *args, **kwargs)
+        finally:
+            await client.aclose()
+    return asyncio.run(go())
+
+
+def new_key(url: str, team: str) -> dict[str, str]:
+    _, secret = store(url, apikeys.create_key, team=team)
+    return {"Authorization": f"Bearer {secret}"}
+
+
+@contextlib.contextmanager
+def service(settings: Settings, local: Any) -> Iterator[str]:
+    """The API with the task queue (and, when tasks.embedded_worker, one worker sharing its
+    models), as `smallcode serve` runs it; yields the base URL."""
+    cloud = CloudBackend(CloudConfig(api_base=DEAD_CLOUD, num_retries=0))
+    app = create_app(settings, local=local, cloud=cloud, with_retrieval=False)
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app_: Any) -> AsyncIterator[None]:
+        async with inner(app_):
+            state = app_.state
+            assert settings.redis.url
+            owned_queue = not hasattr(state, "arq")
+            if owned_queue:
+                state.arq = await open_queue(settings.redis.url, state.names)
+            worker = None
+            if settings.tasks.embedded_worker and not hasattr(state, "worker"):
+                worker = EmbeddedWorker(settings, state.names, redis_url=settings.redis.url,
+                                        graph=state.graph, context=state.router_context)
+                await worker.start()
+            try:
+                yield
+            finally:
+                if worker is not None:
+                    await worker.stop()
+                if owned_queue:
+                    await state.arq.aclose()
+
+    app.router.lifespan_context = lifespan
+    with serving(app) as url:
+        yield url
+
+
+def submit(base: str, key: dict[str, str], body: dict[str, Any],
+           idempotency: str | None = None) -> httpx.Response:
+    headers = {**key, **({"Idempotency-Key": idempotency} if idempotency else {})}
+    return httpx.post(f"{base}/v1/tasks", json=body, headers=headers, timeout=30)
+
+
+def wait_for(base: str, key: dict[str, str], task_id: str, *, timeout_s: float = 120,
+             until: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+    done = until or (lambda task: task["status"] in tasks.FINAL)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        task = httpx.get(f"{base}/v1/tasks/{task_id}", headers=key, timeout=30).json()
+        if done(task):
+            return task
+        assert time.monotonic() < deadline, f"task still {task['status']}"
+        time.sleep(0.1)
+
+
+def events(base: str, key: dict[str, str], task_id: str,
+           last_event_id: str | None = None) -> list[dict[str, Any]]:
+    """The task's server-sent events until the stream ends, each as {id, event, data}."""
+    headers = {**key, **({"Last-Event-ID": last_event_id} if last_event_id else {})}
+    found: list[dict[str, Any]] = []
+    current: dict[str, Any] = {}
+    with httpx.stream("GET", f"{base}/v1/tasks/{task_id}/events", headers=headers,
+                      timeout=120) as response:
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if not line:
+                if current:
+                    found.append(current)
+                current = {}
+            elif not line.startswith(":"):
+                field, _, value = line.partition(": ")
+                current[field] = json.loads(value) if field == "data" else value
+    return found
+
+
+@pytest.fixture
+def api(redis_url: str, smol: Any) -> Iterator[str]:
+    with service(make_settings(redis_url), smol) as url:
+        yield url
+
+
+@pytest.fixture
+def queue_only(redis_url: str, smol: Any) -> Iterator[str]:
+    """The API with no worker: tasks stay queued."""
+    with service(make_settings(redis_url, embedded_worker=False), smol) as url:
+        yield url
+
+
+def test_a_task_runs_to_done_with_its_answer_route_and_one_ledger_entry(
+        api: str, redis_url: str) -> None:
+    key = new_key(redis_url, "payments")
+    response = submit(api, key, {"prompt": SHORT, "max_tokens": 24})
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    assert accepted["status"] == "queued" and accepted["team"] == "payments"
+    task = wait_for(api, key, accepted["id"])
+    assert task["status"] == "done", task
+    assert task["answer"] and task["attempts"] == 1
+    assert task["route"]["final"] == "local"  # local-only: the dead cloud is never tried
+    entries = store(redis_url, ledger.page_entries, team="payments", start=0,
+                    end=time.time() + 60, limit=10)
+    assert [e["id"] for e in entries] == [accepted["id"]]
+    assert entries[0]["source"] == "task" and entries[0]["route"] == "local"
+    assert entries[0]["tokens"]["completion"] == task["route"]["tokens"]["completion"]
+
+
+def test_messages_work_as_in_a_chat_request_and_bad_bodies_name_the_field(
+        queue_only: str, redis_url: str) -> None:
+    key = new_key(redis_url, "payments")
+    chat = {"messages": [{"role": "system", "content": "Be brief."},
+                         {"role": "user", "content": SHORT}], "max_tokens": 8}
+    assert submit(queue_only, key, chat).status_code == 202
+    for body, param in (({"max_tokens": 8}, None), ({"prompt": SHORT, "max_tokens": 0},
+                                                    "max_tokens"),
+                        ({"prompt": SHORT, "messages": chat["messages"]}, None)):
+        response = submit(queue_only, key, body)
+        assert response.status_code == 400, body
+        error = response.json()["error"]
+        assert error["type"] == "invalid_request_error"
+        assert param is None or error["param"] == param
+    wrong_team = submit(queue_only, key, {"prompt": SHORT, "team": "search"})
+    assert wrong_team.status_code == 403
+
+
+def test_the_same_idempotency_key_returns_the_same_task(queue_only: str, redis_url: str) -> None:
+    payments, search = new_key(redis_url, "payments"), new_key(redis_url, "search")
+    body = {"prompt": SHORT, "max_tokens": 16}
+    first = submit(queue_only, payments, body, idempotency="ci-run-42")
+    again = submit(queue_only, payments, body, idempotency="ci-run-42")
+    assert first.status_code == again.status_code == 202
+    assert again.json()["id"] == first.json()["id"]
+    assert again.headers.get("idempotent-replayed") == "true"
+    assert "idempotent-replayed" not in first.headers
+    other_team = submit(queue_only, search, body, idempotency="ci-run-42")
+    assert other_team.status_code == 202 and other_team.json()["id"] != first.json()["id"]
+    changed = submit(queue_only, payments, {**body, "max_tokens": 17}, idempotency="ci-run-42")
+    assert changed.status_code == 422
+    assert changed.json()["error"]["code"] == "idempotency_key_reused"
+    plain = [submit(queue_only, payments, body).json()["id"] for _ in range(2)]
+    assert len(set(plain)) == 2  # no key, no deduplication
+    queued = store(redis_url, lambda r, n: r.zcard(n.queue()))
+    assert queued == 4  # one job per task, however often it was asked for
+
+
+def test_another_teams_task_is_a_404(queue_only: str, redis_url: str) -> None:
+    payments, search = new_key(redis_url, "payments"), new_key(redis_url, "search")
+    task_id = submit(queue_only, payments, {"prompt": SHORT}).json()["id"]
+    assert httpx.get(f"{queue_only}/v1/tasks/{task_id}", headers=payments).status_code == 200
+    for method, path, body in (("GET", "", None), ("GET", "/events", None),
+                               ("DELETE", "", None),
+                               ("POST", "/feedback", {"accepted": True})):
+        response = httpx.request(method, f"{queue_only}/v1/tasks/{task_id}{path}",
+                                 headers=search, json=body)
+        assert response.status_code == 404, (method, path)
+        assert response.json()["error"]["code"] == "task_not_found"
+    unknown = httpx.get(f"{queue_only}/v1/tasks/task-nothere", headers=payments)
+    assert unknown.status_code == 404
+    assert httpx.get(f"{queue_only}/v1/tasks/{task_id}").status_code == 401
+    assert httpx.get(f"{queue_only}/v1/tasks/{task_id}", headers=payments).json()[
+        "status"] == "queued"  # search's DELETE did nothing
+
+
+def test_events_stream_in_order_as_the_task_runs_and_resume_with_last_event_id(
+        api: str, redis_url: str) -> None:
+    key = new_key(redis_url, "payments")
+    task_id = submit(api, key, {"prompt": SHORT, "max_tokens": 32}).json()["id"]
+    live = events(api, key, task_id)  # opened while queued: follows it to the end
+    kinds = [e["event"] for e in live]
+    assert kinds[0] == "queued" and kinds[1] == "started" and kinds[-1] == "done"
+    assert [e["data"]["node"] for e in live if e["event"] == "node"] == GRAPH_NODES
+    ids = [tuple(map(int, e["id"].split("-"))) for e in live]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    tokens = "".join(e["data"]["text"] for e in live if e["event"] == "token")
+    task = httpx.get(f"{api}/v1/tasks/{task_id}", headers=key).json()
+    assert tokens == task["answer"] == live[-1]["data"]["answer"]
+    # Tokens arrive while local_generate runs: before its node event, after retrieve's.
+    first_token = kinds.index("token")
+    node_at = {e["data"]["node"]: i for i, e in enumerate(live) if e["event"] == "node"}
+    assert node_at["retrieve"] < first_token < node_at["local_generate"]
+    assert events(api, key, task_id) == live  # replayed whole
+    resumed = events(api, key, task_id, last_event_id=live[2]["id"])
+    assert resumed == live[3:]
+    assert events(api, key, task_id, last_event_id=live[-1]["id"]) == []
+    bad = httpx.get(f"{api}/v1/tasks/{task_id}/events",
+                    headers={**key, "Last-Event-ID": "yesterday"})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "Last-Event-ID"
+
+
+def test_feedback_labels_a_done_task(api: str, redis_url: str) -> None:
+    key = new_key(redis_url, "payments")
+    task_id = submit(api, key, {"prompt": SHORT, "max_tokens": 8}).json()["id"]
+    wait_for(api, key, task_id)
+    url = f"{api}/v1/tasks/{task_id}/feedback"
+    response = httpx.post(url, headers=key, json={"accepted": True, "tests_passed": False})
+    assert response.status_code == 200, response.text
+    task = httpx.get(f"{api}/v1/tasks/{task_id}", headers=key).json()
+    assert task["feedback"]["accepted"] is True and task["feedback"]["tests_passed"] is False
+    assert httpx.post(url, headers=key, json={"accepted": "maybe"}).status_code == 400
+    labelled = store(redis_url, lambda r, n: r.zrange(n.task_feedback(), 0, -1))
+    assert labelled == [task_id.encode()]
+
+
+def test_a_cancelled_queued_task_never_runs(queue_only: str, redis_url: str, smol: Any) -> None:
+    key = new_key(redis_url, "payments")
+    task_id = submit(queue_only, key, {"prompt": SHORT, "max_tokens": 8}).json()["id"]
+    cancelled = httpx.delete(f"{queue_only}/v1/tasks/{task_id}", headers=key)
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    ran = asyncio.run(_burst(make_settings(redis_url), smol))  # a worker empties the queue
+    assert ran == 1
+    task = httpx.get(f"{queue_only}/v1/tasks/{task_id}", headers=key).json()
+    assert task["status"] == "cancelled" and task["attempts"] == 0 and task["answer"] is None
+    assert [e["event"] for e in events(queue_only, key, task_id)] == ["queued", "cancelled"]
+    assert store(redis_url, ledger.get_entry, task_id) is None
+    again = httpx.delete(f"{queue_only}/v1/tasks/{task_id}", headers=key)
+    assert again.json()["status"] == "cancelled"
+
+
+async def _burst(settings: Settings, local: Any) -> int:
+    """Run a worker until the queue is empty; returns the jobs it took."""
+    from router.graph.graph import build_graph
+    from router.runtime import build_context
+
+    cloud = CloudBackend(CloudConfig(api_base=DEAD_CLOUD, num_retries=0))
+    assert settings.redis.url
+    worker = build_worker(settings, NAMES, redis_url=settings.redis.url, graph=build_graph(),
+                          context=build_context(settings, local, cloud), handle_signals=False,
+                          burst=True)
+    await worker.async_run()
+    await _close(worker)
+    return worker.jobs_complete + worker.jobs_failed
+
+
+def test_cancelling_a_running_task_stops_it_and_frees_the_worker(
+        api: str, redis_url: str) -> None:
+    key = new_key(redis_url, "payments")
+    task_id = submit(api, key, {"prompt": LONG, "max_tokens": 1500}).json()["id"]
+    _wait_for_event(redis_url, task_id, "token")
+    response = httpx.delete(f"{api}/v1/tasks/{task_id}", headers=key)
+    assert response.json()["status"] == "cancelled"
+    stream = events(api, key, task_id)
+    assert stream[-1]["event"] == "cancelled"
+    after = submit(api, key, {"prompt": SHORT, "max_tokens": 8}).json()["id"]
+    assert wait_for(api, key, after, timeout_s=60)["status"] == "done"  # the model is free
+    task = httpx.get(f"{api}/v1/tasks/{task_id}", headers=key).json()
+    assert task["status"] == "cancelled" and task["answer"] is None
+    generated = "".join(e["data"]["text"] for e in stream if e["event"] == "token")
+    assert len(generated) < 1500  # stopped well before its max_tokens
+    assert store(redis_url, ledger.get_entry, task_id) is None
+
+
+def _wait_for_event(url: str, task_id: str, kind: str, *, after: int = 0,
+                    timeout_s: float = 120) -> list[tasks.Event]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = store(url, tasks.read_events, task_id, after="0", block_ms=None)
+        if sum(e.event == kind for e in found) > after:
+            return list(found)
+        time.sleep(0.02)
+    raise AssertionError(f"no {kind!r} event within {timeout_s} s")
+
+
+def test_redis_unreachable_on_submit_is_a_503_never_an_accepted_task(
+        tmp_path: Path, smol: Any) -> None:
+    with EmbeddedRedis(tmp_path / "redis") as server:
+        settings = make_settings(server.url, embedded_worker=False)
+        settings = settings.model_copy(update={"auth": settings.auth.model_copy(
+            update={"enabled": False})})
+        with service(settings, smol) as url:
+            assert submit(url, {}, {"prompt": SHORT}).status_code == 202
+            server.kill()
+            response = submit(url, {}, {"prompt": SHORT})
+            assert response.status_code == 503, response.text
+            error = response.json()["error"]
+            assert error["type"] == "service_unavailable" and error["message"]
+
+
+def _worker_process(tmp_path: Path, redis_url: str, model_cache: Path,
+                    name: str) -> subprocess.Popen[bytes]:
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps({  # YAML is a superset of JSON
+        "data_dir": str(tmp_path / "data"),
+        "models": {"cache_dir": str(model_cache)},
+        "local": {"model": "smollm2-135m", "n_ctx": 2048, "n_threads": 1},
+        "cloud": {"api_base": DEAD_CLOUD, "num_retries": 0},
+        "policies": {"default": {"local_only": True}},
+        "redis": {"url": redis_url, "prefix": PREFIX},
+        "tasks": {"lease_s": 2, "poll_s": 0.05, "heartbeat_s": 1},
+    }))
+    with (tmp_path / f"{name}.log").open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "router.cli.main", "--config", str(config), "worker",
+             "--no-retrieval"], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def test_a_worker_killed_mid_task_is_rerun_by_another_and_charged_once(
+        queue_only: str, redis_url: str, tmp_path: Path, model_cache: Path) -> None:
+    key = new_key(redis_url, "payments")
+    first = _worker_process(tmp_path, redis_url, model_cache, "first")
+    second = None
+    try:
+        task_id = submit(queue_only, key, {"prompt": LONG, "max_tokens": 400}).json()["id"]
+        seen = _wait_for_event(redis_url, task_id, "token")
+        workers = store(redis_url, tasks.live_workers)
+        assert [w["pid"] for w in workers] == [first.pid]
+        started = [json.loads(e.data)["worker"] for e in seen if e.event == "started"]
+        assert len(started) == 1 and f":{first.pid}:" in started[0]
+        first.kill()  # SIGKILL: no clean-up of any kind
+        first.wait()
+        second = _worker_process(tmp_path, redis_url, model_cache, "second")
+        task = wait_for(queue_only, key, task_id, timeout_s=180)
+        assert task["status"] == "done" and task["answer"], task
+        assert task["attempts"] == 2
+        stream = events(queue_only, key, task_id)
+        takers = [e["data"]["worker"] for e in stream if e["event"] == "started"]
+        assert len(takers) == 2 and f":{second.pid}:" in takers[1]
+        entries = store(redis_url, ledger.page_entries, team="payments", start=0,
+                        end=time.time() + 60, limit=10)
+        assert [e["id"] for e in entries] == [task_id]  # charged once
+        second.send_signal(signal.SIGTERM)  # stops cleanly, and says it has gone
+        assert second.wait(timeout=30) == 0
+        assert store(redis_url, tasks.live_workers) == []
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def test_smallcode_worker_refuses_to_start_without_a_redis_url(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from router.cli.main import main
+
+    monkeypatch.chdir(tmp_path)  # no config.yaml here
+    assert main(["worker"]) == 2
+    assert "redis.url" in capsys.readouterr().err
