@@ -61,12 +61,13 @@ async def _run(args: argparse.Namespace, url: str, prefix: str) -> int:
                 print(f"key {key.id} for team {key.team} (shown once, store it now):\n{secret}")
             return 0
         if args.action == "list":
-            keys = await apikeys.list_keys(redis, names, team=args.team)
+            keys = await apikeys.with_spend(
+                redis, names, await apikeys.list_keys(redis, names, team=args.team))
             if args.json:
-                print(json.dumps([k.public() for k in keys]))
+                print(json.dumps(keys))
             else:
                 for key in keys:
-                    print(_line(key.public()))
+                    print(_line(key))
             return 0
         if not await apikeys.revoke(redis, names, args.id):
             print(f"smallcode: no key with id {args.id!r} (see `smallcode keys list`)")
@@ -84,4 +85,5 @@ def _line(key: dict[str, Any]) -> str:
     if key["local_only"]:
         limits.append("local only")
     state = " (revoked)" if key["revoked"] else ""
-    return f"{key['id']}  team={key['team']}  {', '.join(limits)}{state}"
+    return (f"{key['id']}  team={key['team']}  {', '.join(limits)}  "
+            f"spent ${key['spend_usd_this_month']:.4f} this month{state}")

@@ -37,7 +37,7 @@ async def create(body: KeyRequest, _: AdminDep, redis: RedisDep, names: NamesDep
 async def list_keys(_: AdminDep, redis: RedisDep, names: NamesDep,
                     team: str | None = None) -> dict[str, Any]:
     keys = await apikeys.list_keys(redis, names, team=team)
-    return {"object": "list", "data": [k.public() for k in keys]}
+    return {"object": "list", "data": await apikeys.with_spend(redis, names, keys)}
 
 
 @router.delete("/{key_id}")

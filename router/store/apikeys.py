@@ -125,3 +125,14 @@ def _decode(raw: dict[bytes, bytes]) -> ApiKey:
                   period="day" if data.get("period") == "day" else "month",
                   rpm=number("rpm", int), tpm=number("tpm", int),
                   local_only=data.get("local_only") == "1", revoked=data.get("revoked") == "1")
+
+
+async def with_spend(redis: Redis, names: Names, keys: list[ApiKey]) -> list[dict[str, Any]]:
+    """Each key's public fields and its cloud spend this month (from the ledger)."""
+    import datetime as dt
+
+    from router.store.ledger import key_spend
+
+    month = dt.datetime.now(dt.UTC).strftime("%Y-%m")
+    spend = await key_spend(redis, names, month)
+    return [{**k.public(), "spend_usd_this_month": round(spend.get(k.id, 0.0), 6)} for k in keys]

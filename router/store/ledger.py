@@ -32,8 +32,12 @@ redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[2] - ARGV[5])
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[2] - ARGV[5])
 redis.call('ZADD', KEYS[5], ARGV[6], ARGV[4])
-for i = 7, #ARGV, 2 do redis.call('HINCRBYFLOAT', KEYS[4], ARGV[i], ARGV[i + 1]) end
+for i = 9, #ARGV, 2 do redis.call('HINCRBYFLOAT', KEYS[4], ARGV[i], ARGV[i + 1]) end
 redis.call('EXPIRE', KEYS[4], ARGV[5])
+if ARGV[7] ~= '' then
+  redis.call('HINCRBYFLOAT', KEYS[6], ARGV[7], ARGV[8])
+  redis.call('EXPIRE', KEYS[6], ARGV[5])
+end
 return 1
 """
 
@@ -89,11 +93,12 @@ async def write_entry(redis: Redis, names: Names, entry: dict[str, Any], *,
     day = day_of(entry["time"])
     group = f"{entry['team']}|{entry['route']}|{entry['reason']}"
     args: list[Any] = [json.dumps(entry), entry["time"], entry["id"], day,
-                       retention_days * 86400, dt.date.fromisoformat(day).toordinal()]
+                       retention_days * 86400, dt.date.fromisoformat(day).toordinal(),
+                       entry["key_id"] or "", entry["cost_usd"]]
     for metric, amount in _increments(entry).items():
         args += [f"{group}|{metric}", amount]
     keys = [names.entry(entry["id"]), names.entries(), names.team_entries(entry["team"]),
-            names.rollup(day), names.rollup_days()]
+            names.rollup(day), names.rollup_days(), names.key_spend(day[:7])]
     written = await redis.eval(_WRITE, len(keys), *keys, *args)  # type: ignore[misc]
     return bool(written)
 
@@ -174,3 +179,9 @@ def usage_figures(totals: dict[str, float]) -> dict[str, Any]:
                                      "ms": round(totals["escalated_local_ms"], 1)},
         "latency_ms_mean": round(totals["latency_ms"] / tasks, 1) if tasks else 0.0,
     }
+
+
+async def key_spend(redis: Redis, names: Names, month: str) -> dict[str, float]:
+    """Cloud spend per key id in a month (``YYYY-MM``)."""
+    raw = await redis.hgetall(names.key_spend(month))
+    return {k.decode(): float(v) for k, v in raw.items()}

@@ -41,6 +41,9 @@ class Names:
     def rollup(self, day: str) -> str:
         return f"{self.prefix}:ledger:rollup:{day}"
 
+    def key_spend(self, month: str) -> str:
+        return f"{self.prefix}:ledger:key-spend:{month}"
+
     def rollup_days(self) -> str:
         return f"{self.prefix}:ledger:rollup-days"
 

@@ -152,6 +152,9 @@ def test_ten_concurrent_cloud_calls_against_a_budget_for_one(base_url: str,
     held = asyncio.run(_budget_state(valkey_server.url, key["id"], worst * 1.5))
     assert held.open_reservations == 0 and held.reserved_usd == pytest.approx(0, abs=1e-12)
     assert held.spent_usd == pytest.approx(spent)
+    listed = httpx.get(f"{base_url}/v1/keys", headers={"Authorization": f"Bearer {ADMIN}"}).json()
+    mine = next(k for k in listed["data"] if k["id"] == key["id"])
+    assert mine["spend_usd_this_month"] == pytest.approx(spent)
 
 
 async def _budget_state(url: str, key_id: str, limit: float) -> budgets.BudgetState:

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Build llama.cpp's own `llama-server` (parallel slots, continuous batching: the local tier for
+# many users at once) from the llama.cpp source that llama-cpp-python's sdist carries, at the
+# version pyproject.toml pins. The binary is cached outside the clone, keyed by that version and
+# this script, and its path printed on the last line. A few minutes on 2 cores, once.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3}"
+CACHE_ROOT="${SMALLCODE_LLAMA_SERVER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/smallcode/llama-server}"
+version="$("$PYTHON" - <<'PY'
+import re, tomllib
+deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]
+print(next(re.split(r"==", d)[1] for d in deps if d.startswith("llama-cpp-python")))
+PY
+)"
+key="$(cat scripts/build-llama-server.sh | sha256sum | cut -c1-8)"
+out="$CACHE_ROOT/$version-$key"
+if [ -x "$out/bin/llama-server" ]; then
+    echo "$out/bin/llama-server"
+    exit 0
+fi
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+echo "build-llama-server: fetching the llama-cpp-python $version sdist" >&2
+"$PYTHON" -m pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$version" \
+    -d "$work" 2>&1 | grep -v "^WARNING: Location" >&2 || true
+tar -xzf "$work"/llama_cpp_python-*.tar.gz -C "$work"
+source="$(echo "$work"/llama_cpp_python-*/vendor/llama.cpp)"
+echo "build-llama-server: compiling llama-server (a few minutes)" >&2
+cmake -S "$source" -B "$work/build" -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF \
+    -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+    -DLLAMA_BUILD_SERVER=ON >"$work/cmake.log" 2>&1 || { tail -20 "$work/cmake.log" >&2; exit 1; }
+cmake --build "$work/build" --target llama-server -j "$(nproc)" >"$work/build.log" 2>&1 \
+    || { tail -30 "$work/build.log" >&2; exit 1; }
+mkdir -p "$out/bin"
+cp "$work/build/bin/llama-server" "$out/bin/llama-server.tmp"
+mv "$out/bin/llama-server.tmp" "$out/bin/llama-server"
+echo "$out/bin/llama-server"
