@@ -36,6 +36,7 @@ def valkey_binary() -> str:
 
 def _port_taken(port: int) -> bool:
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
