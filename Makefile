@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SMALLCODE := $(VENV)/bin/smallcode
 
-.PHONY: install models run test lint bench
+.PHONY: install models run test lint bench llama-server
 
 install:
 	@bash scripts/system-deps.sh
@@ -24,3 +24,6 @@ test: models lint
 
 bench: models
 	$(SMALLCODE) bench local
+
+llama-server: install
+	@bash scripts/build-llama-server.sh

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 
 class _Section(BaseModel):
@@ -17,8 +17,14 @@ class LocalConfig(_Section):
     )
     model: str = Field("qwen2.5-coder-0.5b", description="a model name or a GGUF file path")
     server_url: str | None = Field(
-        None, description="OpenAI-compatible base URL (…/v1) when mode is server"
+        None, description="OpenAI-compatible base URL (…/v1) when mode is server; empty: "
+        "`smallcode serve` starts llama.cpp's llama-server itself"
     )
+    server_parallel: int = Field(
+        8, ge=1, le=256, description="parallel slots of the llama-server `smallcode serve` starts")
+    server_port: int = Field(8091, ge=1, le=65535, description="port of that llama-server")
+    llama_server: str | None = Field(
+        None, description="the llama-server binary; empty: the one `make llama-server` built")
     n_ctx: int = Field(4096, ge=256, le=131072, description="context window in tokens")
     n_threads: int = Field(2, ge=1, le=512, description="CPU threads for decoding")
     n_batch: int = Field(512, ge=16, le=8192, description="prompt tokens evaluated per batch")
@@ -32,11 +38,6 @@ class LocalConfig(_Section):
     top_logprobs: int = Field(2, ge=0, le=20, description="alternatives kept per token")
     timeout_s: float = Field(120.0, gt=0, le=3600, description="server mode request timeout")
 
-    @model_validator(mode="after")
-    def _server_needs_url(self) -> LocalConfig:
-        if self.mode == "server" and not self.server_url:
-            raise ValueError("local.server_url is required when local.mode is 'server'")
-        return self
 
 
 class CloudConfig(_Section):

@@ -74,12 +74,13 @@ def command(config: StandinConfig, model_path: Path, *, alias: str) -> list[str]
     ]
 
 
-def wait_ready(base_url: str, process: subprocess.Popen[bytes] | None, timeout_s: float) -> None:
+def wait_ready(base_url: str, process: subprocess.Popen[bytes] | None, timeout_s: float,
+               what: str = "the stand-in") -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise BackendUnavailable(
-                f"the stand-in exited with code {process.returncode} before answering at "
+                f"{what} exited with code {process.returncode} before answering at "
                 f"{base_url}; is its port free and the model pulled (`smallcode models pull`)?"
             )
         try:
@@ -90,7 +91,7 @@ def wait_ready(base_url: str, process: subprocess.Popen[bytes] | None, timeout_s
         if answered and (process is None or process.poll() is None):
             return
         time.sleep(0.25)
-    raise BackendUnavailable(f"the stand-in at {base_url} did not answer within {timeout_s:.0f}s")
+    raise BackendUnavailable(f"{what} at {base_url} did not answer within {timeout_s:.0f}s")
 
 
 def start(config: StandinConfig, model_path: Path, *, alias: str, quiet: bool = True) -> Standin:

@@ -12,8 +12,13 @@ from router.settings import Settings
 def build_local(settings: Settings) -> Backend:
     config = settings.local
     if config.mode == "server":
+        from agents.errors import BackendMisconfigured
         from agents.remote import RemoteLocalBackend
 
+        if not config.server_url:
+            raise BackendMisconfigured("local.mode is 'server' but local.server_url is empty: "
+                                       "set it, or run `smallcode serve`, which starts "
+                                       "llama-server itself")
         return RemoteLocalBackend(config)
     from agents.local import LocalBackend
 

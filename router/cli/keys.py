@@ -61,13 +61,13 @@ async def _run(args: argparse.Namespace, url: str, prefix: str) -> int:
                 print(f"key {key.id} for team {key.team} (shown once, store it now):\n{secret}")
             return 0
         if args.action == "list":
-            keys = await apikeys.with_spend(
+            shown = await apikeys.with_spend(
                 redis, names, await apikeys.list_keys(redis, names, team=args.team))
             if args.json:
-                print(json.dumps(keys))
+                print(json.dumps(shown))
             else:
-                for key in keys:
-                    print(_line(key))
+                for item in shown:
+                    print(_line(item))
             return 0
         if not await apikeys.revoke(redis, names, args.id):
             print(f"smallcode: no key with id {args.id!r} (see `smallcode keys list`)")

@@ -31,6 +31,16 @@ def _start_standin(settings: Settings) -> standin.Standin:
     return standin.start(settings.standin, path, alias=standin_alias(settings))
 
 
+def _start_llama_server(settings: Settings) -> standin.Standin:
+    from agents import llama_server
+
+    config = settings.local
+    path = model_store.resolve(config.model, settings.models.cache_dir)
+    log.info("starting llama-server (%s, %d parallel slots) on port %d", path.name,
+             config.server_parallel, config.server_port)
+    return llama_server.start(config, path, alias=config.model)
+
+
 def _interrupt(signum: int, _frame: object) -> None:
     """SIGTERM stops the server as Ctrl-C does: uvicorn shuts down, then re-raises the signal
     once its own handlers are gone; raising KeyboardInterrupt here (uvicorn swallows it)
@@ -62,6 +72,10 @@ def serve(args: argparse.Namespace) -> int:
             update={"url": url})})
         if settings.standin.enabled and not args.no_standin:
             stack.enter_context(_start_standin(settings))
+        if settings.local.mode == "server" and not settings.local.server_url:
+            local_url = stack.enter_context(_start_llama_server(settings)).base_url
+            settings = settings.model_copy(update={"local": settings.local.model_copy(
+                update={"server_url": local_url})})
         app = create_app(settings)
         uvicorn.run(app, host=settings.server.host, port=settings.server.port,
                     log_level=settings.log_level, access_log=False)

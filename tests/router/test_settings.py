@@ -91,6 +91,10 @@ def test_missing_config_file_named_by_environment(monkeypatch: pytest.MonkeyPatc
         load_settings()
 
 
-def test_server_mode_needs_a_url(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"local\.server_url is required"):
-        load_settings(write(tmp_path, "local:\n  mode: server\n"))
+def test_server_mode_without_a_url_is_for_serve_to_start(tmp_path: Path) -> None:
+    from agents.errors import BackendMisconfigured
+    from router.backends import build_local
+
+    settings = load_settings(write(tmp_path, "local:\n  mode: server\n"))
+    with pytest.raises(BackendMisconfigured, match=r"local\.server_url is empty"):
+        build_local(settings)
