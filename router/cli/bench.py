@@ -27,6 +27,12 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     speed.add_argument("--rounds", type=int, default=3, help="alternating rounds per layer")
     speed.add_argument("--json", action="store_true", help="print one JSON object")
     speed.set_defaults(handler=_speed)
+    concurrency = targets.add_parser(
+        "concurrency", help="local throughput at 1/4/8 concurrent tasks: in-process vs llama-server")
+    concurrency.add_argument("--tokens", type=int, default=128, help="tokens per completion")
+    concurrency.add_argument("--rounds", type=int, default=2, help="waves per concurrency level")
+    concurrency.add_argument("--json", action="store_true", help="print one JSON object")
+    concurrency.set_defaults(handler=_concurrency)
     from router.cli.index import register_bench
 
     register_bench(targets)
@@ -97,4 +103,23 @@ def _speed(args: argparse.Namespace) -> int:
     for name, row in result["layers"].items():  # type: ignore[attr-defined]
         print(f"{name:<42} {row['median_s']:6.2f} s  {row['tokens_per_s']:5.1f} tok/s  "
               f"x{row['ratio_vs_raw']:.3f}")
+    return 0
+
+
+def _concurrency(args: argparse.Namespace) -> int:
+    from router.bench import concurrency
+
+    config, path = _local_model(args)
+    result = concurrency.run(config, path, tokens=args.tokens, rounds=args.rounds, log=_stderr)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{result['model']}, {result['n_threads']} threads, {result['tokens']}-token "
+          f"completions, logprobs on")
+    for kind in ("inprocess", "llama_server"):
+        for row in result[kind]:
+            ratio = result["ratios_vs_inprocess_single"][f"{kind}@{row['concurrency']}"]
+            print(f"{kind:<13} {row['concurrency']} concurrent: {row['tokens_per_s']:6.1f} tok/s "
+                  f"(x{ratio:.2f})  latency p50 {row['latency_s_p50']:.1f} s, "
+                  f"max {row['latency_s_max']:.1f} s")
     return 0

@@ -1,0 +1,91 @@
+"""`smallcode bench concurrency`: aggregate generation throughput of the local tier at 1, 4 and
+8 concurrent tasks, in-process (llama-cpp-python behind its lock) against llama.cpp's own
+``llama-server`` with parallel slots (continuous batching), per-token logprobs on in both.
+
+Both run the same model, threads and requests, one after the other in one run. Each task asks
+for a long answer with a distinct opening line (no shared KV prefix), capped at ``tokens``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from agents.base import Backend, GenerationRequest, Message
+from agents.config import LocalConfig
+
+TASK = ("Write a Python module implementing a binary search tree class with insert, delete, "
+        "search, minimum, maximum and in-order traversal methods. Give every method a docstring.")
+
+
+def _request(i: int, tokens: int) -> GenerationRequest:
+    prompt = f"Task {i}: name the class Tree{i}.\n{TASK}"
+    return GenerationRequest(messages=(Message("user", prompt),), max_tokens=tokens,
+                             logprobs=True, top_logprobs=2)
+
+
+def aggregate(backend: Backend, concurrency: int, tokens: int, *, rounds: int) -> dict[str, Any]:
+    """``rounds`` waves of ``concurrency`` simultaneous requests: completion tokens per wall
+    second over all waves, and each request's latency."""
+    produced, latencies, wall = 0, [], 0.0
+    with ThreadPoolExecutor(concurrency) as pool:
+        for wave in range(rounds):
+            requests = [_request(wave * concurrency + i, tokens) for i in range(concurrency)]
+            started = time.perf_counter()
+
+            def one(request: GenerationRequest, started: float = started) -> tuple[int, float]:
+                generation = backend.generate(request)
+                assert generation.logprobs, "logprobs must be on"
+                return generation.usage.completion_tokens, time.perf_counter() - started
+
+            results = list(pool.map(one, requests))
+            wall += time.perf_counter() - started
+            produced += sum(n for n, _ in results)
+            latencies += [s for _, s in results]
+    latencies.sort()
+    return {"concurrency": concurrency, "requests": len(latencies),
+            "completion_tokens": produced, "tokens_per_s": round(produced / wall, 1),
+            "latency_s_p50": round(latencies[len(latencies) // 2], 2),
+            "latency_s_max": round(latencies[-1], 2)}
+
+
+def run(config: LocalConfig, path: Path, *, levels: Sequence[int] = (1, 4, 8), tokens: int = 128,
+        rounds: int = 2, log: Callable[[str], None] = print) -> dict[str, Any]:
+    from agents import llama_server
+    from agents.local import LocalBackend
+    from agents.remote import RemoteLocalBackend
+
+    result: dict[str, Any] = {"model": path.name, "n_threads": config.n_threads,
+                              "tokens": tokens, "rounds": rounds}
+    log("in-process: loading")
+    local = LocalBackend(config, path)
+    try:
+        local.generate(_request(-1, 4))  # page the weights in
+        result["inprocess"] = []
+        for n in levels:
+            log(f"in-process: {n} concurrent")
+            result["inprocess"].append(aggregate(local, n, tokens, rounds=rounds))
+    finally:
+        local.close()
+    parallel = max(levels)
+    server_config = config.model_copy(update={"server_parallel": parallel})
+    log(f"llama-server --parallel {parallel}: starting")
+    with llama_server.start(server_config, path, alias="bench") as server:
+        remote = RemoteLocalBackend(server_config.model_copy(
+            update={"mode": "server", "server_url": server.base_url}))
+        try:
+            remote.generate(_request(-1, 4))
+            result["llama_server"] = []
+            for n in levels:
+                log(f"llama-server: {n} concurrent")
+                result["llama_server"].append(aggregate(remote, n, tokens, rounds=rounds))
+        finally:
+            remote.close()
+    single = result["inprocess"][0]["tokens_per_s"]
+    result["ratios_vs_inprocess_single"] = {
+        f"{kind}@{row['concurrency']}": round(row["tokens_per_s"] / single, 2)
+        for kind in ("inprocess", "llama_server") for row in result[kind]}
+    return result
