@@ -60,3 +60,19 @@ def silent_provider() -> Iterator[str]:
         listener.bind(("127.0.0.1", 0))
         listener.listen(16)
         yield f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+
+
+def wait_until_ok(url: str, process: Any, timeout_s: float = 180) -> None:
+    """Poll ``url`` until it answers 200, failing early if ``process`` (a Popen) exits."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"the process serving {url} exited early"
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"{url} did not answer")
