@@ -153,6 +153,14 @@ def _error(exc: BaseException) -> dict[str, Any]:
     return {"type": "internal_error", "message": "internal error; see the worker's log"}
 
 
+async def _stop(work: asyncio.Future[Any], cancel: threading.Event) -> None:
+    """Stop the graph's thread at its next token or node, and wait (a while) until it has."""
+    cancel.set()
+    await asyncio.wait([work], timeout=STOP_GRACE_S)
+    if work.done() and not work.cancelled():
+        work.exception()  # retrieved: it is TaskCancelled, expected here
+
+
 @dataclass
 class TaskRunner:
     """What a job needs: the settings, the graph and its context (the loaded models)."""
@@ -199,12 +207,10 @@ class TaskRunner:
             try:
                 outcome = await asyncio.wait_for(asyncio.shield(work), config.timeout_s)
             except asyncio.CancelledError:  # the worker is stopping: back to the queue
-                cancel.set()
-                await asyncio.wait([work], timeout=STOP_GRACE_S)
+                await _stop(work, cancel)
                 raise
             except TimeoutError:
-                cancel.set()
-                await asyncio.wait([work], timeout=STOP_GRACE_S)
+                await _stop(work, cancel)
                 outcome = TimeoutError(f"the task ran past tasks.timeout_s "
                                        f"({config.timeout_s:g} s)")
             except Exception as exc:  # every failure becomes the task's error

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Annotated, Any
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from arq.connections import ArqRedis
 
 router = APIRouter(prefix="/v1/tasks")
+log = logging.getLogger("smallcode.api")
 
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, no spaces
 EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
@@ -187,24 +189,31 @@ async def events(task_id: str, caller: CallerDep, redis: RedisDep, names: NamesD
                        param="Last-Event-ID")
     task = await _own_task(redis, names, caller, task_id)
 
+    # A blocking read must end before the client's socket timeout would cut it.
+    socket_timeout = redis.connection_pool.connection_kwargs.get("socket_timeout")
+    block_s = KEEPALIVE_S if not socket_timeout else min(KEEPALIVE_S, socket_timeout / 2)
+
     async def stream() -> AsyncIterator[str]:
         cursor = after
         ended = task["status"] in tasks.FINAL
-        while True:
-            found = await tasks.read_events(redis, names, task_id, after=cursor,
-                                            block_ms=None if ended else KEEPALIVE_S * 1000)
-            if not found:
-                if ended:  # the final event is behind the cursor (or expired)
-                    return
-                yield ": keep-alive\n\n"
-                ended = (await tasks.status(redis, names, task_id) or "done") in tasks.FINAL
-                continue
-            for event in found:
-                cursor = event.id
-                yield f"id: {event.id}\nevent: {event.event}\ndata: {event.data}\n\n"
-                if event.event in tasks.FINAL_EVENTS:
-                    return
-            await asyncio.sleep(0)
+        try:
+            while True:
+                found = await tasks.read_events(redis, names, task_id, after=cursor,
+                                                block_ms=None if ended else int(block_s * 1000))
+                if not found:
+                    if ended:  # the final event is behind the cursor (or expired)
+                        return
+                    yield ": keep-alive\n\n"
+                    ended = (await tasks.status(redis, names, task_id) or "done") in tasks.FINAL
+                    continue
+                for event in found:
+                    cursor = event.id
+                    yield f"id: {event.id}\nevent: {event.event}\ndata: {event.data}\n\n"
+                    if event.event in tasks.FINAL_EVENTS:
+                        return
+                await asyncio.sleep(0)
+        except RedisError as exc:  # the response has started: end it; Last-Event-ID resumes
+            log.warning("task events of %s cut short: Redis %s", task_id, type(exc).__name__)
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

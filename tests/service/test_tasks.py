@@ -397,3 +397,19 @@ def test_smallcode_worker_refuses_to_start_without_a_redis_url(
     monkeypatch.chdir(tmp_path)  # no config.yaml here
     assert main(["worker"]) == 2
     assert "redis.url" in capsys.readouterr().err
+
+
+def test_a_quiet_task_keeps_its_event_stream_open_until_it_ends(
+        queue_only: str, redis_url: str) -> None:
+    """A queued task says nothing for longer than the Redis client's socket timeout (5 s):
+    the stream stays open (keep-alives), then ends with the task."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    key = new_key(redis_url, "payments")
+    task_id = submit(queue_only, key, {"prompt": SHORT}).json()["id"]
+    with ThreadPoolExecutor(1) as pool:
+        following = pool.submit(events, queue_only, key, task_id)
+        time.sleep(7)
+        assert not following.done()
+        httpx.delete(f"{queue_only}/v1/tasks/{task_id}", headers=key)
+        assert [e["event"] for e in following.result(timeout=30)] == ["queued", "cancelled"]
