@@ -197,9 +197,10 @@ class TaskRunner:
         def emit(kind: str, data: dict[str, Any]) -> None:
             loop.call_soon_threadsafe(pending.put_nowait, (kind, data))
 
+        request, context = await self._for_key(redis, task)
         started = time.perf_counter()
         work = loop.run_in_executor(None, functools.partial(
-            run_graph, self.graph, task["request"], self.context, cancel=cancel, emit=emit))
+            run_graph, self.graph, request, context, cancel=cancel, emit=emit))
         pump = asyncio.create_task(self._pump(redis, task_id, pending))
         guard = asyncio.create_task(self._guard(redis, task_id, cancel))
         outcome: RoutedAnswer | BaseException
@@ -239,6 +240,21 @@ class TaskRunner:
                                       answer=outcome.text, route=outcome.record,
                                       finish_reason=outcome.finish_reason)
         return "done" if finished else (await tasks.status(redis, self.names, task_id) or "gone")
+
+    async def _for_key(self, redis: ArqRedis,
+                       task: dict[str, Any]) -> tuple[dict[str, Any], RouterContext]:
+        """The task's request and context under its key's rules: a budget gate around cloud
+        calls when the key has a budget; never the cloud when the key is local-only."""
+        from router.service.budget import gate_for
+        from router.store.apikeys import get_key
+
+        request, context = dict(task["request"]), self.context
+        key = await get_key(redis, self.names, task["key_id"]) if task.get("key_id") else None
+        if key is not None:
+            if key.local_only:
+                request["route"] = "local"
+            context = dataclasses.replace(context, cloud_gate=gate_for(redis, self.names, key))
+        return request, context
 
     async def _pump(self, redis: ArqRedis, task_id: str,
                     pending: asyncio.Queue[tuple[str, dict[str, Any]] | None]) -> None:

@@ -63,9 +63,22 @@ def create_app(settings: Settings, *, local: Backend | None = None,
         app.state.graph = build_graph()
         log.info("execution checks: %s; auth %s", isolation_mode(app.state.router_context.sandbox),
                  "on" if settings.auth.enabled else "OFF (loopback only)")
+        from router.service.tasks import open_queue
+        from router.worker import EmbeddedWorker
+
+        app.state.arq = await open_queue(settings.redis.url, app.state.names)
+        app.state.worker = None
+        if settings.tasks.embedded_worker:
+            app.state.worker = EmbeddedWorker(
+                settings, app.state.names, redis_url=settings.redis.url, graph=app.state.graph,
+                context=app.state.router_context)
+            await app.state.worker.start()
         try:
             yield
         finally:
+            if app.state.worker is not None:
+                await app.state.worker.stop()  # before the backends close
+            await app.state.arq.aclose()
             await app.state.redis.aclose()
             retrieval = app.state.router_context.retrieval
             if retrieval is not None:
@@ -103,9 +116,18 @@ def create_app(settings: Settings, *, local: Backend | None = None,
         except RedisError:
             redis_ok = False
         models_ok = hasattr(state, "tiers")
-        body = {"status": "ready" if redis_ok and models_ok else "not ready",
+        workers: list[dict[str, object]] = []
+        if redis_ok:
+            from router.store import tasks
+
+            try:
+                workers = list(await tasks.live_workers(state.redis, state.names))
+            except RedisError:
+                redis_ok = False
+        body = {"status": "ready" if redis_ok and models_ok and workers else "not ready",
                 "redis": "ok" if redis_ok else "unreachable",
                 "models": "loaded" if models_ok else "loading",
+                "workers": len(workers),
                 "checks": {"isolation": isolation_mode(state.router_context.sandbox)}}
         return JSONResponse(body, status_code=200 if body["status"] == "ready" else 503)
 
