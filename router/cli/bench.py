@@ -33,6 +33,12 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     concurrency.add_argument("--rounds", type=int, default=2, help="waves per concurrency level")
     concurrency.add_argument("--json", action="store_true", help="print one JSON object")
     concurrency.set_defaults(handler=_concurrency)
+    api = targets.add_parser("api", help="the service with replayed models: enqueue, workers, "
+                             "read endpoints under 100 clients, ledger writes")
+    api.add_argument("--tasks", type=int, default=1000, help="tasks to enqueue and drain")
+    api.add_argument("--duration", type=float, default=20, help="seconds of read load")
+    api.add_argument("--json", action="store_true", help="print one JSON object")
+    api.set_defaults(handler=_api)
     from router.cli.index import register_bench
 
     register_bench(targets)
@@ -122,4 +128,25 @@ def _concurrency(args: argparse.Namespace) -> int:
             print(f"{kind:<13} {row['concurrency']} concurrent: {row['tokens_per_s']:6.1f} tok/s "
                   f"(x{ratio:.2f})  latency p50 {row['latency_s_p50']:.1f} s, "
                   f"max {row['latency_s_max']:.1f} s")
+    return 0
+
+
+def _api(args: argparse.Namespace) -> int:
+    from router.bench import api
+
+    config, path = _local_model(args)
+    result = api.run(config, path, tasks=args.tasks, duration_s=args.duration, log=_stderr)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    enqueue, workers, reads = result["enqueue"], result["workers"], result["read_endpoints"]
+    print(f"enqueue: {enqueue['tasks_per_s']} tasks/s from 50 clients, p50 {enqueue['p50_ms']} ms, "
+          f"p99 {enqueue['p99_ms']} ms, {enqueue['errors']} errors")
+    print(f"2 workers: {workers['done']}/{workers['accepted']} done in {workers['seconds']} s "
+          f"({workers['tasks_per_s']} tasks/s), {workers['ledger_entries']} ledger entries, "
+          f"{workers['lost']} lost")
+    print(f"reads, {reads['clients']} clients: {reads['requests_per_s']} req/s, p50 "
+          f"{reads['p50_ms']} ms, p99 {reads['p99_ms']} ms, {reads['errors']} errors")
+    print(f"ledger write: p50 {result['ledger_write_ms']['p50']} ms, "
+          f"p99 {result['ledger_write_ms']['p99']} ms")
     return 0

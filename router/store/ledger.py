@@ -132,17 +132,19 @@ class Row:
 async def rollup_rows(redis: Redis, names: Names, *, first: dt.date, last: dt.date,
                       team: str | None) -> list[Row]:
     """The per-day rollup rows from ``first`` to ``last`` (inclusive), for one team or all."""
+    days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+    async with redis.pipeline(transaction=False) as pipe:  # one round trip for every day
+        for day in days:
+            pipe.hgetall(names.rollup(day.isoformat()))
+        raws = await pipe.execute()
     rows = []
-    day = first
-    while day <= last:
-        raw = await redis.hgetall(names.rollup(day.isoformat()))
+    for day, raw in zip(days, raws, strict=True):
         grouped: dict[tuple[str, str, str], dict[str, float]] = defaultdict(dict)
         for field, value in raw.items():
             row_team, route, reason, metric = field.decode().rsplit("|", 3)
             if team is None or row_team == team:
                 grouped[(row_team, route, reason)][metric] = float(value)
         rows += [Row(day.isoformat(), *group, metrics) for group, metrics in grouped.items()]
-        day += dt.timedelta(days=1)
     return rows
 
 
