@@ -156,3 +156,24 @@ def _parse(line: str) -> Outcome:
     if cloud is not None and not isinstance(cloud, bool):
         raise ValueError(f"cloud_passed must be true, false or null, got {cloud!r}")
     return Outcome(None if score is None else float(score), local, cloud)
+
+
+def outcomes_from_feedback(tasks: Sequence[dict[str, object]]) -> list[Outcome]:
+    """Outcomes from tasks that clients labelled (``POST /v1/tasks/{id}/feedback``). Only a
+    task served locally says whether the local answer was right (``tests_passed`` when given,
+    else ``accepted``); an escalated task's label is about the cloud's answer, so it is left
+    out. The sample is therefore the tasks the current threshold kept local."""
+    outcomes = []
+    for task in tasks:
+        route, feedback = task.get("route"), task.get("feedback")
+        if not isinstance(route, dict) or not isinstance(feedback, dict):
+            continue
+        if route.get("final") != "local":
+            continue
+        verdict = feedback.get("tests_passed")
+        if verdict is None:
+            verdict = feedback.get("accepted")
+        score = route.get("confidence")
+        if isinstance(verdict, bool) and (score is None or isinstance(score, int | float)):
+            outcomes.append(Outcome(None if score is None else float(score), verdict, None))
+    return outcomes

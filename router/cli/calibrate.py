@@ -26,6 +26,9 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
                         help="share of tasks to send to the cloud, 0..1")
     target.add_argument("--target-quality", type=float, metavar="PASS_RATE",
                         help="pass rate to reach with the smallest cloud share, 0..1")
+    parser.add_argument("--from-feedback", action="store_true",
+                        help="learn from the outcome labels clients posted on their tasks "
+                             "(POST /v1/tasks/{id}/feedback) instead of an outcomes file")
     parser.add_argument("--team", help="write the threshold for this team only")
     parser.add_argument("--write", action="store_true", help="write it to the config file")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -58,8 +61,15 @@ def run(args: argparse.Namespace) -> int:
             print(f"smallcode: --{name.replace('_', '-')}: must be between 0 and 1")
             return 2
     settings = load_settings(args.config)
-    path = args.outcomes or settings.data_dir / "outcomes.jsonl"
-    result = calibrate(load_outcomes(path), target_cloud_share=args.target_cloud_share,
+    if args.from_feedback:
+        outcomes = _feedback_outcomes(settings, args.team)
+        if not outcomes:
+            print("smallcode: no task served locally has feedback yet (POST "
+                  "/v1/tasks/{id}/feedback with accepted or tests_passed)")
+            return 2
+    else:
+        outcomes = load_outcomes(args.outcomes or settings.data_dir / "outcomes.jsonl")
+    result = calibrate(outcomes, target_cloud_share=args.target_cloud_share,
                        target_quality=args.target_quality)
     summary: dict[str, Any] = {"threshold": result.threshold, "expected_cloud_share": result.expected_cloud_share,
                "expected_quality": result.expected_quality, "n": result.n,
@@ -77,3 +87,26 @@ def run(args: argparse.Namespace) -> int:
               + (f"; written to {summary['written']}" if args.write else
                  " (not written; add --write)"))
     return 0
+
+
+def _feedback_outcomes(settings: Any, team: str | None) -> list[Any]:
+    import asyncio
+
+    from policies.calibration import outcomes_from_feedback
+    from router.store.connect import command_redis
+
+    async def labelled(url: str) -> list[dict[str, Any]]:
+        from redis.asyncio import Redis
+
+        from router.store import tasks
+        from router.store.names import Names
+
+        redis = Redis.from_url(url)
+        try:
+            found = await tasks.with_feedback(redis, Names(settings.redis.prefix))
+        finally:
+            await redis.aclose()
+        return [t for t in found if team is None or t.get("team") == team]
+
+    with command_redis(settings.redis.url, settings.data_dir) as url:
+        return outcomes_from_feedback(asyncio.run(labelled(url)))

@@ -133,7 +133,15 @@ def create_app(settings: Settings, *, local: Backend | None = None,
 
     @app.get("/metrics")
     async def metrics(request: Request) -> Response:
-        return Response(request.app.state.metrics.render(),
+        from redis.exceptions import RedisError
+
+        from router.store import tasks
+
+        state = request.app.state
+        with contextlib.suppress(RedisError):  # Redis away: the gauges keep their last values
+            state.metrics.queue_depth.set(await state.redis.zcard(state.names.queue()))
+            state.metrics.workers.set(len(await tasks.live_workers(state.redis, state.names)))
+        return Response(state.metrics.render(),
                         media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return app

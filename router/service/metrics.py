@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 40, 80, 160)
 
@@ -28,6 +28,10 @@ class Metrics:
         self.counterfactual = Counter("smallcode_counterfactual_usd",
                                       "what the same requests would have cost all-cloud",
                                       ["team"], registry=self.registry)
+        self.queue_depth = Gauge("smallcode_queue_depth", "tasks waiting in the queue (from Redis: "
+                                 "the same on every process)", registry=self.registry)
+        self.workers = Gauge("smallcode_workers_alive", "workers whose heartbeat is current (from "
+                             "Redis)", registry=self.registry)
         self.latency = Histogram("smallcode_request_seconds", "request latency, total",
                                  ["route"], buckets=LATENCY_BUCKETS_S, registry=self.registry)
 

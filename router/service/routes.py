@@ -29,7 +29,7 @@ def _tiers(request: Request) -> dict[str, Backend]:
 
 
 @router.get("/models")
-async def list_models(request: Request) -> dict[str, Any]:
+async def list_models(request: Request, _: CallerDep) -> dict[str, Any]:
     models = [{"id": "auto", "object": "model", "created": 0, "owned_by": "smallcode",
                "backend": "router"}]
     models += [

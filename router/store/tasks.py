@@ -243,6 +243,13 @@ async def set_feedback(redis: Redis, names: Names, task_id: str, *, accepted: bo
 
 # --- workers' heartbeats -------------------------------------------------------------------
 
+async def with_feedback(redis: Redis, names: Names) -> list[dict[str, Any]]:
+    """Every kept task that has feedback, oldest first (for ``calibrate --from-feedback``)."""
+    ids = await redis.zrange(names.task_feedback(), 0, -1)
+    found = [await get(redis, names, i.decode()) for i in ids]
+    return [t for t in found if t is not None and t.get("feedback")]
+
+
 async def beat(redis: Redis, names: Names, worker: str, *, ttl_s: float,
                info: dict[str, Any]) -> None:
     """A worker says it is alive (a key that expires after ``ttl_s``, and the workers' index)."""
