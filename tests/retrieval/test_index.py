@@ -96,14 +96,17 @@ def test_unreadable_file_keeps_its_previous_chunks(
     root = make_repo(BASE_REPO)
     first = retriever.index(root, "demo")
     (root / "pkg/utils.py").write_text("def replaced():\n    pass\n")
-    real_read = Path.read_bytes
+    # Root reads whatever the mode bits say, so the refusal is the one thing made up here.
+    from retrieval import walk
 
-    def read_bytes(self: Path) -> bytes:
-        if self.name == "utils.py":
+    real_read = walk._read_regular
+
+    def read_regular(path: Path) -> bytes | None:
+        if path.name == "utils.py":
             raise PermissionError(13, "Permission denied")
-        return real_read(self)
+        return real_read(path)
 
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    monkeypatch.setattr(walk, "_read_regular", read_regular)
     second = retriever.index(root, "demo")
     assert second.errors == [
         {"path": "pkg/utils.py", "reason": "unreadable", "detail": "Permission denied"}
