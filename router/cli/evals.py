@@ -31,6 +31,13 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     curve.add_argument("--png", type=Path, help="image path (default: RESULTS with .png)")
     curve.add_argument("--json", action="store_true", help="print one JSON object")
     curve.set_defaults(handler=_curve)
+    examples = targets.add_parser(
+        "examples", help="how well the prompts' own examples predict HumanEval's hidden tests "
+        "(canonical solutions and recorded answers; no model runs)")
+    examples.add_argument("--results", type=Path,
+                          help="a results file whose recorded local and cloud answers to check")
+    examples.add_argument("--json", action="store_true", help="print one JSON object")
+    examples.set_defaults(handler=_examples)
 
 
 def _fail(message: str) -> int:
@@ -104,4 +111,25 @@ def _curve(args: argparse.Namespace) -> int:
         print(f"threshold {point['threshold']:.4f} reaches cloud-only pass@1 "
               f"({data['pass_at_1']['cloud']:.1%}) with the smallest cloud share: "
               f"{point['cloud_share']:.1%} (pass@1 {point['pass_at_1']:.1%})")
+    return 0
+
+
+def _examples(args: argparse.Namespace) -> int:
+    from router.checks.sandbox import open_sandbox
+    from router.evals import examples, humaneval
+
+    settings = load_settings(args.config)
+    sandbox = open_sandbox(settings.checks)
+    if sandbox is None:
+        return _fail("the examples cannot run isolated here: install bubblewrap, or set "
+                     "checks.allow_unisolated: true")
+    results = _load(args.results) if args.results else []
+    if args.results and not results:
+        return _fail(f"{args.results} holds no results")
+    summary = examples.evaluate(humaneval.load_problems(), results or [], sandbox,
+                                settings.policies.for_team(None))
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print("\n".join(examples.format_summary(summary)))
     return 0

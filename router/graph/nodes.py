@@ -232,6 +232,7 @@ def run_checks(state: RouterState, text: str, sandbox: Sandbox | None) -> dict[s
     """Cheap code checks: syntax of every code block; the task's own runnable examples and
     attached tests, in the sandbox (skipped, and said so, where there is none)."""
     from router.checks.code import extract_code_blocks, syntax_ok
+    from router.checks.examples import as_test_code, find_examples
     from router.checks.sandbox import doctest_examples
 
     rules = state["policy"]
@@ -241,7 +242,8 @@ def run_checks(state: RouterState, text: str, sandbox: Sandbox | None) -> dict[s
                               "syntax_errors": sum(1 for v in verdicts if v is False)}
     python = "\n\n".join(b.code for b in blocks if b.language == "python")
     examples, tests = doctest_examples(state["prompt"]), attached_tests(state)
-    if not (rules.execution_checks and python and (examples or tests)):
+    written = as_test_code(find_examples(state["prompt"]))  # f(x) == y, Input/Output ...
+    if not (rules.execution_checks and python and (examples or written or tests)):
         return checks
     if sandbox is None:
         checks["execution_skipped"] = "no isolation for execution checks on this server"
@@ -249,6 +251,7 @@ def run_checks(state: RouterState, text: str, sandbox: Sandbox | None) -> dict[s
     runs = []
     timeout_s = rules.execution_timeout_s
     for kind, suite, run in (("doctest", examples, sandbox.run_examples),
+                             ("examples", written, sandbox.run_tests),
                              ("tests", tests, sandbox.run_tests)):
         if suite:
             result = run(python, suite, timeout_s=timeout_s)
