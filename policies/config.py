@@ -71,6 +71,11 @@ class PolicyConfig(BaseModel):
     execution_timeout_s: float = Field(
         5.0, gt=0, le=60, description="wall-clock limit of one sandboxed check run"
     )
+    repair_rounds: int = Field(
+        2, ge=0, le=5,
+        description="times the local model may fix an answer that fails the task's examples, "
+        "does not parse or raises (shown the failure) before the task escalates; 0: never",
+    )
 
 
 _ADDITIVE = ("local_only_repos", "local_only_paths")

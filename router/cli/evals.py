@@ -38,6 +38,20 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
                           help="a results file whose recorded local and cloud answers to check")
     examples.add_argument("--json", action="store_true", help="print one JSON object")
     examples.set_defaults(handler=_examples)
+    repair = targets.add_parser(
+        "repair", help="give the recorded local answers that fail their checks back to the "
+        "local model, round after round, and score each round (local repair)")
+    repair.add_argument("results", type=Path, help="a results file of `eval humaneval`")
+    repair.add_argument("--out", type=Path, required=True,
+                        help="repair records (JSON lines; resumed when it exists)")
+    repair.add_argument("--split", choices=("report", "calibrate", "all"), default="report",
+                        help="which half of the problems to run (default: the held-out one)")
+    repair.add_argument("--rounds", type=int, default=3, help="repair rounds at most")
+    repair.add_argument("--limit", type=int, help="only the first N problems of the split")
+    repair.add_argument("--summary", action="store_true",
+                        help="only summarise --out, run nothing")
+    repair.add_argument("--json", action="store_true", help="print one JSON object")
+    repair.set_defaults(handler=_repair)
 
 
 def _fail(message: str) -> int:
@@ -132,4 +146,41 @@ def _examples(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     else:
         print("\n".join(examples.format_summary(summary)))
+    return 0
+
+
+def _repair(args: argparse.Namespace) -> int:
+    from router.checks.sandbox import open_sandbox
+    from router.evals import humaneval, repair
+
+    if not 0 <= args.rounds <= 5:
+        return _fail("--rounds must be from 0 to 5")
+    settings = load_settings(args.config)
+    rules = settings.policies.for_team(None)
+    if not args.summary:
+        results = _load(args.results)
+        if results is None:
+            return _fail(f"{args.results} holds no results: run `smallcode eval humaneval` first")
+        sandbox = open_sandbox(settings.checks)
+        if sandbox is None:
+            return _fail("the checks cannot run isolated here: install bubblewrap")
+        problems = [p for p in humaneval.load_problems()
+                    if args.split == "all" or humaneval.split_of(p.task_id) == args.split]
+        problems = problems[:args.limit] if args.limit else problems
+        from router.backends import build_local
+
+        local = build_local(settings)
+        try:
+            repair.run(problems, results, local, sandbox, out=args.out, rules=rules,
+                       rounds=args.rounds, max_tokens=512,
+                       log=lambda line: print(line, file=sys.stderr))
+        finally:
+            local.close()
+    records = list(repair.read_records(args.out).values())
+    data = repair.summary(records, threshold=rules.confidence_threshold,
+                          max_rounds=args.rounds)
+    if args.json:
+        print(json.dumps(data))
+    else:
+        print("\n".join(repair.format_summary(data)))
     return 0

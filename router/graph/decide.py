@@ -44,6 +44,28 @@ def should_abort(window_mean: float, tokens: int, policy: PolicyConfig) -> bool:
     return tokens >= policy.early_abort_min_tokens and window_mean < policy.early_abort_floor
 
 
+def judge_score(confidence: float | None, *, syntax_errors: int,
+                examples_passed: bool | None) -> float | None:
+    """The judge's score from the logprob confidence and the code checks: code that does not
+    parse is not a confident answer (halved); an answer that passes its task's own examples
+    is strong evidence (at least 0.9). No logprobs stays None (no evidence)."""
+    if confidence is None:
+        return None
+    if syntax_errors:
+        confidence *= 0.5
+    if examples_passed:
+        confidence = max(confidence, 0.9)
+    return confidence
+
+
+def should_repair(*, policy: PolicyConfig, trigger: str | None, attempts: int, decided: bool,
+                  fits: bool) -> bool:
+    """Let the local model fix its answer (shown what failed) before anything escalates: when
+    the checks found something to fix (``trigger``), rounds are left, no hard rule already
+    decided the route, and the repair turn fits the local window."""
+    return trigger is not None and attempts < policy.repair_rounds and not decided and fits
+
+
 def after_judge(
     *, policy: PolicyConfig, confidence: float | None, checks_failed: bool, aborted: bool,
     cloud_allowed: bool,

@@ -32,8 +32,9 @@ def _record(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, An
 
 
 def build_graph() -> Any:
-    """intake → policy → (cloud_generate | retrieve → local_generate → judge →
-    (cloud_generate | record)) → record."""
+    """intake → policy → (cloud_generate | retrieve → local_generate → judge ⇄ repair →
+    (cloud_generate | record)) → record. The judge sends a failing local answer back to the
+    local model (repair) up to the policy's ``repair_rounds`` before it escalates."""
     # Typed as Any: langgraph's add_node overloads do not accept Runtime-taking callables
     # whose state is a TypedDict subclass, though they run fine.
     graph: Any = StateGraph(RouterState, context_schema=RouterContext, input_schema=TaskInput)
@@ -42,6 +43,7 @@ def build_graph() -> Any:
     graph.add_node("retrieve", nodes.retrieve)
     graph.add_node("local_generate", nodes.local_generate)
     graph.add_node("judge", nodes.judge)
+    graph.add_node("repair", nodes.repair)
     graph.add_node("cloud_generate", nodes.cloud_generate)
     graph.add_node("record", _record)
     graph.add_edge(START, "intake")
@@ -49,7 +51,9 @@ def build_graph() -> Any:
     graph.add_conditional_edges("policy", nodes.after_policy, ["cloud_generate", "retrieve"])
     graph.add_edge("retrieve", "local_generate")
     graph.add_edge("local_generate", "judge")
-    graph.add_conditional_edges("judge", nodes.after_judge, ["cloud_generate", "record"])
+    graph.add_conditional_edges("judge", nodes.after_judge,
+                                ["repair", "cloud_generate", "record"])
+    graph.add_edge("repair", "judge")
     graph.add_edge("cloud_generate", "record")
     graph.add_edge("record", END)
     return graph.compile()

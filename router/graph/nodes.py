@@ -6,7 +6,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import Any, Literal
 
 from langgraph.runtime import Runtime
 
@@ -29,7 +29,9 @@ def timed(name: str) -> Callable[[Node], Node]:
         def run(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any]:
             started = time.perf_counter()
             update = node(state, runtime)
-            update["timings_ms"] = {name: (time.perf_counter() - started) * 1000}
+            # A node that runs again (the judge after a repair) adds to its time.
+            before = state.get("timings_ms", {}).get(name, 0.0)
+            update["timings_ms"] = {name: before + (time.perf_counter() - started) * 1000}
             return update
         return run
     return wrap
@@ -155,7 +157,7 @@ def trim_for_local(state: RouterState, ctx: RouterContext, margin: int,
             "context_notes": notes}
 
 
-def after_policy(state: RouterState) -> str:
+def after_policy(state: RouterState) -> Literal["cloud_generate", "retrieve"]:
     verdict = state.get("decision")
     shadow = state["policy"].shadow_route
     if verdict and verdict["route"] == "cloud" and shadow != "local":
@@ -263,38 +265,87 @@ def run_checks(state: RouterState, text: str, sandbox: Sandbox | None) -> dict[s
     return checks
 
 
-def judge_answer(state: RouterState, sandbox: Sandbox | None) -> dict[str, Any]:
-    """The judge as a plain function of the state (the evaluation harness calls it too)."""
+def judge_answer(state: RouterState, sandbox: Sandbox | None, *,
+                 repair_fits: bool = True) -> dict[str, Any]:
+    """The judge as a plain function of the state (the evaluation harness calls it too).
+    ``repair_fits``: whether a repair turn would fit the local window."""
+    from router.graph import repair
+
     rules = state["policy"]
     local, aborted = state.get("local"), state.get("aborted")
     score = None
     checks: dict[str, Any] = {}
     if local is not None:
-        score = signals.confidence([t.logprob for t in local.logprobs or ()])
         checks = run_checks(state, local.text, sandbox)
-        if score is not None and checks["syntax_errors"]:
-            score *= 0.5  # code that does not parse is not a confident answer
-        if score is not None and checks.get("execution", {}).get("passed"):
-            score = max(score, 0.9)  # its own examples pass: strong evidence it is right
+        score = decide.judge_score(
+            signals.confidence([t.logprob for t in local.logprobs or ()]),
+            syntax_errors=checks["syntax_errors"],
+            examples_passed=checks.get("execution", {}).get("passed"))
     failed = bool(checks.get("execution")) and not checks["execution"]["passed"]
+    trigger = repair.trigger(checks) if local is not None else None
+    attempts = len(state.get("local_attempts") or [])
+    wants_repair = decide.should_repair(policy=rules, trigger=trigger, attempts=attempts,
+                                        decided=state.get("decision") is not None,
+                                        fits=repair_fits)
     verdict = state.get("decision") or decide.after_judge(
         policy=rules, confidence=score, checks_failed=failed, aborted=bool(aborted),
         cloud_allowed=not state.get("privacy"))
+    execution = checks.get("execution")
     return {"confidence": score, "checks": checks, "decision": verdict, "auto_decision": verdict,
+            "repair": wants_repair,
+            "judged": [{"syntax_errors": checks.get("syntax_errors", 0),
+                        "examples_passed": None if execution is None else execution["passed"],
+                        "confidence": score}],
             "signals": {"confidence": score, "checks": checks,
                         "early_abort": aborted}}
 
 
 @timed("judge")
 def judge(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any]:
-    return judge_answer(state, runtime.context.sandbox)
+    ctx = runtime.context
+    local = state.get("local")
+    answer_tokens = local.usage.completion_tokens if local is not None else 0
+    # A repair turn adds the answer and a feedback message (~256 tokens) to the prompt.
+    fit = signals.ContextFit(state["prompt_tokens"] + answer_tokens + 256, 0,
+                             state["max_tokens"], ctx.local_window,
+                             state["policy"].context_margin_tokens)
+    return judge_answer(state, ctx.sandbox, repair_fits=fit.fits)
 
 
-def after_judge(state: RouterState) -> str:
+def after_judge(state: RouterState) -> Literal["repair", "cloud_generate", "record"]:
+    if state.get("repair"):
+        return "repair"  # local, so allowed under any privacy rule
     if state.get("privacy"):
         return "record"  # shadow mode never overrides privacy
     route = state["policy"].shadow_route or state["decision"]["route"]  # type: ignore[index]
     return "cloud_generate" if route == "cloud" else "record"
+
+
+# --- repair --------------------------------------------------------------------------------
+
+@timed("repair")
+def repair(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any]:
+    """One more local turn: the failing answer and what failed, back to the local model. The
+    judge then judges the new answer as if it were the first (the route is decided again)."""
+    from router.graph import repair as prompts
+
+    ctx = runtime.context
+    local, checks = state["local"], state["checks"]
+    assert local is not None, "the judge repairs only an answer it has"
+    request = GenerationRequest(messages=tuple(prompts.messages(state["messages"], local.text,
+                                                                checks)),
+                                max_tokens=state["max_tokens"])
+    started = time.perf_counter()
+    generation = ctx.local.generate(request)
+    attempt = {
+        "round": len(state.get("local_attempts") or []) + 1,
+        "trigger": prompts.trigger(checks),
+        "prompt_tokens": generation.usage.prompt_tokens,
+        "completion_tokens": generation.usage.completion_tokens,
+        "ms": round((time.perf_counter() - started) * 1000, 1),
+    }
+    return {"local": generation, "decision": None, "auto_decision": None,
+            "local_attempts": [attempt]}
 
 
 # --- cloud_generate ------------------------------------------------------------------------

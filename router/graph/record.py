@@ -24,8 +24,14 @@ def build_record(state: RouterState, *, price: Any, models: dict[str, str]) -> d
     completion = answer.usage.completion_tokens if answer else 0
     cloud_prompt = cloud.usage.prompt_tokens if cloud else prompt_tokens
     flags = []
-    if final == "local" and auto and auto["route"] == "cloud":
-        flags.append("low_confidence" if state.get("privacy") else "served_local_by_shadow")
+    if final == "local" and decision["reason"] == "privacy":
+        flags.append("low_confidence")  # the judge would have escalated; privacy forbids it
+    elif final == "local" and auto and auto["route"] == "cloud":
+        flags.append("served_local_by_shadow")
+    attempts = local_attempts(state)
+    if final == "local" and attempts and attempts[-1]["examples_passed"] is not False \
+            and not attempts[-1]["syntax_errors"]:
+        flags.append("repaired")  # served the answer a repair round made pass its checks
     record: dict[str, Any] = {
         "final": final,
         "escalated": final == "cloud" and (local is not None or aborted is not None),
@@ -51,7 +57,10 @@ def build_record(state: RouterState, *, price: Any, models: dict[str, str]) -> d
             "completion": completion,
             "local_completion": local_completion,
             "saved_by_early_abort": aborted["saved_tokens"] if aborted else 0,
+            "repair_prompt": sum(a["prompt_tokens"] for a in attempts),
+            "repair_completion": sum(a["completion_tokens"] for a in attempts),
         },
+        "local_attempts": attempts,
         "timings_ms": {k: round(v, 2) for k, v in state.get("timings_ms", {}).items()},
         "models": {"local": models["local"], "cloud": models["cloud"],
                    "priced_as": models["price_as"]},
@@ -68,3 +77,15 @@ def build_record(state: RouterState, *, price: Any, models: dict[str, str]) -> d
         record["shadow"] = {"served": rules.shadow_route, "auto_route": auto["route"],
                             "auto_reason": auto["reason"]}
     return record
+
+
+def local_attempts(state: RouterState) -> list[dict[str, Any]]:
+    """Each repair round: why, its tokens and time, and what the judge then found (the judge
+    pass after round n is the n+1-th)."""
+    judged = state.get("judged") or []
+    attempts = []
+    for index, attempt in enumerate(state.get("local_attempts") or []):
+        after = judged[index + 1] if index + 1 < len(judged) else {}
+        attempts.append({**attempt, "examples_passed": after.get("examples_passed"),
+                         "syntax_errors": after.get("syntax_errors")})
+    return attempts

@@ -69,6 +69,9 @@ class RouterState(TaskInput, total=False):
     aborted: dict[str, Any] | None
     confidence: float | None
     checks: dict[str, Any]
+    repair: bool  # the judge asks the local model to fix its answer first
+    local_attempts: Annotated[list[dict[str, Any]], operator.add]  # each repair round
+    judged: Annotated[list[dict[str, Any]], operator.add]  # each judge pass's check verdict
     # cloud_generate
     cloud: Generation | None
     redactions: dict[str, Any]

@@ -1,0 +1,68 @@
+"""Local repair: what the local model is told when its answer fails the task's own checks.
+
+The judge found the answer does not parse, raises, or fails one of the task's examples; the
+local model gets its answer back with the failing example, what it should return and what it
+returned (or the error), and tries again (:func:`router.graph.nodes.repair`; whether to is
+:func:`router.graph.decide.should_repair`). Pure functions of the checks and the text.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import warnings
+from typing import Any
+
+from agents.base import Message
+
+_TEST_PREFIX = re.compile(r"test_example_\d+: (?:AssertionError: )?")
+FEEDBACK_CHARS = 600
+
+
+def trigger(checks: dict[str, Any]) -> str | None:
+    """Why the answer needs repair: ``syntax_error``, ``failed_examples`` (an example failed or
+    the code raised), or None."""
+    if checks.get("syntax_errors"):
+        return "syntax_error"
+    execution = checks.get("execution")
+    if execution and not execution["passed"]:
+        return "failed_examples"
+    return None
+
+
+def feedback(checks: dict[str, Any], answer: str) -> str:
+    """The message that tells the local model what went wrong and asks for a fix."""
+    from router.checks.code import extract_code_blocks
+
+    if checks.get("syntax_errors"):
+        problems = [syntax_error(b.code) for b in extract_code_blocks(answer)
+                    if b.language == "python"]
+        found = next((p for p in problems if p), "a code block is not valid Python")
+        what = f"Your code does not parse: {found}."
+    else:
+        runs = checks.get("execution", {}).get("runs", [])
+        failing = next((r for r in runs if not r["passed"]), None)
+        detail = _TEST_PREFIX.sub("", failing["detail"]) if failing else "the checks failed"
+        what = f"Your code fails the task's own examples: {detail[:FEEDBACK_CHARS]}"
+    return (f"{what}\n\nFix the code so that it runs and every example in the task gives the "
+            "expected result. Reply with the whole corrected code in one ```python code "
+            "block, and nothing else.")
+
+
+def syntax_error(code: str) -> str | None:
+    """Python's own message for the first syntax error of ``code``, with its line."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            ast.parse(code)
+        except SyntaxError as exc:
+            line = (exc.text or "").strip()
+            return f"{exc.msg} (line {exc.lineno}: `{line[:120]}`)" if line else exc.msg
+        except ValueError as exc:
+            return str(exc)
+    return None
+
+
+def messages(task: list[Message], answer: str, checks: dict[str, Any]) -> list[Message]:
+    """The task's messages, the failing answer, and the feedback: one more turn."""
+    return [*task, Message("assistant", answer), Message("user", feedback(checks, answer))]
