@@ -35,6 +35,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import RedisError
+
 from agents.base import Backend, Generation, GenerationRequest, TokenEvent
 from router.store import tasks
 from router.store.ledger import build_entry, write_entry
@@ -313,6 +315,15 @@ async def _close(worker: Worker) -> None:
         await worker.close()
 
 
+async def _discard(worker: Worker) -> None:
+    """Close what a dead worker leaves open: its Redis connections."""
+    pool = getattr(worker, "_pool", None)
+    if pool is not None:
+        with contextlib.suppress(RedisError, OSError):
+            await pool.aclose(close_connection_pool=True)
+        worker._pool = None  # type: ignore[assignment]
+
+
 def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
@@ -384,29 +395,55 @@ class EmbeddedWorker:
         self._running: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self.worker = build_worker(self.settings, self.names, handle_signals=False,
-                                   **self._args)  # type: ignore[arg-type]
-        self._running = asyncio.create_task(self.worker.async_run())
+        self._stopping = False
+        self._running = asyncio.create_task(self._supervise())
+
+    async def _supervise(self) -> None:
+        """Run a worker; when it dies of a lost Redis, start a new one once Redis is back."""
+        backoff_s = 0.5
+        while not self._stopping:
+            self.worker = build_worker(self.settings, self.names, handle_signals=False,
+                                       **self._args)  # type: ignore[arg-type]
+            try:
+                await self.worker.async_run()
+                return
+            except (RedisError, OSError) as exc:
+                log.warning("the embedded worker lost Redis (%s); starting again in %.1f s",
+                            type(exc).__name__, backoff_s)
+                await _discard(self.worker)
+            await asyncio.sleep(backoff_s)
+            backoff_s = min(backoff_s * 2, 10.0)
 
     async def stop(self) -> None:
         """Stop taking tasks; a running task goes back to the queue for another worker."""
-        if self.worker is None:
-            return
-        with contextlib.suppress(asyncio.CancelledError):
-            await _close(self.worker)
+        self._stopping = True
+        if self.worker is not None:
+            with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
+                await _close(self.worker)
+            await _discard(self.worker)
         if self._running is not None:
-            with contextlib.suppress(asyncio.CancelledError):
+            self._running.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
                 await self._running
         self.worker, self._running = None, None
 
 
 async def serve_worker(settings: Settings, names: Names, *, redis_url: str, graph: Any,
                        context: RouterContext, concurrency: int | None = None) -> None:
-    """Run a worker until SIGTERM or SIGINT (``smallcode worker``)."""
-    worker = build_worker(settings, names, redis_url=redis_url, graph=graph, context=context,
-                          handle_signals=True, concurrency=concurrency)
-    try:
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker.async_run()
-    finally:
-        await _close(worker)
+    """Run a worker until SIGTERM or SIGINT (``smallcode worker``); a lost Redis starts a new
+    worker once it is back, instead of ending the process."""
+    backoff_s = 0.5
+    while True:
+        worker = build_worker(settings, names, redis_url=redis_url, graph=graph, context=context,
+                              handle_signals=True, concurrency=concurrency)
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker.async_run()
+            await _close(worker)
+            return
+        except (RedisError, OSError) as exc:
+            log.warning("the worker lost Redis (%s); starting again in %.1f s",
+                        type(exc).__name__, backoff_s)
+            await _discard(worker)
+        await asyncio.sleep(backoff_s)
+        backoff_s = min(backoff_s * 2, 10.0)

@@ -58,5 +58,17 @@ def test_redis_down_is_a_503_and_the_service_recovers_with_its_data(smol, tmp_pa
             assert chat().status_code == 200  # the key survived the crash
             usage = httpx.get(f"{url}/v1/usage", headers=headers, timeout=15).json()
             assert usage["totals"]["tasks"] == 2  # the entry written before the crash, and now
+            deadline = time.monotonic() + 30  # the embedded worker comes back by itself
+            while httpx.get(f"{url}/readyz", timeout=15).status_code != 200:
+                assert time.monotonic() < deadline, "the embedded worker did not come back"
+                time.sleep(0.5)
+            task = httpx.post(f"{url}/v1/tasks", headers=headers, timeout=15,
+                              json={"prompt": "Say hi.", "max_tokens": 2, "route": "local"})
+            assert task.status_code == 202
+            while (status := httpx.get(f"{url}/v1/tasks/{task.json()['id']}", headers=headers,
+                                       timeout=15).json()["status"]) in ("queued", "running"):
+                assert time.monotonic() < deadline + 60, "the task never ran"
+                time.sleep(0.5)
+            assert status == "done"
     finally:
         valkey.stop()
