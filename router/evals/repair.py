@@ -63,11 +63,14 @@ def repair_problem(problem: Problem, recorded: Record, local: Backend, sandbox: 
     task = [Message("user", task_prompt(problem))]
     done: list[Record] = []
     while repair.trigger(checks) is not None and len(done) < rounds:
+        if done and done[-1]["unchanged"]:
+            break  # the same turn again: greedy decoding repeats itself (the graph stops too)
         request = GenerationRequest(messages=tuple(repair.messages(task, answer, checks)),
                                     max_tokens=max_tokens)
         started = time.perf_counter()
         generation = local.generate(request)
         ms = (time.perf_counter() - started) * 1000
+        unchanged = generation.text.strip() == answer.strip()
         answer = generation.text
         checks = _checks(problem, answer, rules, sandbox)
         tests = score(problem, extract_program(problem, answer), sandbox)
@@ -78,6 +81,7 @@ def repair_problem(problem: Problem, recorded: Record, local: Backend, sandbox: 
             "prompt_tokens": generation.usage.prompt_tokens,
             "completion_tokens": generation.usage.completion_tokens,
             "ms": round(ms, 1),
+            "unchanged": unchanged,
             "feedback": request.messages[-1].content[:400],
             "answer": answer[:4000],
         })

@@ -59,11 +59,13 @@ def judge_score(confidence: float | None, *, syntax_errors: int,
 
 
 def should_repair(*, policy: PolicyConfig, trigger: str | None, attempts: int, decided: bool,
-                  fits: bool) -> bool:
+                  fits: bool, stalled: bool = False) -> bool:
     """Let the local model fix its answer (shown what failed) before anything escalates: when
     the checks found something to fix (``trigger``), rounds are left, no hard rule already
-    decided the route, and the repair turn fits the local window."""
-    return trigger is not None and attempts < policy.repair_rounds and not decided and fits
+    decided the route, the repair turn fits the local window, and the last round changed the
+    answer (``stalled``: greedy decoding would only repeat it, the same turn again)."""
+    return (trigger is not None and attempts < policy.repair_rounds and not decided and fits
+            and not stalled)
 
 
 def after_judge(

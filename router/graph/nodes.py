@@ -283,10 +283,11 @@ def judge_answer(state: RouterState, sandbox: Sandbox | None, *,
             examples_passed=checks.get("execution", {}).get("passed"))
     failed = bool(checks.get("execution")) and not checks["execution"]["passed"]
     trigger = repair.trigger(checks) if local is not None else None
-    attempts = len(state.get("local_attempts") or [])
-    wants_repair = decide.should_repair(policy=rules, trigger=trigger, attempts=attempts,
+    attempts = state.get("local_attempts") or []
+    wants_repair = decide.should_repair(policy=rules, trigger=trigger, attempts=len(attempts),
                                         decided=state.get("decision") is not None,
-                                        fits=repair_fits)
+                                        fits=repair_fits,
+                                        stalled=bool(attempts) and attempts[-1]["unchanged"])
     verdict = state.get("decision") or decide.after_judge(
         policy=rules, confidence=score, checks_failed=failed, aborted=bool(aborted),
         cloud_allowed=not state.get("privacy"))
@@ -343,6 +344,7 @@ def repair(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any
         "prompt_tokens": generation.usage.prompt_tokens,
         "completion_tokens": generation.usage.completion_tokens,
         "ms": round((time.perf_counter() - started) * 1000, 1),
+        "unchanged": generation.text.strip() == local.text.strip(),
     }
     return {"local": generation, "decision": None, "auto_decision": None,
             "local_attempts": [attempt]}

@@ -24,6 +24,7 @@ def square(x):
     """
 '''
 WRONG = "```python\ndef square(x):\n    return x * 2\n```"
+WRONG_AGAIN = "```python\ndef square(x):\n    return x + x\n```"
 RIGHT = "```python\ndef square(x):\n    return x * x\n```"
 BROKEN = "```python\ndef square(x)\n    return x * x\n```"
 CLOUD = "```python\ndef square(x):\n    return x ** 2\n```"
@@ -63,7 +64,7 @@ def test_a_repaired_answer_is_served_locally(sandbox: Sandbox) -> None:
 
 
 def test_an_answer_still_failing_after_every_round_escalates(sandbox: Sandbox) -> None:
-    local, cloud = Scripted(WRONG), Scripted(CLOUD)
+    local, cloud = Scripted(WRONG, WRONG_AGAIN, WRONG), Scripted(CLOUD)
     answer = route(local, cloud, sandbox)
     record = answer.record
     assert answer.text == CLOUD and record["final"] == "cloud"
@@ -74,8 +75,17 @@ def test_an_answer_still_failing_after_every_round_escalates(sandbox: Sandbox) -
     assert "repaired" not in record["flags"]
 
 
+def test_a_round_that_repeats_the_answer_ends_the_repair(sandbox: Sandbox) -> None:
+    # Greedy decoding given the same turn again would repeat itself: escalate at once.
+    local, cloud = Scripted(WRONG, WRONG, RIGHT), Scripted(CLOUD)
+    record = route(local, cloud, sandbox).record
+    assert record["final"] == "cloud" and len(local.requests) == 2
+    [attempt] = record["local_attempts"]
+    assert attempt["unchanged"] is True
+
+
 def test_repair_rounds_is_a_policy_setting(sandbox: Sandbox) -> None:
-    local = Scripted(WRONG, WRONG, RIGHT)
+    local = Scripted(WRONG, WRONG_AGAIN, RIGHT)
     record = route(local, Scripted(CLOUD), sandbox, team="once").record
     assert record["final"] == "cloud" and len(record["local_attempts"]) == 1
     local = Scripted(WRONG, RIGHT)
@@ -92,7 +102,7 @@ def test_code_that_does_not_parse_is_repaired_with_the_parser_message(sandbox: S
 
 
 def test_a_local_only_team_is_repaired_and_never_reaches_the_cloud(sandbox: Sandbox) -> None:
-    local, cloud = Scripted(WRONG), Scripted(CLOUD)
+    local, cloud = Scripted(WRONG, WRONG_AGAIN), Scripted(CLOUD)
     answer = route(local, cloud, sandbox, team="vault")
     assert answer.record["final"] == "local" and cloud.requests == []
     assert len(answer.record["local_attempts"]) == 2
@@ -117,6 +127,9 @@ def test_should_repair(trigger: str | None, attempts: int, decided: bool, fits: 
                        expected: bool) -> None:
     assert decide.should_repair(policy=PolicyConfig(repair_rounds=2), trigger=trigger,
                                 attempts=attempts, decided=decided, fits=fits) is expected
+    assert decide.should_repair(policy=PolicyConfig(repair_rounds=2), trigger=trigger,
+                                attempts=attempts, decided=decided, fits=fits,
+                                stalled=True) is False
 
 
 def test_the_judge_score_blends_checks_into_confidence() -> None:
