@@ -44,6 +44,11 @@ class _LogprobsRefused(Exception):
     pass
 
 
+class _Reconnect(Exception):
+    """The connection failed before any token (a pooled keep-alive connection the server had
+    closed, say): the request can be sent again as it is."""
+
+
 class RemoteLocalBackend(Backend):
     supports_logprobs = True
 
@@ -51,7 +56,10 @@ class RemoteLocalBackend(Backend):
         assert config.server_url is not None  # checked by LocalConfig
         self._config = config
         self._url = config.server_url.rstrip("/") + "/chat/completions"
-        self._client = httpx.Client(timeout=config.timeout_s)
+        # No keep-alive: llama-server (cpp-httplib) closes a reused connection now and then,
+        # and a request sent on it then stalls; a new loopback connection costs nothing.
+        self._client = httpx.Client(timeout=config.timeout_s,
+                                    limits=httpx.Limits(max_keepalive_connections=0))
         # Cleared when the server refuses logprobs; generations then carry none, and the
         # router escalates them (no evidence is not confidence).
         self.supports_logprobs = True
@@ -78,14 +86,26 @@ class RemoteLocalBackend(Backend):
         if request.stop:
             body["stop"] = list(request.stop)
         try:
-            yield from self._stream(body)
+            try:
+                yield from self._stream(body)
+            except _Reconnect:
+                # Once more on a fresh connection (the pool drops the dead one). The client is
+                # shared by every request in flight: never close it here.
+                try:
+                    yield from self._stream(body)
+                except _Reconnect as exc:
+                    if "logprobs" in body:
+                        raise _LogprobsRefused from exc
+                    raise BackendUnavailable(f"local server {self._config.server_url} dropped "
+                                             "the connection twice; see its log") from exc
         except _LogprobsRefused:
-            # The failed stream can leave a dead pooled connection behind: start afresh.
-            self._client.close()
-            self._client = httpx.Client(timeout=self._config.timeout_s)
             body.pop("logprobs", None)
             body.pop("top_logprobs", None)
-            yield from self._stream(body)  # a server that fails anyway raises here
+            try:
+                yield from self._stream(body)  # a server that fails anyway raises here
+            except _Reconnect as exc:
+                raise BackendUnavailable(f"local server {self._config.server_url} dropped the "
+                                         "connection; see its log") from exc
             log.warning("%s answers only without logprobs; not asking for them again",
                         self._config.server_url)
             self.supports_logprobs = False
@@ -120,6 +140,12 @@ class RemoteLocalBackend(Backend):
                             first_at = first_at or time.perf_counter()
                             parts.append(delta)
                             yield TokenEvent(delta, step[-1] if step else None)
+        except httpx.TransportError as exc:
+            if not parts:
+                raise _Reconnect from exc
+            raise BackendUnavailable(
+                f"local server {self._config.server_url} did not answer ({type(exc).__name__})"
+            ) from exc
         except httpx.HTTPError as exc:
             if "logprobs" in body and not parts:
                 raise _LogprobsRefused from exc
