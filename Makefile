@@ -19,7 +19,7 @@ lint: install
 	$(PY) -m ruff check agents router retrieval policies tests
 	$(PY) -m mypy
 
-test: models lint
+test: models lint llama-server
 	$(PY) -m pytest
 
 bench: models
