@@ -39,7 +39,8 @@ def direct_record(*, route: str, prompt_tokens: int, completion_tokens: int, cos
 
 
 async def account(request: Request, caller: Caller, *, request_id: str, team: str, source: str,
-                  record: dict[str, Any], started: float) -> None:
+                  record: dict[str, Any], started: float,
+                  first_token_ms: float | None = None) -> None:
     """Write the request's ledger entry once, count it in the metrics and the key's tokens."""
     state = request.app.state
     entry = ledger.build_entry(request_id=request_id, team=team, key_id=caller.key_id,
@@ -48,7 +49,7 @@ async def account(request: Request, caller: Caller, *, request_id: str, team: st
     written = await ledger.write_entry(state.redis, state.names, entry,
                                        retention_days=state.settings.redis.retention_days)
     if written:
-        state.metrics.observe(entry)
+        state.metrics.observe(entry, first_token_ms)
     if caller.key is not None:
         tokens = entry["tokens"]["prompt"] + entry["tokens"]["completion"]
         await state.rate_limits.charge_tokens(caller.key, tokens)

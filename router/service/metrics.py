@@ -32,10 +32,14 @@ class Metrics:
                                  "the same on every process)", registry=self.registry)
         self.workers = Gauge("smallcode_workers_alive", "workers whose heartbeat is current (from "
                              "Redis)", registry=self.registry)
+        self.first_token = Histogram("smallcode_time_to_first_token_seconds",
+                                     "time until the client could see the first token (a routed "
+                                     "answer is judged whole first)", ["route"],
+                                     buckets=LATENCY_BUCKETS_S, registry=self.registry)
         self.latency = Histogram("smallcode_request_seconds", "request latency, total",
                                  ["route"], buckets=LATENCY_BUCKETS_S, registry=self.registry)
 
-    def observe(self, entry: dict[str, Any]) -> None:
+    def observe(self, entry: dict[str, Any], first_token_ms: float | None = None) -> None:
         """Count one ledger entry (see :func:`router.store.ledger.build_entry`)."""
         team, route, reason = entry["team"], entry["route"], entry["reason"]
         self.requests.labels(team, route, reason).inc()
@@ -48,6 +52,8 @@ class Metrics:
         self.spend.labels(team).inc(entry["cost_usd"])
         self.counterfactual.labels(team).inc(entry["counterfactual_usd"])
         self.latency.labels(route).observe(entry["latency_ms"] / 1000)
+        first = entry["latency_ms"] if first_token_ms is None else first_token_ms
+        self.first_token.labels(route).observe(first / 1000)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -6,9 +6,10 @@ import dataclasses
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
@@ -162,15 +163,26 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, caller
         stop=tuple(body.stop or ()),
     )
     if body.stream:
+        gate, token = await _reserve(request, caller, body.model, generation_request)
         # Start the stream before answering, so a bad request fails as a normal error.
         events = backend.stream(generation_request)
-        first = await run_in_threadpool(next, events, None)
-        def done(generation: Generation) -> None:  # on the stream's worker thread
-            import anyio.from_thread
+        try:
+            first = await run_in_threadpool(next, events, None)
+        except BaseException:
+            if token is not None:
+                await run_in_threadpool(gate.release, token)  # type: ignore[union-attr]
+            raise
 
-            anyio.from_thread.run(lambda: account(
-                request, caller, request_id=completion_id, team=team, source="chat",
-                record=_direct_record(request, body.model, generation), started=started))
+        async def done(generation: Generation | None, streamed: int) -> None:
+            """Settle and record what ran: the whole answer, or what was streamed before the
+            client went away (then the generation was stopped)."""
+            record = (_direct_record(request, body.model, generation) if generation else
+                      _partial_record(request, body.model, generation_request, streamed))
+            if token is not None:
+                await run_in_threadpool(gate.settle, token, record["cost_usd"])  # type: ignore[union-attr]
+            await account(request, caller, request_id=completion_id, team=team, source="chat",
+                          record=record, started=started,
+                          first_token_ms=_first_token_ms(generation, started))
 
         return StreamingResponse(
             _sse(events, first, body, completion_id, created, k, done),
@@ -178,29 +190,44 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, caller
         )
     generation = await _generate_direct(request, caller, body.model, backend, generation_request)
     await account(request, caller, request_id=completion_id, team=team, source="chat",
-                  record=_direct_record(request, body.model, generation), started=started)
+                  record=_direct_record(request, body.model, generation), started=started,
+                  first_token_ms=_first_token_ms(generation, started))
     return _completion(generation, body, completion_id, created, k)
 
 
-async def _generate_direct(request: Request, caller: Caller, model: str, backend: Backend,
-                           generation_request: GenerationRequest) -> Generation:
-    """Generate on the named tier; a cloud call holds the key's budget like a routed one."""
+async def _reserve(request: Request, caller: Caller, model: str,
+                   generation_request: GenerationRequest) -> tuple[Any, object | None]:
+    """For a cloud call under a key with a budget: the gate and a reservation of the worst
+    case (429 when it does not fit); otherwise (None, None)."""
     from router.service.budget import gate_for
 
     state = request.app.state
     gate = gate_for(state.redis, state.names, caller.key) if model == "cloud" else None
     if gate is None:
-        return await run_in_threadpool(backend.generate, generation_request)
+        return None, None
     from agents.cloud import price
 
-    prompt_tokens = state.router_context.count_tokens(
-        "\n".join(m.content for m in generation_request.messages))
-    worst = price(state.settings.cloud.price_as, prompt_tokens, generation_request.max_tokens)
+    worst = price(state.settings.cloud.price_as, _prompt_tokens(request, generation_request),
+                  generation_request.max_tokens)
     token = await run_in_threadpool(gate.reserve, worst)
     if token is None:
         from router.graph.errors import BudgetExceeded
 
         raise BudgetExceeded(gate.retry_after_s)
+    return gate, token
+
+
+def _prompt_tokens(request: Request, generation_request: GenerationRequest) -> int:
+    count = request.app.state.router_context.count_tokens
+    return int(count("\n".join(m.content for m in generation_request.messages)))
+
+
+async def _generate_direct(request: Request, caller: Caller, model: str, backend: Backend,
+                           generation_request: GenerationRequest) -> Generation:
+    """Generate on the named tier; a cloud call holds the key's budget like a routed one."""
+    gate, token = await _reserve(request, caller, model, generation_request)
+    if token is None:
+        return await run_in_threadpool(backend.generate, generation_request)
     try:
         generation = await run_in_threadpool(backend.generate, generation_request)
     except BaseException:
@@ -208,6 +235,27 @@ async def _generate_direct(request: Request, caller: Caller, model: str, backend
         raise
     await run_in_threadpool(gate.settle, token, generation.cost_usd or 0.0)
     return generation
+
+
+def _first_token_ms(generation: Generation | None, started: float) -> float | None:
+    """From the request's start to the tier's first token, when the tier measured it."""
+    if generation is None or generation.timings.first_token_ms is None:
+        return None
+    overhead_ms = (time.perf_counter() - started) * 1000 - generation.timings.total_ms
+    return max(0.0, overhead_ms) + generation.timings.first_token_ms
+
+
+def _partial_record(request: Request, model: str, generation_request: GenerationRequest,
+                    streamed: int) -> dict[str, Any]:
+    """What a stream the client left cost: its prompt and the tokens generated so far."""
+    from agents.cloud import price
+
+    prompt = _prompt_tokens(request, generation_request)
+    priced = price(request.app.state.settings.cloud.price_as, prompt, streamed)
+    return {**direct_record(route=model, prompt_tokens=prompt, completion_tokens=streamed,
+                            cost_usd=priced if model == "cloud" else 0.0,
+                            counterfactual_usd=priced),
+            "finish_reason": "client_disconnected"}
 
 
 def _direct_record(request: Request, model: str, generation: Generation) -> dict[str, Any]:
@@ -245,8 +293,11 @@ def _completion(generation: Generation, body: ChatCompletionRequest, completion_
     }
 
 
-def _sse(events: Iterator[Any], first: Any, body: ChatCompletionRequest, completion_id: str,
-         created: int, k: int, done: Callable[[Generation], None]) -> Iterator[str]:
+async def _sse(events: Iterator[Any], first: Any, body: ChatCompletionRequest, completion_id: str,
+               created: int, k: int,
+               done: Callable[[Generation | None, int], Awaitable[None]]) -> AsyncIterator[str]:
+    """The stream's events as server-sent events; ``done`` runs once at the end, also when the
+    client hangs up (then with what was streamed so far, after the generation is stopped)."""
     def chunk(delta: dict[str, Any], finish: str | None = None,
               logprobs: Any = None, usage: Any = None) -> str:
         payload = {
@@ -258,25 +309,32 @@ def _sse(events: Iterator[Any], first: Any, body: ChatCompletionRequest, complet
             payload["usage"] = usage
         return f"data: {json.dumps(payload)}\n\n"
 
-    yield chunk({"role": "assistant", "content": ""})
     item = first
+    streamed, accounted = 0, False
     try:
+        yield chunk({"role": "assistant", "content": ""})
         while item is not None:
             if isinstance(item, Generation):
                 usage = {"prompt_tokens": item.usage.prompt_tokens,
                          "completion_tokens": item.usage.completion_tokens,
                          "total_tokens": item.usage.total_tokens}
                 finish = _finish(item.finish_reason)
-                done(item)
+                accounted = True
+                await done(item, streamed)
                 yield chunk({}, finish, usage=usage)
-            elif item.text or (body.logprobs and item.logprob is not None):
-                logprobs = None
-                if body.logprobs and item.logprob is not None:
-                    logprobs = {"content": [_logprob_json(_with_top(item.logprob, k))]}
-                yield chunk({"content": item.text}, logprobs=logprobs)
-            item = next(events, None)
+            else:
+                streamed += 1
+                if item.text or (body.logprobs and item.logprob is not None):
+                    logprobs = None
+                    if body.logprobs and item.logprob is not None:
+                        logprobs = {"content": [_logprob_json(_with_top(item.logprob, k))]}
+                    yield chunk({"content": item.text}, logprobs=logprobs)
+            item = await run_in_threadpool(next, events, None)
     finally:
         close = getattr(events, "close", None)
         if close is not None:
             close()  # a client that hung up releases the model at once
+        if not accounted:
+            with anyio.CancelScope(shield=True):  # the client is gone; the charge is not
+                await done(None, streamed)
     yield "data: [DONE]\n\n"

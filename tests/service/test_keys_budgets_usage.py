@@ -7,6 +7,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -179,6 +180,9 @@ def test_metrics_parse_and_readyz_says_how_checks_run(base_url: str) -> None:
     assert samples and samples[0].value == 1
     assert families["smallcode_workers_alive"].samples[0].value >= 1  # the embedded worker
     assert families["smallcode_queue_depth"].samples[0].value == 0
+    first = [s for s in families["smallcode_time_to_first_token_seconds"].samples
+             if s.name.endswith("_count") and s.labels["route"] == "local"]
+    assert first and first[0].value >= 1
     ready = httpx.get(f"{base_url}/readyz")
     assert ready.status_code == 200
     assert ready.json()["redis"] == "ok" and ready.json()["checks"]["isolation"] == "bwrap"
@@ -277,3 +281,27 @@ def test_auth_off_is_refused_off_loopback() -> None:
         from router.settings import load_settings
 
         load_settings(None, auth={"enabled": False}, server={"host": "0.0.0.0"})
+
+
+def test_a_client_that_leaves_mid_stream_is_charged_for_what_ran(base_url: str) -> None:
+    key = create_key(base_url, team="leaver")
+    headers = {"Authorization": f"Bearer {key['key']}"}
+    body = {"model": "local", "stream": True, "max_tokens": 400,
+            "messages": [{"role": "user", "content": "Write a long Python module with ten "
+                          "classes, each with docstrings."}]}
+    with httpx.stream("POST", f"{base_url}/v1/chat/completions", json=body, headers=headers,
+                      timeout=120) as response:
+        seen = 0
+        for line in response.iter_lines():
+            seen += line.startswith("data:")
+            if seen >= 6:
+                break  # hang up after a few tokens
+    deadline = time.monotonic() + 30
+    entries: list = []
+    while not entries:
+        assert time.monotonic() < deadline, "the abandoned stream was never recorded"
+        time.sleep(0.3)
+        entries = httpx.get(f"{base_url}/v1/usage/entries", headers=headers).json()["data"]
+    tokens = entries[0]["tokens"]
+    assert tokens["prompt"] > 0
+    assert 0 < tokens["completion"] < 400  # what ran, and the generation was stopped
