@@ -48,6 +48,8 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
                         help="which half of the problems to run (default: the held-out one)")
     repair.add_argument("--rounds", type=int, default=3, help="repair rounds at most")
     repair.add_argument("--limit", type=int, help="only the first N problems of the split")
+    repair.add_argument("--style", choices=("hint", "turn", "rewrite"), default="hint",
+                        help="how the repair request is written (router.graph.repair.messages)")
     repair.add_argument("--summary", action="store_true",
                         help="only summarise --out, run nothing")
     repair.add_argument("--json", action="store_true", help="print one JSON object")
@@ -172,7 +174,7 @@ def _repair(args: argparse.Namespace) -> int:
         local = build_local(settings)
         try:
             repair.run(problems, results, local, sandbox, out=args.out, rules=rules,
-                       rounds=args.rounds, max_tokens=512,
+                       rounds=args.rounds, max_tokens=512, style=args.style,
                        log=lambda line: print(line, file=sys.stderr))
         finally:
             local.close()

@@ -52,7 +52,8 @@ def _verdict(checks: dict[str, Any]) -> dict[str, Any]:
 
 
 def repair_problem(problem: Problem, recorded: Record, local: Backend, sandbox: Sandbox, *,
-                   rules: PolicyConfig, rounds: int, max_tokens: int) -> Record:
+                   rules: PolicyConfig, rounds: int, max_tokens: int,
+                   style: str = "hint") -> Record:
     """The initial verdict and up to ``rounds`` repair rounds of one problem."""
     from router.graph import repair, signals
 
@@ -65,8 +66,8 @@ def repair_problem(problem: Problem, recorded: Record, local: Backend, sandbox: 
     while repair.trigger(checks) is not None and len(done) < rounds:
         if done and done[-1]["unchanged"]:
             break  # the same turn again: greedy decoding repeats itself (the graph stops too)
-        request = GenerationRequest(messages=tuple(repair.messages(task, answer, checks)),
-                                    max_tokens=max_tokens)
+        turn = repair.messages(task, answer, checks, style=style)  # type: ignore[arg-type]
+        request = GenerationRequest(messages=tuple(turn), max_tokens=max_tokens)
         started = time.perf_counter()
         generation = local.generate(request)
         ms = (time.perf_counter() - started) * 1000
@@ -82,7 +83,7 @@ def repair_problem(problem: Problem, recorded: Record, local: Backend, sandbox: 
             "completion_tokens": generation.usage.completion_tokens,
             "ms": round(ms, 1),
             "unchanged": unchanged,
-            "feedback": request.messages[-1].content[:400],
+            "feedback": request.messages[-1].content[-600:],
             "answer": answer[:4000],
         })
     return {"task_id": problem.task_id, "split": recorded["split"], "initial": initial,
@@ -94,7 +95,7 @@ def repair_problem(problem: Problem, recorded: Record, local: Backend, sandbox: 
 
 def run(problems: Sequence[Problem], results: Sequence[Record], local: Backend,
         sandbox: Sandbox, *, out: Path, rules: PolicyConfig, rounds: int, max_tokens: int,
-        log: Callable[[str], None] = print) -> list[Record]:
+        style: str = "hint", log: Callable[[str], None] = print) -> list[Record]:
     """Repair each problem of ``problems`` that has a recorded result and is not in ``out``
     yet; append its line to ``out``; return every line of ``out`` for these problems."""
     by_id = {r["task_id"]: r for r in results}
@@ -106,7 +107,8 @@ def run(problems: Sequence[Problem], results: Sequence[Record], local: Backend,
             if problem.task_id in done:
                 continue
             record = repair_problem(problem, by_id[problem.task_id], local, sandbox,
-                                    rules=rules, rounds=rounds, max_tokens=max_tokens)
+                                    rules=rules, rounds=rounds, max_tokens=max_tokens,
+                                    style=style)
             sink.write(json.dumps(record) + "\n")
             sink.flush()
             done[problem.task_id] = record

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from agents.base import Message
 from policies.config import PoliciesConfig, PolicyConfig
 from router.checks.sandbox import Sandbox
 from router.graph import decide, repair
@@ -56,11 +57,23 @@ def test_a_repaired_answer_is_served_locally(sandbox: Sandbox) -> None:
     assert record["tokens"]["repair_completion"] == attempt["completion_tokens"] > 0
     assert record["tokens"]["repair_prompt"] == attempt["prompt_tokens"] > 0
     assert "repair" in record["timings_ms"]
-    # What the local model was told: its answer, the failing example, expected and actual.
-    turn = local.requests[1].messages
-    assert [m.role for m in turn] == ["user", "assistant", "user"]
-    assert turn[1].content == WRONG
-    assert "square(3) should return 9; it returned 6" in turn[2].content
+    # What the local model was told: the task again, the failing example, expected and
+    # actual (not its own code: shown that, the 0.5B model repeats it).
+    [turn] = local.requests[1].messages
+    assert turn.role == "user" and turn.content.startswith(PROMPT)
+    assert "square(3) should return 9; it returned 6" in turn.content
+    assert "return x * 2" not in turn.content
+
+
+def test_the_other_repair_styles_show_the_failing_code() -> None:
+    checks = {"syntax_errors": 0, "execution": {"passed": False, "runs": [
+        {"kind": "examples", "passed": False, "detail": "0/1 tests passed; test_example_1: "
+         "AssertionError: square(3) should return 9; it returned 6"}]}}
+    task = [Message("user", PROMPT)]
+    turn = repair.messages(task, WRONG, checks, style="turn")
+    assert [m.role for m in turn] == ["user", "assistant", "user"] and turn[1].content == WRONG
+    [rewrite] = repair.messages(task, WRONG, checks, style="rewrite")
+    assert "return x * 2" in rewrite.content and "it returned 6" in rewrite.content
 
 
 def test_an_answer_still_failing_after_every_round_escalates(sandbox: Sandbox) -> None:
@@ -147,6 +160,7 @@ def test_feedback_names_the_failure() -> None:
     assert repair.trigger(checks) == "failed_examples"
     text = repair.feedback(checks, WRONG)
     assert "examples: 1/2 tests passed; f(2) should return 4; it returned 5" in text
+    assert repair.failure(checks, WRONG) in text
     assert repair.trigger({"syntax_errors": 0}) is None
     assert repair.syntax_error("def f(:\n  pass") is not None
     assert repair.syntax_error("x = 1") is None
