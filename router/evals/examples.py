@@ -1,6 +1,6 @@
 """How well a prompt's own examples predict the hidden tests, without running any model.
 
-For each HumanEval problem, the router's own checks (:func:`router.graph.nodes.run_checks`:
+For each HumanEval problem, the router's own checks (:func:`router.checks.answer.check_answer`:
 ``>>>`` examples, and examples in every other form, :mod:`router.checks.examples`) run in the
 sandbox against answers whose hidden-test outcome is already known:
 
@@ -35,10 +35,10 @@ def verdicts(problem: Problem, answer: str, sandbox: Sandbox,
              rules: PolicyConfig) -> dict[str, bool | None]:
     """Whether ``answer`` passes the problem's ``>>>`` examples (``doctest``) and all its
     examples (``all``); None where the prompt has none of that kind."""
-    from router.graph.nodes import run_checks
+    from router.checks.answer import check_answer
 
-    state: dict[str, Any] = {"prompt": task_prompt(problem), "policy": rules}
-    checks = run_checks(state, answer, sandbox)  # type: ignore[arg-type]
+    checks = check_answer(task_prompt(problem), [], answer, sandbox,
+                          enabled=rules.execution_checks, timeout_s=rules.execution_timeout_s)
     execution = checks.get("execution")
     if execution is None:
         if checks["code_blocks"] == 0 or checks["syntax_errors"]:

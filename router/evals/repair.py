@@ -4,7 +4,7 @@ are given back to the local model, round after round, and every round is scored.
 Reads a results file of ``smallcode eval humaneval`` (its local answers were decoded greedily,
 so they are what the local model answers today) and appends one JSON line per problem:
 
-- ``initial``: the router's checks (every example form, :func:`router.graph.nodes.run_checks`)
+- ``initial``: the router's checks (every example form, :func:`router.checks.answer.check_answer`)
   on the recorded local answer, its recorded logprob confidence and hidden-test outcome;
 - ``rounds``: while the checks find something to fix (:func:`router.graph.repair.trigger`), up
   to ``rounds`` times, the local model's next answer to the repair turn the graph would send
@@ -37,10 +37,10 @@ Record = dict[str, Any]
 
 def _checks(problem: Problem, answer: str, rules: PolicyConfig,
             sandbox: Sandbox) -> dict[str, Any]:
-    from router.graph.nodes import run_checks
+    from router.checks.answer import check_answer
 
-    state: dict[str, Any] = {"prompt": task_prompt(problem), "policy": rules}
-    return run_checks(state, answer, sandbox)  # type: ignore[arg-type]
+    return check_answer(task_prompt(problem), [], answer, sandbox,
+                        enabled=rules.execution_checks, timeout_s=rules.execution_timeout_s)
 
 
 def _verdict(checks: dict[str, Any]) -> dict[str, Any]:

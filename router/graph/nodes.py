@@ -221,48 +221,13 @@ def local_generate(state: RouterState, runtime: Runtime[RouterContext]) -> dict[
 
 # --- judge ---------------------------------------------------------------------------------
 
-def attached_tests(state: RouterState) -> str:
-    tests = []
-    for item in state.get("files") or []:
-        name = item["path"].rsplit("/", 1)[-1]
-        if name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py")):
-            tests.append(item["content"])
-    return "\n\n".join(tests)
-
-
 def run_checks(state: RouterState, text: str, sandbox: Sandbox | None) -> dict[str, Any]:
-    """Cheap code checks: syntax of every code block; the task's own runnable examples and
-    attached tests, in the sandbox (skipped, and said so, where there is none)."""
-    from router.checks.code import extract_code_blocks, syntax_ok
-    from router.checks.examples import as_test_code, find_examples
-    from router.checks.sandbox import doctest_examples
+    """The code checks of ``text`` for this task (:func:`router.checks.answer.check_answer`)."""
+    from router.checks.answer import check_answer
 
     rules = state["policy"]
-    blocks = extract_code_blocks(text)
-    verdicts = [syntax_ok(block) for block in blocks]
-    checks: dict[str, Any] = {"code_blocks": len(blocks),
-                              "syntax_errors": sum(1 for v in verdicts if v is False)}
-    python = "\n\n".join(b.code for b in blocks if b.language == "python")
-    examples, tests = doctest_examples(state["prompt"]), attached_tests(state)
-    written = as_test_code(find_examples(state["prompt"]))  # f(x) == y, Input/Output ...
-    if not (rules.execution_checks and python and (examples or written or tests)):
-        return checks
-    if sandbox is None:
-        checks["execution_skipped"] = "no isolation for execution checks on this server"
-        return checks
-    runs = []
-    timeout_s = rules.execution_timeout_s
-    for kind, suite, run in (("doctest", examples, sandbox.run_examples),
-                             ("examples", written, sandbox.run_tests),
-                             ("tests", tests, sandbox.run_tests)):
-        if suite:
-            result = run(python, suite, timeout_s=timeout_s)
-            runs.append({"kind": kind, "passed": result.passed, "ran": result.ran,
-                         "failed": result.failed, "detail": result.detail[:300]})
-    checks["execution"] = {"passed": all(r["passed"] for r in runs),
-                           "ran": sum(r["ran"] for r in runs),
-                           "failed": sum(r["failed"] for r in runs), "runs": runs}
-    return checks
+    return check_answer(state["prompt"], state.get("files") or [], text, sandbox,
+                        enabled=rules.execution_checks, timeout_s=rules.execution_timeout_s)
 
 
 def judge_answer(state: RouterState, sandbox: Sandbox | None, *,

@@ -29,6 +29,7 @@ POLICIES = PoliciesConfig(
         "vault": {"local_only": True},
         "pinned": {"allow_forced_routes": False},
         "shadow": {"shadow_route": "local"},
+        "norepair": {"repair_rounds": 0},
         "jumpy": {"early_abort_floor": 0.55, "early_abort_min_tokens": 16,
                   "early_abort_window": 8},
     }
@@ -162,13 +163,40 @@ def test_early_abort_stops_a_floundering_answer(coder, proxy, graph) -> None:
 
 def test_failing_doctest_escalates_with_failed_checks(coder, proxy, graph) -> None:
     url, _ = proxy
-    # The examples contradict the description, so no honest answer passes them.
+    # The examples contradict the description, so no honest answer passes them (and no
+    # repair round is allowed: `test_repair_...` covers repair).
     prompt = ('Write a Python function double(x) that returns x * 2.\n\n'
               '>>> double(2)\n5\n')
-    answer = run_task(graph, {"prompt": prompt, "max_tokens": 120}, context(coder, url))
+    answer = run_task(graph, {"prompt": prompt, "max_tokens": 120, "team": "norepair"},
+                      context(coder, url))
     record = answer.record
     assert record["signals"]["checks"]["execution"]["passed"] is False
     assert record["reason"] == "failed_checks" and record["final"] == "cloud"
+
+
+def test_repair_turns_a_failing_local_answer_into_a_passing_one(coder, proxy, graph) -> None:
+    from router.evals.humaneval import extract_program, load_problems, score, select, task_prompt
+
+    # HumanEval/102 (choose_num): the 0.5B coder's first answer fails the docstring's
+    # "choose_num(12, 15) = 14" example; told so, it writes one that passes (and passes the
+    # hidden tests too). Measured in BENCHMARKS.md ("Local repair").
+    [problem] = select(load_problems(), ["102"])
+    url, recorder = proxy
+    before = recorder.count
+    answer = run_task(graph, {"prompt": task_prompt(problem), "max_tokens": 512},
+                      context(coder, url))
+    record = answer.record
+    assert record["final"] == "local" and "repaired" in record["flags"]
+    assert recorder.count == before  # nothing went to the cloud
+    attempts = record["local_attempts"]
+    assert attempts and attempts[0]["trigger"] == "failed_examples"
+    assert attempts[-1]["examples_passed"] is True
+    assert all(a["completion_tokens"] > 0 and a["ms"] > 0 for a in attempts)
+    assert record["tokens"]["repair_completion"] == sum(a["completion_tokens"] for a in attempts)
+    assert record["signals"]["checks"]["execution"]["passed"] is True
+    sandbox = real_sandbox()
+    assert sandbox is not None
+    assert score(problem, extract_program(problem, answer.text), sandbox).passed
 
 
 def test_without_a_sandbox_the_examples_are_not_run_and_the_record_says_so(coder, proxy,
