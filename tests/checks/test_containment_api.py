@@ -30,8 +30,10 @@ TASK = "Write a Python function add(a, b) that returns a + b."
 @pytest.fixture(scope="module")
 def base_url(coder, valkey_server) -> Iterator[str]:
     os.environ["SMALLCODE_CLOUD__API_KEY"] = CANARY  # what an attacker would be after
+    # repair_rounds 0: each test reads what one check run of the first answer saw (a repair
+    # round would judge a new answer; repair is tested in tests/router).
     settings = Settings(redis={"url": valkey_server.url}, auth={"enabled": False},
-                        policies={"default": {"local_only": True}})
+                        policies={"default": {"local_only": True, "repair_rounds": 0}})
     dead_cloud = CloudBackend(CloudConfig(api_base="http://127.0.0.1:9/v1", num_retries=0))
     try:
         with serving(create_app(settings, local=coder, cloud=dead_cloud,
