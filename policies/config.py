@@ -65,6 +65,10 @@ class PolicyConfig(BaseModel):
     execution_checks: bool = Field(
         True, description="run the task's own examples against the local answer in a sandbox"
     )
+    budget_usd: float | None = Field(
+        None, ge=0, description="the team's cloud budget per budget_period, all its keys "
+        "together (a key may carry a budget of its own too); null: none")
+    budget_period: Literal["day", "month"] = Field("month", description="the period of budget_usd")
     over_budget: Literal["local", "refuse"] = Field(
         "local", description="a cloud-bound task over its key's budget: keep the local answer "
         "(route reason `budget`) when there is one, or refuse with 429")

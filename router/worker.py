@@ -245,18 +245,18 @@ class TaskRunner:
 
     async def _for_key(self, redis: ArqRedis,
                        task: dict[str, Any]) -> tuple[dict[str, Any], RouterContext]:
-        """The task's request and context under its key's rules: a budget gate around cloud
-        calls when the key has a budget; never the cloud when the key is local-only."""
+        """The task's request and context under its key's and team's rules: a budget gate
+        around cloud calls when either has a budget; never the cloud for a local-only key."""
         from router.service.budget import gate_for
         from router.store.apikeys import get_key
 
         request, context = dict(task["request"]), self.context
         key = await get_key(redis, self.names, task["key_id"]) if task.get("key_id") else None
-        if key is not None:
-            if key.local_only:
-                request["route"] = "local"
-            context = dataclasses.replace(context, cloud_gate=gate_for(redis, self.names, key))
-        return request, context
+        if key is not None and key.local_only:
+            request["route"] = "local"
+        policy = self.settings.policies.for_team(task["team"])
+        return request, dataclasses.replace(context, cloud_gate=gate_for(
+            redis, self.names, key, task["team"], policy))
 
     async def _pump(self, redis: ArqRedis, task_id: str,
                     pending: asyncio.Queue[tuple[str, dict[str, Any]] | None]) -> None:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 
-from policies.budget import retry_after_s
+from policies.budget import Period, retry_after_s
+from policies.config import PolicyConfig
 from router.store import budgets
 from router.store.apikeys import ApiKey
 from router.store.names import Names
@@ -23,36 +25,63 @@ T = TypeVar("T")
 REDIS_WAIT_S = 10.0
 
 
-class BudgetGate:
-    """One request's gate: reserves against its key's budget for the current period."""
+@dataclass(frozen=True)
+class Scope:
+    """One budget a cloud call draws on: a team's or a key's, its limit and period."""
 
-    def __init__(self, redis: Redis, names: Names, key: ApiKey,
+    name: str
+    limit_usd: float
+    period: Period
+
+
+class BudgetGate:
+    """One request's gate: reserves the worst case against every budget it draws on (the
+    team's and the key's) for the current period, all or none."""
+
+    def __init__(self, redis: Redis, names: Names, scopes: list[Scope],
                  loop: asyncio.AbstractEventLoop) -> None:
-        assert key.budget_usd is not None, "a gate is only for a key with a budget"
-        self.redis, self.names, self.key, self.loop = redis, names, key, loop
-        self.retry_after_s = retry_after_s(key.period, dt.datetime.now(dt.UTC))
+        assert scopes, "a gate is only for a request with a budget"
+        self.redis, self.names, self.scopes, self.loop = redis, names, scopes, loop
+        now = dt.datetime.now(dt.UTC)
+        self.retry_after_s = max(retry_after_s(scope.period, now) for scope in scopes)
 
     def _wait(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(REDIS_WAIT_S)
 
     def reserve(self, usd: float) -> object | None:
-        assert self.key.budget_usd is not None
-        return self._wait(budgets.reserve(self.redis, self.names, scope=f"key:{self.key.id}",
-                                          period=self.key.period, limit_usd=self.key.budget_usd,
-                                          amount_usd=usd))
+        return self._wait(self._reserve(usd))
+
+    async def _reserve(self, usd: float) -> list[budgets.Reservation] | None:
+        held: list[budgets.Reservation] = []
+        for scope in self.scopes:
+            reservation = await budgets.reserve(self.redis, self.names, scope=scope.name,
+                                                period=scope.period, limit_usd=scope.limit_usd,
+                                                amount_usd=usd)
+            if reservation is None:
+                for taken in held:
+                    await budgets.release(self.redis, taken)
+                return None
+            held.append(reservation)
+        return held
 
     def settle(self, token: object, usd: float) -> None:
-        assert isinstance(token, budgets.Reservation)
-        self._wait(budgets.settle(self.redis, token, usd))
+        assert isinstance(token, list)
+        for reservation in token:
+            self._wait(budgets.settle(self.redis, reservation, usd))
 
     def release(self, token: object) -> None:
-        assert isinstance(token, budgets.Reservation)
-        self._wait(budgets.release(self.redis, token))
+        assert isinstance(token, list)
+        for reservation in token:
+            self._wait(budgets.release(self.redis, reservation))
 
 
-def gate_for(redis: Redis, names: Names, key: ApiKey | None) -> BudgetGate | None:
-    """The gate for a request made with ``key``; None when it has no budget. Call it on the
-    event loop's thread."""
-    if key is None or key.budget_usd is None:
-        return None
-    return BudgetGate(redis, names, key, asyncio.get_running_loop())
+def gate_for(redis: Redis, names: Names, key: ApiKey | None, team: str,
+             policy: PolicyConfig) -> BudgetGate | None:
+    """The gate for a request of ``team`` made with ``key``; None when neither has a budget.
+    Call it on the event loop's thread."""
+    scopes = []
+    if policy.budget_usd is not None:
+        scopes.append(Scope(f"team:{team}", policy.budget_usd, policy.budget_period))
+    if key is not None and key.budget_usd is not None:
+        scopes.append(Scope(f"key:{key.id}", key.budget_usd, key.period))
+    return BudgetGate(redis, names, scopes, asyncio.get_running_loop()) if scopes else None

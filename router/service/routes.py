@@ -69,7 +69,8 @@ async def _routed(body: ChatCompletionRequest, request: Request, completion_id: 
     state = request.app.state
     started = time.perf_counter()
     context = dataclasses.replace(state.router_context,
-                                  cloud_gate=gate_for(state.redis, state.names, caller.key))
+                                  cloud_gate=gate_for(state.redis, state.names, caller.key, team,
+                                                      state.settings.policies.for_team(team)))
     task = {**_task(body), "team": team}
     if caller.key is not None and caller.key.local_only:
         task["route"] = "local"  # this key never reaches the cloud
@@ -163,7 +164,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, caller
         stop=tuple(body.stop or ()),
     )
     if body.stream:
-        gate, token = await _reserve(request, caller, body.model, generation_request)
+        gate, token = await _reserve(request, caller, team, body.model, generation_request)
         # Start the stream before answering, so a bad request fails as a normal error.
         events = backend.stream(generation_request)
         try:
@@ -188,21 +189,23 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, caller
             _sse(events, first, body, completion_id, created, k, done),
             media_type="text/event-stream",
         )
-    generation = await _generate_direct(request, caller, body.model, backend, generation_request)
+    generation = await _generate_direct(request, caller, team, body.model, backend,
+                                        generation_request)
     await account(request, caller, request_id=completion_id, team=team, source="chat",
                   record=_direct_record(request, body.model, generation), started=started,
                   first_token_ms=_first_token_ms(generation, started))
     return _completion(generation, body, completion_id, created, k)
 
 
-async def _reserve(request: Request, caller: Caller, model: str,
+async def _reserve(request: Request, caller: Caller, team: str, model: str,
                    generation_request: GenerationRequest) -> tuple[Any, object | None]:
     """For a cloud call under a key with a budget: the gate and a reservation of the worst
     case (429 when it does not fit); otherwise (None, None)."""
     from router.service.budget import gate_for
 
     state = request.app.state
-    gate = gate_for(state.redis, state.names, caller.key) if model == "cloud" else None
+    gate = gate_for(state.redis, state.names, caller.key, team,
+                    state.settings.policies.for_team(team)) if model == "cloud" else None
     if gate is None:
         return None, None
     from agents.cloud import price
@@ -222,10 +225,10 @@ def _prompt_tokens(request: Request, generation_request: GenerationRequest) -> i
     return int(count("\n".join(m.content for m in generation_request.messages)))
 
 
-async def _generate_direct(request: Request, caller: Caller, model: str, backend: Backend,
-                           generation_request: GenerationRequest) -> Generation:
+async def _generate_direct(request: Request, caller: Caller, team: str, model: str,
+                           backend: Backend, generation_request: GenerationRequest) -> Generation:
     """Generate on the named tier; a cloud call holds the key's budget like a routed one."""
-    gate, token = await _reserve(request, caller, model, generation_request)
+    gate, token = await _reserve(request, caller, team, model, generation_request)
     if token is None:
         return await run_in_threadpool(backend.generate, generation_request)
     try:

@@ -30,9 +30,15 @@ ASK = [{"role": "user", "content": "Write a Python function that reverses a stri
 REPO = Path(__file__).resolve().parents[2]
 
 
+BIG_ANSWER = 2000  # max_tokens whose worst case dominates a short prompt's
+ROOM_FOR_ONE = price("claude-sonnet-4-5", 0, BIG_ANSWER) * 1.5
+
+
 def settings(url: str, **extra: object) -> Settings:
+    # Team "pooled" has a budget of its own, shared by all its keys.
+    policies = {"teams": {"pooled": {"budget_usd": ROOM_FOR_ONE, "budget_period": "day"}}}
     return Settings(redis={"url": url, "prefix": "svc-test"}, admin_key=ADMIN,
-                    local={"n_ctx": 2048}, **extra)  # type: ignore[arg-type]
+                    local={"n_ctx": 2048}, policies=policies, **extra)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -305,3 +311,17 @@ def test_a_client_that_leaves_mid_stream_is_charged_for_what_ran(base_url: str) 
     tokens = entries[0]["tokens"]
     assert tokens["prompt"] > 0
     assert 0 < tokens["completion"] < 400  # what ran, and the generation was stopped
+
+
+def test_a_team_budget_holds_across_the_teams_keys(base_url: str) -> None:
+    keys = [create_key(base_url, team="pooled")["key"] for _ in range(2)]  # no key budgets
+    body = {"model": "cloud", "max_tokens": BIG_ANSWER,
+            "messages": [{"role": "user", "content": "Reply with the word hi and nothing else."}]}
+
+    def call(i: int) -> int:
+        return httpx.post(f"{base_url}/v1/chat/completions", json=body, timeout=180,
+                          headers={"Authorization": f"Bearer {keys[i % 2]}"}).status_code
+
+    with ThreadPoolExecutor(10) as pool:
+        codes = sorted(pool.map(call, range(10)))
+    assert codes == [200] + [429] * 9
