@@ -60,30 +60,27 @@ def run(config: LocalConfig, path: Path, *, levels: Sequence[int] = (1, 4, 8), t
 
     result: dict[str, Any] = {"model": path.name, "n_threads": config.n_threads,
                               "tokens": tokens, "rounds": rounds}
+
+    def each_level(backend: Backend, name: str) -> list[dict[str, Any]]:
+        try:
+            backend.generate(_request(-1, 4))  # page the weights in, open the connection
+            rows = []
+            for n in levels:
+                log(f"{name}: {n} concurrent")
+                rows.append(aggregate(backend, n, tokens, rounds=rounds))
+            return rows
+        finally:
+            backend.close()
+
     log("in-process: loading")
-    local = LocalBackend(config, path)
-    try:
-        local.generate(_request(-1, 4))  # page the weights in
-        result["inprocess"] = []
-        for n in levels:
-            log(f"in-process: {n} concurrent")
-            result["inprocess"].append(aggregate(local, n, tokens, rounds=rounds))
-    finally:
-        local.close()
+    result["inprocess"] = each_level(LocalBackend(config, path), "in-process")
     parallel = max(levels)
     server_config = config.model_copy(update={"server_parallel": parallel})
     log(f"llama-server --parallel {parallel}: starting")
     with llama_server.start(server_config, path, alias="bench") as server:
         remote = RemoteLocalBackend(server_config.model_copy(
             update={"mode": "server", "server_url": server.base_url}))
-        try:
-            remote.generate(_request(-1, 4))
-            result["llama_server"] = []
-            for n in levels:
-                log(f"llama-server: {n} concurrent")
-                result["llama_server"].append(aggregate(remote, n, tokens, rounds=rounds))
-        finally:
-            remote.close()
+        result["llama_server"] = each_level(remote, "llama-server")
     single = result["inprocess"][0]["tokens_per_s"]
     result["ratios_vs_inprocess_single"] = {
         f"{kind}@{row['concurrency']}": round(row["tokens_per_s"] / single, 2)
