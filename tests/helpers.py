@@ -38,7 +38,7 @@ def serving(app: Any, **config: Any) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        thread.join(timeout=10)
+        thread.join(timeout=60)  # an abandoned server thread would leak its event loop
 
 
 @contextmanager

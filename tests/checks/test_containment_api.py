@@ -33,6 +33,7 @@ def base_url(coder, valkey_server) -> Iterator[str]:
     # repair_rounds 0: each test reads what one check run of the first answer saw (a repair
     # round would judge a new answer; repair is tested in tests/router).
     settings = Settings(redis={"url": valkey_server.url}, auth={"enabled": False},
+                        tasks={"embedded_worker": False},
                         policies={"default": {"local_only": True, "repair_rounds": 0}})
     dead_cloud = CloudBackend(CloudConfig(api_base="http://127.0.0.1:9/v1", num_retries=0))
     try:

@@ -23,7 +23,7 @@ PROMPT = [{"role": "user", "content": "Write a Python function that reverses a s
 @pytest.fixture(scope="module")
 def base_url(smol, standin_url: str, valkey_server) -> Iterator[str]:
     settings = Settings(server={"max_body_bytes": 65_536}, redis={"url": valkey_server.url},
-                        auth={"enabled": False})
+                        auth={"enabled": False}, tasks={"embedded_worker": False})
     app = create_app(settings, local=smol, cloud=CloudBackend(CloudConfig(api_base=standin_url)))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
@@ -36,7 +36,7 @@ def base_url(smol, standin_url: str, valkey_server) -> Iterator[str]:
         time.sleep(0.05)
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
-    thread.join(timeout=10)
+    thread.join(timeout=60)
 
 
 @pytest.fixture

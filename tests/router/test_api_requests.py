@@ -25,7 +25,8 @@ CHAT = "/v1/chat/completions"
 
 def settings(redis_url: str) -> Settings:
     return Settings(server={"max_body_bytes": CAP}, local={"n_ctx": 2048},
-                    redis={"url": redis_url}, auth={"enabled": False})
+                    redis={"url": redis_url}, auth={"enabled": False},
+                    tasks={"embedded_worker": False})
 
 
 @pytest.fixture(scope="module")
