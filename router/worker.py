@@ -31,7 +31,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -395,28 +395,18 @@ class EmbeddedWorker:
         self._running: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._stopping = False
         self._running = asyncio.create_task(self._supervise())
 
     async def _supervise(self) -> None:
-        """Run a worker; when it dies of a lost Redis, start a new one once Redis is back."""
-        backoff_s = 0.5
-        while not self._stopping:
+        def new() -> Worker:
             self.worker = build_worker(self.settings, self.names, handle_signals=False,
                                        **self._args)  # type: ignore[arg-type]
-            try:
-                await self.worker.async_run()
-                return
-            except (RedisError, OSError) as exc:
-                log.warning("the embedded worker lost Redis (%s); starting again in %.1f s",
-                            type(exc).__name__, backoff_s)
-                await _discard(self.worker)
-            await asyncio.sleep(backoff_s)
-            backoff_s = min(backoff_s * 2, 10.0)
+            return self.worker
+
+        await _restarting(new, lambda worker: worker.async_run(), what="the embedded worker")
 
     async def stop(self) -> None:
         """Stop taking tasks; a running task goes back to the queue for another worker."""
-        self._stopping = True
         if self.worker is not None:
             with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
                 await _close(self.worker)
@@ -432,17 +422,30 @@ async def serve_worker(settings: Settings, names: Names, *, redis_url: str, grap
                        context: RouterContext, concurrency: int | None = None) -> None:
     """Run a worker until SIGTERM or SIGINT (``smallcode worker``); a lost Redis starts a new
     worker once it is back, instead of ending the process."""
+    def new() -> Worker:
+        return build_worker(settings, names, redis_url=redis_url, graph=graph, context=context,
+                            handle_signals=True, concurrency=concurrency)
+
+    async def run(worker: Worker) -> None:
+        with contextlib.suppress(asyncio.CancelledError):  # SIGTERM / SIGINT
+            await worker.async_run()
+        await _close(worker)
+
+    await _restarting(new, run, what="the worker")
+
+
+async def _restarting(new: Callable[[], Worker], run: Callable[[Worker], Awaitable[None]], *,
+                      what: str) -> None:
+    """``run(new())`` until it ends; a worker that dies of a lost Redis is discarded and a new
+    one started, with a backoff, once Redis is back."""
     backoff_s = 0.5
     while True:
-        worker = build_worker(settings, names, redis_url=redis_url, graph=graph, context=context,
-                              handle_signals=True, concurrency=concurrency)
+        worker = new()
         try:
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker.async_run()
-            await _close(worker)
+            await run(worker)
             return
         except (RedisError, OSError) as exc:
-            log.warning("the worker lost Redis (%s); starting again in %.1f s",
+            log.warning("%s lost Redis (%s); starting again in %.1f s", what,
                         type(exc).__name__, backoff_s)
             await _discard(worker)
         await asyncio.sleep(backoff_s)
