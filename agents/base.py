@@ -104,6 +104,16 @@ class Backend(abc.ABC):
         """The context window in tokens, where known (None: the provider will say)."""
         return None
 
+    def count_tokens(self, text: str) -> int | None:
+        """Tokens of ``text`` in this model's own tokenizer; None where the tokenizer is not
+        at hand (a remote server, a cloud provider)."""
+        return None
+
+    def count_prompt_tokens(self, request: GenerationRequest) -> int | None:
+        """Prompt tokens of ``request`` as this model will see it (chat template included);
+        None where the tokenizer is not at hand."""
+        return None
+
     @abc.abstractmethod
     def stream(self, request: GenerationRequest) -> Iterator[TokenEvent | Generation]:
         """Yield ``TokenEvent`` items as tokens arrive, then exactly one final ``Generation``."""

@@ -96,6 +96,9 @@ class LocalBackend(Backend):
     def tokenize(self, text: str) -> list[int]:
         return self._llama.tokenize(text.encode(), add_bos=False, special=True)
 
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenize(text))
+
     def count_prompt_tokens(self, request: GenerationRequest) -> int:
         return len(self.tokenize(self.render(request)))
 

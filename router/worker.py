@@ -31,13 +31,13 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
-from agents.base import Backend, Generation, GenerationRequest, TokenEvent
+from router.graph.progress import TaskCancelled, run_graph
 from router.store import tasks
 from router.store.ledger import build_entry, write_entry
 from router.store.names import Names
@@ -54,93 +54,6 @@ log = logging.getLogger("smallcode.worker")
 
 JOB = "run_task"  # the arq function name every task is enqueued under
 STOP_GRACE_S = 10.0  # how long a stopping worker waits for a task's thread to notice
-Emit = Callable[[str, dict[str, Any]], None]
-
-
-class TaskCancelled(Exception):
-    """Raised in the graph's thread when the task was cancelled or the worker is stopping."""
-
-
-class TokenTap(Backend):
-    """A backend as it is, whose streamed tokens are also reported (``emit``) and which stops
-    at the next token once ``cancel`` is set."""
-
-    def __init__(self, inner: Backend, tier: str, cancel: threading.Event, emit: Emit) -> None:
-        self.inner, self.tier, self.cancel, self.emit = inner, tier, cancel, emit
-        self.supports_logprobs = inner.supports_logprobs
-
-    @property
-    def model_name(self) -> str:
-        return self.inner.model_name
-
-    @property
-    def n_ctx(self) -> int | None:
-        return self.inner.n_ctx
-
-    def __getattr__(self, name: str) -> Any:  # tokenize, count_prompt_tokens, ...
-        return getattr(self.inner, name)
-
-    def stream(self, request: GenerationRequest) -> Iterator[TokenEvent | Generation]:
-        events = self.inner.stream(request)
-        try:
-            for item in events:
-                if self.cancel.is_set():
-                    raise TaskCancelled
-                if isinstance(item, TokenEvent) and item.text:
-                    self.emit("token", {"tier": self.tier, "text": item.text})
-                yield item
-        finally:
-            close = getattr(events, "close", None)
-            if close is not None:
-                close()  # releases the model at once when the caller stops early
-
-    def close(self) -> None:
-        """The tapped backend belongs to whoever built it."""
-
-
-def _node_event(node: str, update: Any) -> dict[str, Any]:
-    """What a node's end tells a client: its name, its time, and its decision if it made one."""
-    event: dict[str, Any] = {"node": node}
-    if not isinstance(update, dict):
-        return event
-    timing = (update.get("timings_ms") or {}).get(node)
-    if timing is not None:
-        event["ms"] = timing
-    decision = update.get("decision")
-    if isinstance(decision, dict):
-        event["decision"] = {"route": decision.get("route"), "reason": decision.get("reason")}
-    if node == "judge" and "confidence" in update:
-        event["confidence"] = update["confidence"]
-    if node == "intake":
-        event.update({k: update[k] for k in ("task_type", "prompt_tokens") if k in update})
-    if node == "record" and isinstance(update.get("record"), dict):
-        record = update["record"]
-        event.update({"route": record.get("final"), "reason": record.get("reason")})
-    return event
-
-
-def run_graph(graph: Any, task: dict[str, Any], context: RouterContext, *,
-              cancel: threading.Event, emit: Emit) -> RoutedAnswer:
-    """Run one task through the graph (blocking: call it in a thread), reporting each node's
-    end and every token; raises :class:`TaskCancelled` at the next token or node after
-    ``cancel`` is set."""
-    from router.graph.graph import RoutedAnswer
-
-    tapped = dataclasses.replace(context, local=TokenTap(context.local, "local", cancel, emit),
-                                 cloud=TokenTap(context.cloud, "cloud", cancel, emit))
-    state: dict[str, Any] = {}
-    for mode, chunk in graph.stream(task, context=tapped, stream_mode=["updates", "values"]):
-        if cancel.is_set():
-            raise TaskCancelled
-        if mode == "updates":
-            for node, update in chunk.items():
-                emit("node", _node_event(node, update))
-        else:
-            state = chunk
-    answer = state.get("cloud") or state.get("local")
-    return RoutedAnswer(text=answer.text if answer else "", record=state["record"],
-                        generation=answer)
-
 
 def _error(exc: BaseException) -> dict[str, Any]:
     """A failure as a client sees it: our own errors by type and message; anything else

@@ -1,6 +1,7 @@
 """Helpers shared by tests: an ASGI app on a real uvicorn server in a thread, a stand-in
 for a paid provider's refusals (the one thing out of reach here), speaking OpenAI's protocol,
-and a scripted model tier for fast tests of the graph's branches."""
+and the scripted model tier (:class:`agents.scripted.Scripted`) for fast tests of the graph's
+branches."""
 
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from agents.base import Backend, Generation, GenerationRequest, Timings, TokenEvent, TokenLogprob, Usage
+from agents.scripted import Scripted
 from tests.conftest import free_port
+
+__all__ = ["Scripted", "refusing_provider", "serving", "silent_provider", "wait_until_ok"]
 
 
 @contextmanager
@@ -78,31 +81,3 @@ def wait_until_ok(url: str, process: Any, timeout_s: float = 180) -> None:
             pass
         time.sleep(0.3)
     raise AssertionError(f"{url} did not answer")
-
-
-class Scripted(Backend):
-    """A model tier that answers from a script, one text per call, in order (the last one
-    repeats), every token at the given logprob; it keeps the requests it was sent. For fast
-    tests of the graph's branches; the slow tests run the real models."""
-
-    supports_logprobs = True
-
-    def __init__(self, *answers: str, logprob: float = -0.01, name: str = "scripted") -> None:
-        self.answers, self.logprob, self.name = list(answers), logprob, name
-        self.requests: list[GenerationRequest] = []
-
-    @property
-    def model_name(self) -> str:
-        return self.name
-
-    def stream(self, request: GenerationRequest) -> Iterator[TokenEvent | Generation]:
-        text = self.answers[min(len(self.requests), len(self.answers) - 1)]
-        self.requests.append(request)
-        pieces = [text[i:i + 4] for i in range(0, len(text), 4)]
-        for piece in pieces:
-            yield TokenEvent(piece, TokenLogprob(piece, self.logprob))
-        yield Generation(
-            text=text, model=self.name, finish_reason="stop",
-            usage=Usage(sum(len(m.content) // 4 for m in request.messages), len(pieces)),
-            timings=Timings(total_ms=1.0),
-            logprobs=tuple(TokenLogprob(p, self.logprob) for p in pieces))

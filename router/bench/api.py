@@ -42,10 +42,11 @@ def _settings(redis_url: str) -> Any:
 
 
 def _replay_tiers(recorded: Generation) -> tuple[Any, Any]:
-    from router.bench.router_speed import Replay
+    from agents.scripted import Scripted
 
     counter = lambda request: max(1, sum(len(m.content) for m in request.messages) // 4)  # noqa: E731
-    return Replay(recorded, counter), Replay(recorded, counter)
+    return (Scripted(recorded, name="replay", prompt_counter=counter),
+            Scripted(recorded, name="replay", prompt_counter=counter))
 
 
 def _serve_api(redis_url: str, recorded: Generation, port: int) -> None:  # in a child process

@@ -12,36 +12,18 @@ from __future__ import annotations
 import random
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-from agents.base import Backend, Generation, GenerationRequest, Message, TokenEvent
+from agents.base import GenerationRequest, Message
 from agents.config import LocalConfig
 from agents.local import LocalBackend
+from agents.scripted import Scripted
 from policies.config import PoliciesConfig
 from router.graph.context import RouterContext, token_counter
 from router.graph.graph import build_graph, run_task
 
 TASK = "Write a Python function add(a, b) that returns a + b."
-
-
-class Replay(Backend):
-    """Plays back one recorded generation, token by token, at no model cost."""
-
-    supports_logprobs = True
-
-    def __init__(self, recorded: Generation, counter: Callable[[GenerationRequest], int]):
-        self._recorded = recorded
-        self.count_prompt_tokens = counter
-
-    @property
-    def model_name(self) -> str:
-        return f"replay of {self._recorded.model}"
-
-    def stream(self, request: GenerationRequest) -> Iterator[TokenEvent | Generation]:
-        for entry in self._recorded.logprobs or ():
-            yield TokenEvent(entry.token, entry)
-        yield self._recorded
 
 
 def synthetic_tasks(n: int, seed: int = 0) -> list[dict[str, object]]:
@@ -73,7 +55,8 @@ def run(config: LocalConfig, model_path: Path, *, tasks: int = 1000, rounds: int
     graph = build_graph()
     request = GenerationRequest(messages=(Message("user", TASK),), max_tokens=160)
     recorded = local.generate(request)
-    replay = Replay(recorded, local.count_prompt_tokens)
+    replay = Scripted(recorded, name=f"replay of {recorded.model}",
+                      prompt_counter=local.count_prompt_tokens)
     policies = PoliciesConfig(teams={"vault": {"local_only": True}})
     context = RouterContext(local=replay, cloud=replay, policies=policies,
                             local_window=config.n_ctx, price_as="claude-sonnet-4-5",

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from router.checks.code import extract_code_blocks, syntax_ok
+from router.checks.edits import check_edits, is_edit_block, requested_format, sent_files
 from router.checks.examples import as_test_code, find_examples
 from router.checks.sandbox import Sandbox, doctest_examples
 
@@ -23,15 +24,26 @@ def attached_tests(files: Sequence[Mapping[str, object]]) -> str:
 
 
 def check_answer(prompt: str, files: Sequence[Mapping[str, object]], text: str,
-                 sandbox: Sandbox | None, *, enabled: bool = True,
-                 timeout_s: float = 5.0) -> dict[str, Any]:
-    """Cheap code checks: syntax of every code block; the task's own runnable examples and
-    attached tests, in the sandbox (skipped, and said so, where there is none; not run when
-    ``enabled`` is false)."""
-    blocks = extract_code_blocks(text)
+                 sandbox: Sandbox | None, *, enabled: bool = True, timeout_s: float = 5.0,
+                 system: str = "", history: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """Cheap code checks: the edit format the client asked for (its system prompt and
+    earlier turns say which), syntax of every code block that is code (not an edit block); the
+    task's own runnable examples and attached tests, in the sandbox (skipped, and said so,
+    where there is none; not run when ``enabled`` is false)."""
+    blocks = [b for b in extract_code_blocks(text) if not is_edit_block(b.code)]
     verdicts = [syntax_ok(block) for block in blocks]
     checks: dict[str, Any] = {"code_blocks": len(blocks),
                               "syntax_errors": sum(1 for v in verdicts if v is False)}
+    # The system prompt says it first; else the earlier turns (examples), else the task.
+    edit_format = (requested_format(system)
+                   or requested_format("\n".join(t["content"] for t in history))
+                   or requested_format(prompt))
+    if edit_format is not None:
+        sent = sent_files([*(t["content"] for t in history if t["role"] == "user"), prompt],
+                          list(files))
+        first = next(iter(extract_code_blocks(prompt)), None)
+        checks["edit_format"] = check_edits(text, edit_format, files=sent, task=prompt,
+                                            original=first.code if first else None).as_dict()
     python = "\n\n".join(b.code for b in blocks if b.language == "python")
     examples, tests = doctest_examples(prompt), attached_tests(files)
     written = as_test_code(find_examples(prompt))  # f(x) == y, Input/Output ...

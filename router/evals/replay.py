@@ -11,7 +11,6 @@ graph stops reading a stream early), so routed latency stays honest.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from agents.base import Backend, Generation, GenerationRequest, TokenEvent
 
@@ -27,15 +26,19 @@ class ReplayBackend(Backend):
         self.replays = 0
         self.replayed_ms = 0.0
 
-    def __getattr__(self, name: str) -> Any:  # tokenize, count_prompt_tokens, n_ctx ...
-        inner = self.__dict__.get("inner")
-        if inner is None:
-            raise AttributeError(name)
-        return getattr(inner, name)
-
     @property
     def model_name(self) -> str:
         return self.inner.model_name
+
+    @property
+    def n_ctx(self) -> int | None:
+        return self.inner.n_ctx
+
+    def count_tokens(self, text: str) -> int | None:
+        return self.inner.count_tokens(text)
+
+    def count_prompt_tokens(self, request: GenerationRequest) -> int | None:
+        return self.inner.count_prompt_tokens(request)
 
     def forget(self) -> None:
         """Drop the recordings and reset the counters (between problems)."""

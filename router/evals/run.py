@@ -105,11 +105,12 @@ def prepare_out(path: Path, resume: bool) -> list[dict[str, Any]]:
 def judge_answer(prompt: str, generation: Generation, rules: PolicyConfig,
                  sandbox: Sandbox) -> dict[str, Any]:
     """The router's judge on an answer: the same function the graph runs."""
-    from router.graph import nodes, signals
+    from router.graph import signals
+    from router.graph.judge import judge_answer as judge
 
     state: dict[str, Any] = {"prompt": prompt, "policy": rules, "local": generation,
                              "aborted": None}
-    judged = nodes.judge_answer(state, sandbox)  # type: ignore[arg-type]
+    judged = judge(state, sandbox)  # type: ignore[arg-type]
     checks = judged["checks"]
     execution = checks.get("execution")
     if execution is None:

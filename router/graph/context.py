@@ -47,10 +47,13 @@ class RouterContext:
     cloud_gate: CloudGate | None = None  # None: no budget to hold (the CLI, evaluations)
 
 
+def estimate_tokens(text: str) -> int:
+    """Where no tokenizer is at hand (a server-mode tier): ~3.5 characters per token of code."""
+    return max(1, round(len(text) / 3.5))
+
+
 def token_counter(local: Backend) -> Callable[[str], int]:
-    """Count with the local model's own tokenizer when it is in-process; otherwise estimate
-    (a server-mode tier has no tokenizer here: ~3.5 characters per token for code)."""
-    tokenize = getattr(local, "tokenize", None)
-    if tokenize is not None:
-        return lambda text: len(tokenize(text))
-    return lambda text: max(1, round(len(text) / 3.5))
+    """Count with the local model's own tokenizer where the backend has one; else estimate."""
+    if local.count_tokens("") is None:
+        return estimate_tokens
+    return lambda text: int(local.count_tokens(text) or 0)

@@ -1,6 +1,10 @@
-"""The one place where signals meet thresholds. Each function returns a Decision or None."""
+"""The one place where signals meet thresholds and routes are chosen: the hard rules before
+generation, the judge's score and verdict, whether to repair, where the graph goes next
+(shadow mode and privacy included), and the flags a served answer carries."""
 
 from __future__ import annotations
+
+from typing import Any, Literal
 
 from policies.config import PolicyConfig, TaskType
 from router.graph.signals import ContextFit
@@ -96,3 +100,50 @@ def over_budget(*, policy: PolicyConfig, has_local: bool) -> Decision | None:
         return decision("local", "budget", "the key's cloud budget for the period is spent; "
                         "the local answer is served")
     return None
+
+
+# --- where the graph goes next (its edges call these) ------------------------------------
+
+def step_after_policy(verdict: Decision | None, *,
+                      shadow: str | None) -> Literal["cloud_generate", "retrieve"]:
+    """A hard rule that chose the cloud goes there at once, unless shadow mode serves local
+    (then the local path runs and the rule is only recorded)."""
+    if verdict and verdict["route"] == "cloud" and shadow != "local":
+        return "cloud_generate"
+    return "retrieve"
+
+
+def step_after_judge(*, repair: bool, privacy: str | None, shadow: str | None,
+                     decision: Decision | None) -> Literal["repair", "cloud_generate", "record"]:
+    """Repair first (local, so allowed under any rule); privacy never reaches the cloud, not
+    even in shadow mode; shadow mode serves its route whatever the judge decided."""
+    if repair:
+        return "repair"
+    if privacy:
+        return "record"
+    assert decision is not None, "the judge always decides"
+    route = shadow or decision["route"]
+    return "cloud_generate" if route == "cloud" else "record"
+
+
+# --- what the route record says about the served answer ----------------------------------
+
+def reported_reason(decision: Decision, *, shadow: str | None) -> str:
+    """Shadow mode forced the route, whatever rule fired (the rule is under ``shadow``)."""
+    return "forced" if shadow else decision["reason"]
+
+
+def served_flags(*, final: str, decision: Decision, auto: Decision | None,
+                 last_attempt: dict[str, Any] | None) -> list[str]:
+    """Flags of a served answer: ``low_confidence`` (the judge would have escalated; privacy
+    kept it local), ``served_local_by_shadow``, ``repaired`` (a repair round made the answer
+    pass its checks)."""
+    flags = []
+    if final == "local" and decision["reason"] == "privacy":
+        flags.append("low_confidence")
+    elif final == "local" and auto and auto["route"] == "cloud":
+        flags.append("served_local_by_shadow")
+    if (final == "local" and last_attempt and last_attempt["examples_passed"] is not False
+            and not last_attempt["syntax_errors"]):
+        flags.append("repaired")
+    return flags

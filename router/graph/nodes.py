@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import deque
 from collections.abc import Callable
@@ -13,7 +14,6 @@ from langgraph.runtime import Runtime
 from agents.base import Generation, GenerationRequest, Message, TokenEvent
 from policies.privacy import privacy_rule
 from policies.redaction import redact
-from router.checks.sandbox import Sandbox
 from router.graph import decide, signals
 from router.graph.context import RouterContext
 from router.graph.errors import BudgetExceeded, InvalidTask, PolicyViolation, TaskTooLarge
@@ -48,19 +48,30 @@ def user_message(prompt: str, files: list[Any]) -> str:
 
 
 def build_messages(state: RouterState, files: list[Any]) -> list[Message]:
+    """The task as the models see it: the system prompt, the chat's earlier turns as they
+    were, then the task with its attached files."""
     messages = []
     if state.get("system"):
         messages.append(Message("system", state["system"]))
+    messages.extend(Message(turn["role"], turn["content"]) for turn in state.get("history") or [])
     messages.append(Message("user", user_message(state["prompt"], files)))
     return messages
 
 
 def collect_files(state: RouterState, ctx: RouterContext) -> list[FileRef]:
+    """The files the task touches: those attached, those its own text names, those an earlier
+    user turn sent (a path, then its content), and, with an indexed repo, the files that
+    define or call a symbol it names. Paths in system prompts, in examples and in code blocks
+    do not count: a client's instructions are not the task."""
     refs: dict[str, FileRef] = {}
     for item in state.get("files") or []:
         refs.setdefault(item["path"], {"path": item["path"], "source": "attached"})
-    for path in signals.paths_in_prompt(state["prompt"]):
+    for path in [*signals.paths_in_prompt(state["prompt"]), *signals.files_sent(state["prompt"])]:
         refs.setdefault(path, {"path": path, "source": "prompt"})
+    for turn in state.get("history") or []:
+        if turn["role"] == "user":
+            for path in signals.files_sent(turn["content"]):
+                refs.setdefault(path, {"path": path, "source": "history"})
     repo = state.get("repo")
     if repo and ctx.retrieval is not None:
         for symbol in signals.symbols_in_prompt(state["prompt"]):
@@ -71,9 +82,9 @@ def collect_files(state: RouterState, ctx: RouterContext) -> list[FileRef]:
 
 
 def count_prompt(ctx: RouterContext, messages: list[Message]) -> int:
-    counter = getattr(ctx.local, "count_prompt_tokens", None)
-    if counter is not None:
-        return int(counter(GenerationRequest(messages=tuple(messages))))
+    counted = ctx.local.count_prompt_tokens(GenerationRequest(messages=tuple(messages)))
+    if counted is not None:
+        return counted
     return sum(ctx.count_tokens(m.content) + 4 for m in messages)
 
 
@@ -112,8 +123,7 @@ def policy(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any
     if forced == "cloud" and privacy:
         raise PolicyViolation("route", f"cannot send this task to the cloud: {privacy}")
     max_tokens = state["max_tokens"]
-    fit = signals.ContextFit(state["prompt_tokens"], 0, max_tokens, ctx.local_window,
-                             rules.context_margin_tokens)
+    fit = local_fit(ctx, rules.context_margin_tokens, state["prompt_tokens"], max_tokens)
     verdict = decide.before_generation(policy=rules, forced=forced, privacy=privacy,
                                        task_type=state["task_type"], files=state["file_refs"],
                                        fit=fit)
@@ -125,6 +135,7 @@ def policy(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any
                            forced=forced == "cloud")
     update: dict[str, Any] = {
         "policy": rules, "privacy": privacy, "decision": verdict, "auto_decision": verdict,
+        "fit": fit,
         "signals": {"context": {"needed": fit.needed, "available": fit.available,
                                 "fits": fit.fits},
                     "privacy": privacy},
@@ -154,15 +165,18 @@ def trim_for_local(state: RouterState, ctx: RouterContext, margin: int,
         notes.append(f"cut max_tokens from {max_tokens} to {room} to fit the local window")
         max_tokens = room
     return {"messages": messages, "prompt_tokens": prompt_tokens, "max_tokens": max_tokens,
+            "fit": local_fit(ctx, margin, prompt_tokens, max_tokens),
             "context_notes": notes}
 
 
+def local_fit(ctx: RouterContext, margin: int, prompt_tokens: int,
+              max_tokens: int) -> signals.ContextFit:
+    """The task against the local window (snippets are added by ``retrieve``)."""
+    return signals.ContextFit(prompt_tokens, 0, max_tokens, ctx.local_window, margin)
+
+
 def after_policy(state: RouterState) -> Literal["cloud_generate", "retrieve"]:
-    verdict = state.get("decision")
-    shadow = state["policy"].shadow_route
-    if verdict and verdict["route"] == "cloud" and shadow != "local":
-        return "cloud_generate"
-    return "retrieve"
+    return decide.step_after_policy(state.get("decision"), shadow=state["policy"].shadow_route)
 
 
 # --- retrieve ------------------------------------------------------------------------------
@@ -175,13 +189,13 @@ def retrieve(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, A
         return {"snippets": "", "snippet_tokens": 0}
     from retrieval.search import snippets_for_prompt
 
-    fit = signals.ContextFit(state["prompt_tokens"], 0, state["max_tokens"], ctx.local_window,
-                             state["policy"].context_margin_tokens)
+    fit = state["fit"]
     budget = max(0, min(ctx.snippet_token_budget, fit.available - fit.needed))
     hits = ctx.retrieval.search(repo, state["prompt"], ctx.snippet_k)
     snippets = snippets_for_prompt(hits, budget, ctx.count_tokens) if budget else ""
     tokens = ctx.count_tokens(snippets) if snippets else 0
     update: dict[str, Any] = {"snippets": snippets, "snippet_tokens": tokens,
+                              "fit": dataclasses.replace(fit, snippet_tokens=tokens),
                               "signals": {"snippets": len(hits) if snippets else 0}}
     if snippets:
         # Snippets lead the task's own message, as the policy left it (files may be trimmed).
@@ -221,70 +235,24 @@ def local_generate(state: RouterState, runtime: Runtime[RouterContext]) -> dict[
 
 # --- judge ---------------------------------------------------------------------------------
 
-def run_checks(state: RouterState, text: str, sandbox: Sandbox | None) -> dict[str, Any]:
-    """The code checks of ``text`` for this task (:func:`router.checks.answer.check_answer`)."""
-    from router.checks.answer import check_answer
-
-    rules = state["policy"]
-    return check_answer(state["prompt"], state.get("files") or [], text, sandbox,
-                        enabled=rules.execution_checks, timeout_s=rules.execution_timeout_s)
-
-
-def judge_answer(state: RouterState, sandbox: Sandbox | None, *,
-                 repair_fits: bool = True) -> dict[str, Any]:
-    """The judge as a plain function of the state (the evaluation harness calls it too).
-    ``repair_fits``: whether a repair turn would fit the local window."""
-    from router.graph import repair
-
-    rules = state["policy"]
-    local, aborted = state.get("local"), state.get("aborted")
-    score = None
-    checks: dict[str, Any] = {}
-    if local is not None:
-        checks = run_checks(state, local.text, sandbox)
-        score = decide.judge_score(
-            signals.confidence([t.logprob for t in local.logprobs or ()]),
-            syntax_errors=checks["syntax_errors"],
-            examples_passed=checks.get("execution", {}).get("passed"))
-    failed = bool(checks.get("execution")) and not checks["execution"]["passed"]
-    trigger = repair.trigger(checks) if local is not None else None
-    attempts = state.get("local_attempts") or []
-    wants_repair = decide.should_repair(policy=rules, trigger=trigger, attempts=len(attempts),
-                                        decided=state.get("decision") is not None,
-                                        fits=repair_fits,
-                                        stalled=bool(attempts) and attempts[-1]["unchanged"])
-    verdict = state.get("decision") or decide.after_judge(
-        policy=rules, confidence=score, checks_failed=failed, aborted=bool(aborted),
-        cloud_allowed=not state.get("privacy"))
-    execution = checks.get("execution")
-    return {"confidence": score, "checks": checks, "decision": verdict, "auto_decision": verdict,
-            "repair": wants_repair,
-            "judged": [{"syntax_errors": checks.get("syntax_errors", 0),
-                        "examples_passed": None if execution is None else execution["passed"],
-                        "confidence": score}],
-            "signals": {"confidence": score, "checks": checks,
-                        "early_abort": aborted}}
-
-
 @timed("judge")
 def judge(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any]:
+    from router.graph.judge import judge_answer
+
     ctx = runtime.context
     local = state.get("local")
     answer_tokens = local.usage.completion_tokens if local is not None else 0
     # A repair turn adds the answer and a feedback message (~256 tokens) to the prompt.
-    fit = signals.ContextFit(state["prompt_tokens"] + answer_tokens + 256, 0,
-                             state["max_tokens"], ctx.local_window,
-                             state["policy"].context_margin_tokens)
-    return judge_answer(state, ctx.sandbox, repair_fits=fit.fits)
+    fit = state["fit"]
+    repair_fit = dataclasses.replace(fit, prompt_tokens=fit.prompt_tokens + answer_tokens + 256)
+    return judge_answer(state, ctx.sandbox, repair_fits=repair_fit.fits)
 
 
 def after_judge(state: RouterState) -> Literal["repair", "cloud_generate", "record"]:
-    if state.get("repair"):
-        return "repair"  # local, so allowed under any privacy rule
-    if state.get("privacy"):
-        return "record"  # shadow mode never overrides privacy
-    route = state["policy"].shadow_route or state["decision"]["route"]  # type: ignore[index]
-    return "cloud_generate" if route == "cloud" else "record"
+    return decide.step_after_judge(repair=bool(state.get("repair")),
+                                   privacy=state.get("privacy"),
+                                   shadow=state["policy"].shadow_route,
+                                   decision=state.get("decision"))
 
 
 # --- repair --------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from router.graph import decide
 from router.graph.state import RouterState
 
 
@@ -23,19 +24,13 @@ def build_record(state: RouterState, *, price: Any, models: dict[str, str]) -> d
         local_completion = aborted["after_tokens"]
     completion = answer.usage.completion_tokens if answer else 0
     cloud_prompt = cloud.usage.prompt_tokens if cloud else prompt_tokens
-    flags = []
-    if final == "local" and decision["reason"] == "privacy":
-        flags.append("low_confidence")  # the judge would have escalated; privacy forbids it
-    elif final == "local" and auto and auto["route"] == "cloud":
-        flags.append("served_local_by_shadow")
     attempts = local_attempts(state)
-    if final == "local" and attempts and attempts[-1]["examples_passed"] is not False \
-            and not attempts[-1]["syntax_errors"]:
-        flags.append("repaired")  # served the answer a repair round made pass its checks
+    flags = decide.served_flags(final=final, decision=decision, auto=auto,
+                                last_attempt=attempts[-1] if attempts else None)
     record: dict[str, Any] = {
         "final": final,
         "escalated": final == "cloud" and (local is not None or aborted is not None),
-        "reason": decision["reason"] if not rules.shadow_route else "forced",
+        "reason": decide.reported_reason(decision, shadow=rules.shadow_route),
         "detail": decision["detail"],
         "confidence": state.get("confidence"),
         "threshold": rules.confidence_threshold,

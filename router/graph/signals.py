@@ -90,12 +90,31 @@ _EXTENSIONS = (
 _PATH = re.compile(rf"(?<![\w/.-])((?:[\w.-]+/)*[\w-][\w.-]*\.(?:{_EXTENSIONS}))(?![\w/-])")
 
 
+_FENCED = re.compile(r"^[ \t]*(`{3,}|~{3,})[^\n]*\n.*?^[ \t]*\1[ \t]*$", re.M | re.S)
+_LABELLED = re.compile(
+    rf"^[ \t]*[`*]*((?:[\w.-]+/)*[\w-][\w.-]*\.(?:{_EXTENSIONS}))[`*:]*[ \t]*\n[ \t]*(?:`{{3}}|~{{3}})",
+    re.M)
+
+
+def _normal(path: str) -> str:
+    return path.lstrip("./") or path
+
+
 def paths_in_prompt(prompt: str) -> list[str]:
-    """File paths named in the task text (``utils.py``, ``src/app/main.go``), in order."""
+    """File paths the task text names (``utils.py``, ``src/app/main.go``), in order; paths
+    inside code blocks are code, not files the task touches, and are left out."""
     seen: dict[str, None] = {}
-    for match in _PATH.finditer(prompt):
-        path = match.group(1).lstrip("./") or match.group(1)
-        seen.setdefault(path, None)
+    for match in _PATH.finditer(_FENCED.sub("", prompt)):
+        seen.setdefault(_normal(match.group(1)), None)
+    return list(seen)
+
+
+def files_sent(text: str) -> list[str]:
+    """Files a client sent inside a message: a path alone on a line, then a code block with
+    its content (how Aider, Continue and most chat clients attach a file), in order."""
+    seen: dict[str, None] = {}
+    for match in _LABELLED.finditer(text):
+        seen.setdefault(_normal(match.group(1)), None)
     return list(seen)
 
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal, TypedDict
 
 from agents.base import Generation, Message
 from policies.config import PolicyConfig, TaskType
+from router.graph.signals import ContextFit
 
 RequestedRoute = Literal["auto", "local", "cloud"]
 Reason = Literal[
@@ -20,10 +21,18 @@ class AttachedFile(TypedDict):
     content: str
 
 
+class Turn(TypedDict):
+    role: Literal["user", "assistant"]
+    content: str
+
+
 class TaskInput(TypedDict, total=False):
-    """A task as a client submits it. Only ``prompt`` is required."""
+    """A task as a client submits it. Only ``prompt`` is required: the task itself (a chat's
+    last user turn). ``history``: the chat's earlier turns, as they were; they travel to the
+    model as messages but are not the task (their paths and examples do not route it)."""
 
     prompt: str
+    history: list[Turn]
     system: str
     files: list[AttachedFile]
     repo: str
@@ -35,7 +44,7 @@ class TaskInput(TypedDict, total=False):
 
 class FileRef(TypedDict):
     path: str
-    source: Literal["attached", "prompt", "references"]
+    source: Literal["attached", "prompt", "history", "references"]
 
 
 class Decision(TypedDict):
@@ -57,6 +66,7 @@ class RouterState(TaskInput, total=False):
     file_refs: list[FileRef]
     # policy
     policy: PolicyConfig
+    fit: ContextFit  # the prompt (with snippets, once retrieved) against the local window
     privacy: str | None
     decision: Decision | None
     auto_decision: Decision | None

@@ -62,6 +62,14 @@ def validate(state: Mapping[str, Any], ctx: RouterContext) -> None:
     max_tokens = state.get("max_tokens", DEFAULT_MAX_TOKENS)
     if not isinstance(max_tokens, int) or not 1 <= max_tokens <= MAX_TOKENS_LIMIT:
         raise InvalidTask("max_tokens", f"must be an integer from 1 to {MAX_TOKENS_LIMIT}")
+    history = state.get("history") or []
+    if not isinstance(history, list):
+        raise InvalidTask("history", "must be a list of earlier turns")
+    for i, turn in enumerate(history):
+        if not isinstance(turn, Mapping) or turn.get("role") not in ("user", "assistant"):
+            raise InvalidTask(f"history[{i}].role", "must be user or assistant")
+        if not isinstance(turn.get("content"), str):
+            raise InvalidTask(f"history[{i}].content", "must be the turn's text")
     for i, item in enumerate(state.get("files") or []):
         path, content = item.get("path"), item.get("content")
         if not isinstance(path, str) or not path.strip():

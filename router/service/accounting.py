@@ -30,11 +30,18 @@ async def admit(request: Request, caller: Caller) -> None:
 
 
 def direct_record(*, route: str, prompt_tokens: int, completion_tokens: int, cost_usd: float,
-                  counterfactual_usd: float) -> dict[str, Any]:
-    """The route record's accounting part for a request that named its tier (local, cloud)."""
+                  counterfactual_usd: float, backend: str | None = None,
+                  finish_reason: str | None = None) -> dict[str, Any]:
+    """The route record of a request that named its tier (``local``, ``cloud``): the same
+    object a routed request's record is, so a client always reads ``route.final``."""
     return {"final": route, "reason": "requested", "escalated": False,
+            "detail": f"the request asked for model {route!r}",
+            "confidence": None, "threshold": None, "signals": {}, "task_type": None,
+            "files": [], "local_attempts": [], "timings_ms": {},
+            "models": {route: backend} if backend else {},
             "tokens": {"prompt": prompt_tokens, "completion": completion_tokens,
                        "local_completion": completion_tokens if route == "local" else 0},
+            "finish_reason": finish_reason, "flags": [], "notes": [],
             "cost_usd": cost_usd, "counterfactual_cost_usd": counterfactual_usd}
 
 

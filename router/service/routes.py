@@ -41,17 +41,16 @@ async def list_models(request: Request, _: CallerDep) -> dict[str, Any]:
     return {"object": "list", "data": models}
 
 
-def _task(body: ChatCompletionRequest) -> dict[str, Any]:
-    """A routed task from a chat request: the last user turn is the task; earlier turns
-    travel with it as a transcript."""
+def task_from_chat(body: ChatCompletionRequest) -> dict[str, Any]:
+    """A routed task from a chat request: the last user turn is the task; the earlier turns
+    travel with it as messages (``history``), the system messages as its system prompt."""
     last = max(i for i, m in enumerate(body.messages) if m.role == "user")  # the schema has one
-    earlier = [m for m in body.messages[:last] if m.role != "system"]
-    prompt = body.messages[last].text()
-    if earlier:
-        transcript = "\n\n".join(f"{m.role}: {m.text()}" for m in earlier)
-        prompt = f"Conversation so far:\n{transcript}\n\nNow: {prompt}"
-    task: dict[str, Any] = {"prompt": prompt, "max_tokens": body.limit,
+    history = [{"role": m.role, "content": m.text()} for m in body.messages[:last]
+               if m.role != "system"]
+    task: dict[str, Any] = {"prompt": body.messages[last].text(), "max_tokens": body.limit,
                             "route": body.route or "auto"}
+    if history:
+        task["history"] = history
     system = [m.text() for m in body.messages if m.role == "system"]
     if system:
         task["system"] = "\n\n".join(system)
@@ -71,9 +70,15 @@ async def _routed(body: ChatCompletionRequest, request: Request, completion_id: 
     context = dataclasses.replace(state.router_context,
                                   cloud_gate=gate_for(state.redis, state.names, caller.key, team,
                                                       state.settings.policies.for_team(team)))
-    task = {**_task(body), "team": team}
+    task = {**task_from_chat(body), "team": team}
     if caller.key is not None and caller.key.local_only:
         task["route"] = "local"  # this key never reaches the cloud
+    if body.stream:
+        from router.service.routed_stream import routed_stream
+
+        return await routed_stream(request, graph=state.graph, task=task, context=context,
+                                   caller=caller, team=team, completion_id=completion_id,
+                                   created=created, include_usage=body.include_usage)
     answer = await run_in_threadpool(run_task, state.graph, task,  # type: ignore[arg-type]
                                      context)
     record = answer.record
@@ -84,20 +89,6 @@ async def _routed(body: ChatCompletionRequest, request: Request, completion_id: 
     usage = {"prompt_tokens": record["tokens"]["prompt"],
              "completion_tokens": record["tokens"]["completion"],
              "total_tokens": record["tokens"]["prompt"] + record["tokens"]["completion"]}
-    if body.stream:
-        def events() -> Iterator[str]:
-            base = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
-                    "model": "auto"}
-            for delta, finish in (({"role": "assistant", "content": answer.text}, None),
-                                  ({}, finish_reason)):
-                chunk = {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                                              "finish_reason": finish}]}
-                if finish:
-                    chunk["usage"] = usage
-                    chunk["smallcode"] = {"route": record}
-                yield f"data: {json.dumps(chunk)}\n\n"
-            yield "data: [DONE]\n\n"
-        return StreamingResponse(events(), media_type="text/event-stream")
     return {
         "id": completion_id, "object": "chat.completion", "created": created, "model": "auto",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
@@ -174,7 +165,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, caller
                 await run_in_threadpool(gate.release, token)  # type: ignore[union-attr]
             raise
 
-        async def done(generation: Generation | None, streamed: int) -> None:
+        async def done(generation: Generation | None, streamed: int) -> dict[str, Any]:
             """Settle and record what ran: the whole answer, or what was streamed before the
             client went away (then the generation was stopped)."""
             record = (_direct_record(request, body.model, generation) if generation else
@@ -184,6 +175,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, caller
             await account(request, caller, request_id=completion_id, team=team, source="chat",
                           record=record, started=started,
                           first_token_ms=_first_token_ms(generation, started))
+            return record
 
         return StreamingResponse(
             _sse(events, first, body, completion_id, created, k, done),
@@ -191,10 +183,11 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, caller
         )
     generation = await _generate_direct(request, caller, team, body.model, backend,
                                         generation_request)
+    record = _direct_record(request, body.model, generation)
     await account(request, caller, request_id=completion_id, team=team, source="chat",
-                  record=_direct_record(request, body.model, generation), started=started,
+                  record=record, started=started,
                   first_token_ms=_first_token_ms(generation, started))
-    return _completion(generation, body, completion_id, created, k)
+    return _completion(generation, body, completion_id, created, k, record)
 
 
 async def _reserve(request: Request, caller: Caller, team: str, model: str,
@@ -267,11 +260,12 @@ def _direct_record(request: Request, model: str, generation: Generation) -> dict
     prompt, completion = generation.usage.prompt_tokens, generation.usage.completion_tokens
     counterfactual = price(request.app.state.settings.cloud.price_as, prompt, completion)
     return direct_record(route=model, prompt_tokens=prompt, completion_tokens=completion,
-                         cost_usd=generation.cost_usd or 0.0, counterfactual_usd=counterfactual)
+                         cost_usd=generation.cost_usd or 0.0, counterfactual_usd=counterfactual,
+                         backend=generation.model, finish_reason=generation.finish_reason)
 
 
 def _completion(generation: Generation, body: ChatCompletionRequest, completion_id: str,
-                created: int, k: int) -> dict[str, Any]:
+                created: int, k: int, record: dict[str, Any]) -> dict[str, Any]:
     logprobs = None
     if body.logprobs and generation.logprobs is not None:
         logprobs = {"content": [_logprob_json(_with_top(t, k)) for t in generation.logprobs]}
@@ -291,25 +285,25 @@ def _completion(generation: Generation, body: ChatCompletionRequest, completion_
             "completion_tokens": generation.usage.completion_tokens,
             "total_tokens": generation.usage.total_tokens,
         },
-        "smallcode": {"route": body.model, "backend": generation.model,
+        "smallcode": {"route": record, "backend": generation.model,
                       "cost_usd": generation.cost_usd},
     }
 
 
 async def _sse(events: Iterator[Any], first: Any, body: ChatCompletionRequest, completion_id: str,
                created: int, k: int,
-               done: Callable[[Generation | None, int], Awaitable[None]]) -> AsyncIterator[str]:
+               done: Callable[[Generation | None, int], Awaitable[dict[str, Any]]]) -> AsyncIterator[str]:
     """The stream's events as server-sent events; ``done`` runs once at the end, also when the
     client hangs up (then with what was streamed so far, after the generation is stopped)."""
-    def chunk(delta: dict[str, Any], finish: str | None = None,
-              logprobs: Any = None, usage: Any = None) -> str:
+    def chunk(delta: dict[str, Any] | None, finish: str | None = None,
+              logprobs: Any = None, **extra: Any) -> str:
         payload = {
             "id": completion_id, "object": "chat.completion.chunk", "created": created,
             "model": body.model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}],
+            "choices": [] if delta is None else [
+                {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}],
+            **extra,
         }
-        if usage is not None:
-            payload["usage"] = usage
         return f"data: {json.dumps(payload)}\n\n"
 
     item = first
@@ -323,8 +317,10 @@ async def _sse(events: Iterator[Any], first: Any, body: ChatCompletionRequest, c
                          "total_tokens": item.usage.total_tokens}
                 finish = _finish(item.finish_reason)
                 accounted = True
-                await done(item, streamed)
-                yield chunk({}, finish, usage=usage)
+                record = await done(item, streamed)
+                yield chunk({}, finish, usage=usage, smallcode={"route": record})
+                if body.include_usage:
+                    yield chunk(None, usage=usage)
             else:
                 streamed += 1
                 if item.text or (body.logprobs and item.logprob is not None):

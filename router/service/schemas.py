@@ -27,6 +27,11 @@ class ChatMessage(BaseModel):
         return "".join(part.text for part in self.content)
 
 
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    include_usage: bool = False
+
+
 class ChatCompletionRequest(BaseModel):
     # Unknown OpenAI fields (user, seed, …) are accepted and ignored, as providers do.
     model_config = ConfigDict(extra="ignore")
@@ -37,6 +42,7 @@ class ChatCompletionRequest(BaseModel):
     max_completion_tokens: int | None = Field(None, ge=1, le=32768)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     stream: bool = False
+    stream_options: StreamOptions | None = None
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=20)
     stop: str | list[str] | None = None
@@ -100,6 +106,10 @@ class ChatCompletionRequest(BaseModel):
         if len(stops) > 4 or any(not s for s in stops):
             raise ValueError("give at most 4 non-empty stop strings")
         return stops
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
 
     @property
     def limit(self) -> int:

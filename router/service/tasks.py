@@ -116,14 +116,14 @@ def _queue(request: Request) -> ArqRedis:
 async def submit(body: TaskRequest, request: Request, caller: CallerDep, redis: RedisDep,
                  names: NamesDep, settings: SettingsDep,
                  idempotency_key: Annotated[str | None, Header()] = None) -> JSONResponse:
-    from router.service.routes import _task
+    from router.service.routes import task_from_chat
     from router.worker import JOB
 
     if idempotency_key is not None and not IDEMPOTENCY_KEY.match(idempotency_key):
         raise APIError(400, "Idempotency-Key: use 1-255 printable ASCII characters, no spaces",
                        param="Idempotency-Key")
     team = caller.serving_team(body.team)
-    task = {**_task(body), "team": team}
+    task = {**task_from_chat(body), "team": team}
     config = settings.tasks
     with _redis_up():
         try:

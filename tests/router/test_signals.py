@@ -113,3 +113,14 @@ def test_early_abort_waits_for_enough_tokens() -> None:
     assert not decide.should_abort(0.1, 10, policy)
     assert decide.should_abort(0.1, 30, policy)
     assert not decide.should_abort(0.5, 30, policy)
+
+
+def test_paths_inside_code_blocks_are_code_not_files_the_task_touches() -> None:
+    prompt = "Fix utils.py.\n\n```python\nimport helpers.py  # not a file of the task\n```\n"
+    assert signals.paths_in_prompt(prompt) == ["utils.py"]
+
+
+def test_files_sent_are_path_lines_followed_by_their_code_block() -> None:
+    text = ("I added these files:\n\napp/one.py\n```\nx = 1\n```\n\n`app/two.py`:\n```python\n"
+            "y = 2\n```\nand mentions other.py in passing.")
+    assert signals.files_sent(text) == ["app/one.py", "app/two.py"]

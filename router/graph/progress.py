@@ -1,0 +1,108 @@
+"""Running one task through the graph with its progress reported as it happens: each node's
+end, and every token either tier streams. The worker reports them as a task's events; a
+routed chat stream forwards the cloud's tokens live. Cancelling stops the run at its next
+token or node.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from agents.base import Backend, Generation, GenerationRequest, TokenEvent
+
+if TYPE_CHECKING:
+    from router.graph.context import RouterContext
+    from router.graph.graph import RoutedAnswer
+
+Emit = Callable[[str, dict[str, Any]], None]
+
+
+class TaskCancelled(Exception):
+    """Raised in the graph's thread when the task was cancelled or the worker is stopping."""
+
+
+class TokenTap(Backend):
+    """A backend as it is, whose streamed tokens are also reported (``emit``) and which stops
+    at the next token once ``cancel`` is set."""
+
+    def __init__(self, inner: Backend, tier: str, cancel: threading.Event, emit: Emit) -> None:
+        self.inner, self.tier, self.cancel, self.emit = inner, tier, cancel, emit
+        self.supports_logprobs = inner.supports_logprobs
+
+    @property
+    def model_name(self) -> str:
+        return self.inner.model_name
+
+    @property
+    def n_ctx(self) -> int | None:
+        return self.inner.n_ctx
+
+    def count_tokens(self, text: str) -> int | None:
+        return self.inner.count_tokens(text)
+
+    def count_prompt_tokens(self, request: GenerationRequest) -> int | None:
+        return self.inner.count_prompt_tokens(request)
+
+    def stream(self, request: GenerationRequest) -> Iterator[TokenEvent | Generation]:
+        events = self.inner.stream(request)
+        try:
+            for item in events:
+                if self.cancel.is_set():
+                    raise TaskCancelled
+                if isinstance(item, TokenEvent) and item.text:
+                    self.emit("token", {"tier": self.tier, "text": item.text})
+                yield item
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()  # releases the model at once when the caller stops early
+
+    def close(self) -> None:
+        """The tapped backend belongs to whoever built it."""
+
+
+def node_event(node: str, update: Any) -> dict[str, Any]:
+    """What a node's end tells a client: its name, its time, and its decision if it made one."""
+    event: dict[str, Any] = {"node": node}
+    if not isinstance(update, dict):
+        return event
+    timing = (update.get("timings_ms") or {}).get(node)
+    if timing is not None:
+        event["ms"] = timing
+    decision = update.get("decision")
+    if isinstance(decision, dict):
+        event["decision"] = {"route": decision.get("route"), "reason": decision.get("reason")}
+    if node == "judge" and "confidence" in update:
+        event["confidence"] = update["confidence"]
+    if node == "intake":
+        event.update({k: update[k] for k in ("task_type", "prompt_tokens") if k in update})
+    if node == "record" and isinstance(update.get("record"), dict):
+        record = update["record"]
+        event.update({"route": record.get("final"), "reason": record.get("reason")})
+    return event
+
+
+def run_graph(graph: Any, task: dict[str, Any], context: RouterContext, *,
+              cancel: threading.Event, emit: Emit) -> RoutedAnswer:
+    """Run one task through the graph (blocking: call it in a thread), reporting each node's
+    end and every token; raises :class:`TaskCancelled` at the next token or node after
+    ``cancel`` is set."""
+    from router.graph.graph import RoutedAnswer
+
+    tapped = dataclasses.replace(context, local=TokenTap(context.local, "local", cancel, emit),
+                                 cloud=TokenTap(context.cloud, "cloud", cancel, emit))
+    state: dict[str, Any] = {}
+    for mode, chunk in graph.stream(task, context=tapped, stream_mode=["updates", "values"]):
+        if cancel.is_set():
+            raise TaskCancelled
+        if mode == "updates":
+            for node, update in chunk.items():
+                emit("node", node_event(node, update))
+        else:
+            state = chunk
+    answer = state.get("cloud") or state.get("local")
+    return RoutedAnswer(text=answer.text if answer else "", record=state["record"],
+                        generation=answer)
