@@ -80,7 +80,8 @@ def test_sdk_cloud_goes_through_litellm_to_the_stand_in(client: openai.OpenAI) -
     response = client.chat.completions.create(model="cloud", messages=PROMPT, max_tokens=24)
     assert response.choices[0].message.content
     extra = response.model_extra or {}
-    assert extra["smallcode"]["route"] == "cloud" and extra["smallcode"]["cost_usd"] > 0
+    assert extra["smallcode"]["route"]["final"] == "cloud" and extra["smallcode"]["cost_usd"] > 0
+    assert extra["smallcode"]["route"]["reason"] == "requested"
 
 
 def test_models_and_health(base_url: str, client: openai.OpenAI) -> None:
