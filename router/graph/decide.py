@@ -96,3 +96,13 @@ def over_budget(*, policy: PolicyConfig, has_local: bool) -> Decision | None:
         return decision("local", "budget", "the key's cloud budget for the period is spent; "
                         "the local answer is served")
     return None
+
+
+def cloud_unavailable(*, policy: PolicyConfig, has_local: bool) -> Decision | None:
+    """A cloud-bound task whose cloud did not answer (down, erroring, past its timeout, or its
+    circuit breaker open): keep the local answer where the policy allows and there is one;
+    None means fail with the cloud's error."""
+    if policy.cloud_unavailable == "local" and has_local:
+        return decision("local", "cloud_unavailable", "the cloud did not answer; the local "
+                        "answer is served")
+    return None

@@ -11,7 +11,7 @@ from policies.config import PolicyConfig, TaskType
 RequestedRoute = Literal["auto", "local", "cloud"]
 Reason = Literal[
     "confident", "low_confidence", "failed_checks", "early_abort", "context", "multi_file",
-    "privacy", "budget", "forced", "task_type",
+    "privacy", "budget", "forced", "task_type", "cloud_unavailable",
 ]
 
 

@@ -16,6 +16,7 @@ from agents.errors import (
     BackendRateLimited,
     BackendTimeout,
     BackendUnavailable,
+    CircuitOpen,
     ModelNotFound,
     PromptTooLong,
     RequestRefused,
@@ -45,6 +46,7 @@ _UPSTREAM: dict[type[BackendUnavailable], tuple[int, str, str | None]] = {
     BackendTimeout: (504, "timeout_error", "upstream_timeout"),
     BackendRateLimited: (429, "rate_limit_error", "upstream_rate_limited"),
     BackendMisconfigured: (502, "server_error", "upstream_misconfigured"),
+    CircuitOpen: (503, "service_unavailable", "upstream_unavailable"),
 }
 
 
@@ -118,7 +120,10 @@ def install(app: FastAPI) -> None:
     async def _unavailable(_: Request, exc: BackendUnavailable) -> JSONResponse:
         status, kind, code = _UPSTREAM.get(type(exc), (503, "service_unavailable", None))
         log.warning("backend unavailable: %s", exc)
-        return error_response(status, str(exc), kind, None, code)
+        headers = None
+        if isinstance(exc, CircuitOpen):
+            headers = {"Retry-After": str(max(1, round(exc.retry_after_s)))}
+        return error_response(status, str(exc), kind, None, code, headers)
 
     @app.exception_handler(ModelNotFound)
     async def _model_missing(_: Request, exc: ModelNotFound) -> JSONResponse:
