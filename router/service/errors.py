@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -50,12 +51,17 @@ _UPSTREAM: dict[type[BackendUnavailable], tuple[int, str, str | None]] = {
 }
 
 
+_UNION_TAG = re.compile(r"^(?:str|int|float|bool|none|[A-Z]\w*|\w+\[.*\])$")
+
+
 def field_path(loc: tuple[int | str, ...] | list[int | str]) -> str | None:
     """A validation error's location as the request field it names: ``messages[0].role``."""
     path = ""
     for part in loc:
         if part == "body" and not path:
             continue
+        if isinstance(part, str) and _UNION_TAG.match(part):
+            continue  # pydantic names the union member it tried (str, list[TextPart]): no field
         if isinstance(part, int):
             path += f"[{part}]"
         else:
