@@ -31,7 +31,7 @@ PEM = ("-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAreliabilityTESTkeyMATER
        "q9s8d7f6g5h4j3k2l1zXcVbNm0987654321QWERTYuiop\n-----END RSA PRIVATE KEY-----")
 ENV_VALUE = "pg-s3cr3t-Reliab1lity-Value"
 ENV = f"DATABASE_PASSWORD={ENV_VALUE}"
-GITHUB = "ghp_" + "R3l1ab1l1tyT0k3nN0tR3al0123456789AB"
+GITHUB = "ghp_" + "R3l1ab1l1tyT0k3nN0tR3al0123456789ABC"  # 36, as GitHub issues them
 SECRETS = {"aws_access_key": AWS, "private_key": PEM.splitlines()[1], "env_assignment": ENV_VALUE,
            "github_token": GITHUB}
 CANARIES.update(SECRETS.values())
