@@ -10,7 +10,6 @@ from pydantic_core import PydanticCustomError
 from retrieval.errors import BadRepoName
 from retrieval.names import check_repo_name
 
-
 MAX_FILES = 1000  # attached files of one task: past it no window holds them anyway
 
 

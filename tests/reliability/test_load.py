@@ -21,6 +21,9 @@ import pytest
 from tests.reliability.conftest import LogScan, Service, auth, figure, running
 
 REPO = Path(__file__).resolve().parents[2]
+# Not yet run green (written at the deadline): the short versions join the normal suite once
+# they are; until then the whole module is behind the marker.
+pytestmark = pytest.mark.reliability
 
 
 def load(mode: str, service: Service, key: str, *args: str, timeout_s: float) -> dict[str, Any]:

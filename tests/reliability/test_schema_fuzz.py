@@ -25,6 +25,8 @@ from tests.reliability.conftest import ADMIN, LogScan, Service, figure, running
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance]
+# Not yet run green (written at the deadline): behind the marker until it is.
+pytestmark = pytest.mark.reliability
 EXAMPLES = 25  # per operation and phase
 STATUSES: collections.Counter[int] = collections.Counter()
 FAILED: collections.Counter[str] = collections.Counter()  # operation -> failing examples
@@ -34,7 +36,7 @@ FAILED: collections.Counter[str] = collections.Counter()  # operation -> failing
 def fuzzed(smol: Any, smol_standin_url: str, valkey_server: Any,
            service_logs: LogScan) -> Iterator[Service]:
     with running(smol, smol_standin_url, valkey_server.url, prefix="rel-fuzz",
-                 local={"n_ctx": 2048}, cloud={"timeout_s": 30}) as service:
+                 cloud={"timeout_s": 30}) as service:
         yield service
     figure("schemathesis", operations=len(_operations(service)), requests=sum(STATUSES.values()),
            statuses=dict(sorted(STATUSES.items())),
