@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SMALLCODE := $(VENV)/bin/smallcode
 
-.PHONY: install models run test lint bench llama-server
+.PHONY: install models run test lint bench llama-server reliability
 
 install:
 	@bash scripts/system-deps.sh
@@ -27,3 +27,9 @@ bench: models
 
 llama-server: install
 	@bash scripts/build-llama-server.sh
+
+# The reliability suite with its long runs (load for 60 s, a 200-request burst, a 30-minute
+# soak); figures in reliability-figures.jsonl and the terminal summary (RELIABILITY.md).
+reliability: models llama-server
+	rm -f reliability-figures.jsonl
+	RELIABILITY_FIGURES=reliability-figures.jsonl $(PY) -m pytest tests/reliability -m ""

@@ -24,9 +24,10 @@ from agents.base import (
     TokenLogprob,
     Usage,
 )
+from agents.breaker import CircuitBreaker
 from agents.cloud_errors import translate
 from agents.config import CloudConfig
-from agents.errors import AgentError
+from agents.errors import AgentError, BackendMisconfigured, BackendUnavailable, CircuitOpen
 
 
 def import_litellm() -> Any:
@@ -99,6 +100,8 @@ class CloudBackend(Backend):
         check_price_as(config.price_as)
         self.supports_logprobs = config.request_logprobs
         self._n_ctx = context_window(config)
+        # Per process: each API process and worker finds a dead provider out for itself.
+        self.breaker = CircuitBreaker(config.breaker_failures, config.breaker_reset_s)
 
     @property
     def model_name(self) -> str:
@@ -131,10 +134,22 @@ class CloudBackend(Backend):
             kwargs.update(logprobs=True, top_logprobs=request.top_logprobs)
         if stream:
             kwargs["stream_options"] = {"include_usage": True}
+        if not self.breaker.allow():
+            wait = self.breaker.retry_after_s()
+            raise CircuitOpen(
+                f"cloud model {config.model} is not called for now: its last "
+                f"{config.breaker_failures} calls failed; the next try is in {wait:.0f} s "
+                "(cloud.breaker_reset_s)", retry_after_s=wait)
         try:
-            return self._litellm.completion(**kwargs)
+            response = self._litellm.completion(**kwargs)  # litellm retries and falls back
         except Exception as exc:  # litellm raises many types; callers decide by ours
             raise self._translate(exc) from exc
+        except BaseException:
+            self.breaker.abandoned()
+            raise
+        if not stream:
+            self.breaker.succeeded()
+        return response
 
     def _chunks(self, request: GenerationRequest) -> Iterator[Any]:
         response = self._call(request, stream=True)
@@ -142,9 +157,17 @@ class CloudBackend(Backend):
             yield from response
         except Exception as exc:  # a provider can fail in the middle of a stream too
             raise self._translate(exc) from exc
+        finally:
+            self.breaker.abandoned()  # a stream closed early says nothing of the provider
+        self.breaker.succeeded()
 
     def _translate(self, exc: Exception) -> AgentError:
-        return translate(exc, self._litellm, self._config, self._n_ctx)
+        error = translate(exc, self._litellm, self._config, self._n_ctx)
+        if isinstance(error, BackendUnavailable) and not isinstance(error, BackendMisconfigured):
+            self.breaker.failed()  # the provider is away; an invalid request is not its fault
+        else:
+            self.breaker.succeeded()  # it answered, if only to refuse
+        return error
 
     def _result(
         self, text: str, usage: Usage, finish: FinishReason, started: float,

@@ -55,6 +55,11 @@ class CloudConfig(_Section):
     timeout_s: float = Field(300.0, gt=0, le=3600, description="per-request timeout")
     num_retries: int = Field(2, ge=0, le=10, description="retries with backoff")
     fallbacks: list[str] = Field(default_factory=list, description="litellm models to try next")
+    breaker_failures: int = Field(
+        3, ge=0, le=100, description="failed calls in a row (after litellm's retries) that open "
+        "the circuit breaker: calls then fail at once; 0: no breaker")
+    breaker_reset_s: float = Field(
+        30.0, gt=0, le=3600, description="how long an open breaker waits before one probe call")
     request_logprobs: bool = Field(False, description="ask the provider for logprobs")
     n_ctx: int | None = Field(
         None, ge=256, le=10_000_000,

@@ -8,7 +8,8 @@
     └── BackendUnavailable     a remote tier (cloud, stand-in, llama.cpp server) did not answer
         ├── BackendTimeout        it did not answer within its timeout
         ├── BackendRateLimited    its provider refuses for now (rate or token limits): retry later
-        └── BackendMisconfigured  it refused the configured key or model name: the operator fixes it
+        ├── BackendMisconfigured  it refused the configured key or model name: the operator fixes it
+        └── CircuitOpen           not called at all: its last calls failed (agents.breaker)
 
 Every message is one line that says what to do; none carries a secret.
 """
@@ -64,3 +65,11 @@ class BackendRateLimited(BackendUnavailable):
 
 class BackendMisconfigured(BackendUnavailable):
     pass
+
+
+class CircuitOpen(BackendUnavailable):
+    """The tier's circuit breaker is open: no call went out. ``retry_after_s``: the next probe."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

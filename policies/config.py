@@ -72,6 +72,10 @@ class PolicyConfig(BaseModel):
     over_budget: Literal["local", "refuse"] = Field(
         "local", description="a cloud-bound task over its key's budget: keep the local answer "
         "(route reason `budget`) when there is one, or refuse with 429")
+    cloud_unavailable: Literal["local", "refuse"] = Field(
+        "local", description="a cloud-bound task whose cloud does not answer (down, erroring, "
+        "timing out): keep the local answer (route reason `cloud_unavailable`) when there is "
+        "one, or fail with the cloud's error")
     execution_timeout_s: float = Field(
         5.0, gt=0, le=60, description="wall-clock limit of one sandboxed check run"
     )

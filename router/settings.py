@@ -44,6 +44,9 @@ class ServerSettings(BaseModel):
     max_body_bytes: int = Field(
         1_000_000, ge=1024, le=100_000_000, description="largest request body accepted"
     )
+    max_generating: int = Field(
+        64, ge=1, le=10_000, description="generating requests one API process holds at once "
+        "(running or waiting for a model); past it: 429 with Retry-After")
 
 
 class ModelsSettings(BaseModel):

@@ -141,9 +141,20 @@ def served_flags(*, final: str, decision: Decision, auto: Decision | None,
     flags = []
     if final == "local" and decision["reason"] == "privacy":
         flags.append("low_confidence")
-    elif final == "local" and auto and auto["route"] == "cloud":
+    elif (final == "local" and auto and auto["route"] == "cloud"
+          and decision["reason"] not in ("budget", "cloud_unavailable")):
         flags.append("served_local_by_shadow")
     if (final == "local" and last_attempt and last_attempt["examples_passed"] is not False
             and not last_attempt["syntax_errors"]):
         flags.append("repaired")
     return flags
+
+
+def cloud_unavailable(*, policy: PolicyConfig, has_local: bool) -> Decision | None:
+    """A cloud-bound task whose cloud did not answer (down, erroring, past its timeout, or its
+    circuit breaker open): keep the local answer where the policy allows and there is one;
+    None means fail with the cloud's error."""
+    if policy.cloud_unavailable == "local" and has_local:
+        return decision("local", "cloud_unavailable", "the cloud did not answer; the local "
+                        "answer is served")
+    return None

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from langgraph.runtime import Runtime
 
 from agents.base import Generation, GenerationRequest, Message, TokenEvent
+from agents.errors import BackendUnavailable
 from policies.privacy import privacy_rule
 from policies.redaction import redact
 from router.graph import decide, signals
@@ -303,7 +304,10 @@ def cloud_generate(state: RouterState, runtime: Runtime[RouterContext]) -> dict[
     redactions = {"count": count, "kinds": sorted(set(kinds))}
     gate = ctx.cloud_gate
     if gate is None:
-        return {"cloud": ctx.cloud.generate(request), "redactions": redactions}
+        try:
+            return {"cloud": ctx.cloud.generate(request), "redactions": redactions}
+        except BackendUnavailable as exc:
+            return cloud_unavailable(state, exc)
     from agents.cloud import price
 
     worst_usd = price(ctx.price_as, state["prompt_tokens"], state["max_tokens"])
@@ -315,8 +319,19 @@ def cloud_generate(state: RouterState, runtime: Runtime[RouterContext]) -> dict[
         return {"decision": verdict}
     try:
         generation = ctx.cloud.generate(request)
-    except BaseException:
+    except BaseException as exc:
         gate.release(token)
+        if isinstance(exc, BackendUnavailable):
+            return cloud_unavailable(state, exc)
         raise
     gate.settle(token, generation.cost_usd or 0.0)
     return {"cloud": generation, "redactions": redactions}
+
+
+def cloud_unavailable(state: RouterState, exc: BackendUnavailable) -> dict[str, Any]:
+    """The cloud did not answer: the local answer where the policy allows, else its error."""
+    verdict = decide.cloud_unavailable(policy=state["policy"],
+                                       has_local=state.get("local") is not None)
+    if verdict is None:
+        raise exc
+    return {"decision": {**verdict, "detail": f"{verdict['detail']} ({exc})"}}

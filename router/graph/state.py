@@ -12,7 +12,7 @@ from router.graph.signals import ContextFit
 RequestedRoute = Literal["auto", "local", "cloud"]
 Reason = Literal[
     "confident", "low_confidence", "failed_checks", "early_abort", "context", "multi_file",
-    "privacy", "budget", "forced", "task_type",
+    "privacy", "budget", "forced", "task_type", "cloud_unavailable",
 ]
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import Request
 
+from router.service import admission
 from router.service.deps import Caller
 from router.service.errors import APIError
 from router.store import ledger
@@ -18,15 +19,16 @@ log = logging.getLogger("smallcode.api")
 
 
 async def admit(request: Request, caller: Caller) -> None:
-    """Refuse with 429 and ``Retry-After`` when the key is over a rate limit."""
-    if caller.key is None:
-        return
-    over = await request.app.state.rate_limits.admit(caller.key)
-    if over is not None:
-        which, retry_after = over
-        raise APIError(429, f"this key is over its {which} limit; retry in {retry_after} s",
-                       type_="rate_limit_error", code="rate_limited",
-                       headers={"Retry-After": str(retry_after)})
+    """Refuse with 429 and ``Retry-After`` when the key is over a rate limit, or when the
+    process holds ``server.max_generating`` generating requests already."""
+    if caller.key is not None:
+        over = await request.app.state.rate_limits.admit(caller.key)
+        if over is not None:
+            which, retry_after = over
+            raise APIError(429, f"this key is over its {which} limit; retry in {retry_after} s",
+                           type_="rate_limit_error", code="rate_limited",
+                           headers={"Retry-After": str(retry_after)})
+    admission.enter(request)
 
 
 def direct_record(*, route: str, prompt_tokens: int, completion_tokens: int, cost_usd: float,

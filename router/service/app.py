@@ -13,7 +13,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from agents.base import Backend
-from router.service import errors, keys, routes, tasks, usage
+from router.service import errors, keys, openapi, routes, tasks, usage
+from router.service.admission import Admission, ReleaseAdmission
 from router.service.metrics import Metrics
 from router.service.middleware import AccessLog, BodyLimit
 from router.settings import ConfigError, Settings
@@ -89,8 +90,11 @@ def create_app(settings: Settings, *, local: Backend | None = None,
     app = FastAPI(title="SmallCode Router", lifespan=lifespan)
     app.state.settings = settings
     app.state.metrics = Metrics()
+    app.state.admission = Admission(settings.server.max_generating)
     errors.install(app)
+    openapi.install(app)
 
+    app.add_middleware(ReleaseAdmission)
     app.add_middleware(BodyLimit, max_body_bytes=settings.server.max_body_bytes)
     app.add_middleware(AccessLog)  # outermost of ours: it sees the 413s too
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,6 +17,7 @@ from agents.errors import (
     BackendRateLimited,
     BackendTimeout,
     BackendUnavailable,
+    CircuitOpen,
     ModelNotFound,
     PromptTooLong,
     RequestRefused,
@@ -45,7 +47,11 @@ _UPSTREAM: dict[type[BackendUnavailable], tuple[int, str, str | None]] = {
     BackendTimeout: (504, "timeout_error", "upstream_timeout"),
     BackendRateLimited: (429, "rate_limit_error", "upstream_rate_limited"),
     BackendMisconfigured: (502, "server_error", "upstream_misconfigured"),
+    CircuitOpen: (503, "service_unavailable", "upstream_unavailable"),
 }
+
+
+_UNION_TAG = re.compile(r"^(?:str|int|float|bool|none|[A-Z]\w*|\w+\[.*\])$")
 
 
 def field_path(loc: tuple[int | str, ...] | list[int | str]) -> str | None:
@@ -54,6 +60,8 @@ def field_path(loc: tuple[int | str, ...] | list[int | str]) -> str | None:
     for part in loc:
         if part == "body" and not path:
             continue
+        if isinstance(part, str) and _UNION_TAG.match(part):
+            continue  # pydantic names the union member it tried (str, list[TextPart]): no field
         if isinstance(part, int):
             path += f"[{part}]"
         else:
@@ -118,7 +126,10 @@ def install(app: FastAPI) -> None:
     async def _unavailable(_: Request, exc: BackendUnavailable) -> JSONResponse:
         status, kind, code = _UPSTREAM.get(type(exc), (503, "service_unavailable", None))
         log.warning("backend unavailable: %s", exc)
-        return error_response(status, str(exc), kind, None, code)
+        headers = None
+        if isinstance(exc, CircuitOpen):
+            headers = {"Retry-After": str(max(1, round(exc.retry_after_s)))}
+        return error_response(status, str(exc), kind, None, code, headers)
 
     @app.exception_handler(ModelNotFound)
     async def _model_missing(_: Request, exc: ModelNotFound) -> JSONResponse:

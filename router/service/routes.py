@@ -140,6 +140,10 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, caller
     if caller.key is not None and caller.key.local_only and body.model == "cloud":
         raise APIError(403, "model: this key is local-only; use model 'local' or 'auto'",
                        type_="permission_error", param="model", code="local_only")
+    if body.model == "cloud" and request.app.state.settings.policies.for_team(team).local_only:
+        raise APIError(403, f"model: team {team!r} is local-only (privacy policy); use model "
+                       "'local' or 'auto'", type_="permission_error", param="model",
+                       code="local_only")
     await admit(request, caller)
     if body.model == "auto":
         return await _routed(body, request, completion_id, created, caller, team)

@@ -10,6 +10,8 @@ from pydantic_core import PydanticCustomError
 from retrieval.errors import BadRepoName
 from retrieval.names import check_repo_name
 
+MAX_FILES = 1000  # attached files of one task: past it no window holds them anyway
+
 
 class TextPart(BaseModel):
     type: Literal["text"]
@@ -54,7 +56,9 @@ class ChatCompletionRequest(BaseModel):
     function_call: Any = None
     # SmallCode extensions, used by model "auto" (the routed tier); OpenAI SDKs send them
     # with extra_body={...}.
-    files: list[dict[str, str]] | None = None
+    files: list[dict[str, str]] | None = Field(
+        None, max_length=MAX_FILES, description=f"files the task is about (at most {MAX_FILES}): "
+        "{path, content}")
     repo: str | None = None
     team: str | None = None
     type: str | None = None

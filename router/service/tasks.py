@@ -124,6 +124,10 @@ async def submit(body: TaskRequest, request: Request, caller: CallerDep, redis: 
                        param="Idempotency-Key")
     team = caller.serving_team(body.team)
     task = {**task_from_chat(body), "team": team}
+    # The intake's own checks now, so bad input is a 400 here, not a failed task later.
+    from router.graph.validation import validate
+
+    validate(task, request.app.state.router_context)
     config = settings.tasks
     with _redis_up():
         try:

@@ -1,0 +1,71 @@
+"""Schemathesis against the real service's /openapi.json: every operation, with a valid key (the
+admin key, which may call every route), generated valid and invalid inputs. No answer may be a
+server error or break the schema the service publishes (status codes, media types, bodies,
+headers). A generated chat request that is valid runs SmolLM2 (local) or the SmolLM2
+stand-in (cloud), so generation stays cheap."""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from tests.reliability.conftest import ADMIN, LogScan, Service, figure, running
+
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
+          response_headers_conformance, response_schema_conformance]
+# Not yet run green (written at the deadline): behind the marker until it is.
+pytestmark = pytest.mark.reliability
+EXAMPLES = 25  # per operation and phase
+STATUSES: collections.Counter[int] = collections.Counter()
+FAILED: collections.Counter[str] = collections.Counter()  # operation -> failing examples
+
+
+@pytest.fixture(scope="module")
+def fuzzed(smol: Any, smol_standin_url: str, valkey_server: Any,
+           service_logs: LogScan) -> Iterator[Service]:
+    with running(smol, smol_standin_url, valkey_server.url, prefix="rel-fuzz",
+                 cloud={"timeout_s": 30}) as service:
+        yield service
+    figure("schemathesis", operations=len(_operations(service)), requests=sum(STATUSES.values()),
+           statuses=dict(sorted(STATUSES.items())),
+           server_errors=sum(v for k, v in STATUSES.items() if k >= 500),
+           failing_examples=sum(FAILED.values()), failing_operations=sorted(FAILED))
+
+
+def _operations(service: Service) -> list[str]:
+    paths = service.app.openapi()["paths"]
+    return [f"{m.upper()} {p}" for p, ops in paths.items() for m in ops]
+
+
+@pytest.fixture(scope="module")
+def api_schema(fuzzed: Service) -> Any:
+    return schemathesis.openapi.from_url(f"{fuzzed.url}/openapi.json", timeout=30)
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@schema.parametrize()
+@settings(max_examples=EXAMPLES, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+def test_every_operation_holds_its_schema_and_never_errors(case: Any, fuzzed: Service) -> None:
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    response = case.call(base_url=fuzzed.url, headers=headers, timeout=120)
+    STATUSES[response.status_code] += 1
+    try:
+        case.validate_response(response, checks=CHECKS)
+    except Exception:
+        FAILED[f"{case.method} {case.path}"] += 1
+        raise
