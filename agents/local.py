@@ -35,6 +35,7 @@ from agents.errors import FimUnsupported, PromptTooLong
 from agents.fim import Stopper, stop_strings, with_block_end
 from agents.logprobs import step_logprobs
 
+
 def common_prefix(a: list[int], b: list[int]) -> int:
     n = 0
     for x, y in zip(a, b, strict=False):

@@ -175,7 +175,7 @@ def run_on_service(url: str, tasks: list[dict[str, Any]], timeout_s: float = 900
     answers = []
     with httpx.Client(timeout=timeout_s) as client:
         for task in tasks:
-            body = {"model": "auto", "messages": [{"role": "user", "content": task["prompt"]}],
+            body: dict[str, Any] = {"model": "auto", "messages": [{"role": "user", "content": task["prompt"]}],
                     "max_tokens": task["max_tokens"], "type": task["type"],
                     **{k: task[k] for k in ("files", "repo") if k in task}}
             try:

@@ -23,7 +23,7 @@ from agents.base import Backend, Generation, InfillRequest, TokenEvent
 from agents.errors import FimUnsupported
 from router.graph.validation import NOT_TEXT, unencodable_field
 from router.service.accounting import account, admit, direct_record
-from router.service.deps import Caller, CallerDep
+from router.service.deps import CallerDep
 from router.service.errors import APIError
 
 router = APIRouter(prefix="/v1")

@@ -96,6 +96,7 @@ def test_task_text_and_enclosing_function() -> None:
     files = diffs.parse(DIFF)[:1]
     assert "PATH:LINE: SEVERITY: MESSAGE" in task_text("review", files)
     assert "pytest" in task_text("test", files)
-    source = "import os\n\n\ndef divide(a, b):\n    # b may be zero\n    return a / b if b else None\n\n\ndef far():\n    return 1\n"
+    source = ("import os\n\n\ndef divide(a, b):\n    # b may be zero\n"
+              "    return a / b if b else None\n\n\ndef far():\n    return 1\n")
     context = enclosing("calc.py", source, [5, 6])
     assert "def divide" in context and "def far" not in context

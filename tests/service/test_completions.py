@@ -48,8 +48,10 @@ def create_key(base_url: str, **fields: object) -> str:
 
 
 def post(base_url: str, key: str, **body: Any) -> httpx.Response:
-    return httpx.post(f"{base_url}/v1/completions", json={"model": "auto", **body},
-                      headers={"Authorization": f"Bearer {key}"}, timeout=120)
+    # json.dumps escapes a lone surrogate as a client's JSON encoder may (httpx refuses it)
+    return httpx.post(f"{base_url}/v1/completions", content=json.dumps({"model": "auto", **body}),
+                      headers={"Authorization": f"Bearer {key}",
+                               "Content-Type": "application/json"}, timeout=120)
 
 
 def sse(response: httpx.Response) -> list[dict[str, Any]]:
@@ -161,6 +163,16 @@ def test_bad_requests_are_400_naming_the_field(smol_url: str, body: dict[str, An
     assert error["message"].startswith(param)
 
 
+def test_a_model_without_fim_tokens_refuses_suffix_naming_it(smol_url: str) -> None:
+    """SmolLM2's tokenizer has no FIM tokens: a suffix is refused, not ignored."""
+    response = post(smol_url, create_key(smol_url, team="editors"), prompt="def f():\n",
+                    suffix="\nf()\n")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["param"], error["code"]) == ("suffix", "fim_unsupported")
+    assert error["message"].startswith("suffix:") and "without suffix" in error["message"]
+
+
 def test_completions_need_a_key_and_keep_its_rate_limit(smol_url: str) -> None:
     anonymous = httpx.post(f"{smol_url}/v1/completions", json={"model": "auto", "prompt": "x"})
     assert anonymous.status_code == 401
@@ -189,7 +201,8 @@ def test_a_server_without_infill_refuses_suffix_naming_it(smol_standin_url: str,
         with serving(app) as url:
             key = create_key(url, team="editors")
             refused = post(url, key, prompt="def f():\n", suffix="\n")
-            plain = post(url, key, prompt="def add(a, b):\n", max_tokens=8)
+            plain = post(url, key, prompt="# The first five prime numbers\nprimes = [",
+                         max_tokens=8)
     finally:
         local.close()
     assert refused.status_code == 400, refused.text
