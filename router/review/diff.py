@@ -57,6 +57,12 @@ class FileDiff:
     def changed_lines(self) -> list[int]:
         return [n for hunk in self.hunks for n in hunk.changed_lines()]
 
+    def shown_lines(self) -> set[int]:
+        """Every new-file line number the rendered change shows (context and added lines),
+        and the line after a removal."""
+        shown = {n for hunk in self.hunks for n, _ in hunk.numbered() if n is not None}
+        return shown | set(self.changed_lines())
+
     def render(self) -> str:
         """The file's changes as the model sees them: one header naming the file once (a path
         written twice, a/x and b/x, would read as two files), then each hunk with new-file line

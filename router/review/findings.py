@@ -76,9 +76,11 @@ _LINE = re.compile(
 
 def parse_findings(answer: str, files: list[FileDiff]) -> list[Finding]:
     """Findings in the answer, one per line in the asked form (a missing path is the file's
-    when the request had one file; a path outside the change, or a word that is not a
-    severity, is not a finding). Duplicates are dropped."""
-    known = {f.name for f in files}
+    when the request had one file). A path outside the change, a line the change does not
+    show, or a word that is not a severity makes it no finding: a small model that invents
+    line numbers reports nothing rather than noise. Duplicates are dropped."""
+    shown = {f.name: f.shown_lines() for f in files}
+    known = set(shown)
     only = files[0].name if len(files) == 1 else None
     found: dict[tuple[str, int, str], Finding] = {}
     for raw in answer.splitlines():
@@ -88,7 +90,7 @@ def parse_findings(answer: str, files: list[FileDiff]) -> list[Finding]:
         severity = _SEVERITY_WORDS.get(match["severity"].lower())
         path = (match["path"] or only or "").removeprefix("./")
         path = path[2:] if path[:2] in ("a/", "b/") and path[2:] in known else path
-        if severity is None or path not in known:
+        if severity is None or path not in known or int(match["line"]) not in shown[path]:
             continue
         finding = Finding(path, int(match["line"]), severity, match["message"].strip())
         found.setdefault((finding.path, finding.line, finding.message), finding)

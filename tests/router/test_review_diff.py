@@ -82,6 +82,7 @@ calc.py:3: error: returns None instead of raising on division by zero
 - 11: warning: `pass` leaves other() empty
 calc.py:3: error: returns None instead of raising on division by zero
 elsewhere.py:1: error: not part of this change
+calc.py:40: error: a line the change does not show
 calc.py:2: great: not a severity
 no findings"""
     found = parse_findings(answer, files)
