@@ -37,6 +37,27 @@ class GenerationRequest:
 
 
 @dataclass(frozen=True)
+class InfillRequest:
+    """Inline completion at a cursor: the code before it (``prefix``) and after it
+    (``suffix``; None: a plain continuation of ``prefix``, no fill-in-the-middle).
+
+    The backend keeps the code nearest the cursor within ``prefix_tokens`` and
+    ``suffix_tokens`` (:func:`agents.fim.window`) and, with ``stop_at_block_end``, stops where
+    the block ends (:class:`agents.fim.BlockEnd`). ``order``: psm or spm token layout, where
+    the backend builds the prompt itself."""
+
+    prefix: str
+    suffix: str | None = None
+    max_tokens: int = 64
+    temperature: float = 0.0
+    stop: tuple[str, ...] = ()
+    prefix_tokens: int = 1024
+    suffix_tokens: int = 256
+    stop_at_block_end: bool = True
+    order: Literal["psm", "spm"] = "psm"
+
+
+@dataclass(frozen=True)
 class Alternative:
     token: str
     logprob: float
@@ -94,6 +115,8 @@ class Backend(abc.ABC):
 
     #: Whether this backend returns per-token logprobs.
     supports_logprobs: bool = False
+    #: Whether ``infill`` can fill in the middle (a request with a suffix); see ``infill``.
+    supports_fim: bool = False
 
     @property
     @abc.abstractmethod
@@ -126,6 +149,13 @@ class Backend(abc.ABC):
         if final is None:  # pragma: no cover - a backend bug, not a user error
             raise RuntimeError(f"backend {self.model_name} ended its stream without a result")
         return final
+
+    def infill(self, request: InfillRequest) -> Iterator[TokenEvent | Generation]:
+        """Inline completion, streamed like ``stream``. Backends that cannot do it raise
+        :class:`agents.errors.FimUnsupported` (naming what to change) before any token."""
+        from agents.errors import FimUnsupported
+
+        raise FimUnsupported(f"{self.model_name} does not do inline completion")
 
     def close(self) -> None:
         """Release resources (model memory, connections). Default: nothing to do."""

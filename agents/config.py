@@ -36,6 +36,10 @@ class LocalConfig(_Section):
         0, ge=0, le=64, description="prompt-lookup speculative decoding draft length; 0 = off"
     )
     top_logprobs: int = Field(2, ge=0, le=20, description="alternatives kept per token")
+    fim_n_ctx: int = Field(
+        4096, ge=0, le=131072, description="inline completion (/v1/completions) runs in a "
+        "llama.cpp context of its own with this window, so chats in between keep its KV "
+        "cache (about 12 KiB per token for the 0.5B coder); 0: share the chat context")
     timeout_s: float = Field(120.0, gt=0, le=3600, description="server mode request timeout")
 
 

@@ -5,6 +5,7 @@
     ├── ModelIntegrityError    an assembled model does not match its pinned sha256
     ├── PromptTooLong          the prompt does not fit a model's context window (local or cloud)
     ├── RequestRefused         a remote tier refused this request as invalid (not for its length)
+    ├── FimUnsupported         the model (or its server) cannot fill in the middle
     └── BackendUnavailable     a remote tier (cloud, stand-in, llama.cpp server) did not answer
         ├── BackendTimeout        it did not answer within its timeout
         ├── BackendRateLimited    its provider refuses for now (rate or token limits): retry later
@@ -49,6 +50,11 @@ class PromptTooLong(AgentError):
 
 class RequestRefused(AgentError):
     pass
+
+
+class FimUnsupported(AgentError):
+    """Inline completion with a suffix on a model whose tokenizer has no FIM tokens, or on a
+    server without llama.cpp's ``/infill``."""
 
 
 class BackendUnavailable(AgentError):

@@ -17,20 +17,32 @@ from typing import Any
 
 import numpy as np
 
+from agents import fim
 from agents.base import (
     Alternative,
     Backend,
     FinishReason,
     Generation,
     GenerationRequest,
+    InfillRequest,
     Timings,
     TokenEvent,
     TokenLogprob,
     Usage,
 )
 from agents.config import LocalConfig
-from agents.errors import PromptTooLong
+from agents.errors import FimUnsupported, PromptTooLong
+from agents.fim import Stopper, stop_strings, with_block_end
 from agents.logprobs import step_logprobs
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 class LocalBackend(Backend):
@@ -67,6 +79,17 @@ class LocalBackend(Backend):
         started = time.perf_counter()
         self._llama = llama_cpp.Llama(**kwargs)
         self.load_s = time.perf_counter() - started
+        # A context of its own for inline completion (the weights are shared through mmap),
+        # made at the first completion: chats in between then leave its KV cache alone.
+        self._fim_kwargs = {**kwargs, "n_ctx": config.fim_n_ctx, "logits_all": False}
+        self._fim_kwargs.pop("draft_model", None)
+        self._fim_llama: Any = None
+        self._fim_lock = threading.Lock()
+        vocab = self._llama._model.vocab
+        ids = (llama_cpp.llama_vocab_fim_pre(vocab), llama_cpp.llama_vocab_fim_suf(vocab),
+               llama_cpp.llama_vocab_fim_mid(vocab))
+        self._fim = fim.FimTokens(*ids) if min(ids) >= 0 else None
+        self.supports_fim = self._fim is not None
         self._is_eog = lambda token: bool(
             llama_cpp.llama_vocab_is_eog(self._llama._model.vocab, token)
         )
@@ -107,23 +130,75 @@ class LocalBackend(Backend):
         if len(prompt) >= self.n_ctx:
             raise PromptTooLong(len(prompt), self.n_ctx)
         with self._lock:
-            yield from self._decode(prompt, request)
+            yield from self._decode(self._llama, prompt, request, stop_strings(request.stop))
+
+    def code_tokens(self, text: str) -> list[int]:
+        """Tokens of code as text: control-token names in it stay text."""
+        return self._llama.tokenize(text.encode(), add_bos=False, special=False)
+
+    def infill(self, request: InfillRequest) -> Iterator[TokenEvent | Generation]:
+        if request.suffix is not None and self._fim is None:
+            raise FimUnsupported(
+                f"suffix: model {self._name} has no fill-in-the-middle tokens in its tokenizer; "
+                "send the request without suffix, or configure a FIM-trained local model "
+                "(e.g. qwen2.5-coder-0.5b)")
+        prefix, suffix = request.prefix, request.suffix
+        if suffix is None and self._fim is not None:  # an editor's own FIM template?
+            texts = tuple(self._llama._model.token_get_text(t) for t in (
+                self._fim.prefix, self._fim.suffix, self._fim.middle))
+            parsed = fim.untemplate(prefix, texts)  # type: ignore[arg-type]
+            if parsed is not None:
+                prefix, suffix = parsed
+        win = fim.window(prefix, suffix or "",
+                         prefix_tokens=request.prefix_tokens, suffix_tokens=request.suffix_tokens,
+                         count=lambda text: len(self.code_tokens(text)))
+        bos = self._llama.tokenize(b"", add_bos=True, special=False)
+        if suffix is None or self._fim is None:
+            prompt = [*bos, *self.code_tokens(win.prefix)]
+        else:
+            prompt = fim.layout(self.code_tokens(win.prefix), self.code_tokens(win.suffix),
+                                self._fim, order=request.order, bos=bos)
+        stopper = stop_strings(request.stop)
+        if request.stop_at_block_end:
+            stopper = with_block_end(stopper, fim.BlockEnd.around(win.prefix, win.suffix))
+        generation_request = GenerationRequest(messages=(), max_tokens=request.max_tokens,
+                                               temperature=request.temperature,
+                                               stop=request.stop, logprobs=False)
+        shared = self._config.fim_n_ctx == 0
+        lock = self._lock if shared else self._fim_lock
+        with lock:
+            llama = self._llama if shared else self._fim_context()
+            n_ctx = self.n_ctx if shared else self._config.fim_n_ctx
+            if len(prompt) >= n_ctx:
+                raise PromptTooLong(len(prompt), n_ctx)
+            reused = common_prefix(llama.input_ids[:llama.n_tokens].tolist(), prompt)
+            for item in self._decode(llama, prompt, generation_request, stopper, n_ctx=n_ctx):
+                if isinstance(item, Generation):
+                    item.extra.update(cached_prompt_tokens=reused, window={
+                        "prefix_lines_dropped": win.prefix_lines_dropped,
+                        "suffix_lines_dropped": win.suffix_lines_dropped})
+                yield item
+
+    def _fim_context(self) -> Any:
+        if self._fim_llama is None:
+            import llama_cpp
+
+            self._fim_llama = llama_cpp.Llama(**self._fim_kwargs)
+        return self._fim_llama
 
     def _decode(
-        self, prompt: list[int], request: GenerationRequest
+        self, llama: Any, prompt: list[int], request: GenerationRequest, stopper: Stopper,
+        *, n_ctx: int | None = None,
     ) -> Iterator[TokenEvent | Generation]:
-        llama = self._llama
         n_vocab = llama.n_vocab()
-        max_tokens = min(request.max_tokens, self.n_ctx - len(prompt))
+        max_tokens = min(request.max_tokens, (n_ctx or self.n_ctx) - len(prompt))
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        stop = request.stop
-        hold = max((len(s) for s in stop), default=1) - 1  # text that may start a stop string
         text, emitted, count = "", 0, 0
         logprobs: list[TokenLogprob] = []
         finish: FinishReason = "length"
         started = time.perf_counter()
         first_at = last_at = None
-        cut = -1
+        cut: int | None = None
         generator = llama.generate(prompt, temp=request.temperature, top_k=0, top_p=1.0,
                                    min_p=0.0, repeat_penalty=1.0)
         try:
@@ -149,13 +224,12 @@ class LocalBackend(Backend):
                     )
                     logprobs.append(entry)
                 text += decoder.decode(piece)
-                cut = min((text.find(s) for s in stop if s in text), default=-1)
-                if cut >= 0:
+                cut, safe = stopper(text)
+                if cut is not None:
                     text, finish = text[:cut], "stop"
                     if cut > emitted:
                         yield TokenEvent(text[emitted:], entry)
                     break
-                safe = len(text) - hold
                 if safe > emitted:
                     yield TokenEvent(text[emitted:safe], entry)
                     emitted = safe
@@ -165,7 +239,7 @@ class LocalBackend(Backend):
                     break
         finally:
             generator.close()  # also when the caller abandons the stream
-        if cut < 0:  # no stop string cut the text: flush a trailing partial character
+        if cut is None:  # no stop string cut the text: flush a trailing partial character
             text += decoder.decode(b"", final=True)
         if len(text) > emitted:
             yield TokenEvent(text[emitted:])
@@ -190,4 +264,6 @@ class LocalBackend(Backend):
         return self._llama.detokenize([token]).decode("utf-8", errors="replace")
 
     def close(self) -> None:
+        if self._fim_llama is not None:
+            self._fim_llama.close()
         self._llama.close()

@@ -11,19 +11,21 @@ from typing import Any
 
 import httpx
 
+from agents import fim
 from agents.base import (
     Alternative,
     Backend,
     FinishReason,
     Generation,
     GenerationRequest,
+    InfillRequest,
     Timings,
     TokenEvent,
     TokenLogprob,
     Usage,
 )
 from agents.config import LocalConfig
-from agents.errors import BackendUnavailable
+from agents.errors import BackendUnavailable, FimUnsupported
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,9 @@ class _Reconnect(Exception):
 
 class RemoteLocalBackend(Backend):
     supports_logprobs = True
+    # llama.cpp's llama-server fills in the middle through /infill; other servers answer 404
+    # there, and a request with a suffix is then refused (FimUnsupported).
+    supports_fim = True
 
     def __init__(self, config: LocalConfig) -> None:
         assert config.server_url is not None  # checked by LocalConfig
@@ -172,5 +177,96 @@ class RemoteLocalBackend(Backend):
             logprobs=tuple(logprobs) if logprobs else None,
         )
 
+    def infill(self, request: InfillRequest) -> Iterator[TokenEvent | Generation]:
+        """``/infill`` of llama-server for a request with a suffix (it lays out the model's
+        FIM tokens and reuses its cached prompt prefix), ``/completions`` without one."""
+        win = fim.window(request.prefix, request.suffix or "",
+                         prefix_tokens=request.prefix_tokens, suffix_tokens=request.suffix_tokens,
+                         count=lambda text: max(1, round(len(text) / 3.5)))
+        base = self._config.server_url.rstrip("/")  # type: ignore[union-attr]
+        body: dict[str, Any] = {"temperature": request.temperature, "stream": True}
+        if request.stop:
+            body["stop"] = list(request.stop)
+        if request.suffix is None:
+            url, text_of = base + "/completions", _completion_text
+            body.update(model=self._config.model, prompt=win.prefix, max_tokens=request.max_tokens)
+        else:
+            root = base[:-3] if base.endswith("/v1") else base
+            url, text_of = root + "/infill", _infill_text
+            body.update(input_prefix=win.prefix, input_suffix=win.suffix, input_extra=[],
+                        prompt="", n_predict=request.max_tokens, cache_prompt=True)
+        stopper = fim.stop_strings(request.stop)
+        if request.stop_at_block_end:
+            stopper = fim.with_block_end(stopper, fim.BlockEnd.around(win.prefix, win.suffix))
+        started = time.perf_counter()
+        first_at: float | None = None
+        text, emitted, count = "", 0, 0
+        finish: FinishReason = "length"
+        usage: Usage | None = None
+        try:
+            with self._client.stream("POST", url, json=body) as response:
+                if response.status_code in (404, 405, 501) and request.suffix is not None:
+                    raise FimUnsupported(
+                        f"suffix: the local server {self._config.server_url} cannot fill in the "
+                        "middle (it has no llama.cpp /infill, or its model has no FIM tokens); "
+                        "send the request without suffix, or serve a FIM model with llama-server")
+                response.raise_for_status()
+                for line in response.iter_lines():
+                    if not line.startswith("data:") or line.strip() == "data: [DONE]":
+                        continue
+                    chunk = json.loads(line[5:])
+                    piece, done, chunk_usage = text_of(chunk)
+                    usage = chunk_usage or usage
+                    if piece:
+                        first_at = first_at or time.perf_counter()
+                        count += 1
+                        text += piece
+                    cut, safe = stopper(text)
+                    if cut is not None:
+                        text, finish = text[:cut], "stop"
+                        break
+                    if safe > emitted:
+                        yield TokenEvent(text[emitted:safe])
+                        emitted = safe
+                    if done is not None:
+                        finish = done
+                        break
+        except httpx.HTTPError as exc:
+            raise BackendUnavailable(
+                f"local server {self._config.server_url} did not answer ({type(exc).__name__})"
+            ) from exc
+        if len(text) > emitted:
+            yield TokenEvent(text[emitted:])
+        total = time.perf_counter() - started
+        yield Generation(
+            text=text, model=self._config.model, finish_reason=finish,
+            usage=usage or Usage(0, count),
+            timings=Timings(total_ms=total * 1000,
+                            first_token_ms=(first_at - started) * 1000 if first_at else None),
+            extra={"window": {"prefix_lines_dropped": win.prefix_lines_dropped,
+                              "suffix_lines_dropped": win.suffix_lines_dropped}})
+
     def close(self) -> None:
         self._client.close()
+
+
+def _infill_text(chunk: dict[str, Any]) -> tuple[str, FinishReason | None, Usage | None]:
+    """A chunk of llama-server's native stream: its text, why it stopped, what it used."""
+    if not chunk.get("stop"):
+        return chunk.get("content") or "", None, None
+    usage = None
+    if "tokens_evaluated" in chunk:
+        usage = Usage(int(chunk["tokens_evaluated"]), int(chunk.get("tokens_predicted", 0)))
+    reason: FinishReason = "length" if chunk.get("stop_type") == "limit" else "stop"
+    return chunk.get("content") or "", reason, usage
+
+
+def _completion_text(chunk: dict[str, Any]) -> tuple[str, FinishReason | None, Usage | None]:
+    """A chunk of an OpenAI-style legacy completions stream."""
+    usage = None
+    if chunk.get("usage"):
+        usage = Usage(chunk["usage"]["prompt_tokens"], chunk["usage"]["completion_tokens"])
+    choices = chunk.get("choices") or [{}]
+    reason = choices[0].get("finish_reason")
+    done: FinishReason | None = None if not reason else ("length" if reason == "length" else "stop")
+    return choices[0].get("text") or "", done, usage

@@ -26,6 +26,7 @@ from agents.model_store import default_cache_dir
 from policies.config import PoliciesConfig
 from retrieval.config import RetrievalConfig
 from router.checks.config import ChecksConfig
+from router.service.config import CompletionsSettings
 from router.store.config import AuthSettings, RedisSettings, TaskSettings
 
 DEFAULT_CONFIG = Path("config.yaml")
@@ -72,6 +73,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     tasks: TaskSettings = Field(default_factory=TaskSettings)
+    completions: CompletionsSettings = Field(default_factory=CompletionsSettings)
     admin_key: SecretStr | None = Field(
         None, description="the admin key (manages keys, sees every team): only from the "
         "environment, SMALLCODE_ADMIN_KEY")

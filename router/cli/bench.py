@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.model_store import resolve
-from router.settings import load_settings
+from router.settings import ConfigError, load_settings
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -39,6 +39,14 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     api.add_argument("--duration", type=float, default=20, help="seconds of read load")
     api.add_argument("--json", action="store_true", help="print one JSON object")
     api.set_defaults(handler=_api)
+    fim = targets.add_parser("fim", help="inline completion: HumanEval single-line infilling "
+                             "pass@1, cold and warm time to first token")
+    fim.add_argument("--orders", default="psm,spm", help="FIM layouts to measure (psm,spm)")
+    fim.add_argument("--limit", type=int, help="first N HumanEval problems (default: all 164)")
+    fim.add_argument("--rounds", type=int, default=5, help="latency rounds per figure")
+    fim.add_argument("--latency-only", action="store_true", help="skip the HumanEval part")
+    fim.add_argument("--json", action="store_true", help="print one JSON object")
+    fim.set_defaults(handler=_fim)
     from router.cli.index import register_bench
 
     register_bench(targets)
@@ -149,4 +157,34 @@ def _api(args: argparse.Namespace) -> int:
           f"{reads['p50_ms']} ms, p99 {reads['p99_ms']} ms, {reads['errors']} errors")
     print(f"ledger write: p50 {result['ledger_write_ms']['p50']} ms, "
           f"p99 {result['ledger_write_ms']['p99']} ms")
+    return 0
+
+
+def _fim(args: argparse.Namespace) -> int:
+    from router.bench import fim
+
+    settings = load_settings(args.config)
+    path = resolve(settings.local.model, settings.models.cache_dir)
+    orders = [o.strip() for o in args.orders.split(",") if o.strip()]
+    bad = [o for o in orders if o not in ("psm", "spm")]
+    if bad:
+        raise ConfigError(f"--orders: unknown FIM layout {bad[0]!r}: use psm, spm or both")
+    result = fim.run(settings.local, path, orders=orders, limit=args.limit, rounds=args.rounds,
+                     prefix_tokens=settings.completions.prefix_tokens,
+                     suffix_tokens=settings.completions.suffix_tokens,
+                     skip_quality=args.latency_only, log=_stderr)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{result['model']}, {result['n_threads']} threads, window {result['prefix_tokens']} "
+          f"+ {result['suffix_tokens']} tokens, 32-token completions")
+    for order, row in result["orders"].items():
+        if "quality" in row:
+            q = row["quality"]
+            print(f"{order}: HumanEval single-line infilling pass@1 {q['pass_at_1']:.3f} "
+                  f"({q['passed']}/{q['problems']}, {q['empty_completions']} empty)")
+        for case, figures in row["latency"].items():
+            print(f"{order}: {case:<26} first token p50 {figures['ttft_ms_p50']:7.1f} ms, "
+                  f"total p50 {figures['total_ms_p50']:7.1f} ms ({figures['prompt_tokens']} "
+                  f"prompt tokens, {figures['cached_prompt_tokens_p50']:.0f} cached)")
     return 0

@@ -18,14 +18,15 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from router.cli import ask, bench, calibrate, evals, index, keys, models, serve, tune, usage, worker
+    from router.cli import ask, bench, calibrate, evals, index, keys, models, review, serve, tune, usage, worker
 
     parser = argparse.ArgumentParser(
         prog="smallcode", description="SmallCode Router: local-first coding assistant gateway"
     )
     parser.add_argument("--config", type=Path, help="config file (default: ./config.yaml)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (models, ask, serve, index, tune, bench, calibrate, evals, keys, usage, worker):
+    for module in (models, ask, serve, index, tune, bench, calibrate, evals, keys, usage, worker,
+                   review):
         module.register(commands)
     return parser
 

@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from agents.base import Backend
-from router.service import errors, keys, openapi, routes, tasks, usage
+from router.service import completions, errors, keys, openapi, routes, tasks, usage
 from router.service.admission import Admission, ReleaseAdmission
 from router.service.metrics import Metrics
 from router.service.middleware import AccessLog, BodyLimit
@@ -99,6 +99,7 @@ def create_app(settings: Settings, *, local: Backend | None = None,
     app.add_middleware(AccessLog)  # outermost of ours: it sees the 413s too
 
     app.include_router(routes.router)
+    app.include_router(completions.router)
     app.include_router(keys.router)
     app.include_router(usage.router)
     app.include_router(tasks.router)

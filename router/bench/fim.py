@@ -1,0 +1,175 @@
+"""`smallcode bench fim`: inline completion, quality and latency.
+
+Quality: single-line infilling from HumanEval's canonical solutions (the method of the
+HumanEval-infilling benchmark, Bavarian et al. 2022): one line of each solution is masked, the
+model fills it from the code before and after it, and the problem's own tests, run in the
+sandbox, decide. pass@1, greedy.
+
+Latency: a ~2,000-token Python file with the cursor at the start of a line in a function body,
+32 tokens asked (block-end stops off, so every run decodes the same length). Cold: a file the
+cache has never seen; warm: the same file after a one-line edit, at the cursor (the user typed
+a line) and 20 lines above it. Time to first token and total, at the caller of the backend,
+median over rounds. Both FIM layouts (psm, spm) are measured: they trade quality for cache reuse.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agents.base import Generation, InfillRequest
+from agents.config import LocalConfig
+from agents.local import LocalBackend
+from router.checks.config import ChecksConfig
+from router.evals.humaneval import Problem, load_problems, score
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Infill:
+    task_id: str
+    prefix: str
+    suffix: str
+    middle: str
+
+
+def mask_line(problem: Problem) -> Infill | None:
+    """The problem with the middle code line of its canonical solution masked: the prefix is
+    the prompt and the lines before it, the suffix the lines after it (None: no code line)."""
+    lines = problem.canonical_solution.splitlines(keepends=True)
+    code = [i for i, line in enumerate(lines)
+            if line.strip() and not line.strip().startswith("#")]
+    if not code:
+        return None
+    index = code[len(code) // 2]
+    return Infill(problem.task_id, problem.prompt + "".join(lines[:index]),
+                  "".join(lines[index + 1:]), lines[index])
+
+
+def run_once(backend: LocalBackend, request: InfillRequest) -> tuple[Generation, float, float]:
+    """The generation, its time to first token and total time (ms), measured by the caller."""
+    started = time.perf_counter()
+    first = None
+    final: Generation | None = None
+    for item in backend.infill(request):
+        if first is None:
+            first = time.perf_counter()
+        if isinstance(item, Generation):
+            final = item
+    assert final is not None
+    done = time.perf_counter()
+    return final, ((first or done) - started) * 1000, (done - started) * 1000
+
+
+def quality(backend: LocalBackend, order: str, *, limit: int | None, log: Log) -> dict[str, Any]:
+    from router.checks.sandbox import open_sandbox
+
+    sandbox = open_sandbox(ChecksConfig())
+    if sandbox is None:
+        raise RuntimeError("no sandbox to run HumanEval's tests in: install bubblewrap "
+                           "(scripts/system-deps.sh)")
+    problems = load_problems()[:limit] if limit else load_problems()
+    passed = total = 0
+    empty = 0
+    for problem in problems:
+        infill = mask_line(problem)
+        if infill is None:
+            continue
+        generation, _, _ = run_once(backend, InfillRequest(
+            prefix=infill.prefix, suffix=infill.suffix, max_tokens=64, order=order))  # type: ignore[arg-type]
+        program = infill.prefix + generation.text + infill.suffix
+        result = score(problem, program, sandbox)
+        total += 1
+        passed += result.passed
+        empty += not generation.text.strip()
+        if total % 20 == 0:
+            log(f"  {order}: {passed}/{total} pass")
+    return {"problems": total, "passed": passed, "pass_at_1": round(passed / max(total, 1), 3),
+            "empty_completions": empty}
+
+
+def sample_file(backend: LocalBackend, n_tokens: int = 2000) -> tuple[str, str, str]:
+    """About ``n_tokens`` of real Python (the standard library's ``textwrap``, repeated if
+    short), split at the start of a line in a function body about 60% in: (prefix, suffix,
+    a line to type at the cursor)."""
+    import textwrap
+
+    source = Path(textwrap.__file__).read_text()
+    while len(backend.code_tokens(source)) < n_tokens:
+        source += "\n\n" + source
+    lines = source.splitlines(keepends=True)
+    kept, used = [], 0
+    for line in lines:
+        used += len(backend.code_tokens(line))
+        if used > n_tokens:
+            break
+        kept.append(line)
+    cursor = int(len(kept) * 0.6)
+    while cursor < len(kept) - 1 and not kept[cursor].startswith("        "):
+        cursor += 1
+    indent = kept[cursor][: len(kept[cursor]) - len(kept[cursor].lstrip())]
+    return "".join(kept[:cursor]), "".join(kept[cursor:]), f"{indent}width = self.width\n"
+
+
+def latency(backend: LocalBackend, order: str, *, rounds: int, prefix_tokens: int,
+            suffix_tokens: int, log: Log) -> dict[str, Any]:
+    prefix, suffix, typed = sample_file(backend)
+    rows: dict[str, list[tuple[float, float, int, int]]] = {
+        "cold": [], "warm_edit_at_cursor": [], "warm_edit_20_lines_above": []}
+
+    def ask(before: str, after: str) -> tuple[float, float, int, int]:
+        generation, ttft, total = run_once(backend, InfillRequest(
+            prefix=before, suffix=after, max_tokens=32, stop_at_block_end=False,
+            prefix_tokens=prefix_tokens, suffix_tokens=suffix_tokens, order=order))  # type: ignore[arg-type]
+        return (ttft, total, generation.usage.prompt_tokens,
+                int(generation.extra.get("cached_prompt_tokens", 0)))  # type: ignore[call-overload]
+
+    for round_ in range(rounds):
+        # A file the cache has not seen: its first line and the line after the cursor differ
+        # (spm puts the suffix first).
+        mark = f"# revision {round_} {time.time_ns()}\n"
+        base, after = mark + prefix, suffix.replace("\n", f"  {mark}", 1)
+        rows["cold"].append(ask(base, after))
+        rows["warm_edit_at_cursor"].append(ask(base + typed, after))
+        lines = base.splitlines(keepends=True)
+        at = len(lines) - 20
+        lines[at] = lines[at].rstrip("\n") + "  # edited\n"
+        rows["warm_edit_20_lines_above"].append(ask("".join(lines), after))
+        log(f"  {order} round {round_ + 1}/{rounds}: cold {rows['cold'][-1][0]:.0f} ms, warm "
+            f"{rows['warm_edit_at_cursor'][-1][0]:.0f} ms to the first token")
+    out: dict[str, Any] = {}
+    for name, values in rows.items():
+        out[name] = {
+            "ttft_ms_p50": round(statistics.median(v[0] for v in values), 1),
+            "total_ms_p50": round(statistics.median(v[1] for v in values), 1),
+            "prompt_tokens": values[0][2],
+            "cached_prompt_tokens_p50": statistics.median(v[3] for v in values),
+        }
+    return out
+
+
+def run(config: LocalConfig, model_path: Path, *, orders: list[str], limit: int | None,
+        rounds: int, prefix_tokens: int, suffix_tokens: int, skip_quality: bool,
+        log: Log) -> dict[str, Any]:
+    backend = LocalBackend(config, model_path)
+    try:
+        result: dict[str, Any] = {"model": backend.model_name, "n_threads": config.n_threads,
+                                  "prefix_tokens": prefix_tokens, "suffix_tokens": suffix_tokens,
+                                  "orders": {}}
+        for order in orders:
+            log(f"{order}: latency")
+            row: dict[str, Any] = {"latency": latency(
+                backend, order, rounds=rounds, prefix_tokens=prefix_tokens,
+                suffix_tokens=suffix_tokens, log=log)}
+            if not skip_quality:
+                log(f"{order}: HumanEval single-line infilling")
+                row["quality"] = quality(backend, order, limit=limit, log=log)
+            result["orders"][order] = row
+        return result
+    finally:
+        backend.close()

@@ -1,0 +1,223 @@
+"""``POST /v1/completions``: inline completion for editors (OpenAI's legacy completions shape).
+
+``prompt`` is the code before the cursor and ``suffix`` the code after it: the local model
+fills in the middle with its own FIM tokens. Always local, never escalated, no retrieval;
+recorded in the ledger like every request (route ``local``, reason ``task_type``, cost 0).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.concurrency import run_in_threadpool
+
+from agents.base import Backend, Generation, InfillRequest, TokenEvent
+from agents.errors import FimUnsupported
+from router.graph.validation import NOT_TEXT, unencodable_field
+from router.service.accounting import account, admit, direct_record
+from router.service.deps import CallerDep
+from router.service.errors import APIError
+
+router = APIRouter(prefix="/v1")
+
+MODELS = ("auto", "local")  # both mean the local model: completions never leave the machine
+
+
+class CompletionRequest(BaseModel):
+    # Unknown OpenAI fields (user, seed, best_of, presence_penalty, …) are accepted and ignored.
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(description="auto or local (both: the local model)")
+    prompt: str | list[str] = Field("", description="the code before the cursor")
+    suffix: str | None = Field(None, description="the code after the cursor")
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    stop: str | list[str] | None = None
+    stream: bool = False
+    n: int = Field(1, ge=1, le=1, description="only one choice is generated")
+    echo: bool = Field(False, description="not supported: must be false")
+    logprobs: int | None = Field(None, description="not supported for completions")
+
+    @field_validator("prompt")
+    @classmethod
+    def _one_prompt(cls, value: str | list[str]) -> str:
+        if isinstance(value, list):
+            if len(value) != 1:
+                raise ValueError("give one prompt (a string, or a list of one string)")
+            return value[0]
+        return value
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_list(cls, value: str | list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        stops = [value] if isinstance(value, str) else value
+        if len(stops) > 4 or any(not s for s in stops):
+            raise ValueError("give at most 4 non-empty stop strings")
+        return stops
+
+    @field_validator("echo")
+    @classmethod
+    def _no_echo(cls, value: bool) -> bool:
+        if value:
+            raise ValueError("echo is not supported: leave it out or set it to false")
+        return value
+
+    @field_validator("logprobs")
+    @classmethod
+    def _no_logprobs(cls, value: int | None) -> int | None:
+        if value:
+            raise ValueError("logprobs are not returned for completions: leave it out")
+        return None
+
+
+def _local(request: Request) -> Backend:
+    backend: Backend = request.app.state.tiers["local"]
+    return backend
+
+
+def _record(request: Request, generation: Generation | None, *, streamed: int = 0,
+            started: float) -> dict[str, Any]:
+    """The route record of a completion: local by task type, free, with what it would have
+    cost in the cloud."""
+    from agents.cloud import price
+
+    prompt = generation.usage.prompt_tokens if generation else 0
+    completion = generation.usage.completion_tokens if generation else streamed
+    counterfactual = price(request.app.state.settings.cloud.price_as, prompt, completion)
+    record = {**direct_record(route="local", prompt_tokens=prompt, completion_tokens=completion,
+                              cost_usd=0.0, counterfactual_usd=counterfactual),
+              "reason": "task_type", "task_type": "complete", "confidence": None,
+              "timings_ms": {"total": round((time.perf_counter() - started) * 1000, 2)}}
+    if generation is None:
+        record["finish_reason"] = "client_disconnected"
+    else:
+        record["model"] = generation.model
+        if generation.timings.first_token_ms is not None:
+            record["timings_ms"]["first_token"] = round(generation.timings.first_token_ms, 2)
+        for key in ("cached_prompt_tokens", "window"):
+            if key in generation.extra:
+                record[key] = generation.extra[key]
+    return record
+
+
+def _usage(generation: Generation) -> dict[str, int]:
+    return {"prompt_tokens": generation.usage.prompt_tokens,
+            "completion_tokens": generation.usage.completion_tokens,
+            "total_tokens": generation.usage.total_tokens}
+
+
+@router.post("/completions", response_model=None)
+async def completions(body: CompletionRequest, request: Request, caller: CallerDep) -> Any:
+    settings = request.app.state.settings.completions
+    bad = unencodable_field(body.model_dump(), "")
+    if bad is not None:
+        raise APIError(400, f"{bad}: {NOT_TEXT}", param=bad)
+    if body.model not in MODELS:
+        raise APIError(404, f"model {body.model!r} does not exist for completions: use auto or "
+                       "local (inline completion always runs on the local model)",
+                       param="model", code="model_not_found")
+    assert isinstance(body.prompt, str)  # the validator made it one string
+    if not body.prompt and not body.suffix:
+        raise APIError(400, "prompt: prompt and suffix are both empty; send the code before the "
+                       "cursor as prompt (and the code after it as suffix)", param="prompt")
+    max_tokens = body.max_tokens or settings.default_max_tokens
+    if max_tokens > settings.max_tokens:
+        raise APIError(400, f"max_tokens: {max_tokens} is more than this service allows for "
+                       f"completions ({settings.max_tokens}, completions.max_tokens)",
+                       param="max_tokens")
+    backend = _local(request)
+    if body.suffix is not None and not backend.supports_fim:
+        raise APIError(400, f"suffix: model {backend.model_name} cannot fill in the middle; send "
+                       "the request without suffix", param="suffix", code="fim_unsupported")
+    team = caller.serving_team(None)
+    await admit(request, caller)
+    request.state.route, request.state.route_reason = "local", "task_type"
+    infill = InfillRequest(
+        prefix=body.prompt, suffix=body.suffix, max_tokens=max_tokens,
+        temperature=body.temperature, stop=tuple(body.stop or ()),
+        prefix_tokens=settings.prefix_tokens, suffix_tokens=settings.suffix_tokens,
+        stop_at_block_end=settings.stop_at_block_end, order=settings.fim_order)
+    completion_id = f"cmpl-{uuid.uuid4().hex}"
+    created = int(time.time())
+    started = time.perf_counter()
+    events = backend.infill(infill)
+    try:
+        # The first step runs here, so a refusal (no FIM tokens, prompt too long) is an error
+        # response, not a broken stream.
+        first = await run_in_threadpool(next, events, None)
+    except FimUnsupported as exc:
+        raise APIError(400, str(exc), param="suffix", code="fim_unsupported") from None
+
+    async def done(generation: Generation | None, streamed: int) -> dict[str, Any]:
+        record = _record(request, generation, streamed=streamed, started=started)
+        first_token_ms = None
+        if generation is not None and generation.timings.first_token_ms is not None:
+            overhead = (time.perf_counter() - started) * 1000 - generation.timings.total_ms
+            first_token_ms = max(0.0, overhead) + generation.timings.first_token_ms
+        await account(request, caller, request_id=completion_id, team=team, source="completions",
+                      record=record, started=started, first_token_ms=first_token_ms)
+        return record
+
+    base = {"id": completion_id, "object": "text_completion", "created": created,
+            "model": body.model}
+    if body.stream:
+        return StreamingResponse(_sse(events, first, base, done), media_type="text/event-stream")
+    generation = await run_in_threadpool(_drain, events, first)
+    record = await done(generation, 0)
+    return {**base,
+            "choices": [{"text": generation.text, "index": 0, "logprobs": None,
+                         "finish_reason": "length" if generation.finish_reason == "length"
+                         else "stop"}],
+            "usage": _usage(generation), "smallcode": {"route": record}}
+
+
+def _drain(events: Iterator[TokenEvent | Generation], first: Any) -> Generation:
+    item = first
+    while item is not None:
+        if isinstance(item, Generation):
+            return item
+        item = next(events, None)
+    raise RuntimeError("the local backend ended its stream without a result")  # pragma: no cover
+
+
+async def _sse(events: Iterator[TokenEvent | Generation], first: Any, base: dict[str, Any],
+               done: Any) -> AsyncIterator[str]:
+    """Server-sent events: one chunk per piece of text, a last one with the finish reason, the
+    usage and the route record, then ``[DONE]``. A client that hangs up stops the model; what
+    ran is recorded either way."""
+    def chunk(text: str, finish: str | None = None, **extra: Any) -> str:
+        payload = {**base, "choices": [{"text": text, "index": 0, "logprobs": None,
+                                        "finish_reason": finish}], **extra}
+        return f"data: {json.dumps(payload)}\n\n"
+
+    item, streamed, accounted = first, 0, False
+    try:
+        while item is not None:
+            if isinstance(item, Generation):
+                accounted = True
+                record = await done(item, streamed)
+                finish = "length" if item.finish_reason == "length" else "stop"
+                yield chunk("", finish, usage=_usage(item), smallcode={"route": record})
+            else:
+                streamed += 1
+                if item.text:
+                    yield chunk(item.text)
+            item = await run_in_threadpool(next, events, None)
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()
+        if not accounted:
+            with anyio.CancelScope(shield=True):
+                await done(None, streamed)
+    yield "data: [DONE]\n\n"
