@@ -26,7 +26,7 @@ from agents.model_store import default_cache_dir
 from policies.config import PoliciesConfig
 from retrieval.config import RetrievalConfig
 from router.checks.config import ChecksConfig
-from router.store.config import AuthSettings, RedisSettings, TaskSettings
+from router.store.config import AuthSettings, RedisSettings, TaskSettings, UsageSettings
 
 DEFAULT_CONFIG = Path("config.yaml")
 SECRET_KEYS = {("cloud", "api_key")}
@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     tasks: TaskSettings = Field(default_factory=TaskSettings)
+    usage: UsageSettings = Field(default_factory=UsageSettings)
     admin_key: SecretStr | None = Field(
         None, description="the admin key (manages keys, sees every team): only from the "
         "environment, SMALLCODE_ADMIN_KEY")

@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from agents.base import Backend
-from router.service import errors, keys, routes, tasks, usage
+from router.service import dashboard, errors, keys, routes, tasks, usage
 from router.service.metrics import Metrics
 from router.service.middleware import AccessLog, BodyLimit
 from router.settings import ConfigError, Settings
@@ -98,6 +98,7 @@ def create_app(settings: Settings, *, local: Backend | None = None,
     app.include_router(keys.router)
     app.include_router(usage.router)
     app.include_router(tasks.router)
+    app.include_router(dashboard.router)
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
