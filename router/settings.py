@@ -27,7 +27,7 @@ from policies.config import PoliciesConfig
 from retrieval.config import RetrievalConfig
 from router.checks.config import ChecksConfig
 from router.service.config import CompletionsSettings
-from router.store.config import AuthSettings, RedisSettings, TaskSettings
+from router.store.config import AuthSettings, RedisSettings, TaskSettings, UsageSettings
 
 DEFAULT_CONFIG = Path("config.yaml")
 SECRET_KEYS = {("cloud", "api_key")}
@@ -74,6 +74,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     tasks: TaskSettings = Field(default_factory=TaskSettings)
     completions: CompletionsSettings = Field(default_factory=CompletionsSettings)
+    usage: UsageSettings = Field(default_factory=UsageSettings)
     admin_key: SecretStr | None = Field(
         None, description="the admin key (manages keys, sees every team): only from the "
         "environment, SMALLCODE_ADMIN_KEY")

@@ -150,7 +150,7 @@ class TaskRunner:
         entry = build_entry(request_id=task_id, team=task["team"], key_id=task["key_id"],
                             source="task", record=outcome.record, latency_ms=latency_ms)
         await write_entry(redis, self.names, entry,
-                          retention_days=self.settings.redis.retention_days)
+                          retention_days=self.settings.redis.retention_days, record=outcome.record)
         finished = await tasks.finish(redis, self.names, task_id, status="done", keep_s=keep_s,
                                       answer=outcome.text, route=outcome.record,
                                       finish_reason=outcome.finish_reason)

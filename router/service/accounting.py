@@ -56,7 +56,8 @@ async def account(request: Request, caller: Caller, *, request_id: str, team: st
                                source=source, record=record,
                                latency_ms=(time.perf_counter() - started) * 1000)
     written = await ledger.write_entry(state.redis, state.names, entry,
-                                       retention_days=state.settings.redis.retention_days)
+                                       retention_days=state.settings.redis.retention_days,
+                                       record=record)
     if written:
         state.metrics.observe(entry, first_token_ms)
     if caller.key is not None:

@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from agents.base import Backend
-from router.service import completions, errors, keys, openapi, routes, tasks, usage
+from router.service import completions, dashboard, errors, keys, openapi, routes, tasks, usage
 from router.service.admission import Admission, ReleaseAdmission
 from router.service.metrics import Metrics
 from router.service.middleware import AccessLog, BodyLimit
@@ -103,6 +103,7 @@ def create_app(settings: Settings, *, local: Backend | None = None,
     app.include_router(keys.router)
     app.include_router(usage.router)
     app.include_router(tasks.router)
+    app.include_router(dashboard.router)
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:

@@ -47,3 +47,16 @@ class TaskSettings(BaseModel):
     heartbeat_s: float = Field(5.0, gt=0, le=300, description="how often a worker says it is alive")
     embedded_worker: bool = Field(True, description="`smallcode serve` runs one worker in the "
                                   "API process, sharing its loaded models")
+
+
+class UsageSettings(BaseModel):
+    """How usage is reported (the ``usage`` section): ``/v1/usage`` and the dashboard."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    local_usd_per_hour: float = Field(
+        0.0, ge=0, le=10_000, description="what an hour of the local tier's machine costs, "
+        "to price the local attempts that were escalated anyway; 0: report their tokens and "
+        "time only")
+    dashboard_refresh_s: float = Field(
+        5.0, ge=1, le=3600, description="how often the dashboard at /dashboard refreshes")

@@ -21,10 +21,18 @@ from redis.asyncio import Redis
 from router.store.names import Names
 
 GroupBy = Literal["day", "team", "route", "reason"]
+Route = Literal["local", "cloud"]
 METRICS = ("tasks", "local", "cloud", "escalated", "prompt_tokens", "completion_tokens",
            "local_tokens", "cloud_tokens", "cost_usd", "counterfactual_usd",
            "escalated_local_tokens", "escalated_local_ms", "latency_ms")
+# Upper bounds (ms) of the latency histogram's buckets (the last one is open: +Inf), and the
+# confidence histogram's bins (width 1/CONFIDENCE_BINS from 0).
+LATENCY_BUCKETS_MS = (50, 100, 250, 500, 1000, 2000, 5000, 10000, 20000, 40000, 80000, 160000)
+CONFIDENCE_BINS = 20
 
+# KEYS: entry, by-time, team by-time, rollup, rollup days, key spend, record, histograms.
+# ARGV: entry JSON, time, id, day, ttl, day ordinal, key id, cost, record JSON ('' for none),
+# the index where the histogram pairs start, then the rollup pairs, then the histogram pairs.
 _WRITE = """
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[5]) then return 0 end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
@@ -32,11 +40,17 @@ redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[2] - ARGV[5])
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[2] - ARGV[5])
 redis.call('ZADD', KEYS[5], ARGV[6], ARGV[4])
-for i = 9, #ARGV, 2 do redis.call('HINCRBYFLOAT', KEYS[4], ARGV[i], ARGV[i + 1]) end
+local split = tonumber(ARGV[10])
+for i = 11, split - 1, 2 do redis.call('HINCRBYFLOAT', KEYS[4], ARGV[i], ARGV[i + 1]) end
 redis.call('EXPIRE', KEYS[4], ARGV[5])
 if ARGV[7] ~= '' then
   redis.call('HINCRBYFLOAT', KEYS[6], ARGV[7], ARGV[8])
   redis.call('EXPIRE', KEYS[6], ARGV[5])
+end
+if ARGV[9] ~= '' then redis.call('SET', KEYS[7], ARGV[9], 'EX', ARGV[5]) end
+if split <= #ARGV then
+  for i = split, #ARGV, 2 do redis.call('HINCRBYFLOAT', KEYS[8], ARGV[i], ARGV[i + 1]) end
+  redis.call('EXPIRE', KEYS[8], ARGV[5])
 end
 return 1
 """
@@ -87,18 +101,40 @@ def day_of(timestamp: float) -> str:
     return dt.datetime.fromtimestamp(timestamp, dt.UTC).date().isoformat()
 
 
+def _histogram_increments(entry: dict[str, Any]) -> dict[str, float]:
+    """The entry's place in the day's histograms: its latency under its route, and, for a
+    local answer the judge scored, its confidence under ``kept`` or ``escalated``."""
+    team = entry["team"]
+    bucket = next((str(b) for b in LATENCY_BUCKETS_MS if entry["latency_ms"] <= b), "+Inf")
+    out = {f"{team}|latency_ms|{entry['route']}|{bucket}": 1.0}
+    confidence = entry.get("confidence")
+    if confidence is not None and (entry["route"] == "local" or entry["escalated"]):
+        series = "escalated" if entry["escalated"] else "kept"
+        index = min(CONFIDENCE_BINS - 1, max(0, int(float(confidence) * CONFIDENCE_BINS)))
+        out[f"{team}|confidence|{series}|{index}"] = 1.0
+    return out
+
+
 async def write_entry(redis: Redis, names: Names, entry: dict[str, Any], *,
-                      retention_days: int) -> bool:
-    """Write ``entry`` once; True when it was new, False when its id was already written."""
+                      retention_days: int, record: dict[str, Any] | None = None) -> bool:
+    """Write ``entry`` once (with its full route ``record``, when given, for a dashboard to
+    open); True when it was new, False when its id was already written."""
     day = day_of(entry["time"])
     group = f"{entry['team']}|{entry['route']}|{entry['reason']}"
+    rollup: list[Any] = []
+    for metric, amount in _increments(entry).items():
+        rollup += [f"{group}|{metric}", amount]
+    histogram: list[Any] = []
+    for field, amount in _histogram_increments(entry).items():
+        histogram += [field, amount]
     args: list[Any] = [json.dumps(entry), entry["time"], entry["id"], day,
                        retention_days * 86400, dt.date.fromisoformat(day).toordinal(),
-                       entry["key_id"] or "", entry["cost_usd"]]
-    for metric, amount in _increments(entry).items():
-        args += [f"{group}|{metric}", amount]
+                       entry["key_id"] or "", entry["cost_usd"],
+                       json.dumps(record) if record is not None else "",
+                       11 + len(rollup), *rollup, *histogram]
     keys = [names.entry(entry["id"]), names.entries(), names.team_entries(entry["team"]),
-            names.rollup(day), names.rollup_days(), names.key_spend(day[:7])]
+            names.rollup(day), names.rollup_days(), names.key_spend(day[:7]),
+            names.entry_record(entry["id"]), names.histograms(day)]
     written = await redis.eval(_WRITE, len(keys), *keys, *args)  # type: ignore[misc]
     return bool(written)
 
@@ -108,16 +144,36 @@ async def get_entry(redis: Redis, names: Names, request_id: str) -> dict[str, An
     return json.loads(raw) if raw else None
 
 
+async def get_record(redis: Redis, names: Names, request_id: str) -> dict[str, Any] | None:
+    """The full route record kept with an entry; None when none was (or it expired)."""
+    raw = await redis.get(names.entry_record(request_id))
+    return json.loads(raw) if raw else None
+
+
 async def page_entries(redis: Redis, names: Names, *, team: str | None, start: float, end: float,
-                       limit: int, before: float | None = None) -> list[dict[str, Any]]:
-    """Entries newest first, in [start, end), at most ``limit``, older than ``before``."""
+                       limit: int, before: float | None = None,
+                       route: Route | None = None) -> list[dict[str, Any]]:
+    """Entries newest first, in [start, end), at most ``limit``, older than ``before``, of one
+    route or both."""
     index = names.team_entries(team) if team else names.entries()
     top = f"({before}" if before is not None else f"({end}"
-    ids = await redis.zrevrangebyscore(index, top, start, start=0, num=limit)
-    if not ids:
-        return []
-    raws = await redis.mget([names.entry(i.decode()) for i in ids])
-    return [json.loads(r) for r in raws if r]
+    batch = limit if route is None else max(limit * 2, 50)
+    out: list[dict[str, Any]] = []
+    while len(out) < limit:
+        found = await redis.zrevrangebyscore(index, top, start, start=0, num=batch,
+                                             withscores=True)
+        if not found:
+            break
+        raws = await redis.mget([names.entry(i.decode()) for i, _ in found])
+        for raw in raws:
+            if raw:
+                entry = json.loads(raw)
+                if route is None or entry["route"] == route:
+                    out.append(entry)
+        if len(found) < batch:
+            break
+        top = f"({found[-1][1]}"
+    return out[:limit]
 
 
 @dataclass(frozen=True)
@@ -129,10 +185,15 @@ class Row:
     metrics: dict[str, float]
 
 
+def _days(first: dt.date, last: dt.date) -> list[dt.date]:
+    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+
+
 async def rollup_rows(redis: Redis, names: Names, *, first: dt.date, last: dt.date,
-                      team: str | None) -> list[Row]:
-    """The per-day rollup rows from ``first`` to ``last`` (inclusive), for one team or all."""
-    days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+                      team: str | None, route: Route | None = None) -> list[Row]:
+    """The per-day rollup rows from ``first`` to ``last`` (inclusive), for one team or all,
+    one route or both."""
+    days = _days(first, last)
     async with redis.pipeline(transaction=False) as pipe:  # one round trip for every day
         for day in days:
             pipe.hgetall(names.rollup(day.isoformat()))
@@ -141,15 +202,17 @@ async def rollup_rows(redis: Redis, names: Names, *, first: dt.date, last: dt.da
     for day, raw in zip(days, raws, strict=True):
         grouped: dict[tuple[str, str, str], dict[str, float]] = defaultdict(dict)
         for field, value in raw.items():
-            row_team, route, reason, metric = field.decode().rsplit("|", 3)
-            if team is None or row_team == team:
-                grouped[(row_team, route, reason)][metric] = float(value)
+            row_team, row_route, reason, metric = field.decode().rsplit("|", 3)
+            if (team is None or row_team == team) and (route is None or row_route == route):
+                grouped[(row_team, row_route, reason)][metric] = float(value)
         rows += [Row(day.isoformat(), *group, metrics) for group, metrics in grouped.items()]
     return rows
 
 
-def summarize(rows: Iterable[Row], group_by: GroupBy | None) -> list[dict[str, Any]]:
-    """Usage per group: counts, tokens, spend, the all-cloud counterfactual, savings."""
+def summarize(rows: Iterable[Row], group_by: GroupBy | None, *,
+              local_usd_per_hour: float = 0.0) -> list[dict[str, Any]]:
+    """Usage per group: counts, tokens, spend, the all-cloud counterfactual, savings; the
+    local time of escalated attempts priced at ``local_usd_per_hour``."""
     groups: dict[str, dict[str, float]] = defaultdict(lambda: dict.fromkeys(METRICS, 0.0))
     for row in rows:
         name = getattr(row, group_by) if group_by else "all"
@@ -158,11 +221,12 @@ def summarize(rows: Iterable[Row], group_by: GroupBy | None) -> list[dict[str, A
                 groups[name][metric] += value
     if not groups and group_by is None:
         groups["all"] = dict.fromkeys(METRICS, 0.0)
-    return [{**({group_by: name} if group_by else {}), **usage_figures(totals)}
+    return [{**({group_by: name} if group_by else {}),
+             **usage_figures(totals, local_usd_per_hour=local_usd_per_hour)}
             for name, totals in sorted(groups.items())]
 
 
-def usage_figures(totals: dict[str, float]) -> dict[str, Any]:
+def usage_figures(totals: dict[str, float], *, local_usd_per_hour: float = 0.0) -> dict[str, Any]:
     tasks = int(totals["tasks"])
     spend, counterfactual = totals["cost_usd"], totals["counterfactual_usd"]
     savings = counterfactual - spend
@@ -178,7 +242,9 @@ def usage_figures(totals: dict[str, float]) -> dict[str, Any]:
         "savings_usd": round(savings, 6),
         "savings_pct": round(100 * savings / counterfactual, 2) if counterfactual else 0.0,
         "escalated_local_attempts": {"tokens": int(totals["escalated_local_tokens"]),
-                                     "ms": round(totals["escalated_local_ms"], 1)},
+                                     "ms": round(totals["escalated_local_ms"], 1),
+                                     "usd": round(totals["escalated_local_ms"] / 3.6e6
+                                                  * local_usd_per_hour, 6)},
         "latency_ms_mean": round(totals["latency_ms"] / tasks, 1) if tasks else 0.0,
     }
 
@@ -187,3 +253,36 @@ async def key_spend(redis: Redis, names: Names, month: str) -> dict[str, float]:
     """Cloud spend per key id in a month (``YYYY-MM``)."""
     raw = await redis.hgetall(names.key_spend(month))
     return {k.decode(): float(v) for k, v in raw.items()}
+
+
+async def histograms(redis: Redis, names: Names, *, first: dt.date, last: dt.date,
+                     team: str | None, route: Route | None = None) -> dict[str, Any]:
+    """Latency per route (counts per bucket, upper bounds in ms) and the confidence of local
+    answers kept and escalated (counts per bin), from ``first`` to ``last`` inclusive."""
+    days = _days(first, last)
+    async with redis.pipeline(transaction=False) as pipe:
+        for day in days:
+            pipe.hgetall(names.histograms(day.isoformat()))
+        raws = await pipe.execute()
+    labels = [*(str(b) for b in LATENCY_BUCKETS_MS), "+Inf"]
+    latency: dict[str, list[int]] = {}
+    confidence = {"kept": [0] * CONFIDENCE_BINS, "escalated": [0] * CONFIDENCE_BINS}
+    for raw in raws:
+        for field, value in raw.items():
+            row_team, kind, series, bucket = field.decode().rsplit("|", 3)
+            if team is not None and row_team != team:
+                continue
+            count = int(float(value))
+            if kind == "latency_ms" and bucket in labels and (route is None or series == route):
+                counts = latency.setdefault(series, [0] * len(labels))
+                counts[labels.index(bucket)] += count
+            elif kind == "confidence" and series in confidence and bucket.isdigit() \
+                    and int(bucket) < CONFIDENCE_BINS \
+                    and (route is None or (series == "kept") == (route == "local")):
+                confidence[series][int(bucket)] += count
+    width = 1 / CONFIDENCE_BINS
+    return {
+        "latency_ms": {"le": labels, "routes": dict(sorted(latency.items()))},
+        "confidence": {"bins": [round(i * width, 4) for i in range(CONFIDENCE_BINS)],
+                       "width": width, **confidence},
+    }

@@ -47,6 +47,15 @@ class Names:
     def rollup_days(self) -> str:
         return f"{self.prefix}:ledger:rollup-days"
 
+    def entry_record(self, request_id: str) -> str:
+        """The full route record of a ledger entry (what a dashboard row opens)."""
+        return f"{self.prefix}:ledger:record:{request_id}"
+
+    def histograms(self, day: str) -> str:
+        """Per-day histograms: latency per route, confidence of local answers kept and
+        escalated (fields ``team|kind|series|bucket``)."""
+        return f"{self.prefix}:ledger:histograms:{day}"
+
     # Rate limits (the `limits` library's keys live under this prefix).
     def rate_limits(self) -> str:
         return f"{self.prefix}:ratelimit"
