@@ -208,8 +208,8 @@ function renderTiles(t, budgets) {
   } else {
     const spent = budgets.reduce((s, b) => s + b.spent_usd, 0);
     const limit = budgets.reduce((s, b) => s + b.budget_usd, 0);
-    tile("tile-budget", spent, `${usd(spent)} / ${usd(limit)}`,
-         budgets.map((b) => `${b.team || "key " + b.key_id}: ${b.used_pct.toFixed(1)}% this ${b.period}`).join(" · "));
+    tile("tile-budget", spent, `${(100 * spent / limit).toFixed(1)}%`,
+         `${usd(spent)} of ${usd(limit)} · ` + budgets.map((b) => `${b.team || "key " + b.key_id}: ${b.used_pct.toFixed(1)}% this ${b.period}`).join(" · "));
     $("tile-budget").dataset.budget = String(limit);
   }
 }
