@@ -21,7 +21,8 @@ from tests.helpers import refusing_provider, serving
 
 TASK = [{"role": "user", "content": "Write a Python function that reverses a string."}]
 FILES = [{"path": f"lib/m{i}.py", "content": f"X{i} = {i}\n"} for i in range(3)]
-POLICIES = {"teams": {"strict": {"confidence_threshold": 1.0, "repair_rounds": 0}}}
+POLICIES = {"teams": {"strict": {"confidence_threshold": 1.0, "repair_rounds": 0,
+                                "cloud_unavailable": "refuse"}}}
 
 
 def _settings(redis_url: str) -> Settings:
