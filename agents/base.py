@@ -159,3 +159,26 @@ class Backend(abc.ABC):
 
     def close(self) -> None:
         """Release resources (model memory, connections). Default: nothing to do."""
+
+
+class Wrapped(Backend):
+    """A backend around another that adds something to ``stream`` (a tap, a replay cache):
+    the name, window, tokenizer and logprob capability are the inner backend's."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.supports_logprobs = inner.supports_logprobs
+
+    @property
+    def model_name(self) -> str:
+        return self.inner.model_name
+
+    @property
+    def n_ctx(self) -> int | None:
+        return self.inner.n_ctx
+
+    def count_tokens(self, text: str) -> int | None:
+        return self.inner.count_tokens(text)
+
+    def count_prompt_tokens(self, request: GenerationRequest) -> int | None:
+        return self.inner.count_prompt_tokens(request)

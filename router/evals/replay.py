@@ -12,33 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from agents.base import Backend, Generation, GenerationRequest, TokenEvent
+from agents.base import Backend, Generation, GenerationRequest, TokenEvent, Wrapped
 
 
-class ReplayBackend(Backend):
+class ReplayBackend(Wrapped):
     def __init__(self, inner: Backend, *, record_streams: bool = False) -> None:
         """``record_streams``: ``generate`` goes through ``stream`` so the token events (with
         logprobs) are recorded too, for a later streaming replay (the local tier)."""
-        self.inner = inner
-        self.supports_logprobs = inner.supports_logprobs
+        super().__init__(inner)
         self._record_streams = record_streams
         self._recorded: dict[GenerationRequest, tuple[list[TokenEvent] | None, Generation]] = {}
         self.replays = 0
         self.replayed_ms = 0.0
-
-    @property
-    def model_name(self) -> str:
-        return self.inner.model_name
-
-    @property
-    def n_ctx(self) -> int | None:
-        return self.inner.n_ctx
-
-    def count_tokens(self, text: str) -> int | None:
-        return self.inner.count_tokens(text)
-
-    def count_prompt_tokens(self, request: GenerationRequest) -> int | None:
-        return self.inner.count_prompt_tokens(request)
 
     def forget(self) -> None:
         """Drop the recordings and reset the counters (between problems)."""

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from agents.base import Backend, Generation, GenerationRequest, TokenEvent
+from agents.base import Backend, Generation, GenerationRequest, TokenEvent, Wrapped
 
 if TYPE_CHECKING:
     from router.graph.context import RouterContext
@@ -24,27 +24,13 @@ class TaskCancelled(Exception):
     """Raised in the graph's thread when the task was cancelled or the worker is stopping."""
 
 
-class TokenTap(Backend):
+class TokenTap(Wrapped):
     """A backend as it is, whose streamed tokens are also reported (``emit``) and which stops
     at the next token once ``cancel`` is set."""
 
     def __init__(self, inner: Backend, tier: str, cancel: threading.Event, emit: Emit) -> None:
-        self.inner, self.tier, self.cancel, self.emit = inner, tier, cancel, emit
-        self.supports_logprobs = inner.supports_logprobs
-
-    @property
-    def model_name(self) -> str:
-        return self.inner.model_name
-
-    @property
-    def n_ctx(self) -> int | None:
-        return self.inner.n_ctx
-
-    def count_tokens(self, text: str) -> int | None:
-        return self.inner.count_tokens(text)
-
-    def count_prompt_tokens(self, request: GenerationRequest) -> int | None:
-        return self.inner.count_prompt_tokens(request)
+        super().__init__(inner)
+        self.tier, self.cancel, self.emit = tier, cancel, emit
 
     def stream(self, request: GenerationRequest) -> Iterator[TokenEvent | Generation]:
         events = self.inner.stream(request)

@@ -25,6 +25,7 @@ from router.graph.validation import NOT_TEXT, unencodable_field
 from router.service.accounting import account, admit, direct_record
 from router.service.deps import CallerDep
 from router.service.errors import APIError
+from router.service.schemas import stop_list
 
 router = APIRouter(prefix="/v1")
 
@@ -58,12 +59,7 @@ class CompletionRequest(BaseModel):
     @field_validator("stop")
     @classmethod
     def _stop_list(cls, value: str | list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        stops = [value] if isinstance(value, str) else value
-        if len(stops) > 4 or any(not s for s in stops):
-            raise ValueError("give at most 4 non-empty stop strings")
-        return stops
+        return stop_list(value)
 
     @field_validator("echo")
     @classmethod

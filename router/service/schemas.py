@@ -13,6 +13,16 @@ from retrieval.names import check_repo_name
 MAX_FILES = 1000  # attached files of one task: past it no window holds them anyway
 
 
+def stop_list(value: str | list[str] | None) -> list[str] | None:
+    """OpenAI's ``stop``: one string or up to four, none empty (chat and completions alike)."""
+    if value is None:
+        return None
+    stops = [value] if isinstance(value, str) else value
+    if len(stops) > 4 or any(not s for s in stops):
+        raise ValueError("give at most 4 non-empty stop strings")
+    return stops
+
+
 class TextPart(BaseModel):
     type: Literal["text"]
     text: str
@@ -104,12 +114,7 @@ class ChatCompletionRequest(BaseModel):
     @field_validator("stop")
     @classmethod
     def _stop_list(cls, value: str | list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        stops = [value] if isinstance(value, str) else value
-        if len(stops) > 4 or any(not s for s in stops):
-            raise ValueError("give at most 4 non-empty stop strings")
-        return stops
+        return stop_list(value)
 
     @property
     def include_usage(self) -> bool:
