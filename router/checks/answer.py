@@ -8,7 +8,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from router.checks.code import extract_code_blocks, syntax_ok
-from router.checks.edits import check_edits, is_edit_block, requested_format, sent_files
+from router.checks.edits import (
+    check_edits,
+    is_edit_block,
+    requested_format,
+    sent_files,
+    without_instructions,
+)
 from router.checks.examples import as_test_code, find_examples
 from router.checks.sandbox import Sandbox, doctest_examples
 
@@ -35,6 +41,7 @@ def check_answer(prompt: str, files: Sequence[Mapping[str, object]], text: str,
     checks: dict[str, Any] = {"code_blocks": len(blocks),
                               "syntax_errors": sum(1 for v in verdicts if v is False)}
     # The system prompt says it first; else the earlier turns (examples), else the task.
+    prompt = without_instructions(prompt, system)  # Aider repeats its reminder in the task
     edit_format = (requested_format(system)
                    or requested_format("\n".join(t["content"] for t in history))
                    or requested_format(prompt))

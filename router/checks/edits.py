@@ -60,6 +60,23 @@ def requested_format(instructions: str) -> Format | None:
     return None
 
 
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
+
+
+def without_instructions(prompt: str, system: str) -> str:
+    """The task without the client's instructions it repeats from its system prompt.
+
+    Aider appends its format reminder (with its example ``path/to/filename.js`` and a code
+    block) to the last user turn; that text is the client's, not the user's, and names no
+    file the task touches. Paragraphs of ``prompt`` that ``system`` holds verbatim are left
+    out; when nothing else is left, the prompt is the task after all."""
+    if not system.strip():
+        return prompt
+    kept = [p for p in _PARAGRAPH_BREAK.split(prompt)
+            if len(p.strip()) < 24 or p.strip() not in system]
+    return "\n\n".join(kept) if any(p.strip() for p in kept) else prompt
+
+
 def sent_files(texts: list[str], attached: list[Mapping[str, Any]]) -> dict[str, str]:
     """The files the client sent: attached ones, and those an earlier user turn or the task
     carries as a path line followed by a code block with the file's content."""

@@ -47,6 +47,19 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     fim.add_argument("--latency-only", action="store_true", help="skip the HumanEval part")
     fim.add_argument("--json", action="store_true", help="print one JSON object")
     fim.set_defaults(handler=_fim)
+    stream = targets.add_parser("stream", help="routed streams: time to first byte and first "
+                                "content token, local-kept vs escalated vs straight to the cloud")
+    stream.add_argument("--rounds", type=int, default=3, help="rounds of the three kinds (max 5)")
+    stream.add_argument("--max-tokens", type=int, default=128, help="max_tokens of each request")
+    stream.add_argument("--json", action="store_true", help="print one JSON object")
+    stream.set_defaults(handler=_stream)
+    review = targets.add_parser("review", help="smallcode review on planted-bug diffs: bugs "
+                                "found, findings that are noise")
+    review.add_argument("--route", choices=["local", "cloud", "auto"], default="local",
+                        help="the tier that reviews (default: local)")
+    review.add_argument("--max-tokens", type=int, default=256, help="answer tokens per diff")
+    review.add_argument("--json", action="store_true", help="print one JSON object")
+    review.set_defaults(handler=_review)
     from router.cli.index import register_bench
 
     register_bench(targets)
@@ -187,4 +200,38 @@ def _fim(args: argparse.Namespace) -> int:
             print(f"{order}: {case:<26} first token p50 {figures['ttft_ms_p50']:7.1f} ms, "
                   f"total p50 {figures['total_ms_p50']:7.1f} ms ({figures['prompt_tokens']} "
                   f"prompt tokens, {figures['cached_prompt_tokens_p50']:.0f} cached)")
+    return 0
+
+
+def _stream(args: argparse.Namespace) -> int:
+    from router.bench import stream
+
+    if not 1 <= args.rounds <= len(stream.TASKS) // len(stream.KINDS):
+        raise ConfigError(f"--rounds: 1 to {len(stream.TASKS) // len(stream.KINDS)}")
+    result = stream.run(args.config, rounds=args.rounds, max_tokens=args.max_tokens, log=_stderr)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{result['model']} local, {result['cloud']} as the cloud, {result['n_threads']} "
+          f"threads, {result['rounds']} rounds, max_tokens {result['max_tokens']}")
+    for kind, row in result["kinds"].items():
+        print(f"{kind:<18} first byte p50 {row['first_byte_ms_p50']:7.0f} ms, first content p50 "
+              f"{row['first_content_ms_p50'] or 0:7.0f} ms (max {row['first_content_ms_max'] or 0:.0f}),"
+              f" total p50 {row['total_ms_p50']:7.0f} ms; routes {row['routes']}")
+    return 0
+
+
+def _review(args: argparse.Namespace) -> int:
+    from router.bench import review
+
+    result = review.run(args.config, route=args.route, max_tokens=args.max_tokens, log=_stderr)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{result['model']} (route {result['route']}): {result['found']}/{result['bugs']} "
+          f"planted bugs found, {result['noise']} findings elsewhere, "
+          f"{result['clean_with_findings']} clean changes with findings")
+    for row in result["cases"]:
+        print(f"  {row['case']:<20} {'found' if row['found'] else '-':<6} "
+              f"{row['findings']} findings, {row['seconds']} s")
     return 0

@@ -15,6 +15,7 @@ from agents.base import Generation, GenerationRequest, Message, TokenEvent
 from agents.errors import BackendUnavailable
 from policies.privacy import privacy_rule
 from policies.redaction import redact
+from router.checks.edits import without_instructions
 from router.graph import decide, signals
 from router.graph.context import RouterContext
 from router.graph.errors import BudgetExceeded, InvalidTask, PolicyViolation, TaskTooLarge
@@ -59,6 +60,12 @@ def build_messages(state: RouterState, files: list[Any]) -> list[Message]:
     return messages
 
 
+def task_text(state: RouterState) -> str:
+    """The task's own text: its prompt without the instructions the client repeats there from
+    its system prompt (Aider's format reminder, with its example paths)."""
+    return without_instructions(state["prompt"], state.get("system") or "")
+
+
 def collect_files(state: RouterState, ctx: RouterContext) -> list[FileRef]:
     """The files the task touches: those attached, those its own text names, those an earlier
     user turn sent (a path, then its content), and, with an indexed repo, the files that
@@ -67,7 +74,8 @@ def collect_files(state: RouterState, ctx: RouterContext) -> list[FileRef]:
     refs: dict[str, FileRef] = {}
     for item in state.get("files") or []:
         refs.setdefault(item["path"], {"path": item["path"], "source": "attached"})
-    for path in [*signals.paths_in_prompt(state["prompt"]), *signals.files_sent(state["prompt"])]:
+    task = task_text(state)
+    for path in [*signals.paths_in_prompt(task), *signals.files_sent(task)]:
         refs.setdefault(path, {"path": path, "source": "prompt"})
     for turn in state.get("history") or []:
         if turn["role"] == "user":
@@ -75,7 +83,7 @@ def collect_files(state: RouterState, ctx: RouterContext) -> list[FileRef]:
                 refs.setdefault(path, {"path": path, "source": "history"})
     repo = state.get("repo")
     if repo and ctx.retrieval is not None:
-        for symbol in signals.symbols_in_prompt(state["prompt"]):
+        for symbol in signals.symbols_in_prompt(task):
             found = ctx.retrieval.references(repo, symbol)
             for path in [*found.defined_in, *found.used_in]:
                 refs.setdefault(path, {"path": path, "source": "references"})
@@ -94,7 +102,7 @@ def intake(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any
     ctx = runtime.context
     validate(state, ctx)
     messages = build_messages(state, state.get("files") or [])
-    task_type = state.get("type") or signals.classify_task(state["prompt"])
+    task_type = state.get("type") or signals.classify_task(task_text(state))
     files = collect_files(state, ctx)
     prompt_tokens = count_prompt(ctx, messages)
     return {

@@ -100,11 +100,18 @@ def _normal(path: str) -> str:
     return path.lstrip("./") or path
 
 
+_DIFF_HEADER = re.compile(r"^(?:diff --git a/(\S+) b/\S+|--- a/(\S+)|\+\+\+ b/(\S+))[ \t]*$", re.M)
+
+
 def paths_in_prompt(prompt: str) -> list[str]:
     """File paths the task text names (``utils.py``, ``src/app/main.go``), in order; paths
-    inside code blocks are code, not files the task touches, and are left out."""
+    inside code blocks are code, not files the task touches, and are left out. A git diff's
+    ``a/x.py`` and ``b/x.py`` are one file, ``x.py`` (Aider's commit-message request)."""
     seen: dict[str, None] = {}
-    for match in _PATH.finditer(_FENCED.sub("", prompt)):
+    text = _FENCED.sub("", prompt)
+    for match in _DIFF_HEADER.finditer(text):
+        seen.setdefault(_normal(next(g for g in match.groups() if g)), None)
+    for match in _PATH.finditer(_DIFF_HEADER.sub("", text)):
         seen.setdefault(_normal(match.group(1)), None)
     return list(seen)
 

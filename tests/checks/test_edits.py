@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from router.checks.answer import check_answer
-from router.checks.edits import check_edits, requested_format, sent_files
+from router.checks.edits import check_edits, requested_format, sent_files, without_instructions
 
 AIDER_EDITBLOCK = """Act as an expert software developer.
 Every *SEARCH/REPLACE block* must use this format:
@@ -99,3 +99,14 @@ def test_check_answer_reports_the_edit_format_and_skips_parsing_edit_blocks() ->
     assert checks["edit_format"] == {"format": "search_replace", "edits": 1, "passed": True,
                                      "problems": []}
     assert checks["syntax_errors"] == 0  # the SEARCH/REPLACE block is an edit, not Python
+
+
+def test_the_instructions_a_client_repeats_in_the_task_are_left_out() -> None:
+    reminder = ("To suggest changes to a file you MUST return the entire content of the file.\n\n"
+                "path/to/filename.js\n```\n// entire file content ...\n```")
+    system = "Act as an expert software developer.\n" + reminder
+    task = "Make area() return s ** 2."
+    assert without_instructions(f"{task}\n\n{reminder}", system) == task
+    assert without_instructions(task, system) == task
+    assert without_instructions(reminder, system) == reminder  # nothing else: it is the task
+    assert without_instructions(f"{task}\n\n{reminder}", "") == f"{task}\n\n{reminder}"

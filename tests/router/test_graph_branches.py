@@ -176,6 +176,35 @@ def test_an_answer_that_breaks_the_clients_edit_format_escalates() -> None:
         "names path/to/filename.js, which the client did not send"]
 
 
+# Aider (0.86, whole-file format) also appends its reminder, from its system prompt, to the task.
+REMINDER = ("To suggest changes to a file you MUST return the entire content of the updated "
+            "file.\nYou MUST use this *file listing* format:\n\npath/to/filename.js\n```\n"
+            "// entire file content ...\n// ... goes in between\n```\n\nEvery *file listing* "
+            "MUST use this format:\n- First line: the filename with any originally provided path")
+SENT_SHAPES = [{"role": "user", "content": "I have *added these files to the chat* so you can go "
+                "ahead and edit them.\n\nshapes.py\n```\ndef area(s):\n    return s * s\n```"},
+               {"role": "assistant", "content": "Ok, any changes I propose will be to those files."}]
+
+
+def test_the_reminder_a_client_repeats_in_the_task_is_not_the_task() -> None:
+    whole_shapes = "shapes.py\n```python\ndef area(s):\n    return s ** 2\n```"
+    local, cloud = Scripted(whole_shapes), Scripted(CLOUD)
+    record = route(local, cloud, system="Act as an expert software developer.\n" + REMINDER,
+                   history=SENT_SHAPES,
+                   prompt="In shapes.py, make area use s ** 2.\n\n" + REMINDER).record
+    assert (record["final"], record["reason"]) == ("local", "confident")
+    assert [f["path"] for f in record["files"]] == ["shapes.py"]
+    # and an answer that writes the reminder's example file is still refused
+    invented = "path/to/filename.js\n```\n// entire file content ...\n```"
+    record = route(Scripted(invented), Scripted(CLOUD),
+                   system="Act as an expert software developer.\n" + REMINDER,
+                   history=SENT_SHAPES,
+                   prompt="In shapes.py, make area use s ** 2.\n\n" + REMINDER).record
+    assert (record["final"], record["reason"]) == ("cloud", "failed_checks")
+    assert "names path/to/filename.js, which the client did not send" in \
+        record["signals"]["checks"]["edit_format"]["problems"]
+
+
 def test_files_an_earlier_user_turn_sent_count_as_files_the_task_touches() -> None:
     sent = [{"role": "user", "content": "I added these files to the chat:\n\n"
                                         "app/one.py\n```\nx = 1\n```\n\napp/two.py\n```\ny = 2\n```"},

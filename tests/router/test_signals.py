@@ -124,3 +124,10 @@ def test_files_sent_are_path_lines_followed_by_their_code_block() -> None:
     text = ("I added these files:\n\napp/one.py\n```\nx = 1\n```\n\n`app/two.py`:\n```python\n"
             "y = 2\n```\nand mentions other.py in passing.")
     assert signals.files_sent(text) == ["app/one.py", "app/two.py"]
+
+
+def test_a_git_diffs_a_and_b_paths_are_one_file() -> None:
+    diff = ("Generate a commit message.\n\n# Diffs:\ndiff --git a/src/shapes.py b/src/shapes.py\n"
+            "index 1..2 100644\n--- a/src/shapes.py\n+++ b/src/shapes.py\n@@ -1 +1 @@\n-x\n+y\n")
+    assert signals.paths_in_prompt(diff) == ["src/shapes.py"]
+    assert signals.paths_in_prompt("move a/util.py into b/util.py") == ["a/util.py", "b/util.py"]
