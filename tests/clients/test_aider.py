@@ -14,6 +14,7 @@ import importlib.util
 import json
 import os
 import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,7 +37,7 @@ CONTEXT_TOKENS = 4096  # the stand-in's window in these tests (tests/conftest.py
 
 def _index_reachable() -> bool:
     """Whether pip's package index answers (pip's own configuration, else PyPI)."""
-    found = subprocess.run(["python3", "-m", "pip", "config", "get", "global.index-url"],
+    found = subprocess.run([sys.executable, "-m", "pip", "config", "get", "global.index-url"],
                            capture_output=True, text=True)
     index = found.stdout.strip() if found.returncode == 0 and found.stdout.strip() else \
         "https://pypi.org/simple"
@@ -49,7 +50,8 @@ def _index_reachable() -> bool:
 
 @pytest.fixture(scope="session")
 def aider() -> Path:
-    installed = subprocess.run(["bash", str(REPO / "scripts" / "aider-venv.sh")],
+    env = {**os.environ, "PYTHON": sys.executable}  # a venv of this Python (3.11)
+    installed = subprocess.run(["bash", str(REPO / "scripts" / "aider-venv.sh")], env=env,
                                capture_output=True, text=True, timeout=1800)
     if installed.returncode != 0:
         if not _index_reachable():
