@@ -68,6 +68,9 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     features.add_argument("--temperature", type=float, default=0.7,
                           help="sampling temperature of --samples")
     features.add_argument("--limit", type=int, help="only the first N problems")
+    features.add_argument("--recorded", type=Path, metavar="RESULTS",
+                          help="score the local answers of this `eval humaneval` results file "
+                               "by teacher forcing (one forward pass each) instead of decoding")
     features.set_defaults(handler=_features)
     judges = targets.add_parser(
         "judges", help="today's judge against the learned one (fitted on HumanEval's calibrate "
@@ -241,8 +244,14 @@ def _features(args: argparse.Namespace) -> int:
     if sandbox is None:
         return _fail("the tests cannot run isolated here: install bubblewrap")
     problems = load_set(args.problem_set)[:args.limit] if args.limit else load_set(args.problem_set)
+    from agents.local import LocalBackend
     from router.backends import build_cloud, build_local
 
+    recorded = None
+    if args.recorded:
+        recorded = {r["task_id"]: r for r in run.read_results(args.recorded)}
+        if not recorded:
+            return _fail(f"{args.recorded} holds no results")
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
     with contextlib.ExitStack() as stack:
         if args.cloud:
@@ -250,7 +259,10 @@ def _features(args: argparse.Namespace) -> int:
         local = build_local(settings)
         stack.callback(local.close)
         cloud = build_cloud(settings) if args.cloud else None
+        if recorded is not None and not isinstance(local, LocalBackend):
+            return _fail("--recorded needs local.mode: inprocess (teacher forcing)")
         records = features.run(problems, local=local, cloud=cloud,  # type: ignore[arg-type]
+                               recorded=recorded,
                                sandbox=sandbox, rules=settings.policies.for_team(None),
                                out=args.out, samples=args.samples,
                                temperature=args.temperature, set_name=args.problem_set, log=log)

@@ -27,5 +27,11 @@ def load_problems() -> list[Problem]:
         missing = [f for f in FIELDS if not isinstance(row.get(f), str)]
         if missing:
             raise ValueError(f"edgecases.yaml entry {index}: missing {', '.join(missing)}")
-        problems.append(Problem(*(row[f] for f in FIELDS)))
+        # YAML drops a block's common indentation: the body goes back under its ``def``.
+        body = row["canonical_solution"]
+        if not body.startswith((" ", "\t")):
+            body = "".join(f"    {line}" if line.strip() else line
+                           for line in body.splitlines(keepends=True))
+        problems.append(Problem(row["task_id"], row["prompt"], row["entry_point"], body,
+                                row["test"]))
     return problems

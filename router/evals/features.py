@@ -5,7 +5,8 @@ one JSON line:
 
 - ``local``: the local tier's greedy answer to the task prompt (the request the router sends),
   its per-token logprobs and top-k alternatives (rounded, compact), tokens, time, and its
-  hidden-test outcome;
+  hidden-test outcome; with ``recorded`` (an ``eval humaneval`` results file), the answer
+  recorded there, its logprobs by teacher forcing (one forward pass, no decoding);
 - ``checks``: the router's code checks of that answer (syntax, the task's examples);
 - ``cloud`` (with ``cloud=True``): the cloud tier's answer to the identical request, scored;
 - ``samples`` (with ``samples=n``): n more local answers at ``temperature``, scored, with
@@ -23,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from agents.base import Backend, Generation, GenerationRequest, Message
+from agents.base import Backend, Generation, GenerationRequest, Message, Timings, Usage
 from policies.config import PolicyConfig
 from router.checks.sandbox import Sandbox
 from router.evals.humaneval import Problem, extract_program, score, split_of, task_prompt
@@ -61,13 +62,26 @@ def checks_of(prompt: str, text: str, rules: PolicyConfig, sandbox: Sandbox) -> 
                 k: execution[k] for k in ("passed", "ran", "failed")}}
 
 
+def scored(local: Any, request: GenerationRequest, recorded: Record) -> Generation:
+    """A recorded local answer with its logprobs by teacher forcing
+    (:meth:`agents.local.LocalBackend.score`): greedy decoding's answer, not decoded again."""
+    tier = recorded["local"]
+    return Generation(text=tier["answer"], model=local.model_name,
+                      finish_reason=tier["finish_reason"],
+                      usage=Usage(tier["tokens"]["prompt"], tier["tokens"]["completion"]),
+                      timings=Timings(total_ms=tier["latency_ms"]),
+                      logprobs=local.score(request, tier["answer"]))
+
+
 def record_problem(problem: Problem, *, local: Backend, cloud: Backend | None,
                    sandbox: Sandbox, rules: PolicyConfig, samples: int, temperature: float,
-                   max_tokens: int, set_name: str) -> Record:
+                   max_tokens: int, set_name: str, recorded: Record | None = None) -> Record:
     prompt = task_prompt(problem)
     request = GenerationRequest(messages=(Message("user", prompt),), max_tokens=max_tokens)
-    generation = local.generate(request)
+    generation = (scored(local, request, recorded) if recorded is not None
+                  else local.generate(request))
     record: Record = {"task_id": problem.task_id, "set": set_name,
+                      "teacher_forced": recorded is not None,
                       "split": split_of(problem.task_id),
                       "local": {**_answer(problem, generation, sandbox),
                                 **compact_logprobs(generation)},
@@ -103,8 +117,11 @@ def read_records(path: Path) -> dict[str, Record]:
 def run(problems: Sequence[Problem], *, local: Backend, cloud: Backend | None,
         sandbox: Sandbox, rules: PolicyConfig, out: Path, samples: int = 0,
         temperature: float = 0.7, max_tokens: int = 512, set_name: str = "humaneval",
+        recorded: dict[str, Record] | None = None,
         log: Callable[[str], None] = print) -> list[Record]:
-    """Record every problem not yet in ``out`` (resumable: rerun the same command)."""
+    """Record every problem not yet in ``out`` (resumable: rerun the same command).
+    ``recorded``: results of ``eval humaneval`` by task id, whose local answers are scored
+    by teacher forcing instead of being decoded again."""
     done = read_records(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("".join(json.dumps(r) + "\n" for r in done.values()), encoding="utf-8")
@@ -115,7 +132,8 @@ def run(problems: Sequence[Problem], *, local: Backend, cloud: Backend | None,
             started = time.perf_counter()
             record = record_problem(problem, local=local, cloud=cloud, sandbox=sandbox,
                                     rules=rules, samples=samples, temperature=temperature,
-                                    max_tokens=max_tokens, set_name=set_name)
+                                    max_tokens=max_tokens, set_name=set_name,
+                                    recorded=(recorded or {}).get(problem.task_id))
             sink.write(json.dumps(record) + "\n")
             sink.flush()
             done[problem.task_id] = record

@@ -102,7 +102,7 @@ def probe_calls(name: str, kinds: Sequence[str], examples: Sequence[str] = ()) -
         args = [pool[(i + offset) % len(pool)] for offset, pool in enumerate(pools)]
         calls.append(f"{name}({', '.join(args)})")
     if len(pools) > 1:  # and the all-edge combination (every argument's second value)
-        calls.append(f"{name}({', '.join(pool[min(1, len(pool) - 1)] for pool in pools)})")
+        calls.insert(1, f"{name}({', '.join(pool[min(1, len(pool) - 1)] for pool in pools)})")
     return list(dict.fromkeys(calls))[:MAX_INPUTS]
 
 
