@@ -149,7 +149,7 @@ def _fit(args: argparse.Namespace, settings: Any) -> int:
     if args.cloud_results:
         cloud = {r["task_id"]: bool(r["cloud_passed"]) for r in read_results(args.cloud_results)}
     sets = {r.get("set", "humaneval") for r in records}
-    prompts = {p.task_id: task_prompt(p) for name in sets for p in load_set(name)}  # type: ignore[attr-defined]
+    prompts = {p.task_id: task_prompt(p) for name in sets for p in load_set(name)}
     prepared = judges.prepare(records, prompts=prompts, cloud=cloud)
     missing = sum(r["cloud_passed"] is None for r in prepared)
     if missing and args.target_quality is not None:

@@ -7,8 +7,12 @@ import contextlib
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from router.settings import load_settings
+
+if TYPE_CHECKING:
+    from router.evals.humaneval import Problem
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -71,6 +75,9 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     features.add_argument("--recorded", type=Path, metavar="RESULTS",
                           help="score the local answers of this `eval humaneval` results file "
                                "by teacher forcing (one forward pass each) instead of decoding")
+    features.add_argument("--repairs", type=Path, metavar="REPAIRS",
+                          help="with --recorded: score the rounds of these `eval repair` "
+                               "records by teacher forcing instead (2 rounds at most)")
     features.set_defaults(handler=_features)
     judges = targets.add_parser(
         "judges", help="today's judge against the learned one (fitted on HumanEval's calibrate "
@@ -82,6 +89,9 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
                         help="the `eval humaneval` results giving HumanEval's cloud outcomes")
     judges.add_argument("--edge", type=Path, default=Path("docs/edgecases-results.jsonl"),
                         help="edge-case records of `eval features --cloud --samples N`")
+    judges.add_argument("--repairs", type=Path,
+                        default=Path("docs/humaneval-repair-features.jsonl"),
+                        help="HumanEval repair rounds scored by `eval features --repairs`")
     judges.add_argument("--ks", type=int, nargs="+", default=[1, 3, 5],
                         help="sampling agreement's k values (those with enough samples run)")
     judges.add_argument("--json", action="store_true", help="print one JSON object")
@@ -220,7 +230,7 @@ def _repair(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_set(name: str) -> list[object]:
+def load_set(name: str) -> list[Problem]:
     """The problems of a named set: ``humaneval`` or ``edge`` (router/evals/edgecases.py)."""
     if name == "edge":
         from router.evals import edgecases
@@ -261,6 +271,18 @@ def _features(args: argparse.Namespace) -> int:
         cloud = build_cloud(settings) if args.cloud else None
         if recorded is not None and not isinstance(local, LocalBackend):
             return _fail("--recorded needs local.mode: inprocess (teacher forcing)")
+        if args.repairs:
+            from router.evals.repair import read_records as read_repairs
+
+            if recorded is None:
+                return _fail("--repairs needs --recorded (the answers repaired)")
+            repairs = {task: {**r, "initial_answer": recorded[task]["local"]["answer"]}
+                       for task, r in read_repairs(args.repairs).items() if task in recorded}
+            done = features.score_repairs(problems, repairs, local=local,  # type: ignore[arg-type]
+                                          sandbox=sandbox, rules=settings.policies.for_team(None),
+                                          out=args.out, log=log)
+            print(json.dumps({"n": len(done), "out": str(args.out)}))
+            return 0
         records = features.run(problems, local=local, cloud=cloud,  # type: ignore[arg-type]
                                recorded=recorded,
                                sandbox=sandbox, rules=settings.policies.for_team(None),
@@ -284,7 +306,7 @@ def _judges(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     rules = settings.policies.for_team(None)
     cloud = {r["task_id"]: bool(r["cloud_passed"]) for r in read_results(args.results)}
-    prompts = {p.task_id: task_prompt(p) for name in ("humaneval", "edge")  # type: ignore[attr-defined]
+    prompts = {p.task_id: task_prompt(p) for name in ("humaneval", "edge")
                for p in load_set(name)}
     records = judges.prepare(list(features.read_records(args.humaneval).values()),
                              prompts=prompts, cloud=cloud)
@@ -300,6 +322,11 @@ def _judges(args: argparse.Namespace) -> int:
                                "humaneval": judges.compare(cal, rep, scores)}
     lines = judges.format_comparison("HumanEval, report half (thresholds from the calibrate "
                                      "half)", data["humaneval"])  # type: ignore[arg-type]
+    if args.repairs.is_file():
+        repaired = judges.with_repair(rep, features.read_records(args.repairs))
+        data["humaneval_repair"] = judges.compare(cal, repaired, scores)
+        lines += judges.format_comparison("HumanEval, report half, repair_rounds: 2",
+                                          data["humaneval_repair"])  # type: ignore[arg-type]
     if args.edge.is_file():
         edge = judges.prepare(list(features.read_records(args.edge).values()), prompts=prompts)
         data["edge"] = judges.compare(cal, edge, scores)

@@ -141,3 +141,52 @@ def run(problems: Sequence[Problem], *, local: Backend, cloud: Backend | None,
                 f"{'pass' if record['local']['passed'] else 'fail'} "
                 f"({time.perf_counter() - started:.1f} s)")
     return [done[p.task_id] for p in problems if p.task_id in done]
+
+
+def score_repairs(problems: Sequence[Problem], repairs: dict[str, Record], *, local: Any,
+                  sandbox: Sandbox, rules: PolicyConfig, out: Path, rounds: int = 2,
+                  log: Callable[[str], None] = print) -> list[Record]:
+    """The logprobs of recorded repair rounds (``eval repair`` records), by teacher forcing:
+    each round's request is rebuilt as the graph builds it (the task, and what the previous
+    answer's checks found), and its recorded answer scored; its checks run again. One line
+    per problem with rounds: ``{"task_id", "split", "rounds": [{"lp", "top", "checks",
+    "passed", "tokens"}]}``, up to ``rounds`` rounds."""
+    from router.graph import repair
+
+    done = read_records(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("a", encoding="utf-8") as sink:
+        for problem in problems:
+            recorded = repairs.get(problem.task_id)
+            if recorded is None or not recorded["rounds"] or problem.task_id in done:
+                continue
+            prompt = task_prompt(problem)
+            task = [Message("user", prompt)]
+            answer = recorded["initial_answer"]
+            scored_rounds = []
+            for entry in recorded["rounds"][:rounds]:
+                from router.checks.answer import check_answer
+
+                checks = check_answer(prompt, [], answer, sandbox, enabled=True,
+                                      timeout_s=rules.execution_timeout_s)
+                request = GenerationRequest(messages=tuple(repair.messages(task, answer, checks)),
+                                            max_tokens=512)
+                entries = local.score(request, entry["answer"])
+                answer = entry["answer"]
+                scored_rounds.append({
+                    "lp": [round(e.logprob, DIGITS) for e in entries],
+                    "top": [[round(a.logprob, DIGITS) for a in e.top] for e in entries],
+                    "checks": checks_of(prompt, answer, rules, sandbox),
+                    "passed": bool(entry["tests_passed"]),
+                    "tokens": {"prompt": entry["prompt_tokens"],
+                               "completion": entry["completion_tokens"]},
+                    "ms": entry["ms"],
+                    # the rebuilt request ends as the recorded one did: same turn, same answer
+                    "request_matches": request.messages[-1].content[-600:] == entry["feedback"]})
+            record = {"task_id": problem.task_id, "split": recorded["split"],
+                      "rounds": scored_rounds}
+            sink.write(json.dumps(record) + "\n")
+            sink.flush()
+            done[problem.task_id] = record
+            log(f"{problem.task_id}: {len(scored_rounds)} round(s) scored")
+    return list(done.values())

@@ -36,7 +36,8 @@ def record_features(record: Record, *, answer: Mapping[str, Any] | None = None,
     logprob = judge_model.logprob_features(answer["lp"], answer["top"])
     return judge_model.features(
         logprob=logprob, syntax_errors=checks["syntax_errors"],
-        code_blocks=checks["code_blocks"], examples=checks["examples"], repair_rounds=0,
+        code_blocks=checks["code_blocks"], examples=checks["examples"],
+        repair_rounds=record.get("repair_rounds", 0),
         task_type=record.get("task_type", "complete"), prompt_tokens=answer["tokens"]["prompt"],
         files=0)
 
@@ -172,3 +173,22 @@ def fit_model(records: Sequence[Record], *, target_cloud_share: float | None = N
                           "expected_cloud_share": round(point.expected_cloud_share, 4),
                           "expected_quality": round(point.expected_quality, 4)})
     return model, point
+
+
+def with_repair(records: Sequence[Record], repairs: Mapping[str, Record],
+                allowed: int = 2) -> list[Record]:
+    """The records as the graph serves them with ``repair_rounds: allowed``: where the
+    recorded answer failed its checks and was repaired, the last round's answer (its
+    logprobs by teacher forcing, its checks, its hidden-test outcome) replaces it."""
+    out = []
+    for record in records:
+        rounds = (repairs.get(record["task_id"]) or {}).get("rounds", [])[:allowed]
+        if not rounds:
+            out.append(record)
+            continue
+        last = rounds[-1]
+        out.append({**record, "repair_rounds": len(rounds), "checks": last["checks"],
+                    "local": {**record["local"], "lp": last["lp"], "top": last["top"],
+                              "passed": last["passed"]},
+                    "added_ms": sum(r["ms"] for r in rounds)})
+    return out

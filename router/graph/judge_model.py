@@ -96,13 +96,13 @@ def features(*, logprob: Mapping[str, float] | None, syntax_errors: int, code_bl
     execution checks' ``passed``, ``ran`` and ``failed`` (None: no example could run)."""
     if logprob is None:
         return None
-    ran = int(examples["ran"]) if examples else 0
-    failed = int(examples["failed"]) if examples else 0
+    ran = int(examples["ran"]) if examples is not None else 0
+    failed = int(examples["failed"]) if examples is not None else 0
     return {
         **logprob,
-        "examples_passed": float(bool(examples) and bool(examples["passed"])),
-        "examples_failed": float(bool(examples) and not examples["passed"]),
-        "examples_none": float(not examples),
+        "examples_passed": float(examples is not None and bool(examples["passed"])),
+        "examples_failed": float(examples is not None and not examples["passed"]),
+        "examples_none": float(examples is None),
         "examples_log_ran": math.log1p(ran),
         "examples_pass_rate": (ran - failed) / ran if ran else 0.0,
         "syntax_error": float(syntax_errors > 0),
@@ -152,8 +152,9 @@ def from_dict(data: Any, where: str = "judge model") -> JudgeModel:
         raise JudgeModelError(f"{where}: not a judge model of format {FORMAT}")
     try:
         names = tuple(str(n) for n in data["features"])
-        vectors = [tuple(float(v) for v in data[key]) for key in ("mean", "scale", "coef")]
-        model = JudgeModel(names, *vectors, intercept=float(data["intercept"]),
+        mean, scale, coef = vectors = [tuple(float(v) for v in data[key])
+                                       for key in ("mean", "scale", "coef")]
+        model = JudgeModel(names, mean, scale, coef, intercept=float(data["intercept"]),
                            threshold=float(data["threshold"]), meta=dict(data.get("meta", {})))
     except (KeyError, TypeError, ValueError) as exc:
         raise JudgeModelError(f"{where}: missing or bad field ({exc})") from None
