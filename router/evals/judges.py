@@ -4,7 +4,7 @@ of ``smallcode eval features`` (no model runs here; the sandbox runs the samples
 Both judges score each recorded local answer with the functions the graph uses:
 
 - ``fixed``: :func:`router.graph.decide.judge_score` over the logprob confidence and the
-  checks, failed examples escalating whatever the threshold (score 0);
+  checks, failed examples escalating whatever the threshold (no score, as without logprobs);
 - ``learned``: :class:`router.graph.judge_model.JudgeModel` over :func:`record_features`.
 
 Routing is simulated (a task sent to the cloud scores the recorded cloud answer); thresholds
@@ -49,20 +49,21 @@ def fixed_score(record: Record, *, answer: Mapping[str, Any] | None = None,
     checks = checks or record["checks"]
     examples = checks["examples"]
     if examples and not examples["passed"]:
-        return 0.0  # failed checks escalate whatever the threshold
+        return None  # failed checks escalate whatever the threshold (as no evidence does)
     return decide.judge_score(signals.confidence(answer["lp"]),
                               syntax_errors=checks["syntax_errors"],
                               examples_passed=None if examples is None else examples["passed"])
 
 
 def learned_score(model: judge_model.JudgeModel, *, checks_escalate: bool = False) -> Score:
-    """The learned judge's probability; ``checks_escalate``: failed examples score 0 (as the
-    fixed judge), else the model weighs them with everything else."""
+    """The learned judge's probability; ``checks_escalate``: failed examples escalate
+    whatever the threshold (as with the fixed judge, and as the graph does), else the model
+    weighs them with everything else."""
     def score(record: Record, *, answer: Mapping[str, Any] | None = None,
               checks: Mapping[str, Any] | None = None) -> float | None:
         checks = checks or record["checks"]
         if checks_escalate and checks["examples"] and not checks["examples"]["passed"]:
-            return 0.0
+            return None
         values = record_features(record, answer=answer, checks=checks)
         return None if values is None else model.probability(values)
     return score

@@ -84,15 +84,21 @@ def should_sample(*, policy: PolicyConfig, decided: bool, sampled: bool, aborted
 def after_judge(
     *, policy: PolicyConfig, confidence: float | None, checks_failed: bool, aborted: bool,
     cloud_allowed: bool, threshold: float | None = None, agreed: bool | None = None,
+    weighs_checks: bool = False,
 ) -> Decision:
     """``threshold``: the judge's own (the learned judge's, else ``confidence_threshold``);
-    ``agreed``: whether sampling agreement found a majority (None: it did not run)."""
+    ``agreed``: whether sampling agreement found a majority (None: it did not run);
+    ``weighs_checks``: the judge's score already weighs failed examples (the learned judge),
+    so they escalate only below the threshold (an edit in the wrong format always does)."""
     threshold = policy.confidence_threshold if threshold is None else threshold
     if aborted:
         verdict = decision("cloud", "early_abort",
                            f"window confidence fell under {policy.early_abort_floor}")
-    elif checks_failed:
-        verdict = decision("cloud", "failed_checks", "the local answer failed the task's checks")
+    elif checks_failed and not (weighs_checks and confidence is not None
+                                and confidence >= threshold):
+        verdict = decision("cloud", "failed_checks", "the local answer failed the task's checks"
+                           + (f" (probability right {confidence:.3f} < {threshold})"
+                              if weighs_checks and confidence is not None else ""))
     elif agreed is False:
         verdict = decision("cloud", "disagreement", f"no majority among {policy.sample_k} "
                            "local answers compared by what they do")

@@ -67,8 +67,8 @@ def judge_answer(state: RouterState, sandbox: Sandbox | None, *,
         checks = run_checks(state, local.text, sandbox)
         scored = score_answer(state, local, checks, len(attempts))
     score = scored["probability"]
-    failed = ((bool(checks.get("execution")) and not checks["execution"]["passed"])
-              or checks.get("edit_format", {}).get("passed") is False)
+    examples_failed = bool(checks.get("execution")) and not checks["execution"]["passed"]
+    format_failed = checks.get("edit_format", {}).get("passed") is False
     trigger = repair.trigger(checks) if local is not None else None
     sampled = state.get("agreement")
     decided = state.get("decision") is not None
@@ -81,9 +81,11 @@ def judge_answer(state: RouterState, sandbox: Sandbox | None, *,
         target=local is not None and agreement.target_function(state["prompt"]) is not None,
         sandbox=sandbox is not None)
     verdict = state.get("decision") or decide.after_judge(
-        policy=rules, confidence=score, threshold=scored["threshold"], checks_failed=failed,
-        aborted=bool(aborted), cloud_allowed=not state.get("privacy"),
-        agreed=None if sampled is None else bool(sampled["majority"]))
+        policy=rules, confidence=score, threshold=scored["threshold"],
+        checks_failed=examples_failed or format_failed, aborted=bool(aborted),
+        cloud_allowed=not state.get("privacy"),
+        agreed=None if sampled is None else bool(sampled["majority"]),
+        weighs_checks=scored["name"] == "learned" and not format_failed)
     execution = checks.get("execution")
     return {"confidence": score, "checks": checks, "decision": verdict, "auto_decision": verdict,
             "repair": wants_repair, "sample": wants_sample, "judge": scored,

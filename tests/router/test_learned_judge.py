@@ -173,3 +173,19 @@ def test_calibrate_fit_refuses_a_file_without_features(tmp_path: Path) -> None:
     result = smallcode("calibrate", str(path), "--fit", "--target-cloud-share", "0.2")
     assert result.returncode == 2 and "eval features" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_learned_judge_weighs_failed_examples_instead_of_always_escalating(
+        tmp_path: Path, sandbox: Sandbox) -> None:
+    model = str(fitted(tmp_path))
+    prompt = STUB.replace('too."""', 'too.\n    >>> add(2, 3)\n    5\n    """')
+    team = {"judge_model": model, "repair_rounds": 0}
+    record = route(Scripted(MINUS, logprob=-0.02), Scripted(CLOUD), sandbox,
+                   {**team, "judge_threshold": 0.0}, prompt=prompt).record
+    assert record["signals"]["checks"]["execution"]["passed"] is False
+    assert (record["final"], record["reason"]) == ("local", "confident")
+    assert record["signals"]["judge_features"]["examples_failed"] == 1.0
+    record = route(Scripted(MINUS, logprob=-0.02), Scripted(CLOUD), sandbox,
+                   {**team, "judge_threshold": 1.0}, prompt=prompt).record
+    assert (record["final"], record["reason"]) == ("cloud", "failed_checks")
+    assert "probability right" in record["detail"]
