@@ -147,7 +147,8 @@ def _fit(args: argparse.Namespace, settings: Any) -> int:
         return 2
     cloud = None
     if args.cloud_results:
-        cloud = {r["task_id"]: bool(r["cloud_passed"]) for r in read_results(args.cloud_results)}
+        cloud = {r["task_id"]: {"passed": bool(r["cloud_passed"])}
+                 for r in read_results(args.cloud_results)}
     sets = {r.get("set", "humaneval") for r in records}
     prompts = {p.task_id: task_prompt(p) for name in sets for p in load_set(name)}
     prepared = judges.prepare(records, prompts=prompts, cloud=cloud)

@@ -305,7 +305,9 @@ def _judges(args: argparse.Namespace) -> int:
                          "path)")
     settings = load_settings(args.config)
     rules = settings.policies.for_team(None)
-    cloud = {r["task_id"]: bool(r["cloud_passed"]) for r in read_results(args.results)}
+    cloud = {r["task_id"]: {"passed": bool(r["cloud_passed"]),
+                            "latency_ms": r["cloud"]["latency_ms"]}
+             for r in read_results(args.results)}
     prompts = {p.task_id: task_prompt(p) for name in ("humaneval", "edge")
                for p in load_set(name)}
     records = judges.prepare(list(features.read_records(args.humaneval).values()),

@@ -74,17 +74,26 @@ def outcomes(records: Sequence[Record], score: Score) -> list[Outcome]:
 
 
 def simulate(records: Sequence[Record], score: Score, threshold: float) -> dict[str, Any]:
+    """Route each record at ``threshold``; latency per route from the recorded times (kept
+    local: the local answer and any repair rounds; escalated: those and the cloud's)."""
     passed = cloud = 0
+    seconds: dict[str, list[float]] = {"local": [], "cloud": []}
     for record in records:
         value = score(record)
+        local_s = (record["local"]["latency_ms"] + record.get("added_ms", 0.0)) / 1000
         if value is None or value < threshold:
             cloud += 1
             passed += bool(record.get("cloud_passed"))
+            if record.get("cloud_ms") is not None:
+                seconds["cloud"].append(local_s + record["cloud_ms"] / 1000)
         else:
             passed += bool(record["local"]["passed"])
+            seconds["local"].append(local_s)
     n = len(records)
     return {"threshold": round(threshold, 4), "n": n, "pass_at_1": passed / n,
-            "cloud_share": cloud / n}
+            "cloud_share": cloud / n,
+            "latency_s": {route: round(sum(v) / len(v), 1) if v else None
+                          for route, v in seconds.items()}}
 
 
 def threshold_for(records: Sequence[Record], score: Score, goal: str) -> Calibration:
@@ -133,8 +142,10 @@ def format_comparison(title: str, data: Mapping[str, Any]) -> list[str]:
         parts = [f"  {name:<22} APGR {apgr_text}"]
         for goal, label in (("cloud_quality", "at cloud-quality t"), ("cloud_share", "at 20% t")):
             point = row[f"at_{goal}"]
+            latency = point["latency_s"]
             parts.append(f"{label}={point['threshold']:.3f}: {point['pass_at_1']:.1%} pass@1, "
-                         f"{point['cloud_share']:.1%} cloud")
+                         f"{point['cloud_share']:.1%} cloud, {latency['local']} s local / "
+                         f"{latency['cloud']} s escalated")
         lines.append("; ".join(parts))
     return lines
 
@@ -142,17 +153,17 @@ def format_comparison(title: str, data: Mapping[str, Any]) -> list[str]:
 # --- preparing records and fitting -----------------------------------------------------------
 
 def prepare(records: Sequence[Record], *, prompts: Mapping[str, str],
-            cloud: Mapping[str, bool] | None = None) -> list[Record]:
-    """Records with their task type (the router's classifier on the task prompt) and
-    ``cloud_passed`` (the record's own cloud answer, else ``cloud``: task id -> outcome)."""
+            cloud: Mapping[str, Mapping[str, Any]] | None = None) -> list[Record]:
+    """Records with their task type (the router's classifier on the task prompt),
+    ``cloud_passed`` and ``cloud_ms`` (the record's own cloud answer, else ``cloud``: task
+    id -> ``{"passed", "latency_ms"}``)."""
     prepared = []
     for record in records:
         task = record["task_id"]
-        cloud_passed = (record["cloud"]["passed"] if "cloud" in record
-                        else (cloud or {}).get(task))
+        tier = record.get("cloud") or (cloud or {}).get(task) or {}
         prompt = prompts.get(task, "")
         prepared.append({**record, "task_type": signals.classify_task(prompt),
-                         "cloud_passed": cloud_passed})
+                         "cloud_passed": tier.get("passed"), "cloud_ms": tier.get("latency_ms")})
     return prepared
 
 
