@@ -84,6 +84,7 @@ class LocalBackend(Backend):
         self._fim_kwargs = {**kwargs, "n_ctx": config.fim_n_ctx, "logits_all": False}
         self._fim_kwargs.pop("draft_model", None)
         self._fim_llama: Any = None
+        self._score_llama: Any = None
         self._fim_lock = threading.Lock()
         vocab = self._llama._model.vocab
         ids = (llama_cpp.llama_vocab_fim_pre(vocab), llama_cpp.llama_vocab_fim_suf(vocab),
@@ -260,10 +261,40 @@ class LocalBackend(Backend):
             logprobs=tuple(logprobs) if request.logprobs else None,
         )
 
+    def score(self, request: GenerationRequest, text: str) -> tuple[TokenLogprob, ...]:
+        """Teacher forcing: each token of ``text`` as this model's answer to ``request``, with
+        its logprob and the request's top-k alternatives, from one forward pass over prompt
+        and answer (what greedy decoding saw, had it produced these tokens). For scoring
+        recorded answers without decoding them again; a context of its own that keeps the
+        logits of every position is made at the first call."""
+        import llama_cpp
+
+        prompt = self.tokenize(self.render(request))
+        answer = self.code_tokens(text)
+        tokens = [*prompt, *answer]
+        if len(tokens) >= self.n_ctx:
+            raise PromptTooLong(len(tokens), self.n_ctx)
+        with self._lock:
+            if self._score_llama is None:
+                self._score_llama = llama_cpp.Llama(**{**self._fim_kwargs,
+                                                       "n_ctx": self.n_ctx, "logits_all": True})
+            llama = self._score_llama
+            llama.reset()
+            llama.eval(tokens)
+            entries = []
+            for index, token in enumerate(answer):
+                row = np.asarray(llama.scores[len(prompt) - 1 + index], dtype=np.float32)
+                logprob, top = step_logprobs(row, token, request.top_logprobs)
+                entries.append(TokenLogprob(self._piece(token), logprob,
+                                            tuple(Alternative(self._piece(t), lp) for t, lp in top)))
+        return tuple(entries)
+
     def _piece(self, token: int) -> str:
         return self._llama.detokenize([token]).decode("utf-8", errors="replace")
 
     def close(self) -> None:
+        if self._score_llama is not None:
+            self._score_llama.close()
         if self._fim_llama is not None:
             self._fim_llama.close()
         self._llama.close()

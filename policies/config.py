@@ -85,6 +85,21 @@ class PolicyConfig(BaseModel):
         "does not parse or raises (shown the failure) before the task escalates; 0: never",
     )
 
+    judge_model: str | None = Field(
+        None, min_length=1, max_length=4096,
+        description="the learned judge: `builtin` (fitted on HumanEval, shipped) or the path "
+        "of a model file from `smallcode calibrate --fit`; null: the fixed mix of the logprob "
+        "confidence and the checks, against confidence_threshold")
+    judge_threshold: float | None = Field(
+        None, ge=0, le=1, description="the learned judge escalates answers whose probability "
+        "of being right is below this; null: the threshold in its model file")
+    sample_k: int = Field(
+        1, ge=1, le=8, description="sampling agreement: where no example can run, compare k "
+        "local answers (the greedy one and k-1 samples) by what they do on probe inputs; no "
+        "majority escalates; 1: off")
+    sample_temperature: float = Field(
+        0.7, gt=0, le=2, description="the temperature of sampling agreement's extra answers")
+
 
 _ADDITIVE = ("local_only_repos", "local_only_paths")
 

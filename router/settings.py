@@ -90,6 +90,20 @@ class Settings(BaseSettings):
                              "characters (e.g. `openssl rand -hex 24`)")
         return self
 
+    @model_validator(mode="after")
+    def _judge_models_load(self) -> Settings:
+        from router.graph.judge_model import JudgeModelError, load
+
+        for team, rules in [("default", self.policies.default),
+                            *((t, self.policies.for_team(t)) for t in self.policies.teams)]:
+            if rules.judge_model is not None:
+                key = "policies.default" if team == "default" else f"policies.teams.{team}"
+                try:
+                    load(rules.judge_model)
+                except JudgeModelError as exc:
+                    raise ValueError(f"{key}.judge_model: {exc}") from None
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,

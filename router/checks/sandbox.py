@@ -113,6 +113,27 @@ class Sandbox:
         run = self._execute(code, {"kind": "tests", "tests": tests, "test_names": names}, timeout_s)
         return tests_verdict(names, run, excerpt_chars=self.config.excerpt_chars)
 
+    def run_calls(self, code: str, calls: Sequence[str], *,
+                  timeout_s: float) -> list[str] | None:
+        """What each call (a Python expression) does after ``code``: the repr of its value,
+        or ``raises <ExceptionType>``; None when the code itself does not load or the run
+        dies. Sampling agreement compares answers by these behaviours."""
+        run = self._execute(code, {"kind": "examples", "examples": list(calls)}, timeout_s)
+        loaded = _first(run.records, "loaded")
+        if loaded is None or not loaded.get("loaded"):
+            return None
+        outcomes = {r["example"]: r for r in run.records if isinstance(r.get("example"), int)}
+        behaviours = []
+        for index in range(len(calls)):
+            record = outcomes.get(index)
+            if record is None:
+                behaviours.append(f"not run: {run.failure or 'the run stopped'}")
+            elif record.get("error") is not None:
+                behaviours.append("raises " + _text(record["error"]).split(":", 1)[0].strip())
+            else:
+                behaviours.append(_text(record.get("output")).strip())
+        return behaviours
+
     def _execute(self, code: str, job: dict[str, Any], timeout_s: float) -> Run:
         if not timeout_s > 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")

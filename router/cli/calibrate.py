@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from policies.calibration import calibrate, load_outcomes
+from policies.errors import CalibrationError
 from router.settings import DEFAULT_CONFIG, load_settings
 
 _DEFAULT_KEY = re.compile(r"^(\s+confidence_threshold:\s*)([0-9.]+)", re.M)
@@ -29,6 +31,17 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     parser.add_argument("--from-feedback", action="store_true",
                         help="learn from the outcome labels clients posted on their tasks "
                              "(POST /v1/tasks/{id}/feedback) instead of an outcomes file")
+    parser.add_argument("--fit", action="store_true",
+                        help="fit the learned judge (a logistic regression over every signal) "
+                             "from OUTCOMES, records of `smallcode eval features`, and write "
+                             "its model file (--model-out); its threshold meets the target")
+    parser.add_argument("--cloud-results", type=Path, metavar="RESULTS",
+                        help="with --fit: an `eval humaneval` results file giving the cloud's "
+                             "outcomes, for records that hold no cloud answer")
+    parser.add_argument("--split", choices=("calibrate", "report", "all"), default="all",
+                        help="with --fit: fit on this half of the problems (default: all)")
+    parser.add_argument("--model-out", type=Path, metavar="PATH",
+                        help="with --fit: the model file (default: <data_dir>/judge-model.json)")
     parser.add_argument("--team", help="write the threshold for this team only")
     parser.add_argument("--write", action="store_true", help="write it to the config file")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -61,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"smallcode: --{name.replace('_', '-')}: must be between 0 and 1")
             return 2
     settings = load_settings(args.config)
+    if args.fit:
+        return _fit(args, settings)
     if args.from_feedback:
         outcomes = _feedback_outcomes(settings, args.team)
         if not outcomes:
@@ -110,3 +125,81 @@ def _feedback_outcomes(settings: Any, team: str | None) -> list[Any]:
 
     with command_redis(settings.redis.url, settings.data_dir) as url:
         return outcomes_from_feedback(asyncio.run(labelled(url)))
+
+
+def _fit(args: argparse.Namespace, settings: Any) -> int:
+    from router.cli.evals import load_set
+    from router.evals import features, judges
+    from router.evals.humaneval import task_prompt
+    from router.evals.run import read_results
+    from router.graph.judge_model import JudgeModelError, save
+
+    if args.outcomes is None or not args.outcomes.is_file():
+        print("smallcode: --fit needs OUTCOMES: a records file of `smallcode eval features`",
+              file=sys.stderr)
+        return 2
+    records = list(features.read_records(args.outcomes).values())
+    if args.split != "all":
+        records = [r for r in records if r.get("split") == args.split]
+    if not records or "lp" not in records[0].get("local", {}):
+        print(f"smallcode: {args.outcomes}: no records of `smallcode eval features` "
+              f"(split {args.split})", file=sys.stderr)
+        return 2
+    cloud = None
+    if args.cloud_results:
+        cloud = {r["task_id"]: {"passed": bool(r["cloud_passed"])}
+                 for r in read_results(args.cloud_results)}
+    sets = {r.get("set", "humaneval") for r in records}
+    prompts = {p.task_id: task_prompt(p) for name in sets for p in load_set(name)}
+    prepared = judges.prepare(records, prompts=prompts, cloud=cloud)
+    missing = sum(r["cloud_passed"] is None for r in prepared)
+    if missing and args.target_quality is not None:
+        print(f"smallcode: {missing} records have no cloud outcome: give --cloud-results, or "
+              "use --target-cloud-share", file=sys.stderr)
+        return 2
+    try:
+        model, point = judges.fit_model(
+            prepared, target_cloud_share=args.target_cloud_share,
+            target_quality=args.target_quality,
+            meta={"fitted_on": f"{args.outcomes.name} ({args.split})"})
+    except (JudgeModelError, CalibrationError) as exc:
+        print(f"smallcode: {exc}", file=sys.stderr)
+        return 2
+    out = args.model_out or settings.data_dir / "judge-model.json"
+    save(model, out)
+    summary: dict[str, Any] = {"model": str(out), "threshold": model.threshold, "n": point.n,
+                               "expected_cloud_share": point.expected_cloud_share,
+                               "expected_quality": point.expected_quality, "written": False}
+    if args.write:
+        config = args.config or DEFAULT_CONFIG
+        write_policy_key(config, "judge_model", str(out.resolve()), args.team)
+        load_settings(config)
+        summary["written"] = str(config)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"learned judge fitted on {point.n} outcomes, written to {out}: threshold "
+              f"{model.threshold:.4f}, expected cloud share {point.expected_cloud_share:.1%}, "
+              f"expected pass rate {point.expected_quality:.1%}"
+              + (f"; {summary['written']} now points to it" if args.write else
+                 " (config not changed; add --write)"))
+    return 0
+
+
+def write_policy_key(path: Path, key: str, value: object, team: str | None) -> None:
+    """Set one policy key in the config file (the default policy, or a team's)."""
+    text = path.read_text() if path.is_file() else ""
+    line = re.compile(rf"^(\s+{key}:\s*)(\S+)", re.M)
+    if team is None and line.search(text):  # in place: the file keeps its comments
+        path.write_text(line.sub(lambda m: m.group(1) + json.dumps(value), text, count=1))
+        return
+    data = yaml.safe_load(text) or {}
+    policies = data.setdefault("policies", {}) or {}
+    data["policies"] = policies
+    if team is None:
+        policies.setdefault("default", {})[key] = value
+    else:
+        teams = policies.setdefault("teams", {}) or {}
+        policies["teams"] = teams
+        teams.setdefault(team, {})[key] = value
+    path.write_text(yaml.safe_dump(data, sort_keys=False))

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from router.settings import load_settings
+
+if TYPE_CHECKING:
+    from router.evals.humaneval import Problem
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -54,6 +59,43 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
                         help="only summarise --out, run nothing")
     repair.add_argument("--json", action="store_true", help="print one JSON object")
     repair.set_defaults(handler=_repair)
+    features = targets.add_parser(
+        "features", help="record the local answers of a problem set with their per-token "
+        "logprobs (and, when asked, the cloud's answers and local samples) for the learned "
+        "judge and sampling agreement; resumed when --out exists")
+    features.add_argument("--set", dest="problem_set", choices=("humaneval", "edge"),
+                          default="humaneval", help="the problem set (default: humaneval)")
+    features.add_argument("--out", type=Path, required=True, help="records (JSON lines)")
+    features.add_argument("--cloud", action="store_true", help="also the cloud tier's answers")
+    features.add_argument("--samples", type=int, default=0,
+                          help="local samples per problem at --temperature (0: none)")
+    features.add_argument("--temperature", type=float, default=0.7,
+                          help="sampling temperature of --samples")
+    features.add_argument("--limit", type=int, help="only the first N problems")
+    features.add_argument("--recorded", type=Path, metavar="RESULTS",
+                          help="score the local answers of this `eval humaneval` results file "
+                               "by teacher forcing (one forward pass each) instead of decoding")
+    features.add_argument("--repairs", type=Path, metavar="REPAIRS",
+                          help="with --recorded: score the rounds of these `eval repair` "
+                               "records by teacher forcing instead (2 rounds at most)")
+    features.set_defaults(handler=_features)
+    judges = targets.add_parser(
+        "judges", help="today's judge against the learned one (fitted on HumanEval's calibrate "
+        "half), held out on HumanEval's report half and on the edge-case set, and sampling "
+        "agreement on the edge-case set (no model runs)")
+    judges.add_argument("--humaneval", type=Path, default=Path("docs/humaneval-features.jsonl"),
+                        help="HumanEval records of `eval features`")
+    judges.add_argument("--results", type=Path, default=Path("docs/humaneval-results.jsonl"),
+                        help="the `eval humaneval` results giving HumanEval's cloud outcomes")
+    judges.add_argument("--edge", type=Path, default=Path("docs/edgecases-results.jsonl"),
+                        help="edge-case records of `eval features --cloud --samples N`")
+    judges.add_argument("--repairs", type=Path,
+                        default=Path("docs/humaneval-repair-features.jsonl"),
+                        help="HumanEval repair rounds scored by `eval features --repairs`")
+    judges.add_argument("--ks", type=int, nargs="+", default=[1, 3, 5],
+                        help="sampling agreement's k values (those with enough samples run)")
+    judges.add_argument("--json", action="store_true", help="print one JSON object")
+    judges.set_defaults(handler=_judges)
 
 
 def _fail(message: str) -> int:
@@ -185,4 +227,124 @@ def _repair(args: argparse.Namespace) -> int:
         print(json.dumps(data))
     else:
         print("\n".join(repair.format_summary(data)))
+    return 0
+
+
+def load_set(name: str) -> list[Problem]:
+    """The problems of a named set: ``humaneval`` or ``edge`` (router/evals/edgecases.py)."""
+    if name == "edge":
+        from router.evals import edgecases
+
+        return list(edgecases.load_problems())
+    from router.evals import humaneval
+
+    return list(humaneval.load_problems())
+
+
+def _features(args: argparse.Namespace) -> int:
+    from router.checks.sandbox import open_sandbox
+    from router.evals import features, run
+
+    if not 0 <= args.samples <= 10:
+        return _fail("--samples must be from 0 to 10")
+    if not 0.0 < args.temperature <= 2.0:
+        return _fail("--temperature must be above 0 and at most 2")
+    settings = load_settings(args.config)
+    sandbox = open_sandbox(settings.checks)
+    if sandbox is None:
+        return _fail("the tests cannot run isolated here: install bubblewrap")
+    problems = load_set(args.problem_set)[:args.limit] if args.limit else load_set(args.problem_set)
+    from agents.local import LocalBackend
+    from router.backends import build_cloud, build_local
+
+    recorded = None
+    if args.recorded:
+        recorded = {r["task_id"]: r for r in run.read_results(args.recorded)}
+        if not recorded:
+            return _fail(f"{args.recorded} holds no results")
+    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    with contextlib.ExitStack() as stack:
+        if args.cloud:
+            stack.enter_context(run.cloud_available(settings, log))
+        local = build_local(settings)
+        stack.callback(local.close)
+        cloud = build_cloud(settings) if args.cloud else None
+        if recorded is not None and not isinstance(local, LocalBackend):
+            return _fail("--recorded needs local.mode: inprocess (teacher forcing)")
+        if args.repairs:
+            from router.evals.repair import read_records as read_repairs
+
+            if recorded is None:
+                return _fail("--repairs needs --recorded (the answers repaired)")
+            repairs = {task: {**r, "initial_answer": recorded[task]["local"]["answer"]}
+                       for task, r in read_repairs(args.repairs).items() if task in recorded}
+            done = features.score_repairs(problems, repairs, local=local,  # type: ignore[arg-type]
+                                          sandbox=sandbox, rules=settings.policies.for_team(None),
+                                          out=args.out, log=log)
+            print(json.dumps({"n": len(done), "out": str(args.out)}))
+            return 0
+        records = features.run(problems, local=local, cloud=cloud,  # type: ignore[arg-type]
+                               recorded=recorded,
+                               sandbox=sandbox, rules=settings.policies.for_team(None),
+                               out=args.out, samples=args.samples,
+                               temperature=args.temperature, set_name=args.problem_set, log=log)
+    passed = sum(r["local"]["passed"] for r in records)
+    print(json.dumps({"n": len(records), "local_passed": passed, "out": str(args.out)}))
+    return 0
+
+
+def _judges(args: argparse.Namespace) -> int:
+    from router.checks.sandbox import open_sandbox
+    from router.evals import features, judges, sampling
+    from router.evals.humaneval import task_prompt
+    from router.evals.run import read_results
+
+    for path in (args.humaneval, args.results):
+        if not path.is_file():
+            return _fail(f"{path} does not exist: run `smallcode eval features` (or give the "
+                         "path)")
+    settings = load_settings(args.config)
+    rules = settings.policies.for_team(None)
+    cloud = {r["task_id"]: {"passed": bool(r["cloud_passed"]),
+                            "latency_ms": r["cloud"]["latency_ms"]}
+             for r in read_results(args.results)}
+    prompts = {p.task_id: task_prompt(p) for name in ("humaneval", "edge")
+               for p in load_set(name)}
+    records = judges.prepare(list(features.read_records(args.humaneval).values()),
+                             prompts=prompts, cloud=cloud)
+    cal = [r for r in records if r["split"] == "calibrate"]
+    rep = [r for r in records if r["split"] == "report"]
+    model, _ = judges.fit_model(cal, target_quality=judges.rates(cal)["cloud"],
+                                meta={"fitted_on": "HumanEval calibrate half"})
+    scores = {"fixed (today)": judges.fixed_score,
+              "learned": judges.learned_score(model),
+              "learned, failed checks escalate": judges.learned_score(model,
+                                                                      checks_escalate=True)}
+    data: dict[str, object] = {"model": {"weights": model.weights(), "C": model.meta.get("C")},
+                               "humaneval": judges.compare(cal, rep, scores)}
+    lines = judges.format_comparison("HumanEval, report half (thresholds from the calibrate "
+                                     "half)", data["humaneval"])  # type: ignore[arg-type]
+    if args.repairs.is_file():
+        repaired = judges.with_repair(rep, features.read_records(args.repairs))
+        data["humaneval_repair"] = judges.compare(cal, repaired, scores)
+        lines += judges.format_comparison("HumanEval, report half, repair_rounds: 2",
+                                          data["humaneval_repair"])  # type: ignore[arg-type]
+    if args.edge.is_file():
+        edge = judges.prepare(list(features.read_records(args.edge).values()), prompts=prompts)
+        data["edge"] = judges.compare(cal, edge, scores)
+        lines += judges.format_comparison("edge-case set (judge and thresholds from HumanEval's "
+                                          "calibrate half)", data["edge"])  # type: ignore[arg-type]
+        sandbox = open_sandbox(settings.checks)
+        if sandbox is None:
+            return _fail("the samples cannot run isolated here: install bubblewrap")
+        at = {name: (score, judges.threshold_for(cal, score, "cloud_quality").threshold)
+              for name, score in scores.items() if name != "learned, failed checks escalate"}
+        data["sampling"] = sampling.evaluate(edge, prompts, args.ks, sandbox, rules, at)
+        lines.append("sampling agreement on the edge-case set (judges at HumanEval's "
+                     "cloud-quality threshold):")
+        lines += sampling.format_sampling(data["sampling"])  # type: ignore[arg-type]
+    if args.json:
+        print(json.dumps(data))
+    else:
+        print("\n".join(lines))
     return 0

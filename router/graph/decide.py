@@ -72,16 +72,36 @@ def should_repair(*, policy: PolicyConfig, trigger: str | None, attempts: int, d
             and not stalled)
 
 
+def should_sample(*, policy: PolicyConfig, decided: bool, sampled: bool, aborted: bool,
+                  examples_ran: bool, has_code: bool, target: bool, sandbox: bool) -> bool:
+    """Sampling agreement, once: where k > 1, no hard rule decided the route, the answer is
+    code for a function the task defines, and no example of the task could run (examples are
+    the stronger evidence), with a sandbox to run the samples in."""
+    return (policy.sample_k > 1 and not decided and not sampled and not aborted
+            and not examples_ran and has_code and target and sandbox)
+
+
 def after_judge(
     *, policy: PolicyConfig, confidence: float | None, checks_failed: bool, aborted: bool,
-    cloud_allowed: bool,
+    cloud_allowed: bool, threshold: float | None = None, agreed: bool | None = None,
+    weighs_checks: bool = False,
 ) -> Decision:
-    threshold = policy.confidence_threshold
+    """``threshold``: the judge's own (the learned judge's, else ``confidence_threshold``);
+    ``agreed``: whether sampling agreement found a majority (None: it did not run);
+    ``weighs_checks``: the judge's score already weighs failed examples (the learned judge),
+    so they escalate only below the threshold (an edit in the wrong format always does)."""
+    threshold = policy.confidence_threshold if threshold is None else threshold
     if aborted:
         verdict = decision("cloud", "early_abort",
                            f"window confidence fell under {policy.early_abort_floor}")
-    elif checks_failed:
-        verdict = decision("cloud", "failed_checks", "the local answer failed the task's checks")
+    elif checks_failed and not (weighs_checks and confidence is not None
+                                and confidence >= threshold):
+        verdict = decision("cloud", "failed_checks", "the local answer failed the task's checks"
+                           + (f" (probability right {confidence:.3f} < {threshold})"
+                              if weighs_checks and confidence is not None else ""))
+    elif agreed is False:
+        verdict = decision("cloud", "disagreement", f"no majority among {policy.sample_k} "
+                           "local answers compared by what they do")
     elif confidence is None:
         verdict = decision("cloud", "low_confidence", "no logprobs: no evidence of confidence")
     elif confidence < threshold:
@@ -114,11 +134,15 @@ def step_after_policy(verdict: Decision | None, *,
 
 
 def step_after_judge(*, repair: bool, privacy: str | None, shadow: str | None,
-                     decision: Decision | None) -> Literal["repair", "cloud_generate", "record"]:
-    """Repair first (local, so allowed under any rule); privacy never reaches the cloud, not
-    even in shadow mode; shadow mode serves its route whatever the judge decided."""
+                     decision: Decision | None, sample: bool = False,
+                     ) -> Literal["repair", "sample", "cloud_generate", "record"]:
+    """Repair first, then sampling agreement (both local, so allowed under any rule);
+    privacy never reaches the cloud, not even in shadow mode; shadow mode serves its route
+    whatever the judge decided."""
     if repair:
         return "repair"
+    if sample:
+        return "sample"
     if privacy:
         return "record"
     assert decision is not None, "the judge always decides"

@@ -32,9 +32,11 @@ def _record(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, An
 
 
 def build_graph() -> Any:
-    """intake → policy → (cloud_generate | retrieve → local_generate → judge ⇄ repair →
-    (cloud_generate | record)) → record. The judge sends a failing local answer back to the
-    local model (repair) up to the policy's ``repair_rounds`` before it escalates."""
+    """intake → policy → (cloud_generate | retrieve → local_generate → judge ⇄ repair,
+    judge ⇄ sample → (cloud_generate | record)) → record. The judge sends a failing local
+    answer back to the local model (repair) up to the policy's ``repair_rounds`` before it
+    escalates; where no example can run and ``sample_k`` > 1, it compares k local answers by
+    behaviour first (sampling agreement)."""
     # Typed as Any: langgraph's add_node overloads do not accept Runtime-taking callables
     # whose state is a TypedDict subclass, though they run fine.
     graph: Any = StateGraph(RouterState, context_schema=RouterContext, input_schema=TaskInput)
@@ -44,6 +46,7 @@ def build_graph() -> Any:
     graph.add_node("local_generate", nodes.local_generate)
     graph.add_node("judge", nodes.judge)
     graph.add_node("repair", nodes.repair)
+    graph.add_node("sample", nodes.sample)
     graph.add_node("cloud_generate", nodes.cloud_generate)
     graph.add_node("record", _record)
     graph.add_edge(START, "intake")
@@ -52,8 +55,9 @@ def build_graph() -> Any:
     graph.add_edge("retrieve", "local_generate")
     graph.add_edge("local_generate", "judge")
     graph.add_conditional_edges("judge", nodes.after_judge,
-                                ["repair", "cloud_generate", "record"])
+                                ["repair", "sample", "cloud_generate", "record"])
     graph.add_edge("repair", "judge")
+    graph.add_edge("sample", "judge")
     graph.add_edge("cloud_generate", "record")
     graph.add_edge("record", END)
     return graph.compile()

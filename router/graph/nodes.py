@@ -257,11 +257,46 @@ def judge(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any]
     return judge_answer(state, ctx.sandbox, repair_fits=repair_fit.fits)
 
 
-def after_judge(state: RouterState) -> Literal["repair", "cloud_generate", "record"]:
+def after_judge(state: RouterState) -> Literal["repair", "sample", "cloud_generate", "record"]:
     return decide.step_after_judge(repair=bool(state.get("repair")),
+                                   sample=bool(state.get("sample")),
                                    privacy=state.get("privacy"),
                                    shadow=state["policy"].shadow_route,
                                    decision=state.get("decision"))
+
+
+# --- sample --------------------------------------------------------------------------------
+
+@timed("sample")
+def sample(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any]:
+    """Sampling agreement: k-1 more local answers at the policy's temperature, all k run on
+    the same probe inputs in the sandbox and clustered by behaviour; the answer served is the
+    majority's (the greedy one when it is in it). The judge then judges it (no majority
+    escalates)."""
+    from router.checks.code import extract_code_blocks
+    from router.graph import agreement
+
+    ctx = runtime.context
+    rules = state["policy"]
+    local = state["local"]
+    assert local is not None and ctx.sandbox is not None, "the judge samples only then"
+    request = GenerationRequest(messages=tuple(state["messages"]), max_tokens=state["max_tokens"],
+                                temperature=rules.sample_temperature)
+    started = time.perf_counter()
+    answers = [local, *(ctx.local.generate(request) for _ in range(rules.sample_k - 1))]
+    generated_ms = (time.perf_counter() - started) * 1000
+    target = agreement.target_function(state["prompt"])
+    assert target is not None
+    codes = ["\n\n".join(b.code for b in extract_code_blocks(a.text) if b.language == "python")
+             or None for a in answers]
+    calls = agreement.probe_calls(*target)
+    found = agreement.agree(agreement.behaviours(codes, calls, ctx.sandbox,
+                                                 timeout_s=rules.execution_timeout_s),
+                            len(calls))
+    return {"local": answers[found.chosen], "decision": None, "auto_decision": None,
+            "agreement": {**found.as_dict(), "generate_ms": round(generated_ms, 1),
+                          "completion_tokens": sum(a.usage.completion_tokens
+                                                   for a in answers[1:])}}
 
 
 # --- repair --------------------------------------------------------------------------------

@@ -33,7 +33,8 @@ def build_record(state: RouterState, *, price: Any, models: dict[str, str]) -> d
         "reason": decide.reported_reason(decision, shadow=rules.shadow_route),
         "detail": decision["detail"],
         "confidence": state.get("confidence"),
-        "threshold": rules.confidence_threshold,
+        "threshold": (state.get("judge") or {}).get("threshold", rules.confidence_threshold),
+        "judge": {k: v for k, v in (state.get("judge") or {}).items() if k != "features"},
         "signals": {
             **state.get("signals", {}),
             "thresholds": {
@@ -54,8 +55,10 @@ def build_record(state: RouterState, *, price: Any, models: dict[str, str]) -> d
             "saved_by_early_abort": aborted["saved_tokens"] if aborted else 0,
             "repair_prompt": sum(a["prompt_tokens"] for a in attempts),
             "repair_completion": sum(a["completion_tokens"] for a in attempts),
+            "sample_completion": (state.get("agreement") or {}).get("completion_tokens", 0),
         },
         "local_attempts": attempts,
+        "agreement": state.get("agreement"),
         "timings_ms": {k: round(v, 2) for k, v in state.get("timings_ms", {}).items()},
         "models": {"local": models["local"], "cloud": models["cloud"],
                    "priced_as": models["price_as"]},
@@ -68,6 +71,9 @@ def build_record(state: RouterState, *, price: Any, models: dict[str, str]) -> d
     }
     if state.get("redactions"):
         record["redactions"] = state["redactions"]
+    features = (state.get("judge") or {}).get("features")
+    if features:  # what the learned judge saw: feedback on this task can refit it
+        record["signals"]["judge_features"] = features
     if rules.shadow_route:
         record["shadow"] = {"served": rules.shadow_route, "auto_route": auto["route"],
                             "auto_reason": auto["reason"]}

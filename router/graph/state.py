@@ -12,7 +12,7 @@ from router.graph.signals import ContextFit
 RequestedRoute = Literal["auto", "local", "cloud"]
 Reason = Literal[
     "confident", "low_confidence", "failed_checks", "early_abort", "context", "multi_file",
-    "privacy", "budget", "forced", "task_type", "cloud_unavailable",
+    "privacy", "budget", "forced", "task_type", "cloud_unavailable", "disagreement",
 ]
 
 
@@ -82,6 +82,9 @@ class RouterState(TaskInput, total=False):
     repair: bool  # the judge asks the local model to fix its answer first
     local_attempts: Annotated[list[dict[str, Any]], operator.add]  # each repair round
     judged: Annotated[list[dict[str, Any]], operator.add]  # each judge pass's check verdict
+    judge: dict[str, Any]  # which judge scored the answer, its probability and threshold
+    sample: bool  # the judge asks for sampling agreement first
+    agreement: dict[str, Any] | None  # the samples' clusters (sampling agreement)
     # cloud_generate
     cloud: Generation | None
     redactions: dict[str, Any]

@@ -90,3 +90,21 @@ def test_coder_writes_the_function_and_is_confident(coder) -> None:
     assert result.logprobs is not None
     mean = sum(t.logprob for t in result.logprobs) / len(result.logprobs)
     assert mean > -0.5  # a trivial task: the small coder is sure of itself
+
+
+def test_teacher_forcing_reproduces_the_greedy_answers_logprobs(smol) -> None:
+    """Scoring a recorded answer gives the logprobs decoding it gave (evaluations score
+    recorded answers this way instead of decoding them again)."""
+    request = ask(PROMPT, max_tokens=24)
+    decoded = smol.generate(request)
+    assert decoded.logprobs
+    scored = smol.score(request, decoded.text)
+    assert [e.token for e in scored] == [e.token for e in decoded.logprobs]
+    # One batched pass rounds differently from token-by-token decoding (Q4 weights): close,
+    # not bit-equal.
+    gaps = [abs(f.logprob - g.logprob) for f, g in zip(scored, decoded.logprobs, strict=True)]
+    assert max(gaps) < 0.15 and sum(gaps) / len(gaps) < 0.03
+    assert all(len(f.top) == 2 for f in scored)
+    # a different answer scores differently (it is scored, not looked up)
+    other = smol.score(request, "Nothing about it at all, really.")
+    assert sum(e.logprob for e in other) < sum(e.logprob for e in scored)
