@@ -110,10 +110,13 @@ def api_view(text: str) -> str | None:
             tree = ast.parse(source)
         except (SyntaxError, ValueError):
             return None
-    node = next((n for n in tree.body if isinstance(
-        n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)), None)
-    if node is None:
-        return None
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            return _view(source, node)
+    return None
+
+
+def _view(source: str, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> str:
     lines = source.splitlines()
     decorators = [lines[d.lineno - 1].strip() for d in node.decorator_list
                   if lines[d.lineno - 1].strip().startswith("@")]

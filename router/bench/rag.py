@@ -82,6 +82,7 @@ def run(settings: Any, model_path: Path, *, tasks: Sequence[RagTask] = TASKS,
     from retrieval.retriever import Retriever
     from router.graph.context import RouterContext, token_counter
     from router.graph.graph import build_graph, run_task
+    from router.graph.state import TaskInput
 
     with tempfile.TemporaryDirectory(prefix="smallcode-bench-rag-") as tmp:
         work = Path(tmp)
@@ -110,12 +111,12 @@ def run(settings: Any, model_path: Path, *, tasks: Sequence[RagTask] = TASKS,
             for task in tasks:
                 row: dict[str, Any] = {"task": task.name, "helper": task.helper}
                 for mode in ("without", "with"):
-                    request: dict[str, Any] = {"prompt": task.prompt, "route": "local",
-                                               "max_tokens": max_tokens}
+                    request: TaskInput = {"prompt": task.prompt, "route": "local",
+                                          "max_tokens": max_tokens}
                     if mode == "with":
                         request["repo"] = "requests"
                     began = time.perf_counter()
-                    answer = run_task(graph, request, context)  # type: ignore[arg-type]
+                    answer = run_task(graph, request, context)
                     seconds = time.perf_counter() - began
                     code = answer_code(answer.text)
                     ok, error = passes(code, task, work)
