@@ -51,7 +51,9 @@ def check_answer(prompt: str, files: Sequence[Mapping[str, object]], text: str,
         checks["edit_format"] = check_edits(text, edit_format, files=sent, task=prompt,
                                             original=first.code if first else None).as_dict()
     python = "\n\n".join(b.code for b in blocks if b.language == "python")
-    names = unresolved_names(python, prompt, files, modules) if enabled and python else []
+    earlier = [str(t["content"]) for t in history]
+    names = (unresolved_names(python, prompt, files, modules, earlier=earlier)
+             if enabled and python else [])
     if names:
         checks["names"] = names
     examples, tests = doctest_examples(prompt), attached_tests(files)
@@ -76,17 +78,20 @@ def check_answer(prompt: str, files: Sequence[Mapping[str, object]], text: str,
 
 
 def unresolved_names(python: str, prompt: str, files: Sequence[Mapping[str, object]],
-                     modules: Mapping[str, frozenset[str]] | None = None) -> list[str]:
+                     modules: Mapping[str, frozenset[str]] | None = None, *,
+                     earlier: Sequence[str] = ()) -> list[str]:
     """The answer's undefined names and unresolvable imports (``router.checks.names``);
-    names the task's files and code blocks define count as defined."""
+    names the task's files, its prompt (when it is code) and the code blocks of the prompt
+    and the chat's earlier turns define count as defined."""
     from router.checks import names
 
-    known: set[str] = set()
+    known = names.defined_names(prompt)
     for item in files:
         if str(item["path"]).endswith(".py"):
             known |= names.defined_names(str(item["content"]))
-    for block in extract_code_blocks(prompt):
-        known |= names.defined_names(block.code)
+    for text in (prompt, *earlier):
+        for block in extract_code_blocks(text):
+            known |= names.defined_names(block.code)
     return names.problems(python, known=known, modules=modules)
 
 
