@@ -67,8 +67,9 @@ def module_paths(paths: Iterable[str], root_name: str) -> dict[str, str]:
 
     A directory is a package when its ``__init__.py`` is indexed; when the indexed root is one
     itself (``requests/`` indexed, ``__init__.py`` at the top), ``root_name`` leads:
-    ``utils.py`` -> ``requests.utils``. A file outside any package is a module of its own
-    directory (``scripts/run.py`` -> ``run``); ``src/pkg/utils.py`` -> ``pkg.utils``.
+    ``utils.py`` -> ``requests.utils``; ``src/pkg/utils.py`` -> ``pkg.utils`` (``src`` is no
+    package). A file outside any package is named by its path: ``scripts/run.py`` ->
+    ``scripts.run``, as a namespace package imported from the repo root.
     """
     paths = [p for p in paths if p.endswith(".py")]
     packages = {p.rsplit("/", 1)[0] if "/" in p else "" for p in paths
@@ -81,7 +82,8 @@ def module_paths(paths: Iterable[str], root_name: str) -> dict[str, str]:
         start = len(dirs)
         while start > 0 and "/".join(dirs[:start]) in packages:
             start -= 1
-        names = parts[start:]
+        # a file outside any package: its path from the repo root (a namespace package)
+        names = parts[start:] if start < len(dirs) else parts
         if start == 0 and "" in packages and root_name.isidentifier():
             names = [root_name, *names]
         if names[-1] == "__init__":

@@ -97,11 +97,14 @@ class Retriever:
         repo_store = chroma.RepoStore.open(self.client, repo)
         documents = repo_store.symbol_documents()
         modules = module_paths(documents, Path(repo_store.root or repo).name)
-        table: dict[str, frozenset[str]] = {}
+        table: dict[str, set[str]] = {}
         for path, module in modules.items():
             names = {line[2:] for line in documents[path].splitlines() if line[:2] in ("D ", "R ")}
-            table[module] = frozenset(names)
-        return table
+            table.setdefault(module, set()).update(names)
+            parts = module.split(".")
+            for depth in range(1, len(parts)):  # parents hold their submodules
+                table.setdefault(".".join(parts[:depth]), set()).add(parts[depth])
+        return {module: frozenset(names) for module, names in table.items()}
 
     def list_repos(self) -> list[dict[str, Any]]:
         return chroma.list_repos(self.client)

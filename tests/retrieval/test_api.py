@@ -19,11 +19,13 @@ def test_module_paths_follow_the_packages() -> None:
     assert api.module_paths(paths, "requests") == {
         "__init__.py": "requests", "utils.py": "requests.utils",
         "adapters/__init__.py": "requests.adapters", "adapters/http.py": "requests.adapters.http",
-        "scripts/run.py": "run",  # no __init__.py: a module of its own directory
+        "scripts/run.py": "scripts.run",  # no __init__.py: its path from the root
     }
-    # a repo whose root is not a package: pkg/ is
-    assert api.module_paths(["pkg/__init__.py", "pkg/utils.py"], "demo") == {
-        "pkg/__init__.py": "pkg", "pkg/utils.py": "pkg.utils"}
+    # a repo whose root is not a package: pkg/ is (src/ is not: the src layout)
+    assert api.module_paths(["pkg/__init__.py", "pkg/utils.py", "src/lib/__init__.py",
+                             "src/lib/io.py", "tools/gen.py"], "demo") == {
+        "pkg/__init__.py": "pkg", "pkg/utils.py": "pkg.utils", "src/lib/__init__.py": "lib",
+        "src/lib/io.py": "lib.io", "tools/gen.py": "tools.gen"}
 
 
 def test_api_view_is_signature_and_docstring_without_the_body() -> None:
