@@ -88,3 +88,17 @@ def test_the_budget_is_filled_by_value_and_k_caps_the_count() -> None:
     assert words(built.text) <= budget
     assert len(api.build(hits, 10_000, words, modules={}, prompt="x", k=5).used) == 5
     assert api.build(hits, 3, words, modules={}, prompt="x").text == ""
+
+
+def test_the_index_symbol_table_resolves_imports_of_the_repo(retriever: Retriever,
+                                                            make_repo: RepoFactory) -> None:
+    from router.checks.answer import check_answer
+
+    retriever.index(make_repo(BASE_REPO), "demo")
+    table = retriever.symbol_table("demo")
+    assert "parse_config" in table["pkg.utils"] and "utils" in table["pkg"]
+    good = "```python\nfrom pkg.utils import parse_config\n\n\ndef f(p):\n    return parse_config(p)\n```"
+    bad = "```python\nfrom pkg.config import parse_config\n\n\ndef f(p):\n    return parse_config(p)\n```"
+    assert "names" not in check_answer("Write f.", [], good, None, modules=table)
+    assert check_answer("Write f.", [], bad, None, modules=table)["names"] == [
+        "`from pkg.config import ...`: no module named 'pkg.config'"]
