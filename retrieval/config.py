@@ -59,7 +59,11 @@ class RetrievalConfig(BaseModel):
         default=0.5, ge=0.0, le=1.0,
         description="share of the BM25 score in the hybrid ranking (0: cosine order only)",
     )
-    top_k: int = Field(default=5, ge=1, le=100, description="snippets retrieved per query")
+    top_k: int = Field(default=5, ge=1, le=100, description="most snippets put in a prompt")
+    snippet_min_score: float = Field(
+        default=0.2, ge=-1.0, le=1.0,
+        description="cosine below which a hit the task does not name is left out of the prompt",
+    )
     snippet_token_budget: int = Field(
         default=1024, ge=0, le=131072, description="most prompt tokens spent on retrieved snippets"
     )

@@ -82,6 +82,30 @@ class Retriever:
     def references(self, repo: str, symbol: str) -> References:
         return references(chroma.RepoStore.open(self.client, repo), symbol)
 
+    def modules(self, repo: str) -> dict[str, str]:
+        """Each indexed Python file's dotted module (``retrieval.api.module_paths``)."""
+        from retrieval.api import module_paths
+
+        repo_store = chroma.RepoStore.open(self.client, repo)
+        return module_paths(repo_store.file_records(), Path(repo_store.root or repo).name)
+
+    def symbol_table(self, repo: str) -> dict[str, frozenset[str]]:
+        """Each indexed module and the names it defines or imports: what
+        ``from module import name`` can reach in this repo."""
+        from retrieval.api import module_paths
+
+        repo_store = chroma.RepoStore.open(self.client, repo)
+        documents = repo_store.symbol_documents()
+        modules = module_paths(documents, Path(repo_store.root or repo).name)
+        table: dict[str, set[str]] = {}
+        for path, module in modules.items():
+            names = {line[2:] for line in documents[path].splitlines() if line[:2] in ("D ", "R ")}
+            table.setdefault(module, set()).update(names)
+            parts = module.split(".")
+            for depth in range(1, len(parts)):  # parents hold their submodules
+                table.setdefault(".".join(parts[:depth]), set()).add(parts[depth])
+        return {module: frozenset(names) for module, names in table.items()}
+
     def list_repos(self) -> list[dict[str, Any]]:
         return chroma.list_repos(self.client)
 

@@ -163,6 +163,23 @@ class RepoStore:
     def embedding_model(self) -> str | None:
         return (self.chunks.metadata or {}).get("embedding_model")
 
+    @property
+    def root(self) -> str | None:
+        """The directory the repo was indexed from."""
+        return (self.chunks.metadata or {}).get("root")
+
+    def symbol_documents(self) -> dict[str, str]:
+        """Each indexed file's symbol document (``D name`` / ``R name`` lines)."""
+        documents: dict[str, str] = {}
+        offset = 0
+        while True:
+            page = self.files.get(include=["documents", "metadatas"], limit=PAGE, offset=offset)
+            for doc, meta in zip(page["documents"] or [], page["metadatas"] or [], strict=True):
+                documents[str((meta or {})["path"])] = doc or ""
+            if len(page["ids"]) < PAGE:
+                return documents
+            offset += PAGE
+
     def file_records(self) -> dict[str, FileRecord]:
         records: dict[str, FileRecord] = {}
         offset = 0

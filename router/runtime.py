@@ -27,5 +27,6 @@ def build_context(settings: Settings, local: Backend, cloud: Backend, *,
         max_file_bytes=settings.retrieval.max_file_bytes,
         snippet_token_budget=settings.retrieval.snippet_token_budget,
         snippet_k=settings.retrieval.top_k,
+        snippet_min_score=settings.retrieval.snippet_min_score,
         sandbox=open_sandbox(settings.checks),
     )

@@ -60,6 +60,12 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     review.add_argument("--max-tokens", type=int, default=256, help="answer tokens per diff")
     review.add_argument("--json", action="store_true", help="print one JSON object")
     review.set_defaults(handler=_review)
+    rag = targets.add_parser("rag", help="retrieval's lift on answers: repository tasks over "
+                             "the installed requests package, without and with --repo")
+    rag.add_argument("--limit", type=int, help="first N tasks (default: all 21)")
+    rag.add_argument("--max-tokens", type=int, default=320, help="answer budget per task")
+    rag.add_argument("--json", action="store_true", help="print one JSON object")
+    rag.set_defaults(handler=_rag)
     from router.cli.index import register_bench
 
     register_bench(targets)
@@ -72,6 +78,35 @@ def _stderr(line: str) -> None:
 def _local_model(args: argparse.Namespace) -> tuple[Any, Path]:
     settings = load_settings(args.config)
     return settings.local, resolve(settings.local.model, settings.models.cache_dir)
+
+
+def _rag(args: argparse.Namespace) -> int:
+    from router.bench import rag
+    from router.bench.rag_tasks import TASKS
+
+    if args.limit is not None and args.limit < 1:
+        _stderr("smallcode: --limit must be at least 1")
+        return 2
+    if args.max_tokens < 16:
+        _stderr("smallcode: --max-tokens must be at least 16")
+        return 2
+    settings = load_settings(args.config)
+    path = resolve(settings.local.model, settings.models.cache_dir)
+    result = rag.run(settings, path, tasks=TASKS[:args.limit], max_tokens=args.max_tokens,
+                     log=_stderr)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    for mode in ("without", "with"):
+        row = result[mode]
+        print(f"{mode:<8} retrieval: {row['passed']}/{result['tasks']} passed "
+              f"({100 * row['pass_rate']:.0f}%), imports the helper {row['imports_helper']}, "
+              f"{row['seconds_mean']:.1f} s mean / {row['seconds_median']:.1f} s median per task")
+    print(f"lift {result['lift_points']:+.1f} points, latency x{result['latency_ratio']}, "
+          f"helper among the snippets {result['with']['helper_shown']}/{result['tasks']}, "
+          f"{result['with']['snippet_tokens_mean']:.0f} snippet tokens, retrieve "
+          f"{result['with']['retrieve_ms_mean']:.0f} ms mean")
+    return 0
 
 
 def _router(args: argparse.Namespace) -> int:

@@ -90,6 +90,11 @@ def collect_files(state: RouterState, ctx: RouterContext) -> list[FileRef]:
     return list(refs.values())
 
 
+def changed_files(refs: list[FileRef]) -> list[FileRef]:
+    """The files the task itself brings (attached, named, sent): not the index's references."""
+    return [ref for ref in refs if ref["source"] != "references"]
+
+
 def count_prompt(ctx: RouterContext, messages: list[Message]) -> int:
     counted = ctx.local.count_prompt_tokens(GenerationRequest(messages=tuple(messages)))
     if counted is not None:
@@ -112,7 +117,9 @@ def intake(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any
         "file_refs": files,
         "prompt_tokens": prompt_tokens,
         "max_tokens": state.get("max_tokens", DEFAULT_MAX_TOKENS),
-        "signals": {"task_type": task_type, "prompt_tokens": prompt_tokens, "files": len(files)},
+        "signals": {"task_type": task_type, "prompt_tokens": prompt_tokens,
+                    "files": len(changed_files(files)),
+                    "reference_files": len(files) - len(changed_files(files))},
     }
 
 
@@ -133,9 +140,11 @@ def policy(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any
         raise PolicyViolation("route", f"cannot send this task to the cloud: {privacy}")
     max_tokens = state["max_tokens"]
     fit = local_fit(ctx, rules.context_margin_tokens, state["prompt_tokens"], max_tokens)
+    # Files found through the index's references are context, not files the task changes:
+    # they are listed in the record but do not count toward max_local_files.
     verdict = decide.before_generation(policy=rules, forced=forced, privacy=privacy,
-                                       task_type=state["task_type"], files=state["file_refs"],
-                                       fit=fit)
+                                       task_type=state["task_type"],
+                                       files=changed_files(state["file_refs"]), fit=fit)
     cloud_window = ctx.cloud.n_ctx
     if (verdict and verdict["route"] == "cloud" and cloud_window is not None
             and not decide.fits_cloud(state["prompt_tokens"], cloud_window)):
@@ -195,22 +204,33 @@ def retrieve(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, A
     ctx = runtime.context
     repo = state.get("repo")
     if not repo or ctx.retrieval is None:
-        return {"snippets": "", "snippet_tokens": 0}
-    from retrieval.search import snippets_for_prompt
+        return {"snippets": "", "snippet_tokens": 0, "snippets_used": []}
+    from retrieval import api
 
     fit = state["fit"]
     budget = max(0, min(ctx.snippet_token_budget, fit.available - fit.needed))
-    hits = ctx.retrieval.search(repo, state["prompt"], ctx.snippet_k)
-    snippets = snippets_for_prompt(hits, budget, ctx.count_tokens) if budget else ""
-    tokens = ctx.count_tokens(snippets) if snippets else 0
-    update: dict[str, Any] = {"snippets": snippets, "snippet_tokens": tokens,
-                              "fit": dataclasses.replace(fit, snippet_tokens=tokens),
-                              "signals": {"snippets": len(hits) if snippets else 0}}
-    if snippets:
-        # Snippets lead the task's own message, as the policy left it (files may be trimmed).
-        *earlier, task = state["messages"]
-        update["messages"] = [*earlier, Message(task.role, f"{snippets}\n\n{task.content}")]
-    return update
+    if not budget:
+        return {"snippets": "", "snippet_tokens": 0, "snippets_used": []}
+    # Twice as many candidates as snippets, so that choosing by value has a choice.
+    hits = ctx.retrieval.search(repo, state["prompt"], 2 * ctx.snippet_k)
+    # Attached files as the policy left them (files trimmed for privacy do not count).
+    files = state.get("files") or []
+    chosen = api.build(hits, budget, ctx.count_tokens, modules=ctx.retrieval.modules(repo),
+                       prompt=state["prompt"], task_type=state.get("task_type"), files=files,
+                       k=ctx.snippet_k, min_score=ctx.snippet_min_score)
+    if not chosen.text:
+        return {"snippets": "", "snippet_tokens": 0, "snippets_used": [],
+                "signals": {"search_hits": len(hits)}}
+    # The data block, then what to do with it (outside the block), then the task.
+    lead = f"{chosen.text}\n\n{chosen.preamble}"
+    tokens = ctx.count_tokens(lead)
+    *earlier, task = state["messages"]
+    return {"snippets": chosen.text, "snippet_tokens": tokens,
+            "snippets_used": [s.as_dict() for s in chosen.used],
+            "fit": dataclasses.replace(fit, snippet_tokens=tokens),
+            "signals": {"search_hits": len(hits)},
+            # Snippets lead the task's own message, as the policy left it (files may be trimmed).
+            "messages": [*earlier, Message(task.role, f"{lead}\n\n{task.content}")]}
 
 
 # --- local_generate ------------------------------------------------------------------------

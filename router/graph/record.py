@@ -47,6 +47,8 @@ def build_record(state: RouterState, *, price: Any, models: dict[str, str]) -> d
         "task_type": state.get("task_type"),
         "task_type_source": state.get("task_type_source"),
         "files": state.get("file_refs", []),
+        # what retrieval put in the local prompt: path, symbol, lines, score, tokens
+        "snippets": state.get("snippets_used", []),
         "tokens": {
             "prompt": prompt_tokens,
             "snippets": state.get("snippet_tokens", 0),

@@ -42,6 +42,9 @@ def failure(checks: dict[str, Any], answer: str) -> str:
         return f"the code does not parse: {found}."
     runs = checks.get("execution", {}).get("runs", [])
     failing = next((r for r in runs if not r["passed"]), None)
+    if failing and failing.get("kind") == "names":
+        return (f"the code uses names it never defines or imports: "
+                f"{failing['detail'][:FEEDBACK_CHARS]}. Add the missing imports.")
     detail = _TEST_PREFIX.sub("", failing["detail"]) if failing else "the checks failed"
     return f"the code fails the task's own examples: {detail[:FEEDBACK_CHARS]}"
 

@@ -74,6 +74,7 @@ class RouterState(TaskInput, total=False):
     # retrieve
     snippets: str
     snippet_tokens: int
+    snippets_used: list[dict[str, Any]]  # each snippet in the prompt (retrieval.api.Snippet)
     # local_generate / judge
     local: Generation | None
     aborted: dict[str, Any] | None

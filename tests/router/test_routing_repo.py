@@ -41,7 +41,7 @@ def context(smol, retriever: Retriever) -> RouterContext:
                          retrieval=retriever)
 
 
-def test_callers_of_a_changed_symbol_make_the_task_multi_file(context: RouterContext) -> None:
+def test_callers_of_a_changed_symbol_are_listed_but_not_counted(context: RouterContext) -> None:
     answer = run_task(build_graph(), {"prompt": "Change `parse_config` to accept a Path.",
                                       "repo": "demo", "team": "shadow", "max_tokens": 16},
                       context)
@@ -49,8 +49,9 @@ def test_callers_of_a_changed_symbol_make_the_task_multi_file(context: RouterCon
     found = {f["path"]: f["source"] for f in record["files"]}
     assert found == {"pkg/utils.py": "references", "pkg/app.py": "references",
                      "pkg/cli.py": "references"}
-    assert record["shadow"]["auto_route"] == "cloud"
-    assert record["shadow"]["auto_reason"] == "multi_file"
+    # references are context the task reads, not files it changes: not multi_file
+    assert record["signals"]["reference_files"] == 3 and record["signals"]["files"] == 0
+    assert record["shadow"]["auto_reason"] != "multi_file"
 
 
 def test_snippets_reach_the_local_prompt(context: RouterContext) -> None:
