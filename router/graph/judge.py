@@ -4,6 +4,7 @@ the evaluation harness calls it on recorded answers (never the node)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from agents.base import Generation
@@ -12,14 +13,17 @@ from router.graph import decide, signals
 from router.graph.state import RouterState
 
 
-def run_checks(state: RouterState, text: str, sandbox: Sandbox | None) -> dict[str, Any]:
-    """The code checks of ``text`` for this task (:func:`router.checks.answer.check_answer`)."""
+def run_checks(state: RouterState, text: str, sandbox: Sandbox | None,
+               modules: Mapping[str, frozenset[str]] | None = None) -> dict[str, Any]:
+    """The code checks of ``text`` for this task (:func:`router.checks.answer.check_answer`);
+    ``modules``: the task's indexed repository's symbol table, for its imports."""
     from router.checks.answer import check_answer
 
     rules = state["policy"]
     return check_answer(state["prompt"], state.get("files") or [], text, sandbox,
                         enabled=rules.execution_checks, timeout_s=rules.execution_timeout_s,
-                        system=state.get("system", ""), history=state.get("history") or [])
+                        system=state.get("system", ""), history=state.get("history") or [],
+                        modules=modules)
 
 
 def score_answer(state: RouterState, local: Generation, checks: dict[str, Any],
@@ -52,9 +56,10 @@ def score_answer(state: RouterState, local: Generation, checks: dict[str, Any],
 
 
 def judge_answer(state: RouterState, sandbox: Sandbox | None, *,
-                 repair_fits: bool = True) -> dict[str, Any]:
+                 repair_fits: bool = True,
+                 modules: Mapping[str, frozenset[str]] | None = None) -> dict[str, Any]:
     """The state's update from judging its local answer. ``repair_fits``: whether a repair
-    turn would fit the local window."""
+    turn would fit the local window; ``modules``: see :func:`run_checks`."""
     from router.graph import agreement, repair
 
     rules = state["policy"]
@@ -64,7 +69,7 @@ def judge_answer(state: RouterState, sandbox: Sandbox | None, *,
     scored: dict[str, Any] = {"name": "fixed" if rules.judge_model is None else "learned",
                               "probability": None, "threshold": rules.confidence_threshold}
     if local is not None:
-        checks = run_checks(state, local.text, sandbox)
+        checks = run_checks(state, local.text, sandbox, modules)
         scored = score_answer(state, local, checks, len(attempts))
     score = scored["probability"]
     examples_failed = bool(checks.get("execution")) and not checks["execution"]["passed"]

@@ -274,7 +274,9 @@ def judge(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any]
     # A repair turn adds the answer and a feedback message (~256 tokens) to the prompt.
     fit = state["fit"]
     repair_fit = dataclasses.replace(fit, prompt_tokens=fit.prompt_tokens + answer_tokens + 256)
-    return judge_answer(state, ctx.sandbox, repair_fits=repair_fit.fits)
+    repo = state.get("repo")
+    modules = ctx.retrieval.symbol_table(repo) if repo and ctx.retrieval is not None else None
+    return judge_answer(state, ctx.sandbox, repair_fits=repair_fit.fits, modules=modules)
 
 
 def after_judge(state: RouterState) -> Literal["repair", "sample", "cloud_generate", "record"]:
