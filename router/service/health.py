@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from agents.base import Backend
 
 router = APIRouter()
+LocalState = Literal["ok", "unavailable", "unknown"]
 
 
 class Health(BaseModel):
@@ -28,7 +29,7 @@ class Readiness(BaseModel):
     status: Literal["ready", "not ready"]
     redis: Literal["ok", "unreachable"]
     models: Literal["loaded", "loading"]
-    local: Literal["ok", "unavailable", "unknown"] = Field(
+    local: LocalState = Field(
         description="the local tier: its in-process model loaded, or its server (llama-server) "
         "answering /health; unknown while the models load")
     workers: int = Field(description="live task workers (heartbeats in Redis)")
@@ -66,7 +67,7 @@ async def readyz(request: Request) -> JSONResponse:
     if not redis_ok:
         problems.append("Redis does not answer")
     models_ok = hasattr(state, "tiers")
-    local = "unknown"
+    local: LocalState = "unknown"
     if not models_ok:
         problems.append("the models are loading")
     else:
@@ -78,7 +79,7 @@ async def readyz(request: Request) -> JSONResponse:
         problems.append("no task worker is alive")
     body = Readiness(status="not ready" if problems else "ready",
                      redis="ok" if redis_ok else "unreachable",
-                     models="loaded" if models_ok else "loading", local=local,  # type: ignore[arg-type]
+                     models="loaded" if models_ok else "loading", local=local,
                      workers=workers,
                      checks=Checks(isolation=isolation_mode(state.router_context.sandbox)),
                      problems=problems)
