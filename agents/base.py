@@ -157,6 +157,11 @@ class Backend(abc.ABC):
 
         raise FimUnsupported(f"{self.model_name} does not do inline completion")
 
+    def unavailable(self) -> str | None:
+        """None when this tier can answer now; else one line saying why not (``/readyz``
+        asks). Default: an in-process tier is ready once built."""
+        return None
+
     def close(self) -> None:
         """Release resources (model memory, connections). Default: nothing to do."""
 
@@ -182,3 +187,6 @@ class Wrapped(Backend):
 
     def count_prompt_tokens(self, request: GenerationRequest) -> int | None:
         return self.inner.count_prompt_tokens(request)
+
+    def unavailable(self) -> str | None:
+        return self.inner.unavailable()

@@ -10,7 +10,8 @@
         ├── BackendTimeout        it did not answer within its timeout
         ├── BackendRateLimited    its provider refuses for now (rate or token limits): retry later
         ├── BackendMisconfigured  it refused the configured key or model name: the operator fixes it
-        └── CircuitOpen           not called at all: its last calls failed (agents.breaker)
+        ├── CircuitOpen           not called at all: its last calls failed (agents.breaker)
+        └── LocalUnavailable      the local tier did not answer and the task may not go elsewhere
 
 Every message is one line that says what to do; none carries a secret.
 """
@@ -71,6 +72,11 @@ class BackendRateLimited(BackendUnavailable):
 
 class BackendMisconfigured(BackendUnavailable):
     pass
+
+
+class LocalUnavailable(BackendUnavailable):
+    """The local tier (its llama-server) did not answer, and the task may not go to the cloud
+    (privacy, a forced local route, or the policy's ``local_unavailable: refuse``)."""
 
 
 class CircuitOpen(BackendUnavailable):

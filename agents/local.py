@@ -79,6 +79,7 @@ class LocalBackend(Backend):
         started = time.perf_counter()
         self._llama = llama_cpp.Llama(**kwargs)
         self.load_s = time.perf_counter() - started
+        self._closed = False
         # A context of its own for inline completion (the weights are shared through mmap),
         # made at the first completion: chats in between then leave its KV cache alone.
         self._fim_kwargs = {**kwargs, "n_ctx": config.fim_n_ctx, "logits_all": False}
@@ -292,7 +293,11 @@ class LocalBackend(Backend):
     def _piece(self, token: int) -> str:
         return self._llama.detokenize([token]).decode("utf-8", errors="replace")
 
+    def unavailable(self) -> str | None:
+        return "the local model was unloaded (closed)" if self._closed else None
+
     def close(self) -> None:
+        self._closed = True
         if self._score_llama is not None:
             self._score_llama.close()
         if self._fim_llama is not None:

@@ -28,6 +28,7 @@ from agents.config import LocalConfig
 from agents.errors import BackendUnavailable, FimUnsupported
 
 log = logging.getLogger(__name__)
+HEALTH_TIMEOUT_S = 2.0  # a readiness probe must not hang /readyz
 
 
 def _token_logprobs(choice: dict[str, Any]) -> list[TokenLogprob]:
@@ -76,6 +77,19 @@ class RemoteLocalBackend(Backend):
     @property
     def n_ctx(self) -> int:
         return self._config.n_ctx
+
+    def unavailable(self) -> str | None:
+        """Asks the server's ``/health`` (llama-server answers 503 while it loads its model);
+        any other answer under 500 (a server without that route: 404) is a live server."""
+        base = self._config.server_url or ""
+        root = base.rstrip("/").removesuffix("/v1")
+        try:
+            response = self._client.get(f"{root}/health", timeout=HEALTH_TIMEOUT_S)
+        except httpx.HTTPError as exc:
+            return f"local server {base} does not answer ({type(exc).__name__})"
+        if response.status_code >= 500:
+            return f"local server {base} is not ready (its /health answers {response.status_code})"
+        return None
 
     def stream(self, request: GenerationRequest) -> Iterator[TokenEvent | Generation]:
         body: dict[str, Any] = {

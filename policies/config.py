@@ -76,6 +76,10 @@ class PolicyConfig(BaseModel):
         "local", description="a cloud-bound task whose cloud does not answer (down, erroring, "
         "timing out): keep the local answer (route reason `cloud_unavailable`) when there is "
         "one, or fail with the cloud's error")
+    local_unavailable: Literal["cloud", "refuse"] = Field(
+        "cloud", description="a task whose local tier does not answer (llama-server gone, "
+        "erroring): send it to the cloud (route reason `local_unavailable`) where privacy and "
+        "the request allow, or fail at once with 503 `local_unavailable`")
     execution_timeout_s: float = Field(
         5.0, gt=0, le=60, description="wall-clock limit of one sandboxed check run"
     )

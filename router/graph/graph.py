@@ -32,11 +32,11 @@ def _record(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, An
 
 
 def build_graph() -> Any:
-    """intake → policy → (cloud_generate | retrieve → local_generate → judge ⇄ repair,
-    judge ⇄ sample → (cloud_generate | record)) → record. The judge sends a failing local
-    answer back to the local model (repair) up to the policy's ``repair_rounds`` before it
-    escalates; where no example can run and ``sample_k`` > 1, it compares k local answers by
-    behaviour first (sampling agreement)."""
+    """intake → policy → (cloud_generate | retrieve → local_generate → (judge ⇄ repair,
+    judge ⇄ sample → (cloud_generate | record) | cloud_generate when the local tier did not
+    answer)) → record. The judge sends a failing local answer back to the local model (repair)
+    up to the policy's ``repair_rounds`` before it escalates; where no example can run and
+    ``sample_k`` > 1, it compares k local answers by behaviour first (sampling agreement)."""
     # Typed as Any: langgraph's add_node overloads do not accept Runtime-taking callables
     # whose state is a TypedDict subclass, though they run fine.
     graph: Any = StateGraph(RouterState, context_schema=RouterContext, input_schema=TaskInput)
@@ -53,7 +53,8 @@ def build_graph() -> Any:
     graph.add_edge("intake", "policy")
     graph.add_conditional_edges("policy", nodes.after_policy, ["cloud_generate", "retrieve"])
     graph.add_edge("retrieve", "local_generate")
-    graph.add_edge("local_generate", "judge")
+    graph.add_conditional_edges("local_generate", nodes.after_local,
+                                ["judge", "cloud_generate"])
     graph.add_conditional_edges("judge", nodes.after_judge,
                                 ["repair", "sample", "cloud_generate", "record"])
     graph.add_edge("repair", "judge")

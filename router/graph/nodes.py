@@ -12,13 +12,14 @@ from typing import Any, Literal
 from langgraph.runtime import Runtime
 
 from agents.base import Generation, GenerationRequest, Message, TokenEvent
-from agents.errors import BackendUnavailable
+from agents.errors import BackendUnavailable, LocalUnavailable
 from policies.privacy import privacy_rule
 from policies.redaction import redact
 from router.checks.edits import without_instructions
 from router.graph import decide, signals
 from router.graph.context import RouterContext
 from router.graph.errors import BudgetExceeded, InvalidTask, PolicyViolation, TaskTooLarge
+from router.graph.progress import TaskCancelled
 from router.graph.state import FileRef, RouterState
 from router.graph.validation import DEFAULT_MAX_TOKENS, validate
 
@@ -246,20 +247,46 @@ def local_generate(state: RouterState, runtime: Runtime[RouterContext]) -> dict[
     recent: deque[float] = deque(maxlen=rules.early_abort_window)
     events = ctx.local.stream(request)
     generated, final, aborted = 0, None, None
-    for item in events:
-        if isinstance(item, Generation):
-            final = item
-        elif isinstance(item, TokenEvent) and item.logprob is not None:
-            generated += 1
-            recent.append(item.logprob.logprob)
-            if can_abort and len(recent) == recent.maxlen:
-                mean = signals.window_mean(recent)
-                if decide.should_abort(mean, generated, rules):
-                    aborted = {"after_tokens": generated, "window_confidence": mean,
-                               "saved_tokens": max_tokens - generated}
-                    break
-    getattr(events, "close", lambda: None)()
+    try:
+        for item in events:
+            if isinstance(item, Generation):
+                final = item
+            elif isinstance(item, TokenEvent) and item.logprob is not None:
+                generated += 1
+                recent.append(item.logprob.logprob)
+                if can_abort and len(recent) == recent.maxlen:
+                    mean = signals.window_mean(recent)
+                    if decide.should_abort(mean, generated, rules):
+                        aborted = {"after_tokens": generated, "window_confidence": mean,
+                                   "saved_tokens": max_tokens - generated}
+                        break
+    except BackendUnavailable as exc:
+        return local_unavailable(state, exc)
+    finally:
+        getattr(events, "close", lambda: None)()
     return {"local": final, "aborted": aborted}
+
+
+def local_unavailable(state: RouterState, exc: BackendUnavailable) -> dict[str, Any]:
+    """The local tier did not answer (its server gone or failing): the cloud where privacy,
+    the request and the policy allow, else a clear 503 at once."""
+    kept = (state.get("privacy") and "privacy policy keeps this task local") or (
+        state.get("route") == "local" and "the request asked for the local route") or (
+        state["policy"].local_unavailable == "refuse" and "policy local_unavailable is refuse")
+    if kept:
+        raise LocalUnavailable(f"the local tier is unavailable ({exc}) and the task may not go "
+                               f"to the cloud ({kept}): try again shortly") from exc
+    return {"local": None, "aborted": None,
+            "decision": decide.decision("cloud", "local_unavailable",
+                                        f"the local tier did not answer ({exc})")}
+
+
+def after_local(state: RouterState) -> Literal["judge", "cloud_generate"]:
+    """A local tier that did not answer leaves nothing to judge: straight to the cloud."""
+    decision = state.get("decision")
+    if decision is not None and decision["reason"] == "local_unavailable":
+        return "cloud_generate"
+    return "judge"
 
 
 # --- judge ---------------------------------------------------------------------------------
@@ -384,6 +411,11 @@ def cloud_generate(state: RouterState, runtime: Runtime[RouterContext]) -> dict[
         return {"decision": verdict}
     try:
         generation = ctx.cloud.generate(request)
+    except TaskCancelled as exc:
+        # Stopped mid-call (a client that left): what was streamed is spent, as the ledger
+        # records it, so the budget is charged that much rather than given back.
+        gate.settle(token, price(ctx.price_as, state["prompt_tokens"], exc.tokens))
+        raise
     except BaseException as exc:
         gate.release(token)
         if isinstance(exc, BackendUnavailable):

@@ -21,7 +21,13 @@ Emit = Callable[[str, dict[str, Any]], None]
 
 
 class TaskCancelled(Exception):
-    """Raised in the graph's thread when the task was cancelled or the worker is stopping."""
+    """Raised in the graph's thread when the task was cancelled or the worker is stopping.
+    ``tokens``: what the tier that stopped had streamed by then (a cloud call's partial
+    spend is priced from it)."""
+
+    def __init__(self, tokens: int = 0) -> None:
+        super().__init__("the task was cancelled")
+        self.tokens = tokens
 
 
 class TokenTap(Wrapped):
@@ -34,11 +40,13 @@ class TokenTap(Wrapped):
 
     def stream(self, request: GenerationRequest) -> Iterator[TokenEvent | Generation]:
         events = self.inner.stream(request)
+        streamed = 0  # as the routed stream counts them: tokens with text
         try:
             for item in events:
                 if self.cancel.is_set():
-                    raise TaskCancelled
+                    raise TaskCancelled(streamed)
                 if isinstance(item, TokenEvent) and item.text:
+                    streamed += 1
                     self.emit("token", {"tier": self.tier, "text": item.text})
                 yield item
         finally:

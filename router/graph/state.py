@@ -13,6 +13,7 @@ RequestedRoute = Literal["auto", "local", "cloud"]
 Reason = Literal[
     "confident", "low_confidence", "failed_checks", "early_abort", "context", "multi_file",
     "privacy", "budget", "forced", "task_type", "cloud_unavailable", "disagreement",
+    "local_unavailable",
 ]
 
 

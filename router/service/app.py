@@ -10,10 +10,20 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from agents.base import Backend
-from router.service import completions, dashboard, errors, keys, openapi, routes, tasks, usage
+from router.service import (
+    completions,
+    dashboard,
+    errors,
+    health,
+    keys,
+    openapi,
+    routes,
+    tasks,
+    usage,
+)
 from router.service.admission import Admission, ReleaseAdmission
 from router.service.metrics import Metrics
 from router.service.middleware import AccessLog, BodyLimit
@@ -104,38 +114,7 @@ def create_app(settings: Settings, *, local: Backend | None = None,
     app.include_router(usage.router)
     app.include_router(tasks.router)
     app.include_router(dashboard.router)
-
-    @app.get("/healthz")
-    async def healthz() -> JSONResponse:
-        return JSONResponse({"status": "ok"})
-
-    @app.get("/readyz")
-    async def readyz(request: Request) -> JSONResponse:
-        """Ready when Redis answers and the models are loaded; says how checks are isolated."""
-        from redis.exceptions import RedisError
-
-        from router.checks.sandbox import isolation_mode
-
-        state = request.app.state
-        try:
-            redis_ok = bool(await state.redis.ping())
-        except RedisError:
-            redis_ok = False
-        models_ok = hasattr(state, "tiers")
-        workers: list[dict[str, object]] = []
-        if redis_ok:
-            from router.store import tasks
-
-            try:
-                workers = list(await tasks.live_workers(state.redis, state.names))
-            except RedisError:
-                redis_ok = False
-        body = {"status": "ready" if redis_ok and models_ok and workers else "not ready",
-                "redis": "ok" if redis_ok else "unreachable",
-                "models": "loaded" if models_ok else "loading",
-                "workers": len(workers),
-                "checks": {"isolation": isolation_mode(state.router_context.sandbox)}}
-        return JSONResponse(body, status_code=200 if body["status"] == "ready" else 503)
+    app.include_router(health.router)
 
     @app.get("/metrics")
     async def metrics(request: Request) -> Response:

@@ -18,6 +18,7 @@ from agents.errors import (
     BackendTimeout,
     BackendUnavailable,
     CircuitOpen,
+    LocalUnavailable,
     ModelNotFound,
     PromptTooLong,
     RequestRefused,
@@ -48,7 +49,9 @@ _UPSTREAM: dict[type[BackendUnavailable], tuple[int, str, str | None]] = {
     BackendRateLimited: (429, "rate_limit_error", "upstream_rate_limited"),
     BackendMisconfigured: (502, "server_error", "upstream_misconfigured"),
     CircuitOpen: (503, "service_unavailable", "upstream_unavailable"),
+    LocalUnavailable: (503, "service_unavailable", "local_unavailable"),
 }
+LOCAL_RETRY_AFTER_S = 5  # a local server that is restarted answers again within seconds
 
 
 _UNION_TAG = re.compile(r"^(?:str|int|float|bool|none|[A-Z]\w*|\w+\[.*\])$")
@@ -129,6 +132,8 @@ def install(app: FastAPI) -> None:
         headers = None
         if isinstance(exc, CircuitOpen):
             headers = {"Retry-After": str(max(1, round(exc.retry_after_s)))}
+        elif isinstance(exc, LocalUnavailable):
+            headers = {"Retry-After": str(LOCAL_RETRY_AFTER_S)}
         return error_response(status, str(exc), kind, None, code, headers)
 
     @app.exception_handler(ModelNotFound)
