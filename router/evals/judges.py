@@ -18,13 +18,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from policies.calibration import Calibration, CalibrationError, Outcome, calibrate, sweep
-from router.evals.report import apgr
+from policies.calibration import Calibration, Outcome, calibrate, sweep
+from router.evals.report import apgr, threshold_for_goal
 from router.graph import decide, judge_model, signals
 
 Record = dict[str, Any]
 Score = Callable[..., float | None]
-CLOUD_SHARE_GOAL = 0.2
 
 
 def record_features(record: Record, *, answer: Mapping[str, Any] | None = None,
@@ -99,16 +98,8 @@ def simulate(records: Sequence[Record], score: Score, threshold: float) -> dict[
 def threshold_for(records: Sequence[Record], score: Score, goal: str) -> Calibration:
     """``cloud_quality``: the smallest cloud share reaching these records' cloud-only pass@1
     (else the best reachable); ``cloud_share``: 20% of the tasks to the cloud."""
-    found = outcomes(records, score)
-    if goal == "cloud_share":
-        return calibrate(found, target_cloud_share=CLOUD_SHARE_GOAL)
     target = sum(bool(r.get("cloud_passed")) for r in records) / len(records)
-    try:
-        return calibrate(found, target_quality=target)
-    except CalibrationError:
-        curve = sweep(found)
-        best = max(p.expected_quality for p in curve)
-        return next(p for p in curve if p.expected_quality >= best - 1e-12)
+    return threshold_for_goal(outcomes(records, score), goal, target)
 
 
 def rates(records: Sequence[Record]) -> dict[str, float]:

@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from agents.base import Backend, GenerationRequest, Message
-from policies.calibration import CalibrationError, Outcome, calibrate, sweep
+from policies.calibration import Outcome, sweep
 from policies.config import PolicyConfig
 from router.checks.sandbox import Sandbox
 from router.evals.humaneval import Problem, extract_program, score, task_prompt
-from router.evals.report import apgr
+from router.evals.report import apgr, threshold_for_goal
 
 Record = dict[str, Any]
 
@@ -174,14 +174,7 @@ def _calibrated(records: Sequence[Record], allowed: int, goal: str,
     found = outcomes(records, allowed)
     if not found:
         return None
-    if goal == "cloud_share":
-        return calibrate(found, target_cloud_share=0.2).threshold
-    try:
-        return calibrate(found, target_quality=cloud_quality).threshold
-    except CalibrationError:
-        curve = sweep(found)
-        best = max(p.expected_quality for p in curve)
-        return next(p.threshold for p in curve if p.expected_quality >= best - 1e-12)
+    return threshold_for_goal(found, goal, cloud_quality).threshold
 
 
 def summary(records: Sequence[Record], *, threshold: float, max_rounds: int) -> dict[str, Any]:

@@ -91,11 +91,18 @@ def _calibrated(records: Sequence[Record], variant: str, goal: str) -> Calibrati
     found = outcomes(records, variant)
     if not found:
         return None
+    return threshold_for_goal(found, goal, pass_at_1(records, "cloud") or 0.0)
+
+
+def threshold_for_goal(found: Sequence[Outcome], goal: str,
+                       cloud_quality: float) -> Calibration:
+    """``cloud_share``: the threshold sending 20% of the tasks to the cloud; otherwise the
+    smallest cloud share reaching ``cloud_quality`` (cloud-only pass@1), else the best
+    quality the sweep reaches."""
     if goal == "cloud_share":
         return calibrate(found, target_cloud_share=CLOUD_SHARE_GOAL)
-    target = pass_at_1(records, "cloud") or 0.0
     try:
-        return calibrate(found, target_quality=target)
+        return calibrate(found, target_quality=cloud_quality)
     except CalibrationError:
         curve = sweep(found)
         best = max(p.expected_quality for p in curve)
