@@ -19,6 +19,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from policies.errors import CalibrationError, OutcomesError
 
@@ -158,12 +159,12 @@ def _parse(line: str) -> Outcome:
     return Outcome(None if score is None else float(score), local, cloud)
 
 
-def outcomes_from_feedback(tasks: Sequence[dict[str, object]]) -> list[Outcome]:
-    """Outcomes from tasks that clients labelled (``POST /v1/tasks/{id}/feedback``). Only a
-    task served locally says whether the local answer was right (``tests_passed`` when given,
-    else ``accepted``); an escalated task's label is about the cloud's answer, so it is left
-    out. The sample is therefore the tasks the current threshold kept local."""
-    outcomes = []
+def _local_verdicts(tasks: Sequence[dict[str, object]]) -> list[tuple[dict[str, Any], bool]]:
+    """Each labelled task served locally, with whether its local answer was right
+    (``tests_passed`` when given, else ``accepted``). An escalated task's label is about the
+    cloud's answer, so it is left out: the sample is the tasks the judge of the day kept
+    local."""
+    found = []
     for task in tasks:
         route, feedback = task.get("route"), task.get("feedback")
         if not isinstance(route, dict) or not isinstance(feedback, dict):
@@ -173,7 +174,33 @@ def outcomes_from_feedback(tasks: Sequence[dict[str, object]]) -> list[Outcome]:
         verdict = feedback.get("tests_passed")
         if verdict is None:
             verdict = feedback.get("accepted")
+        if isinstance(verdict, bool):
+            found.append((route, verdict))
+    return found
+
+
+def outcomes_from_feedback(tasks: Sequence[dict[str, object]]) -> list[Outcome]:
+    """Outcomes from tasks that clients labelled (``POST /v1/tasks/{id}/feedback``): the
+    fixed judge's confidence and whether the local answer was right (:func:`_local_verdicts`)."""
+    outcomes = []
+    for route, verdict in _local_verdicts(tasks):
         score = route.get("confidence")
-        if isinstance(verdict, bool) and (score is None or isinstance(score, int | float)):
+        if score is None or (isinstance(score, int | float) and not isinstance(score, bool)):
             outcomes.append(Outcome(None if score is None else float(score), verdict, None))
     return outcomes
+
+
+def judge_rows_from_feedback(
+    tasks: Sequence[dict[str, object]],
+) -> list[tuple[dict[str, float], bool]]:
+    """The learned judge's training rows from labelled tasks: the features the route record
+    kept (``signals.judge_features``, recorded whichever judge decided) and the verdict.
+    Tasks without features (no logprobs) are left out."""
+    rows = []
+    for route, verdict in _local_verdicts(tasks):
+        signals = route.get("signals")
+        values = signals.get("judge_features") if isinstance(signals, dict) else None
+        if isinstance(values, dict) and values and all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in values.values()):
+            rows.append(({str(k): float(v) for k, v in values.items()}, verdict))
+    return rows

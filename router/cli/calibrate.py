@@ -30,10 +30,12 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
                         help="pass rate to reach with the smallest cloud share, 0..1")
     parser.add_argument("--from-feedback", action="store_true",
                         help="learn from the outcome labels clients posted on their tasks "
-                             "(POST /v1/tasks/{id}/feedback) instead of an outcomes file")
+                             "(POST /v1/tasks/{id}/feedback) instead of an outcomes file; "
+                             "with --fit, from the judge features their route records kept")
     parser.add_argument("--fit", action="store_true",
                         help="fit the learned judge (a logistic regression over every signal) "
-                             "from OUTCOMES, records of `smallcode eval features`, and write "
+                             "from OUTCOMES, records of `smallcode eval features` (or "
+                             "--from-feedback), and write "
                              "its model file (--model-out); its threshold meets the target")
     parser.add_argument("--cloud-results", type=Path, metavar="RESULTS",
                         help="with --fit: an `eval humaneval` results file giving the cloud's "
@@ -105,9 +107,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _feedback_outcomes(settings: Any, team: str | None) -> list[Any]:
+    from policies.calibration import outcomes_from_feedback
+
+    return outcomes_from_feedback(_labelled_tasks(settings, team))
+
+
+def _labelled_tasks(settings: Any, team: str | None) -> list[dict[str, Any]]:
+    """The tasks clients labelled (``POST /v1/tasks/{id}/feedback``), a team's or all."""
     import asyncio
 
-    from policies.calibration import outcomes_from_feedback
     from router.store.connect import command_redis
 
     async def labelled(url: str) -> list[dict[str, Any]]:
@@ -124,27 +132,51 @@ def _feedback_outcomes(settings: Any, team: str | None) -> list[Any]:
         return [t for t in found if team is None or t.get("team") == team]
 
     with command_redis(settings.redis.url, settings.data_dir) as url:
-        return outcomes_from_feedback(asyncio.run(labelled(url)))
+        return asyncio.run(labelled(url))
 
 
 def _fit(args: argparse.Namespace, settings: Any) -> int:
+    from router.graph.judge_model import JudgeModelError
+
+    try:
+        fitted = _fit_feedback(args, settings) if args.from_feedback else _fit_records(args)
+    except (JudgeModelError, CalibrationError) as exc:
+        print(f"smallcode: {exc}", file=sys.stderr)
+        return 2
+    if isinstance(fitted, str):
+        print(f"smallcode: {fitted}", file=sys.stderr)
+        return 2
+    return _write_model(args, settings, *fitted)
+
+
+def _fit_feedback(args: argparse.Namespace, settings: Any) -> Any:
+    """The learned judge fitted on the features and labels of the tasks clients labelled."""
+    from policies.calibration import judge_rows_from_feedback
+    from router.evals import judges
+
+    rows = judge_rows_from_feedback(_labelled_tasks(settings, args.team))
+    if not rows:
+        return ("no task served locally has both feedback and judge features yet (POST "
+                "/v1/tasks/{id}/feedback with accepted or tests_passed)")
+    where = f"feedback of team {args.team}" if args.team else "feedback"
+    return judges.fit_rows(rows, target_cloud_share=args.target_cloud_share,
+                           target_quality=args.target_quality, meta={"fitted_on": where})
+
+
+def _fit_records(args: argparse.Namespace) -> Any:
+    """The learned judge fitted on records of `smallcode eval features`."""
     from router.cli.evals import load_set
     from router.evals import features, judges
     from router.evals.humaneval import task_prompt
     from router.evals.run import read_results
-    from router.graph.judge_model import JudgeModelError, save
 
     if args.outcomes is None or not args.outcomes.is_file():
-        print("smallcode: --fit needs OUTCOMES: a records file of `smallcode eval features`",
-              file=sys.stderr)
-        return 2
+        return "--fit needs OUTCOMES (a records file of `smallcode eval features`) or --from-feedback"
     records = list(features.read_records(args.outcomes).values())
     if args.split != "all":
         records = [r for r in records if r.get("split") == args.split]
     if not records or "lp" not in records[0].get("local", {}):
-        print(f"smallcode: {args.outcomes}: no records of `smallcode eval features` "
-              f"(split {args.split})", file=sys.stderr)
-        return 2
+        return f"{args.outcomes}: no records of `smallcode eval features` (split {args.split})"
     cloud = None
     if args.cloud_results:
         cloud = {r["task_id"]: {"passed": bool(r["cloud_passed"])}
@@ -154,17 +186,16 @@ def _fit(args: argparse.Namespace, settings: Any) -> int:
     prepared = judges.prepare(records, prompts=prompts, cloud=cloud)
     missing = sum(r["cloud_passed"] is None for r in prepared)
     if missing and args.target_quality is not None:
-        print(f"smallcode: {missing} records have no cloud outcome: give --cloud-results, or "
-              "use --target-cloud-share", file=sys.stderr)
-        return 2
-    try:
-        model, point = judges.fit_model(
-            prepared, target_cloud_share=args.target_cloud_share,
-            target_quality=args.target_quality,
-            meta={"fitted_on": f"{args.outcomes.name} ({args.split})"})
-    except (JudgeModelError, CalibrationError) as exc:
-        print(f"smallcode: {exc}", file=sys.stderr)
-        return 2
+        return (f"{missing} records have no cloud outcome: give --cloud-results, or use "
+                "--target-cloud-share")
+    return judges.fit_model(prepared, target_cloud_share=args.target_cloud_share,
+                            target_quality=args.target_quality,
+                            meta={"fitted_on": f"{args.outcomes.name} ({args.split})"})
+
+
+def _write_model(args: argparse.Namespace, settings: Any, model: Any, point: Any) -> int:
+    from router.graph.judge_model import save
+
     out = args.model_out or settings.data_dir / "judge-model.json"
     save(model, out)
     summary: dict[str, Any] = {"model": str(out), "threshold": model.threshold, "n": point.n,

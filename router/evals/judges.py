@@ -167,8 +167,28 @@ def fit_model(records: Sequence[Record], *, target_cloud_share: float | None = N
     usable = [(values, label) for values, label in rows if values is not None]
     model = judge_model.fit([v for v, _ in usable], [label for _, label in usable],
                             meta=meta)
-    point = calibrate(outcomes(records, learned_score(model)),
-                      target_cloud_share=target_cloud_share, target_quality=target_quality)
+    return with_threshold(model, outcomes(records, learned_score(model)),
+                          target_cloud_share=target_cloud_share, target_quality=target_quality)
+
+
+def fit_rows(rows: Sequence[tuple[Mapping[str, float], bool]], *,
+             target_cloud_share: float | None = None, target_quality: float | None = None,
+             meta: Mapping[str, Any] | None = None) -> tuple[judge_model.JudgeModel, Calibration]:
+    """Fit the learned judge on (features, local answer right) rows with no cloud outcome
+    (clients' feedback labels): the quality target counts the cloud as right, an upper
+    bound (:mod:`policies.calibration`)."""
+    model = judge_model.fit([v for v, _ in rows], [label for _, label in rows], meta=meta)
+    found = [Outcome(model.probability(v), label, None) for v, label in rows]
+    return with_threshold(model, found, target_cloud_share=target_cloud_share,
+                          target_quality=target_quality)
+
+
+def with_threshold(model: judge_model.JudgeModel, found: Sequence[Outcome], *,
+                   target_cloud_share: float | None, target_quality: float | None,
+                   ) -> tuple[judge_model.JudgeModel, Calibration]:
+    """``model`` with the threshold that meets the one target on ``found``, and that point."""
+    point = calibrate(found, target_cloud_share=target_cloud_share,
+                      target_quality=target_quality)
     target = ({"cloud_share": target_cloud_share} if target_cloud_share is not None
               else {"quality": target_quality})
     model = replace(model, threshold=point.threshold,

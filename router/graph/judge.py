@@ -29,30 +29,33 @@ def run_checks(state: RouterState, text: str, sandbox: Sandbox | None,
 def score_answer(state: RouterState, local: Generation, checks: dict[str, Any],
                  rounds: int) -> dict[str, Any]:
     """Which judge scores the answer, its score (the learned judge: the probability that the
-    answer is right) and the threshold it is compared with; None without logprobs."""
+    answer is right) and the threshold it is compared with; None without logprobs. The
+    learned judge's features are recorded whichever judge decides, so that the labels clients
+    post on their tasks can fit one (`smallcode calibrate --fit --from-feedback`)."""
+    from router.graph import judge_model
+
     rules = state["policy"]
     execution = checks.get("execution")
     entries = local.logprobs or ()
-    if rules.judge_model is None:
-        score = decide.judge_score(
-            signals.confidence([t.logprob for t in entries]),
-            syntax_errors=checks["syntax_errors"],
-            examples_passed=None if execution is None else execution["passed"])
-        return {"name": "fixed", "probability": score, "threshold": rules.confidence_threshold}
-    from router.graph import judge_model
-
-    model = judge_model.load(rules.judge_model)
     values = judge_model.features(
         logprob=judge_model.logprob_features([t.logprob for t in entries],
                                              [[a.logprob for a in t.top] for t in entries]),
         syntax_errors=checks["syntax_errors"], code_blocks=checks["code_blocks"],
         examples=execution, repair_rounds=rounds, task_type=state.get("task_type"),
         prompt_tokens=state.get("prompt_tokens", 0), files=len(state.get("file_refs") or []))
+    recorded = None if values is None else {k: round(v, 4) for k, v in values.items()}
+    if rules.judge_model is None:
+        score = decide.judge_score(
+            signals.confidence([t.logprob for t in entries]),
+            syntax_errors=checks["syntax_errors"],
+            examples_passed=None if execution is None else execution["passed"])
+        return {"name": "fixed", "probability": score, "threshold": rules.confidence_threshold,
+                "features": recorded}
+    model = judge_model.load(rules.judge_model)
     threshold = model.threshold if rules.judge_threshold is None else rules.judge_threshold
     return {"name": "learned", "model": rules.judge_model,
             "probability": None if values is None else model.probability(values),
-            "threshold": threshold,
-            "features": None if values is None else {k: round(v, 4) for k, v in values.items()}}
+            "threshold": threshold, "features": recorded}
 
 
 def judge_answer(state: RouterState, sandbox: Sandbox | None, *,

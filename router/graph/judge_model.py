@@ -49,13 +49,22 @@ class JudgeModel:
     intercept: float
     threshold: float
     meta: dict[str, Any] = field(default_factory=dict)
+    #: Each feature's range in the fitted data (empty: unknown, no clamping).
+    low: tuple[float, ...] = ()
+    high: tuple[float, ...] = ()
 
     def probability(self, values: Mapping[str, float]) -> float:
-        """The probability that the answer is right, from :func:`features`' values."""
-        z = self.intercept + sum(
-            c * (values.get(name, 0.0) - m) / s
-            for name, m, s, c in zip(self.features, self.mean, self.scale, self.coef,
-                                     strict=True))
+        """The probability that the answer is right, from :func:`features`' values. A value
+        outside the range the model was fitted on counts as the range's end: a linear model
+        must not extrapolate (HumanEval's prompts are 30 to 450 tokens; a client's system
+        prompt alone can be 2,000)."""
+        z = self.intercept
+        for i, (name, m, s, c) in enumerate(zip(self.features, self.mean, self.scale,
+                                                self.coef, strict=True)):
+            value = values.get(name, 0.0)
+            if self.low:
+                value = max(self.low[i], min(self.high[i], value))
+            z += c * (value - m) / s
         return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
 
     def weights(self) -> dict[str, float]:
@@ -154,8 +163,10 @@ def from_dict(data: Any, where: str = "judge model") -> JudgeModel:
         names = tuple(str(n) for n in data["features"])
         mean, scale, coef = vectors = [tuple(float(v) for v in data[key])
                                        for key in ("mean", "scale", "coef")]
+        low, high = (tuple(float(v) for v in data.get(key, ())) for key in ("low", "high"))
         model = JudgeModel(names, mean, scale, coef, intercept=float(data["intercept"]),
-                           threshold=float(data["threshold"]), meta=dict(data.get("meta", {})))
+                           threshold=float(data["threshold"]), meta=dict(data.get("meta", {})),
+                           low=low, high=high)
     except (KeyError, TypeError, ValueError) as exc:
         raise JudgeModelError(f"{where}: missing or bad field ({exc})") from None
     unknown = sorted(set(names) - set(FEATURES))
@@ -163,6 +174,9 @@ def from_dict(data: Any, where: str = "judge model") -> JudgeModel:
         raise JudgeModelError(f"{where}: unknown features {', '.join(unknown)}")
     if not all(len(v) == len(names) for v in vectors) or any(s <= 0 for s in model.scale):
         raise JudgeModelError(f"{where}: mean, scale and coef must match the features")
+    if (low or high) and not (len(low) == len(high) == len(names)
+                              and all(a <= b for a, b in zip(low, high, strict=True))):
+        raise JudgeModelError(f"{where}: low and high must match the features, low <= high")
     if not 0.0 <= model.threshold <= 1.0:
         raise JudgeModelError(f"{where}: threshold must be in [0, 1]")
     return model
@@ -170,9 +184,9 @@ def from_dict(data: Any, where: str = "judge model") -> JudgeModel:
 
 def save(model: JudgeModel, path: Path) -> None:
     data = {"format": FORMAT, **asdict(model)}
-    data["features"], data["mean"], data["scale"], data["coef"] = (
-        list(model.features), [round(v, 6) for v in model.mean],
-        [round(v, 6) for v in model.scale], [round(v, 6) for v in model.coef])
+    data["features"] = list(model.features)
+    for key in ("mean", "scale", "coef", "low", "high"):
+        data[key] = [round(v, 6) for v in getattr(model, key)]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
 
@@ -203,4 +217,6 @@ def fit(rows: Sequence[Mapping[str, float]], labels: Sequence[bool], *,
     return JudgeModel(FEATURES, tuple(float(v) for v in mean), tuple(float(v) for v in scale),
                       tuple(float(v) for v in regression.coef_[0]),
                       float(regression.intercept_[0]), threshold,
-                      {**(meta or {}), "n": len(rows), "C": float(regression.C_)})
+                      {**(meta or {}), "n": len(rows), "C": float(regression.C_)},
+                      low=tuple(float(v) for v in x.min(axis=0)),
+                      high=tuple(float(v) for v in x.max(axis=0)))

@@ -82,6 +82,32 @@ def test_without_a_model_the_fixed_judge_decides_and_says_so() -> None:
     record = route(Scripted(GOOD), Scripted(CLOUD), None, {}).record
     assert record["judge"]["name"] == "fixed" and record["threshold"] == 0.55
     assert record["agreement"] is None
+    # what a learned judge would have seen is kept, so feedback on the task can fit one
+    assert set(record["signals"]["judge_features"]) == set(judge_model.FEATURES)
+
+
+def test_the_learned_judge_does_not_extrapolate_past_what_it_was_fitted_on(
+        tmp_path: Path) -> None:
+    """Fitted on 30-60 token prompts where longer ones were wrong more often, the model
+    scores a 4,000-token prompt (a client's system prompt) as a 60-token one, not as lost."""
+    rows, labels = [], []
+    for i in range(60):
+        right = i % 3 != 0
+        logprob = judge_model.logprob_features([-0.05 if right else -1.2] * 30)
+        rows.append(judge_model.features(logprob=logprob, syntax_errors=0, code_blocks=1,
+                                         examples=None, repair_rounds=0, task_type="complete",
+                                         prompt_tokens=30 + (i * 7 % 31) + (0 if right else 10),
+                                         files=0))
+        labels.append(right)
+    model = judge_model.fit(rows, labels)  # type: ignore[arg-type]
+    assert model.weights()["log_prompt_tokens"] < 0
+    sure = {**rows[1], "log_prompt_tokens": math.log1p(70)}  # type: ignore[dict-item]
+    huge = {**rows[1], "log_prompt_tokens": math.log1p(4000)}  # type: ignore[dict-item]
+    assert model.probability(huge) == pytest.approx(model.probability(sure))
+    path = tmp_path / "judge.json"
+    judge_model.save(model, path)  # the range travels in the file
+    assert judge_model.load(str(path)).probability(huge) == pytest.approx(
+        model.probability(huge), abs=1e-4)
 
 
 def test_the_shipped_model_loads_and_scores_between_0_and_1() -> None:
