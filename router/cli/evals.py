@@ -324,6 +324,11 @@ def _judges(args: argparse.Namespace) -> int:
                                "humaneval": judges.compare(cal, rep, scores)}
     lines = judges.format_comparison("HumanEval, report half (thresholds from the calibrate "
                                      "half)", data["humaneval"])  # type: ignore[arg-type]
+    shift = judges.prompt_shift(rep, model)
+    data["prompt_shift"] = shift
+    lines.append("learned judge, the report half's right answers with a longer prompt: "
+                 + "; ".join(f"{size} tokens: {share:.1%} kept local"
+                             for size, share in shift.items()))
     if args.repairs.is_file():
         repaired = judges.with_repair(rep, features.read_records(args.repairs))
         data["humaneval_repair"] = judges.compare(cal, repaired, scores)

@@ -141,6 +141,23 @@ def format_comparison(title: str, data: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def prompt_shift(records: Sequence[Record], model: judge_model.JudgeModel,
+                 sizes: Sequence[int] = (2500, 4000)) -> dict[int, float]:
+    """The share of right local answers the learned judge keeps local when their prompt is
+    ``size`` tokens instead (as a client's system prompt makes it): what it does on traffic
+    longer than it was fitted on."""
+    right = [r for r in records if r["local"]["passed"]]
+    shares = {}
+    for size in sizes:
+        kept = 0
+        for record in right:
+            local = {**record["local"], "tokens": {**record["local"]["tokens"], "prompt": size}}
+            values = record_features({**record, "local": local})
+            kept += values is not None and model.probability(values) >= model.threshold
+        shares[size] = kept / len(right) if right else 0.0
+    return shares
+
+
 # --- preparing records and fitting -----------------------------------------------------------
 
 def prepare(records: Sequence[Record], *, prompts: Mapping[str, str],
