@@ -53,25 +53,34 @@ def _features(right: bool, i: int) -> dict[str, float]:
     return {k: round(v, 4) for k, v in values.items()}
 
 
-async def _judged_tasks(url: str, prefix: str) -> None:
+async def _labelled(url: str, prefix: str,
+                    tasks_: list[tuple[dict[str, object], bool]]) -> None:
+    """Finished local tasks in a real Valkey, each with its route record and its label."""
     from redis.asyncio import Redis
 
     redis = Redis.from_url(url)
     names = Names(prefix)
     try:
-        for i in range(21):
+        for i, (route, accepted) in enumerate(tasks_):
             created = await tasks.create(redis, names, team="payments", key_id=None,
                                          request={"prompt": f"task {i}"}, keep_s=3600)
             task_id = created.task["id"]
             await tasks.start_attempt(redis, names, task_id, worker="w", keep_s=3600)
-            # the last task is from a run without logprobs: no features to learn from
-            signals = {"judge_features": _features(i % 2 == 0, i)} if i < 20 else {}
             await tasks.finish(redis, names, task_id, status="done", keep_s=3600, answer="x",
-                               route={"final": "local", "confidence": 0.7, "signals": signals})
-            await tasks.set_feedback(redis, names, task_id, accepted=i % 2 == 0,
+                               route=route)
+            await tasks.set_feedback(redis, names, task_id, accepted=accepted,
                                      tests_passed=None, keep_s=3600)
     finally:
         await redis.aclose()
+
+
+async def _judged_tasks(url: str, prefix: str) -> None:
+    """Right answers were sure, wrong ones unsure; the last task is from a run without
+    logprobs: no features to learn from."""
+    await _labelled(url, prefix, [
+        ({"final": "local", "confidence": 0.7,
+          "signals": {"judge_features": _features(i % 2 == 0, i)} if i < 20 else {}},
+         i % 2 == 0) for i in range(21)])
 
 
 def test_calibrate_fit_from_feedback_writes_a_judge_that_learned_the_labels(
@@ -106,23 +115,9 @@ def test_calibrate_fit_from_feedback_without_labels_says_what_to_do(
 
 
 async def _labelled_tasks(url: str, prefix: str) -> None:
-    from redis.asyncio import Redis
-
-    redis = Redis.from_url(url)
-    names = Names(prefix)
-    try:
-        for i in range(10):
-            created = await tasks.create(redis, names, team="payments", key_id=None,
-                                         request={"prompt": f"task {i}"}, keep_s=3600)
-            task_id = created.task["id"]
-            await tasks.start_attempt(redis, names, task_id, worker="w", keep_s=3600)
-            await tasks.finish(redis, names, task_id, status="done", keep_s=3600, answer="x",
-                               route={"final": "local", "confidence": i / 10})
-            # the low-confidence half was wrong, the high half right
-            await tasks.set_feedback(redis, names, task_id, accepted=i >= 5,
-                                     tests_passed=None, keep_s=3600)
-    finally:
-        await redis.aclose()
+    """The low-confidence half was wrong, the high half right."""
+    await _labelled(url, prefix, [({"final": "local", "confidence": i / 10}, i >= 5)
+                                  for i in range(10)])
 
 
 def test_calibrate_from_feedback_reads_the_labels(redis_url: str, tmp_path: Path) -> None:
