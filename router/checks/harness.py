@@ -65,7 +65,9 @@ def main() -> None:
     namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
     sys.addaudithook(_guard(scratch))
     try:
-        exec(compile(job["code"], "solution.py", "exec"), namespace)
+        # dont_inherit: the code runs as Python runs it, not with this file's __future__
+        # imports (its annotations would be lazy: a type used unimported would not fail)
+        exec(compile(job["code"], "solution.py", "exec", dont_inherit=True), namespace)
     except BaseException:
         report.write({"loaded": False, "error": _error()})
         os._exit(0)
@@ -76,13 +78,13 @@ def main() -> None:
             captured.truncate()
             error = None
             try:
-                exec(compile(source, "<example>", "single"), namespace)
+                exec(compile(source, "<example>", "single", dont_inherit=True), namespace)
             except BaseException:
                 error = _error()
             report.write({"example": index, "output": captured.getvalue(), "error": error})
     else:
         try:
-            exec(compile(job["tests"], "tests.py", "exec"), namespace)
+            exec(compile(job["tests"], "tests.py", "exec", dont_inherit=True), namespace)
         except BaseException:
             report.write({"module": _error()})
             os._exit(0)

@@ -307,3 +307,13 @@ def test_packages_must_exist_and_not_clash(tmp_path: Path) -> None:
     (tmp_path / "b" / "pkg").mkdir()
     with pytest.raises(ValueError, match="share an import name"):
         unisolated.with_packages(tmp_path / "a" / "pkg", tmp_path / "b" / "pkg")
+
+
+def test_the_code_runs_as_python_runs_it_not_with_the_harness_future_imports(
+        sandbox: Sandbox) -> None:
+    # an annotation naming a type never imported fails at definition, as in `python answer.py`
+    code = "def cookies(jar: CookieJar) -> dict:\n    return {}\n"
+    result = sandbox.run_tests(code, "assert cookies(None) == {}\n", timeout_s=10)
+    assert result.passed is False and "NameError: name 'CookieJar' is not defined" in result.detail
+    imported = "from __future__ import annotations\n" + code
+    assert sandbox.run_tests(imported, "assert cookies(None) == {}\n", timeout_s=10).passed
