@@ -213,7 +213,7 @@ def measured(record: dict[str, Any], task: RagTask, code: str, ok: bool, error: 
     used = record.get("snippets", [])
     attempts = record.get("local_attempts") or []
     return {
-        "passed": ok, "error": error, "seconds": round(seconds, 2),
+        "passed": ok, "error": error, "seconds": round(seconds, 2), "code": code,
         "final": record["final"], "reason": record["reason"],
         "imports_helper": imports_helper(code, task),
         "completion_tokens": record["tokens"]["completion"],
