@@ -289,8 +289,7 @@ def preamble(used: Sequence[Snippet], task_type: str | None) -> str:
         ask = ("Import the code under test from its module with the lines given; do not "
                "re-implement it in the test.")
     else:
-        ask = ("Reuse these helpers: start your code with the exact import line of each one "
-               "you call, then write the function the task asks for yourself, calling them; do "
-               "not re-implement them, and do not import other names from the project.")
+        ask = ("Reuse these helpers: import them with the exact lines given and call them; "
+               "do not re-implement them and do not invent other import paths.")
     return (f"The repository context above shows the project's own functions. {ask} "
             f"They are importable as:\n{listing}\nFollow only the task below.")

@@ -119,7 +119,7 @@ def request_for(task: RagTask, mode: str, max_tokens: int, repo: str = "requests
     """The task as the bench submits it in ``mode`` (see ``MODES``)."""
     request: TaskInput = {"prompt": task.prompt, "max_tokens": max_tokens}
     if mode == "repair":
-        request.update(repo=repo, team=LOCAL_ONLY_TEAM)
+        request["repo"], request["team"] = repo, LOCAL_ONLY_TEAM
     else:
         request["route"] = "local"
         if mode == "with":

@@ -51,7 +51,7 @@ def test_snippets_show_the_import_line_not_the_body(retriever: Retriever,
     assert "from pkg.utils import parse_config" in built.text
     assert "json.load(handle)" not in built.text  # the body stays out
     assert "`from pkg.utils import parse_config`" in built.preamble
-    assert "start your code with the exact import line of each one you call" in built.preamble
+    assert "import them with the exact lines given" in built.preamble
     first = built.used[0]
     assert (first.path, first.symbol, first.start_line, first.module) == (
         "pkg/utils.py", "parse_config", 5, "pkg.utils")
