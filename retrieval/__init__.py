@@ -4,25 +4,29 @@ Public API (no heavy import happens until a function runs)::
 
     from retrieval.config import RetrievalConfig
     from retrieval.retriever import Retriever
-    from retrieval.search import Hit, References, snippets_for_prompt
+    from retrieval.search import Hit, References
+    from retrieval.api import build, Prompted
 
     retriever = Retriever(config: RetrievalConfig, data_dir: Path)   # once, at start-up
     retriever.index(path: Path, repo: str, progress=None) -> IndexSummary
-    retriever.search(repo: str, query: str, k: int | None = None) -> list[Hit]
+    retriever.search(repo: str, query: str, k: int | None = None, *,
+                     languages: Sequence[str] | None = None) -> list[Hit]
         # Hit: path, start_line, end_line, symbol, score (cosine, higher is closer), text;
-        # ordered by a hybrid re-rank of the 100 nearest by cosine with BM25 on their words
+        # ordered by a hybrid re-rank of the 100 nearest by cosine with BM25 on their words;
+        # languages: chunks of those languages only (api.task_languages gives a task's)
     retriever.references(repo: str, symbol: str) -> References
         # References: symbol, defined_in: list[str], used_in: list[str] (calls and imports)
     retriever.list_repos() -> list[dict];  retriever.drop(repo: str) -> None
-    snippets_for_prompt(hits: Sequence[Hit], token_budget: int,
-                        count_tokens: Callable[[str], int]) -> str
-        # ranked, de-duplicated snippets that fit the budget, wrapped in <repository_context>
-        # delimiters marking them as data; "" when none fits
+    build(hits, token_budget, count_tokens, *, modules, prompt, task_type=None, files=(),
+          k=5, min_score=0.2) -> Prompted
+        # Prompted: text (the snippets chosen by value that fit the budget, each as its import
+        # line, signature and docstring, wrapped in <repository_context> delimiters marking
+        # them as data; "" when none fits), preamble (how to use them), used (the record's list)
 
 Modules: ``walk`` (files to index), ``gitignore``, ``languages`` (grammars), ``chunking``
 (tree-sitter chunks, line windows), ``symbols`` (definitions, calls, imports), ``embed``
 (sentence-transformers, offline), ``store`` (Chroma, embedded or server), ``index``
 (incremental indexing), ``search``, ``lexical`` (tokens and BM25 for the re-rank),
-``retriever``, ``bench``; errors in ``errors``.
+``retriever``, ``api`` (snippets for a prompt), ``bench``; errors in ``errors``.
 This package never imports ``router``: it takes its settings section as arguments.
 """

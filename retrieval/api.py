@@ -149,6 +149,42 @@ def _header(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> str:
     return f"{prefix} {node.name}({ast.unparse(node.args)}){returns}:"
 
 
+# --- the task's language ---------------------------------------------------------------------
+
+# Languages whose code reuses each other's (a TypeScript task can import JavaScript).
+_FAMILIES = (frozenset({"javascript", "typescript", "tsx"}), frozenset({"c", "cpp"}))
+_STATED = (  # how a task names its language; "Go" and "C++" only where unambiguous
+    (re.compile(r"\bpython\b", re.IGNORECASE), "python"),
+    (re.compile(r"\b(?:javascript|node\.?js)\b", re.IGNORECASE), "javascript"),
+    (re.compile(r"\btypescript\b", re.IGNORECASE), "typescript"),
+    (re.compile(r"\bjava\b(?!\s*script)", re.IGNORECASE), "java"),
+    (re.compile(r"\brust\b", re.IGNORECASE), "rust"),
+    (re.compile(r"\bgolang\b", re.IGNORECASE), "go"),
+    (re.compile(r"\b(?:in|to) Go\b|\bGo (?:code|function|program|package|module)"), "go"),
+    (re.compile(r"C\+\+|\bcpp\b", re.IGNORECASE), "cpp"),
+)
+
+
+def task_languages(prompt: str, files: Sequence[Mapping[str, Any]] = ()) -> tuple[str, ...] | None:
+    """The languages a task's snippets should be in: those of its attached code files (by
+    suffix) and those its text names, each with its family; None (no filter) when neither
+    says."""
+    from retrieval.languages import spec_for
+
+    found: set[str] = set()
+    for item in files:
+        spec = spec_for(str(item.get("path", "")))
+        if spec is not None:
+            found.add(spec.name)
+    for pattern, language in _STATED:
+        if pattern.search(prompt):
+            found.add(language)
+    for family in _FAMILIES:
+        if found & family:
+            found |= family
+    return tuple(sorted(found)) or None
+
+
 # --- choosing ------------------------------------------------------------------------------
 
 def task_names(prompt: str, files: Sequence[Mapping[str, Any]] = ()) -> tuple[set[str], set[str]]:

@@ -6,7 +6,7 @@ CLI makes one per command. The embedding model is loaded on first use.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,11 +72,13 @@ class Retriever:
             self.client, Path(path), repo, self.config, lambda: self.embedder, progress, on_start
         )
 
-    def search(self, repo: str, query: str, k: int | None = None) -> list[Hit]:
+    def search(self, repo: str, query: str, k: int | None = None, *,
+               languages: Sequence[str] | None = None) -> list[Hit]:
+        """The best chunks for the query; ``languages``: of these languages only."""
         repo_store = chroma.RepoStore.open(self.client, repo)
         return search(
             repo_store, self.embedder, query, k or self.config.top_k,
-            self.config.lexical_weight,
+            self.config.lexical_weight, languages=languages,
         )
 
     def references(self, repo: str, symbol: str) -> References:

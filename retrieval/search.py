@@ -1,18 +1,18 @@
-"""Search a repo's index, look up a symbol's files, and assemble snippets for a prompt.
+"""Search a repo's index, look up a symbol's files; the delimiters that mark snippets as data.
 
 Search is hybrid: the nearest chunks by cosine are re-ranked with a lexical (BM25) score of
 the query's words against their identifiers and code (``lexical``).
 
-Snippets go into the local model's prompt wrapped in ``<repository_context>`` delimiters that
-say the content is repository data, not instructions: retrieved code can carry
-prompt-injection text. Closing delimiters inside a snippet are neutralised so a snippet
-cannot end the block early.
+Snippets go into the local model's prompt (``retrieval.api.build``) wrapped in
+``<repository_context>`` delimiters that say the content is repository data, not
+instructions: retrieved code can carry prompt-injection text. Closing delimiters inside a
+snippet are neutralised (``_neutralise``) so a snippet cannot end the block early.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -60,7 +60,7 @@ class References:
 
 def search(
     store: RepoStore, embedder: Embedder, query: str, k: int = 5,
-    lexical_weight: float = LEXICAL_WEIGHT,
+    lexical_weight: float = LEXICAL_WEIGHT, *, languages: Sequence[str] | None = None,
 ) -> list[Hit]:
     """The k best chunks for the query, best first (see ``rank``)."""
     if not query.strip():
@@ -71,12 +71,12 @@ def search(
             f"but the embedding model is {embedder.name!r}"
         )
     [vector] = embedder.embed([query])
-    return rank(store, query, vector, k, lexical_weight=lexical_weight)
+    return rank(store, query, vector, k, lexical_weight=lexical_weight, languages=languages)
 
 
 def rank(
     store: RepoStore, query: str, vector: Sequence[float], k: int = 5, *, hybrid: bool = True,
-    lexical_weight: float = LEXICAL_WEIGHT,
+    lexical_weight: float = LEXICAL_WEIGHT, languages: Sequence[str] | None = None,
 ) -> list[Hit]:
     """The k best chunks for a query whose embedding is ``vector``, best first.
 
@@ -84,10 +84,11 @@ def rank(
     weighted sum of their cosine and their BM25 score against the query's words (both
     min-max scaled over the candidates; ``lexical_weight`` is BM25's share; see ``lexical``).
     ``hybrid=False`` or a weight of 0: cosine order only.
-    A hit's ``score`` stays its cosine similarity either way.
+    A hit's ``score`` stays its cosine similarity either way. ``languages``: only chunks in
+    one of these (a Python task gets no JavaScript); None: any.
     """
     hybrid = hybrid and lexical_weight > 0
-    found = store.query(vector, max(k, CANDIDATES) if hybrid else k)
+    found = store.query(vector, max(k, CANDIDATES) if hybrid else k, languages=languages)
     if hybrid and len(found) > 1:
         order = lexical.rerank(
             query,
@@ -122,41 +123,6 @@ def references(store: RepoStore, symbol: str) -> References:
         if f"\nR {name}\n" in document:
             used.append(path)
     return References(name, sorted(defined), sorted(used))
-
-
-def snippets_for_prompt(
-    hits: Sequence[Hit], token_budget: int, count_tokens: Callable[[str], int]
-) -> str:
-    """Hits in rank order, de-duplicated, as many as fit the budget, inside delimiters.
-
-    Returns "" when no snippet fits. ``count_tokens`` should be the local model's tokenizer.
-    """
-    frame = f"{OPEN}\n{CLOSE}"
-    spent = count_tokens(frame)
-    blocks: list[str] = []
-    taken: list[Hit] = []
-    texts: set[str] = set()
-    for hit in hits:
-        body = hit.text.strip("\n")
-        if body in texts or any(_overlaps(hit, other) for other in taken):
-            continue
-        block = _block(hit, body)
-        cost = count_tokens(block + "\n")
-        if spent + cost > token_budget:
-            continue  # a smaller, lower-ranked snippet may still fit
-        spent += cost
-        blocks.append(block)
-        taken.append(hit)
-        texts.add(body)
-    if not blocks:
-        return ""
-    return "\n".join([OPEN, *blocks, CLOSE])
-
-
-def _block(hit: Hit, body: str) -> str:
-    symbol = f' symbol="{_attr(hit.symbol)}"' if hit.symbol else ""
-    header = f'<snippet path="{_attr(hit.path)}" lines="{hit.start_line}-{hit.end_line}"{symbol}>'
-    return f"{header}\n{_neutralise(body)}\n</snippet>"
 
 
 def _neutralise(text: str) -> str:

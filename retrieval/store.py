@@ -233,13 +233,17 @@ class RepoStore:
         self.delete_chunks(record.chunk_ids)
         self.files.delete(ids=[record.path])
 
-    def query(self, embedding: Sequence[float], k: int) -> list[tuple[str, dict[str, Any], float]]:
-        """(text, metadata, cosine distance) of the k nearest chunks."""
+    def query(self, embedding: Sequence[float], k: int, *,
+              languages: Sequence[str] | None = None) -> list[tuple[str, dict[str, Any], float]]:
+        """(text, metadata, cosine distance) of the k nearest chunks; with ``languages``, of
+        the chunks in one of those languages only (their ``language`` metadata)."""
         if k <= 0:
             return []
+        where: Any = {"language": {"$in": list(languages)}} if languages else None
         result = self.chunks.query(
             query_embeddings=[_vector(embedding)],
             n_results=k,
+            where=where,
             include=["documents", "metadatas", "distances"],
         )
         documents = (result["documents"] or [[]])[0]

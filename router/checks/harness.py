@@ -5,12 +5,15 @@ counts the examples itself and compares each output with what was expected, so n
 checked code prints, writes or calls can add a passing check or change the count.
 
 Standard library only, and no import of this package: the sandbox sees the Python
-installation and this one file, nothing else. Run as ``python -I -S -B harness.py SCRATCH``
-with the job as one JSON object on stdin::
+installation and this one file, nothing else (plus the packages the supervisor binds, if
+any). Run as ``python -I -S -B harness.py SCRATCH`` with the job as one JSON object on stdin::
 
     {"code": str, "kind": "examples" | "tests", "examples": [str], "tests": str,
      "test_names": [str], "limits": {"cpu_s": int, "address_space": int, "file_size": int},
-     "output_chars": int, "token": str}
+     "output_chars": int, "token": str, "path": [str]}
+
+``path``: directories put first on ``sys.path`` (where the supervisor bound the packages the
+checked code may import; empty: the standard library only).
 
 Records, one JSON object a line, each carrying the run's random ``token`` (the supervisor
 drops lines without it, so output written straight to a file descriptor is not a record):
@@ -58,10 +61,13 @@ def main() -> None:
     sys.stderr = io.StringIO()
     captured = sys.stdout = io.StringIO()
 
+    sys.path[:0] = [str(p) for p in job.get("path") or []]
     namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
     sys.addaudithook(_guard(scratch))
     try:
-        exec(compile(job["code"], "solution.py", "exec"), namespace)
+        # dont_inherit: the code runs as Python runs it, not with this file's __future__
+        # imports (its annotations would be lazy: a type used unimported would not fail)
+        exec(compile(job["code"], "solution.py", "exec", dont_inherit=True), namespace)
     except BaseException:
         report.write({"loaded": False, "error": _error()})
         os._exit(0)
@@ -72,13 +78,13 @@ def main() -> None:
             captured.truncate()
             error = None
             try:
-                exec(compile(source, "<example>", "single"), namespace)
+                exec(compile(source, "<example>", "single", dont_inherit=True), namespace)
             except BaseException:
                 error = _error()
             report.write({"example": index, "output": captured.getvalue(), "error": error})
     else:
         try:
-            exec(compile(job["tests"], "tests.py", "exec"), namespace)
+            exec(compile(job["tests"], "tests.py", "exec", dont_inherit=True), namespace)
         except BaseException:
             report.write({"module": _error()})
             os._exit(0)

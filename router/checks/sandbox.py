@@ -10,7 +10,9 @@ the model, much of its code. So it runs under bubblewrap (:func:`bwrap_command`)
   not (``--die-with-parent`` ends it with the server, too);
 - a filesystem of read-only binds of only what the interpreter needs (its binary, standard
   library and shared libraries), a private ``/dev``, a size-limited tmpfs as scratch; no host
-  ``/proc``, ``/etc``, home, model cache or project;
+  ``/proc``, ``/etc``, home, model cache or project; no installed package either, unless the
+  caller names some (``Sandbox.with_packages``: each bound read-only, nothing else of its
+  site-packages);
 - an empty environment (``--clearenv``), a new session (no terminal), no capabilities, an
   unprivileged user, resource limits (CPU seconds, address space, file size, no core files)
   and a wall-clock timeout after which the whole process group is killed;
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import dataclasses
 import doctest
 import json
 import logging
@@ -64,6 +67,7 @@ from router.checks.config import ChecksConfig
 log = logging.getLogger("smallcode.checks")
 
 HARNESS = Path(__file__).with_name("harness.py")
+SITE = "/sandbox/site"  # where the packages a sandbox shows (``Sandbox.packages``) are bound
 DETAIL_CHARS = 500
 MAX_REPORT_BYTES = 1 << 20  # what the supervisor reads from the harness at most
 FILE_SIZE_BYTES = 16 << 20
@@ -92,6 +96,20 @@ class Sandbox:
     python: str
     config: ChecksConfig = field(default_factory=ChecksConfig)
     bwrap: str | None = None
+    # Host directories of Python packages (or single-module files) the checked code may
+    # import, each shown read-only under ``SITE``; none by default: the standard library only.
+    packages: tuple[str, ...] = ()
+
+    def with_packages(self, *paths: str | os.PathLike[str]) -> Sandbox:
+        """This sandbox, with these packages importable by the checked code (read-only)."""
+        found = tuple(os.path.realpath(p) for p in paths)
+        for path in found:
+            if not os.path.exists(path):
+                raise ValueError(f"no package at {path}")
+        names = [_import_name(p) for p in found]
+        if len(set(names)) != len(names):
+            raise ValueError(f"two packages share an import name: {sorted(names)}")
+        return dataclasses.replace(self, packages=found)
 
     def run_examples(self, code: str, examples: str, *, timeout_s: float) -> CheckResult:
         """Run ``code``, then each doctest example of ``examples`` (text holding ``>>>``),
@@ -142,12 +160,17 @@ class Sandbox:
                "limits": {"cpu_s": math.ceil(timeout_s) + 1,
                           "address_space": self.config.memory_bytes,
                           "file_size": FILE_SIZE_BYTES}}
-        payload = json.dumps(job).encode()
         if self.mode == "bwrap":
             assert self.bwrap is not None
-            command = bwrap_command(self.bwrap, self.python, self.config.scratch_bytes)
+            command = bwrap_command(self.bwrap, self.python, self.config.scratch_bytes,
+                                    packages=self.packages)
+            payload = json.dumps({**job, "path": [SITE] if self.packages else []}).encode()
             return supervise(command, payload, token, timeout_s=timeout_s, cwd=None)
-        with tempfile.TemporaryDirectory(prefix="smallcode-check-") as scratch:
+        with tempfile.TemporaryDirectory(prefix="smallcode-check-") as scratch, \
+                tempfile.TemporaryDirectory(prefix="smallcode-site-") as site:
+            for package in self.packages:  # links, so only these packages are on the path
+                os.symlink(package, os.path.join(site, os.path.basename(package)))
+            payload = json.dumps({**job, "path": [site] if self.packages else []}).encode()
             command = [self.python, "-I", "-S", "-B", str(HARNESS), scratch]
             return supervise(command, payload, token, timeout_s=timeout_s, cwd=scratch)
 
@@ -188,9 +211,16 @@ def interpreter() -> str:
     return os.path.realpath(candidate if candidate.exists() else sys.executable)
 
 
-def bwrap_command(bwrap: str, python: str, scratch_bytes: int) -> list[str]:
+def _import_name(path: str) -> str:
+    """``.../site-packages/requests`` -> ``requests``; ``.../six.py`` -> ``six``."""
+    name = os.path.basename(path)
+    return name[:-3] if name.endswith(".py") else name
+
+
+def bwrap_command(bwrap: str, python: str, scratch_bytes: int, *,
+                  packages: Sequence[str] = ()) -> list[str]:
     """The bubblewrap command line that runs the harness on ``python`` (see the module's
-    docstring for what each part is for)."""
+    docstring for what each part is for); ``packages`` are bound read-only under ``SITE``."""
     command = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
                "--cap-drop", "ALL", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
                "--hostname", "sandbox"]
@@ -213,6 +243,8 @@ def bwrap_command(bwrap: str, python: str, scratch_bytes: int) -> list[str]:
         command += ["--ro-bind", shared, shared]
         if os.path.join(libdir, library) != shared:
             command += ["--symlink", shared, os.path.join(libdir, library)]
+    for package in packages:
+        command += ["--ro-bind", package, f"{SITE}/{os.path.basename(package)}"]
     command += ["--dev", "/dev", "--size", str(scratch_bytes), "--tmpfs", "/tmp",
                 "--ro-bind", str(HARNESS), "/sandbox/harness.py", "--chdir", "/tmp",
                 python, "-I", "-S", "-B", "/sandbox/harness.py", "/tmp"]

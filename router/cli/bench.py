@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.model_store import resolve
+from router.bench.rag import MODES as RAG_MODES
 from router.settings import ConfigError, load_settings
 
 
@@ -61,9 +62,18 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     review.add_argument("--json", action="store_true", help="print one JSON object")
     review.set_defaults(handler=_review)
     rag = targets.add_parser("rag", help="retrieval's lift on answers: repository tasks over "
-                             "the installed requests package, without and with --repo")
+                             "the installed requests package, without and with --repo, and "
+                             "with --repo and the local repair rounds")
     rag.add_argument("--limit", type=int, help="first N tasks (default: all 21)")
+    rag.add_argument("--offset", type=int, default=0, help="skip the first N tasks")
+    rag.add_argument("--modes", default=",".join(RAG_MODES),
+                     help=f"comma-separated, some of {','.join(RAG_MODES)} (default: all)")
+    rag.add_argument("--repair-rounds", type=int, help="the repair mode's rounds (default: "
+                     "the policy's repair_rounds)")
     rag.add_argument("--max-tokens", type=int, default=320, help="answer budget per task")
+    rag.add_argument("--merge", nargs="+", type=Path, metavar="JSON",
+                     help="summarise the --json outputs of runs over parts of the set instead "
+                     "of running")
     rag.add_argument("--json", action="store_true", help="print one JSON object")
     rag.set_defaults(handler=_rag)
     from router.cli.index import register_bench
@@ -84,28 +94,52 @@ def _rag(args: argparse.Namespace) -> int:
     from router.bench import rag
     from router.bench.rag_tasks import TASKS
 
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not modes or any(m not in RAG_MODES for m in modes):
+        _stderr(f"smallcode: --modes must be some of {','.join(RAG_MODES)}, got {args.modes!r}")
+        return 2
     if args.limit is not None and args.limit < 1:
         _stderr("smallcode: --limit must be at least 1")
+        return 2
+    if not 0 <= args.offset < len(TASKS):
+        _stderr(f"smallcode: --offset must be from 0 to {len(TASKS) - 1}")
+        return 2
+    if args.repair_rounds is not None and not 0 <= args.repair_rounds <= 5:
+        _stderr("smallcode: --repair-rounds must be from 0 to 5")
         return 2
     if args.max_tokens < 16:
         _stderr("smallcode: --max-tokens must be at least 16")
         return 2
-    settings = load_settings(args.config)
-    path = resolve(settings.local.model, settings.models.cache_dir)
-    result = rag.run(settings, path, tasks=TASKS[:args.limit], max_tokens=args.max_tokens,
-                     log=_stderr)
+    if args.merge:
+        try:
+            result = rag.merge([json.loads(p.read_text(encoding="utf-8")) for p in args.merge])
+        except (OSError, ValueError, KeyError) as exc:
+            _stderr(f"smallcode: --merge: {exc}")
+            return 2
+    else:
+        settings = load_settings(args.config)
+        path = resolve(settings.local.model, settings.models.cache_dir)
+        end = None if args.limit is None else args.offset + args.limit
+        result = rag.run(settings, path, tasks=TASKS[args.offset:end], modes=modes,
+                         repair_rounds=args.repair_rounds, max_tokens=args.max_tokens,
+                         log=_stderr)
     if args.json:
         print(json.dumps(result))
         return 0
-    for mode in ("without", "with"):
+    labels = {"without": "without retrieval", "with": "with retrieval",
+              "repair": "with retrieval + local repair"}
+    for mode in result["modes"]:
         row = result[mode]
-        print(f"{mode:<8} retrieval: {row['passed']}/{result['tasks']} passed "
-              f"({100 * row['pass_rate']:.0f}%), imports the helper {row['imports_helper']}, "
-              f"{row['seconds_mean']:.1f} s mean / {row['seconds_median']:.1f} s median per task")
-    print(f"lift {result['lift_points']:+.1f} points, latency x{result['latency_ratio']}, "
-          f"helper among the snippets {result['with']['helper_shown']}/{result['tasks']}, "
-          f"{result['with']['snippet_tokens_mean']:.0f} snippet tokens, retrieve "
-          f"{result['with']['retrieve_ms_mean']:.0f} ms mean")
+        line = (f"{labels[mode]}: {row['passed']}/{result['tasks']} passed "
+                f"({100 * row['pass_rate']:.0f}%), imports the helper {row['imports_helper']}, "
+                f"{row['seconds_mean']:.1f} s mean / {row['seconds_median']:.1f} s median")
+        if "lift_points" in row:
+            line += (f"; lift {row['lift_points']:+.1f} points, latency x{row['latency_ratio']} "
+                     f"mean / x{row['latency_ratio_median']} median")
+        if mode == "repair":
+            line += (f"; {row['local_attempts_added']} local attempts added "
+                     f"({row['tasks_repaired']} tasks)")
+        print(line)
     return 0
 
 

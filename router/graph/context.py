@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -14,7 +14,8 @@ from router.checks.sandbox import Sandbox
 class Retrieval(Protocol):
     """What the router needs from ``retrieval.retriever.Retriever``."""
 
-    def search(self, repo: str, query: str, k: int | None = None) -> list[Any]: ...
+    def search(self, repo: str, query: str, k: int | None = None, *,
+               languages: Sequence[str] | None = None) -> list[Any]: ...
     def references(self, repo: str, symbol: str) -> Any: ...
     def modules(self, repo: str) -> dict[str, str]: ...
     def symbol_table(self, repo: str) -> dict[str, frozenset[str]]: ...

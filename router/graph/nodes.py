@@ -212,16 +212,19 @@ def retrieve(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, A
     budget = max(0, min(ctx.snippet_token_budget, fit.available - fit.needed))
     if not budget:
         return {"snippets": "", "snippet_tokens": 0, "snippets_used": []}
-    # Twice as many candidates as snippets, so that choosing by value has a choice.
-    hits = ctx.retrieval.search(repo, state["prompt"], 2 * ctx.snippet_k)
     # Attached files as the policy left them (files trimmed for privacy do not count).
     files = state.get("files") or []
+    # Snippets in the task's language (its attached files' suffixes, the language it names):
+    # a Python task gets no JavaScript; any language where the task does not say.
+    languages = api.task_languages(state["prompt"], files)
+    # Twice as many candidates as snippets, so that choosing by value has a choice.
+    hits = ctx.retrieval.search(repo, state["prompt"], 2 * ctx.snippet_k, languages=languages)
+    found = {"search_hits": len(hits), "snippet_languages": list(languages or [])}
     chosen = api.build(hits, budget, ctx.count_tokens, modules=ctx.retrieval.modules(repo),
                        prompt=state["prompt"], task_type=state.get("task_type"), files=files,
                        k=ctx.snippet_k, min_score=ctx.snippet_min_score)
     if not chosen.text:
-        return {"snippets": "", "snippet_tokens": 0, "snippets_used": [],
-                "signals": {"search_hits": len(hits)}}
+        return {"snippets": "", "snippet_tokens": 0, "snippets_used": [], "signals": found}
     # The data block, then what to do with it (outside the block), then the task.
     lead = f"{chosen.text}\n\n{chosen.preamble}"
     tokens = ctx.count_tokens(lead)
@@ -229,7 +232,7 @@ def retrieve(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, A
     return {"snippets": chosen.text, "snippet_tokens": tokens,
             "snippets_used": [s.as_dict() for s in chosen.used],
             "fit": dataclasses.replace(fit, snippet_tokens=tokens),
-            "signals": {"search_hits": len(hits)},
+            "signals": found,
             # Snippets lead the task's own message, as the policy left it (files may be trimmed).
             "messages": [*earlier, Message(task.role, f"{lead}\n\n{task.content}")]}
 
@@ -359,8 +362,9 @@ def repair(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any
     ctx = runtime.context
     local, checks = state["local"], state["checks"]
     assert local is not None, "the judge repairs only an answer it has"
+    imports = prompts.snippet_imports(state.get("snippets_used") or [])
     request = GenerationRequest(messages=tuple(prompts.messages(state["messages"], local.text,
-                                                                checks)),
+                                                                checks, imports=imports)),
                                 max_tokens=state["max_tokens"])
     started = time.perf_counter()
     generation = ctx.local.generate(request)

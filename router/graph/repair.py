@@ -11,11 +11,13 @@ from __future__ import annotations
 import ast
 import re
 import warnings
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from agents.base import Message
 
 _TEST_PREFIX = re.compile(r"test_example_\d+: (?:AssertionError: )?")
+_UNDEFINED = re.compile(r"undefined name '([^']+)'")
 FEEDBACK_CHARS = 600
 
 
@@ -30,9 +32,11 @@ def trigger(checks: dict[str, Any]) -> str | None:
     return None
 
 
-def failure(checks: dict[str, Any], answer: str) -> str:
+def failure(checks: dict[str, Any], answer: str, imports: Mapping[str, str] | None = None) -> str:
     """What went wrong, in one sentence for the model: the parser's message, or the failing
-    example with what it should return and what it returned (or the error)."""
+    example with what it should return and what it returned (or the error). ``imports``:
+    the import line of each name the prompt's snippets showed (``snippet_imports``), given
+    again for the undefined names among them."""
     from router.checks.code import extract_code_blocks
 
     if checks.get("syntax_errors"):
@@ -43,16 +47,20 @@ def failure(checks: dict[str, Any], answer: str) -> str:
     runs = checks.get("execution", {}).get("runs", [])
     failing = next((r for r in runs if not r["passed"]), None)
     if failing and failing.get("kind") == "names":
+        undefined = _UNDEFINED.findall(" ".join(checks.get("names") or [failing["detail"]]))
+        lines = list(dict.fromkeys((imports or {})[n] for n in undefined if n in (imports or {})))
+        fix = ("Import them with the lines shown: " + "; ".join(f"`{line}`" for line in lines)
+               + "." if lines else "Add the missing imports.")
         return (f"the code uses names it never defines or imports: "
-                f"{failing['detail'][:FEEDBACK_CHARS]}. Add the missing imports.")
+                f"{failing['detail'][:FEEDBACK_CHARS]}. {fix}")
     detail = _TEST_PREFIX.sub("", failing["detail"]) if failing else "the checks failed"
     return f"the code fails the task's own examples: {detail[:FEEDBACK_CHARS]}"
 
 
-def feedback(checks: dict[str, Any], answer: str) -> str:
+def feedback(checks: dict[str, Any], answer: str, imports: Mapping[str, str] | None = None) -> str:
     """The message that tells the local model what went wrong and asks for a fix."""
-    return (f"Your answer is wrong: {failure(checks, answer)}\n\nFix the code so that it runs "
-            "and every example in the task gives the expected result. Reply with the whole "
+    return (f"Your answer is wrong: {failure(checks, answer, imports)}\n\nFix the code so that "
+            "it runs and every example in the task gives the expected result. Reply with the whole "
             "corrected code in one ```python code block, and nothing else.")
 
 
@@ -73,8 +81,21 @@ def syntax_error(code: str) -> str | None:
 Style = Literal["turn", "rewrite", "hint"]
 
 
+def snippet_imports(used: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Each name a prompt's snippets made importable (the record's ``snippets``), and its
+    import line (``from requests.utils import parse_dict_header``)."""
+    found: dict[str, str] = {}
+    for snippet in used:
+        module, symbol = snippet.get("module"), snippet.get("symbol")
+        if module and symbol:
+            top = str(symbol).split(".", 1)[0]
+            if top.isidentifier():
+                found.setdefault(top, f"from {module} import {top}")
+    return found
+
+
 def messages(task: list[Message], answer: str, checks: dict[str, Any], *,
-             style: Style = "hint") -> list[Message]:
+             style: Style = "hint", imports: Mapping[str, str] | None = None) -> list[Message]:
     """The repair request. ``hint`` (the default): the task again, with what failed and no
     code, for a fresh attempt. ``turn``: the failing answer as the model's turn, then the
     feedback as the user's. ``rewrite``: the task with the failing code and what failed.
@@ -84,14 +105,15 @@ def messages(task: list[Message], answer: str, checks: dict[str, Any], *,
     problems and fixed none; ``hint`` changed the answer and fixed 6 in two rounds."""
     *earlier, last = task
     if style == "turn":
-        return [*task, Message("assistant", answer), Message("user", feedback(checks, answer))]
+        return [*task, Message("assistant", answer),
+                Message("user", feedback(checks, answer, imports))]
     from router.checks.code import extract_code_blocks
 
     code = "\n\n".join(b.code for b in extract_code_blocks(answer) if b.language == "python")
     if style == "rewrite":
         extra = (f"This attempt is wrong:\n\n```python\n{code.strip()}\n```\n\nWhy: "
-                 f"{failure(checks, answer)}\nWrite the corrected code.")
+                 f"{failure(checks, answer, imports)}\nWrite the corrected code.")
     else:
-        extra = (f"Careful: a first attempt was wrong: {failure(checks, answer)}\nMake sure "
-                 "every example in the task gives exactly the expected result.")
+        extra = (f"Careful: a first attempt was wrong: {failure(checks, answer, imports)}\n"
+                 "Make sure every example in the task gives exactly the expected result.")
     return [*earlier, Message(last.role, f"{last.content}\n\n{extra}")]

@@ -251,3 +251,69 @@ def test_unisolated_mode_keeps_its_audit_hook() -> None:
         result = unisolated.run_tests(code, "assert True\n", timeout_s=5)
     assert result.passed is False
     assert "socket.connect is not allowed" in result.detail
+
+
+def two_packages(root: Path) -> tuple[Path, Path]:
+    """``shown`` and its neighbour ``hidden``, side by side as in a site-packages."""
+    for name in ("shown", "hidden"):
+        (root / name).mkdir()
+        (root / name / "__init__.py").write_text(f"NAME = {name!r}\n", encoding="utf-8")
+    return root / "shown", root / "hidden"
+
+
+@pytest.mark.parametrize("mode", ["bwrap", "unisolated"])
+def test_named_packages_are_importable_and_nothing_else(sandbox: Sandbox, tmp_path: Path,
+                                                        mode: str) -> None:
+    shown, _ = two_packages(tmp_path)
+    base = sandbox if mode == "bwrap" else Sandbox("unisolated", sys.executable)
+    with_shown = base.with_packages(shown)
+    assert with_shown.run_tests("import shown", "assert shown.NAME == 'shown'\n",
+                                timeout_s=10).passed
+    result = with_shown.run_tests("import hidden", "pass\n", timeout_s=10)
+    assert result.passed is False and "No module named 'hidden'" in result.detail
+    # by default the standard library only
+    result = base.run_tests("import shown", "pass\n", timeout_s=10)
+    assert result.passed is False and "No module named 'shown'" in result.detail
+
+
+def test_named_packages_are_read_only(sandbox: Sandbox, tmp_path: Path) -> None:
+    shown, _ = two_packages(tmp_path)
+    code = ("import os, shown\n"
+            "os.open(os.path.join(os.path.dirname(shown.__file__), 'x'), os.O_CREAT | os.O_WRONLY)\n")
+    result = sandbox.with_packages(shown).run_tests(code, "pass\n", timeout_s=10)
+    assert result.passed is False
+    assert not (shown / "x").exists()
+
+
+def test_an_installed_package_with_its_dependencies_runs(sandbox: Sandbox) -> None:
+    import importlib.util
+
+    found = [importlib.util.find_spec(name) for name in
+             ("requests", "urllib3", "idna", "charset_normalizer", "certifi")]
+    dirs = [next(iter(spec.submodule_search_locations or [])) for spec in found if spec]
+    code = "from requests.utils import get_auth_from_url\n"
+    tests = "assert get_auth_from_url('http://u:p@h/') == ('u', 'p')\n"
+    assert sandbox.run_tests(code, tests, timeout_s=10).passed is False
+    assert sandbox.with_packages(*dirs).run_tests(code, tests, timeout_s=20).passed
+
+
+def test_packages_must_exist_and_not_clash(tmp_path: Path) -> None:
+    unisolated = Sandbox("unisolated", sys.executable)
+    with pytest.raises(ValueError, match="no package at"):
+        unisolated.with_packages(tmp_path / "missing")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "pkg").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "pkg").mkdir()
+    with pytest.raises(ValueError, match="share an import name"):
+        unisolated.with_packages(tmp_path / "a" / "pkg", tmp_path / "b" / "pkg")
+
+
+def test_the_code_runs_as_python_runs_it_not_with_the_harness_future_imports(
+        sandbox: Sandbox) -> None:
+    # an annotation naming a type never imported fails at definition, as in `python answer.py`
+    code = "def cookies(jar: CookieJar) -> dict:\n    return {}\n"
+    result = sandbox.run_tests(code, "assert cookies(None) == {}\n", timeout_s=10)
+    assert result.passed is False and "NameError: name 'CookieJar' is not defined" in result.detail
+    imported = "from __future__ import annotations\n" + code
+    assert sandbox.run_tests(imported, "assert cookies(None) == {}\n", timeout_s=10).passed

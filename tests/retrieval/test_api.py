@@ -51,6 +51,7 @@ def test_snippets_show_the_import_line_not_the_body(retriever: Retriever,
     assert "from pkg.utils import parse_config" in built.text
     assert "json.load(handle)" not in built.text  # the body stays out
     assert "`from pkg.utils import parse_config`" in built.preamble
+    assert "import them with the exact lines given" in built.preamble
     first = built.used[0]
     assert (first.path, first.symbol, first.start_line, first.module) == (
         "pkg/utils.py", "parse_config", 5, "pkg.utils")
@@ -102,3 +103,41 @@ def test_the_index_symbol_table_resolves_imports_of_the_repo(retriever: Retrieve
     assert "names" not in check_answer("Write f.", [], good, None, modules=table)
     assert check_answer("Write f.", [], bad, None, modules=table)["names"] == [
         "`from pkg.config import ...`: no module named 'pkg.config'"]
+
+
+TWINS = {
+    "pkg/__init__.py": "",
+    "pkg/settings.py": ('def load_config(path):\n    """Read the JSON configuration file at path '
+                        'and return it as a dict."""\n    import json\n    with open(path) as f:\n'
+                        '        return json.load(f)\n'),
+    "web/settings.js": ('/** Read the JSON configuration file at path and return it as an '
+                        'object. */\nfunction loadConfig(path) {\n  return JSON.parse('
+                        'require("fs").readFileSync(path, "utf8"));\n}\n'),
+    "web/types.ts": ('/** Read the JSON configuration file at path and return it typed. */\n'
+                     'export function loadTyped(path: string): object {\n  return {};\n}\n'),
+}
+
+
+def test_search_keeps_to_the_task_languages(retriever: Retriever, make_repo: RepoFactory) -> None:
+    retriever.index(make_repo(TWINS), "twins")
+    query = "read the JSON configuration file at path"
+    anywhere = {h.path for h in retriever.search("twins", query, 10)}
+    assert {"pkg/settings.py", "web/settings.js", "web/types.ts"} <= anywhere
+    python = retriever.search("twins", query, 10, languages=("python",))
+    assert python and {h.language for h in python} == {"python"}
+    script = retriever.search("twins", query, 10, languages=api.task_languages(
+        "x", [{"path": "app/main.ts", "content": ""}]))
+    assert {h.path for h in script} == {"web/settings.js", "web/types.ts"}
+
+
+def test_a_task_says_its_language_by_its_files_or_its_words() -> None:
+    assert api.task_languages("Fix it.", [{"path": "src/app.py", "content": ""}]) == ("python",)
+    assert api.task_languages("Write a Python function that parses a header.") == ("python",)
+    assert api.task_languages("Add a test.", [{"path": "a.tsx", "content": ""}]) == (
+        "javascript", "tsx", "typescript")
+    assert api.task_languages("Port this to Go.") == ("go",)
+    assert api.task_languages("Write java code.") == ("java",)
+    assert api.task_languages("Write JavaScript.") == ("javascript", "tsx", "typescript")
+    # unknown: no filter (a README, a prompt that does not say, "go" as a verb)
+    assert api.task_languages("Summarise it.", [{"path": "README.md", "content": ""}]) is None
+    assert api.task_languages("Write `credentials(url)`: let us go on.") is None

@@ -164,3 +164,23 @@ def test_feedback_names_the_failure() -> None:
     assert repair.trigger({"syntax_errors": 0}) is None
     assert repair.syntax_error("def f(:\n  pass") is not None
     assert repair.syntax_error("x = 1") is None
+
+
+def test_a_missing_name_that_a_snippet_showed_is_given_its_import_line() -> None:
+    problems = ["undefined name 'parse_dict_header' (line 4): import or define it",
+                "undefined name 'Generator' (line 1): import or define it"]
+    checks = {"syntax_errors": 0, "names": problems, "execution": {"passed": False, "runs": [
+        {"kind": "names", "passed": False, "detail": "; ".join(problems)}]}}
+    used = [{"module": "requests.utils", "symbol": "parse_dict_header"},
+            {"module": "requests.auth", "symbol": "HTTPBasicAuth.__call__"},
+            {"module": None, "symbol": "helper"}]
+    imports = repair.snippet_imports(used)
+    assert imports == {"parse_dict_header": "from requests.utils import parse_dict_header",
+                       "HTTPBasicAuth": "from requests.auth import HTTPBasicAuth"}
+    told = repair.failure(checks, "", imports)
+    assert told.endswith("Import them with the lines shown: "
+                         "`from requests.utils import parse_dict_header`.")
+    [hint] = repair.messages([Message("user", PROMPT)], "", checks, imports=imports)
+    assert "`from requests.utils import parse_dict_header`" in hint.content
+    # names no snippet showed: the plain advice
+    assert repair.failure(checks, "").endswith("Add the missing imports.")

@@ -5,6 +5,7 @@ check feeding the repair loop (real Chroma, real MiniLM; both tiers scripted).""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -111,3 +112,34 @@ def test_an_answer_missing_an_import_is_repaired_with_the_name(retriever: Retrie
     assert len(record["local_attempts"]) == 1 and cloud.requests == []
     told = local.requests[1].messages[-1].content
     assert "never defines or imports" in told and "undefined name 'json'" in told
+
+
+def test_a_shown_helper_used_without_its_import_is_repaired_with_its_line(
+        retriever: Retriever) -> None:
+    unimported = ("```python\ndef load_settings(path):\n    return parse_config(path)\n```")
+    local, cloud = Scripted(unimported, USES_HELPER), Scripted(CLOUD)
+    answer = route(retriever, local, cloud, repo="demo",
+                   prompt="Write load_settings(path): read the JSON configuration file at "
+                          "path and return it as a dict.")
+    assert answer.text == USES_HELPER and len(answer.record["local_attempts"]) == 1
+    told = local.requests[1].messages[-1].content.split("Careful:", 1)[1]
+    assert "undefined name 'parse_config'" in told
+    assert "Import them with the lines shown: `from pkg.utils import parse_config`" in told
+
+
+def test_a_python_task_gets_no_snippets_from_javascript(tmp_path: Path) -> None:
+    config = RetrievalConfig(chroma_path=tmp_path / "chroma")
+    js = ('/** Read the JSON configuration file at path and return it as an object. */\n'
+          'function loadConfig(path) {\n  return JSON.parse(require("fs").readFileSync(path));\n}\n')
+    files = {**BASE_REPO, "pkg/__init__.py": "", "web/config.js": js}
+    prompt = "Write load_settings(path): read the JSON configuration file at path."
+    with Retriever(config, tmp_path / "data", embedder=load_embedder("all-MiniLM-L6-v2")) as made:
+        made.index(write_repo(tmp_path / "demo", files), "demo")
+        unsaid = route(made, Scripted(USES_HELPER), Scripted(CLOUD), repo="demo", prompt=prompt)
+        attached = route(made, Scripted(USES_HELPER), Scripted(CLOUD), repo="demo", prompt=prompt,
+                         files=[{"path": "pkg/loader.py", "content": "import os\n"}])
+    assert "web/config.js" in [s["path"] for s in unsaid.record["snippets"]]
+    assert unsaid.record["signals"]["snippet_languages"] == []
+    paths = [s["path"] for s in attached.record["snippets"]]
+    assert paths and all(p.endswith(".py") for p in paths)
+    assert attached.record["signals"]["snippet_languages"] == ["python"]
