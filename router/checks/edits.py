@@ -43,13 +43,20 @@ class EditCheck:
                 "problems": self.problems}
 
 
+_ASKS_FOR_DIFF = re.compile(
+    r"\bunified diffs?\b|\b(?:reply|answer|respond|return|output|write)\b[^.\n]{0,60}\bdiffs?\b",
+    re.I)
+
+
 def requested_format(instructions: str) -> Format | None:
     """The edit format the client's instructions (system prompt, earlier turns, the task)
     ask for, or None when they ask for none."""
     if "<<<<<<< SEARCH" in instructions and ">>>>>>> REPLACE" in instructions:
         return "search_replace"
+    # A diff in the text is not yet a request for one (Aider's commit-message request sends the
+    # diff to describe): the instructions must ask for diffs too.
     if re.search(r"^--- \S", instructions, re.M) and re.search(r"^\+\+\+ \S", instructions, re.M) \
-            and "@@" in instructions and re.search(r"\bdiff\b", instructions, re.I):
+            and "@@" in instructions and _ASKS_FOR_DIFF.search(instructions):
         return "unified_diff"
     if re.search(r"entire (?:file )?content|whole file|full contents? of (?:each|the) file",
                  instructions, re.I):

@@ -44,6 +44,10 @@ def test_the_format_is_read_from_the_clients_instructions() -> None:
                             "following: ... Output only a code block with the rewritten code:") \
         == "rewrite"
     assert requested_format("Write a function add(a, b).") is None
+    # a diff to describe is not a request for one (Aider's commit-message request)
+    assert requested_format("Generate a one-line commit message for those changes.\n\n# Diffs:\n"
+                            "diff --git a/x.py b/x.py\n--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n"
+                            "-x = 1\n+x = 2\n") is None
 
 
 def test_the_files_a_client_sent_are_read_from_its_turns() -> None:
