@@ -86,8 +86,15 @@ class PolicyConfig(BaseModel):
     repair_rounds: int = Field(
         2, ge=0, le=5,
         description="times the local model may fix an answer that fails the task's examples, "
-        "does not parse or raises (shown the failure) before the task escalates; 0: never",
+        "does not parse, raises or breaks the client's edit format (shown the failure) before "
+        "the task escalates; 0: never",
     )
+
+    local_edit_prompt: Literal["router", "client"] = Field(
+        "router", description="where the client asks for an edit format the router knows "
+        "(Aider's whole files): `router` gives the local model the router's own short prompt "
+        "for that format (the format's rules, the file it may write and its content) and the "
+        "cloud the client's messages; `client`: the client's messages to both")
 
     judge_model: str | None = Field(
         None, min_length=1, max_length=4096,

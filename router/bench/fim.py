@@ -7,9 +7,10 @@ sandbox, decide. pass@1, greedy.
 
 Latency: a ~2,000-token Python file with the cursor at the start of a line in a function body,
 32 tokens asked (block-end stops off, so every run decodes the same length). Cold: a file the
-cache has never seen; warm: the same file after a one-line edit, at the cursor (the user typed
-a line) and 20 lines above it. Time to first token and total, at the caller of the backend,
-median over rounds. Both FIM layouts (psm, spm) are measured: they trade quality for cache reuse.
+cache has never seen (it holds another file: the user switched files); warm: the same file
+after a one-line edit, at the cursor (the user typed a line) and 20 lines above it. Time to
+first token and total, at the caller of the backend, median over rounds. Both FIM layouts (psm,
+spm) are measured: they trade quality for cache reuse.
 """
 
 from __future__ import annotations
@@ -93,6 +94,9 @@ def quality(backend: LocalBackend, order: str, *, limit: int | None, log: Log) -
             "empty_completions": empty}
 
 
+OTHER_FILE = "import os\n\n\ndef data_dir():\n    return os.path.join(os.getcwd(), 'data')\n"
+
+
 def sample_file(backend: LocalBackend, n_tokens: int = 2000) -> tuple[str, str, str]:
     """About ``n_tokens`` of real Python (the standard library's ``textwrap``, repeated if
     short), split at the start of a line in a function body about 60% in: (prefix, suffix,
@@ -130,10 +134,13 @@ def latency(backend: LocalBackend, order: str, *, rounds: int, prefix_tokens: in
                 int(generation.extra.get("cached_prompt_tokens", 0)))  # type: ignore[call-overload]
 
     for round_ in range(rounds):
-        # A file the cache has not seen: its first line and the line after the cursor differ
-        # (spm puts the suffix first).
-        mark = f"# revision {round_} {time.time_ns()}\n"
-        base, after = mark + prefix, suffix.replace("\n", f"  {mark}", 1)
+        # Cold: the user was in another file, so the cache holds that file and shares nothing
+        # with this one but the first FIM token. (Marking the file by changing its first line
+        # did not do it: the window cuts that line off, and psm still found 811 of 1,216 prompt
+        # tokens cached.)
+        run_once(backend, InfillRequest(prefix=OTHER_FILE, suffix="\n", max_tokens=1,
+                                        stop_at_block_end=False, order=order))  # type: ignore[arg-type]
+        base, after = prefix, suffix
         rows["cold"].append(ask(base, after))
         rows["warm_edit_at_cursor"].append(ask(base + typed, after))
         lines = base.splitlines(keepends=True)

@@ -9,13 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from router.checks.code import extract_code_blocks, syntax_ok
-from router.checks.edits import (
-    check_edits,
-    is_edit_block,
-    requested_format,
-    sent_files,
-    without_instructions,
-)
+from router.checks.edits import check_edits, client_edit, is_edit_block, without_instructions
 from router.checks.examples import as_test_code, find_examples
 from router.checks.sandbox import Sandbox, doctest_examples
 
@@ -46,16 +40,11 @@ def check_answer(prompt: str, files: Sequence[Mapping[str, object]], text: str,
     verdicts = [syntax_ok(block) for block in blocks]
     checks: dict[str, Any] = {"code_blocks": len(blocks),
                               "syntax_errors": sum(1 for v in verdicts if v is False)}
-    # The system prompt says it first; else the earlier turns (examples), else the task.
+    edit = client_edit(prompt, system=system, history=history, files=files)
     prompt = without_instructions(prompt, system)  # Aider repeats its reminder in the task
-    edit_format = (requested_format(system)
-                   or requested_format("\n".join(t["content"] for t in history))
-                   or requested_format(prompt))
-    if edit_format is not None:
-        sent = sent_files([*(t["content"] for t in history if t["role"] == "user"), prompt],
-                          list(files))
+    if edit is not None:
         first = next(iter(extract_code_blocks(prompt)), None)
-        checks["edit_format"] = check_edits(text, edit_format, files=sent, task=prompt,
+        checks["edit_format"] = check_edits(text, edit.format, files=edit.files, task=prompt,
                                             original=first.code if first else None).as_dict()
     python = "\n\n".join(b.code for b in blocks if b.language == "python")
     earlier = [str(t["content"]) for t in history]

@@ -10,7 +10,7 @@ answer (``failed_checks``). Pure functions of the texts; the files are what the 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -43,13 +43,20 @@ class EditCheck:
                 "problems": self.problems}
 
 
+_ASKS_FOR_DIFF = re.compile(
+    r"\bunified diffs?\b|\b(?:reply|answer|respond|return|output|write)\b[^.\n]{0,60}\bdiffs?\b",
+    re.I)
+
+
 def requested_format(instructions: str) -> Format | None:
     """The edit format the client's instructions (system prompt, earlier turns, the task)
     ask for, or None when they ask for none."""
     if "<<<<<<< SEARCH" in instructions and ">>>>>>> REPLACE" in instructions:
         return "search_replace"
+    # A diff in the text is not yet a request for one (Aider's commit-message request sends the
+    # diff to describe): the instructions must ask for diffs too.
     if re.search(r"^--- \S", instructions, re.M) and re.search(r"^\+\+\+ \S", instructions, re.M) \
-            and "@@" in instructions and re.search(r"\bdiff\b", instructions, re.I):
+            and "@@" in instructions and _ASKS_FOR_DIFF.search(instructions):
         return "unified_diff"
     if re.search(r"entire (?:file )?content|whole file|full contents? of (?:each|the) file",
                  instructions, re.I):
@@ -147,10 +154,18 @@ def _check_search_replace(answer: str, files: Mapping[str, str], task: str) -> E
     return EditCheck("search_replace", edits, problems)
 
 
+def client_path(path: str, files: Mapping[str, str]) -> str:
+    """The file a whole-file listing's path names as the client applies it: Aider writes
+    ``path/to/shapes.py`` to ``shapes.py`` when that is a file in the chat and the longer path
+    is not (small models copy the ``path/to/`` of its example)."""
+    name = path.rsplit("/", 1)[-1]
+    return name if path not in files and name != path and name in files else path
+
+
 def _check_whole(answer: str, files: Mapping[str, str], task: str) -> EditCheck:
     problems, edits = [], 0
     for match in _LABELLED.finditer(answer):
-        path, content = match.group(1).lstrip("./"), match.group(3)
+        path, content = client_path(match.group(1).lstrip("./"), files), match.group(3)
         edits += 1
         if _unknown(path, files, task):
             problems.append(f"names {path}, which the client did not send")
@@ -180,6 +195,42 @@ def _check_diff(answer: str, files: Mapping[str, str], task: str) -> EditCheck:
     if not paths:
         problems.append("the answer has no unified diff (--- / +++ / @@ lines)")
     return EditCheck("unified_diff", len(paths), problems)
+
+
+@dataclass(frozen=True)
+class ClientEdit:
+    """An edit a client asked for: its format, the files it sent (path -> content) and the
+    task's own text (without the instructions the client repeats there)."""
+
+    format: Format
+    files: dict[str, str]
+    task: str
+
+    def writable(self) -> list[str]:
+        """The files the answer may write: the sent files the task names, else every file
+        sent, else the paths the task names (a new file)."""
+        named = [path for path in self.files if path in self.task]
+        if named or self.files:
+            return named or list(self.files)
+        return _TASK_PATH.findall(self.task)
+
+
+_TASK_PATH = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)*[\w-][\w.-]*\.[A-Za-z][A-Za-z0-9]{0,7})"
+                        r"(?![\w/-])")
+
+
+def client_edit(prompt: str, *, system: str = "", history: Sequence[Mapping[str, Any]] = (),
+                files: Sequence[Mapping[str, Any]] = ()) -> ClientEdit | None:
+    """The edit format the client asked for (its system prompt says it first; else the earlier
+    turns, its examples; else the task) with the files it sent, or None: no format asked."""
+    task = without_instructions(prompt, system)  # Aider repeats its reminder in the task
+    fmt = (requested_format(system) or requested_format("\n".join(t["content"] for t in history))
+           or requested_format(task))
+    if fmt is None:
+        return None
+    sent = sent_files([*(t["content"] for t in history if t["role"] == "user"), task],
+                      list(files))
+    return ClientEdit(fmt, sent, task)
 
 
 def is_edit_block(code: str) -> bool:

@@ -46,6 +46,8 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     fim.add_argument("--limit", type=int, help="first N HumanEval problems (default: all 164)")
     fim.add_argument("--rounds", type=int, default=5, help="latency rounds per figure")
     fim.add_argument("--latency-only", action="store_true", help="skip the HumanEval part")
+    fim.add_argument("--suffix-tokens", type=int, help="the window's code after the cursor "
+                     "(default: completions.suffix_tokens)")
     fim.add_argument("--json", action="store_true", help="print one JSON object")
     fim.set_defaults(handler=_fim)
     stream = targets.add_parser("stream", help="routed streams: time to first byte and first "
@@ -253,7 +255,8 @@ def _fim(args: argparse.Namespace) -> int:
         raise ConfigError(f"--orders: unknown FIM layout {bad[0]!r}: use psm, spm or both")
     result = fim.run(settings.local, path, orders=orders, limit=args.limit, rounds=args.rounds,
                      prefix_tokens=settings.completions.prefix_tokens,
-                     suffix_tokens=settings.completions.suffix_tokens,
+                     suffix_tokens=(settings.completions.suffix_tokens
+                                    if args.suffix_tokens is None else args.suffix_tokens),
                      skip_quality=args.latency_only, log=_stderr)
     if args.json:
         print(json.dumps(result))

@@ -75,7 +75,7 @@ def collect_files(state: RouterState, ctx: RouterContext) -> list[FileRef]:
     refs: dict[str, FileRef] = {}
     for item in state.get("files") or []:
         refs.setdefault(item["path"], {"path": item["path"], "source": "attached"})
-    task = task_text(state)
+    task = signals.without_inlined_replies(task_text(state))
     for path in [*signals.paths_in_prompt(task), *signals.files_sent(task)]:
         refs.setdefault(path, {"path": path, "source": "prompt"})
     for turn in state.get("history") or []:
@@ -244,7 +244,8 @@ def local_generate(state: RouterState, runtime: Runtime[RouterContext]) -> dict[
     ctx = runtime.context
     rules = state["policy"]
     max_tokens = state["max_tokens"]
-    request = GenerationRequest(messages=tuple(state["messages"]), max_tokens=max_tokens)
+    own = local_edit_messages(state)
+    request = GenerationRequest(messages=tuple(own or state["messages"]), max_tokens=max_tokens)
     # Abort only when escalating is possible and still undecided.
     can_abort = state.get("decision") is None and not state.get("privacy")
     recent: deque[float] = deque(maxlen=rules.early_abort_window)
@@ -267,7 +268,28 @@ def local_generate(state: RouterState, runtime: Runtime[RouterContext]) -> dict[
         return local_unavailable(state, exc)
     finally:
         getattr(events, "close", lambda: None)()
-    return {"local": final, "aborted": aborted}
+    return {"local": final, "aborted": aborted,
+            "signals": {"local_prompt": "client" if own is None else "router_edit_format"}}
+
+
+def client_edit(state: RouterState) -> Any:
+    """The edit the client asked for in its own format (:func:`router.checks.edits.client_edit`),
+    or None."""
+    from router.checks.edits import client_edit as read
+
+    return read(state["prompt"], system=state.get("system") or "",
+                history=state.get("history") or [], files=state.get("files") or [])
+
+
+def local_edit_messages(state: RouterState, problem: str | None = None) -> list[Message] | None:
+    """The router's own prompt for the client's edit format (:mod:`router.graph.edit_prompt`)
+    where the policy asks for it and the router has one; None: the client's messages."""
+    from router.graph import edit_prompt
+
+    if state["policy"].local_edit_prompt != "router" or state.get("task_type") == "review":
+        return None
+    edit = client_edit(state)
+    return None if edit is None else edit_prompt.messages(edit, problem=problem)
 
 
 def local_unavailable(state: RouterState, exc: BackendUnavailable) -> dict[str, Any]:
@@ -362,10 +384,15 @@ def repair(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any
     ctx = runtime.context
     local, checks = state["local"], state["checks"]
     assert local is not None, "the judge repairs only an answer it has"
+    # A broken edit format: the one file the model may write, its content and what was wrong,
+    # in the router's own prompt for the client's format (where it has one for that format).
+    own = (local_edit_messages(state, prompts.format_problems(checks))
+           if prompts.trigger(checks) == "edit_format" else None)
     imports = prompts.snippet_imports(state.get("snippets_used") or [])
-    request = GenerationRequest(messages=tuple(prompts.messages(state["messages"], local.text,
-                                                                checks, imports=imports)),
-                                max_tokens=state["max_tokens"])
+    request = GenerationRequest(
+        messages=tuple(own or prompts.messages(state["messages"], local.text, checks,
+                                               imports=imports)),
+        max_tokens=state["max_tokens"])
     started = time.perf_counter()
     generation = ctx.local.generate(request)
     attempt = {

@@ -22,8 +22,11 @@ FEEDBACK_CHARS = 600
 
 
 def trigger(checks: dict[str, Any]) -> str | None:
-    """Why the answer needs repair: ``syntax_error``, ``failed_examples`` (an example failed or
-    the code raised), or None."""
+    """Why the answer needs repair: ``edit_format`` (it breaks the edit format the client
+    asked for: the client would apply nonsense, so this comes first), ``syntax_error``,
+    ``failed_examples`` (an example failed or the code raised), or None."""
+    if checks.get("edit_format", {}).get("passed") is False:
+        return "edit_format"
     if checks.get("syntax_errors"):
         return "syntax_error"
     execution = checks.get("execution")
@@ -39,6 +42,8 @@ def failure(checks: dict[str, Any], answer: str, imports: Mapping[str, str] | No
     again for the undefined names among them."""
     from router.checks.code import extract_code_blocks
 
+    if trigger(checks) == "edit_format":
+        return f"the answer breaks the edit format: {format_problems(checks)}."
     if checks.get("syntax_errors"):
         problems = [syntax_error(b.code) for b in extract_code_blocks(answer)
                     if b.language == "python"]
@@ -55,6 +60,12 @@ def failure(checks: dict[str, Any], answer: str, imports: Mapping[str, str] | No
                 f"{failing['detail'][:FEEDBACK_CHARS]}. {fix}")
     detail = _TEST_PREFIX.sub("", failing["detail"]) if failing else "the checks failed"
     return f"the code fails the task's own examples: {detail[:FEEDBACK_CHARS]}"
+
+
+def format_problems(checks: dict[str, Any]) -> str:
+    """What the edit-format check found, one clause each (``names path/to/filename.js,
+    which the client did not send``)."""
+    return "; ".join(checks.get("edit_format", {}).get("problems") or ["the format is broken"])
 
 
 def feedback(checks: dict[str, Any], answer: str, imports: Mapping[str, str] | None = None) -> str:

@@ -116,6 +116,21 @@ def paths_in_prompt(prompt: str) -> list[str]:
     return list(seen)
 
 
+_INLINED_USER = re.compile(r"^USER: ", re.M)
+_INLINED_REPLY = re.compile(
+    r"^ASSISTANT: .*?(?=^(?:USER|SYSTEM|ASSISTANT): |^# Diffs:|^diff --git |\Z)", re.M | re.S)
+
+
+def without_inlined_replies(text: str) -> str:
+    """The text without the model's replies of a chat it quotes as ``USER: ...`` /
+    ``ASSISTANT: ...`` paragraphs (Aider's commit-message request quotes the edit's chat
+    before the diff). A reply's file listing names what the model wrote (often the wrong
+    ``path/to/shapes.py``), not a file the client sent; the diff says what changed."""
+    if not _INLINED_USER.search(text):
+        return text
+    return _INLINED_REPLY.sub("", text)
+
+
 def files_sent(text: str) -> list[str]:
     """Files a client sent inside a message: a path alone on a line, then a code block with
     its content (how Aider, Continue and most chat clients attach a file), in order."""

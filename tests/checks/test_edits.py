@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 
 from router.checks.answer import check_answer
-from router.checks.edits import check_edits, requested_format, sent_files, without_instructions
+from router.checks.edits import (
+    check_edits,
+    client_edit,
+    requested_format,
+    sent_files,
+    without_instructions,
+)
 
 AIDER_EDITBLOCK = """Act as an expert software developer.
 Every *SEARCH/REPLACE block* must use this format:
@@ -38,6 +44,10 @@ def test_the_format_is_read_from_the_clients_instructions() -> None:
                             "following: ... Output only a code block with the rewritten code:") \
         == "rewrite"
     assert requested_format("Write a function add(a, b).") is None
+    # a diff to describe is not a request for one (Aider's commit-message request)
+    assert requested_format("Generate a one-line commit message for those changes.\n\n# Diffs:\n"
+                            "diff --git a/x.py b/x.py\n--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n"
+                            "-x = 1\n+x = 2\n") is None
 
 
 def test_the_files_a_client_sent_are_read_from_its_turns() -> None:
@@ -110,3 +120,27 @@ def test_the_instructions_a_client_repeats_in_the_task_are_left_out() -> None:
     assert without_instructions(task, system) == task
     assert without_instructions(reminder, system) == reminder  # nothing else: it is the task
     assert without_instructions(f"{task}\n\n{reminder}", "") == f"{task}\n\n{reminder}"
+
+
+def test_a_whole_file_under_the_examples_path_to_prefix_is_the_file_aider_writes() -> None:
+    # Aider writes path/to/show_greeting.py to show_greeting.py, the file in its chat.
+    kept = f"path/to/show_greeting.py\n```\n{GREETING.replace('hi ', 'hello ')}```\n"
+    files = {"show_greeting.py": GREETING}
+    assert check_edits(kept, "whole_file", files=files, task="say hello").passed
+    lost = "path/to/show_greeting.py\n```\ndef greet(name):\n    return 'hello'\n```\n"
+    assert check_edits(lost, "whole_file", files=files, task="say hello").problems == [
+        "the new show_greeting.py drops main"]
+    assert not check_edits("path/to/other.py\n```\nx = 1\n```\n", "whole_file", files=files,
+                           task="say hello").passed
+
+
+def test_the_client_edit_names_the_files_the_answer_may_write() -> None:
+    history = [{"role": "user", "content": SENT}, {"role": "assistant", "content": "Ok."}]
+    edit = client_edit("In show_greeting.py, say hello.", system=AIDER_WHOLE, history=history)
+    assert edit is not None and edit.format == "whole_file"
+    assert edit.files == {"show_greeting.py": GREETING}
+    assert edit.writable() == ["show_greeting.py"]
+    # no file sent: the file the task names (a new one); no format asked: no edit
+    new = client_edit("Write add(a, b) in calc.py; it returns 0.0 for nothing.", system=AIDER_WHOLE)
+    assert new is not None and new.writable() == ["calc.py"]
+    assert client_edit("Write add(a, b).") is None

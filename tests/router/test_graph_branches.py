@@ -25,6 +25,7 @@ POLICIES = PoliciesConfig(teams={
     "pinned": {"task_type_routes": {"review": "cloud"}},
     "norepair": {"repair_rounds": 0},
     "refuse": {"over_budget": "refuse"},
+    "clientprompt": {"local_edit_prompt": "client"},
 })
 
 
@@ -155,7 +156,7 @@ WHOLE = "show_greeting.py\n```python\ndef add(a, b):\n    return a + b\n```"
 
 def test_paths_in_the_system_prompt_and_example_turns_do_not_make_a_task_multi_file() -> None:
     local, cloud = Scripted(WHOLE), Scripted(CLOUD)
-    record = route(local, cloud, system=AIDER_SYSTEM, history=EXAMPLE_TURNS,
+    record = route(local, cloud, system=AIDER_SYSTEM, history=EXAMPLE_TURNS, team="clientprompt",
                    prompt="Write a function add(a, b) in show_greeting.py").record
     assert record["final"] == "local" and record["reason"] == "confident"
     assert record["files"] == [{"path": "show_greeting.py", "source": "prompt"}]
@@ -226,3 +227,68 @@ def test_a_bad_history_names_the_field(history: Any, field: str) -> None:
     with pytest.raises(InvalidTask) as caught:
         route(local, cloud, history=history)
     assert caught.value.field == field and local.requests == []
+
+
+SHAPES = "def area(s):\n    return s * s\n\n\ndef side(a):\n    return a ** 0.5\n"
+SENT_SHAPES_FULL = [{"role": "user", "content": "I have *added these files to the chat* so you "
+                     f"can go ahead and edit them.\n\nshapes.py\n```\n{SHAPES}```"},
+                    {"role": "assistant", "content": "Ok, any changes I propose will be to those files."}]
+AIDER_TASK = "In shapes.py, make area raise ValueError for a negative s.\n\n" + REMINDER
+FIXED = ("shapes.py\n```\ndef area(s):\n    if s < 0:\n        raise ValueError(s)\n"
+         "    return s * s\n\n\ndef side(a):\n    return a ** 0.5\n```")
+
+
+def aider_edit(local: Scripted, cloud: Scripted, **task: Any) -> dict[str, Any]:
+    return route(local, cloud, system="Act as an expert software developer.\n" + REMINDER,
+                 history=SENT_SHAPES_FULL, prompt=AIDER_TASK, **task).record
+
+
+def test_the_local_model_gets_the_routers_own_prompt_for_aiders_whole_file_format() -> None:
+    local, cloud = Scripted(FIXED), Scripted(CLOUD)
+    record = aider_edit(local, cloud)
+    assert (record["final"], record["reason"]) == ("local", "confident")
+    assert record["signals"]["local_prompt"] == "router_edit_format"
+    # short: the format's rules, the one file with its content, the task; no example file,
+    # no example conversation, no reminder
+    [system, user] = local.requests[0].messages
+    assert system.role == "system" and "file listing" in system.content
+    assert f"shapes.py\n```\n{SHAPES.rstrip()}\n```" in user.content
+    assert "make area raise ValueError" in user.content
+    assert "path/to/filename.js" not in system.content + user.content
+    assert "show_greeting" not in user.content
+
+
+def test_a_broken_edit_format_is_repaired_locally_before_it_escalates() -> None:
+    invented = "path/to/filename.js\n```\n// entire file content ...\n```"
+    local, cloud = Scripted(invented, FIXED), Scripted(CLOUD)
+    record = aider_edit(local, cloud)
+    assert (record["final"], record["reason"]) == ("local", "confident")
+    assert "repaired" in record["flags"] and cloud.requests == []
+    [attempt] = record["local_attempts"]
+    assert attempt["trigger"] == "edit_format"
+    # the repair round: the one file it may write, its content, and what was wrong
+    [_, user] = local.requests[1].messages
+    assert "names path/to/filename.js, which the client did not send" in user.content
+    assert "You may write one file only: shapes.py" in user.content
+    assert f"shapes.py\n```\n{SHAPES.rstrip()}\n```" in user.content
+
+
+def test_an_edit_format_still_broken_after_the_repair_rounds_escalates_with_the_clients_prompt() -> None:
+    invented = "path/to/filename.js\n```\n// entire file content ...\n```"
+    dropped = "shapes.py\n```\ndef area(s):\n    return 0\n```"
+    local, cloud = Scripted(invented, dropped, invented), Scripted(CLOUD)
+    record = aider_edit(local, cloud)
+    assert (record["final"], record["reason"]) == ("cloud", "failed_checks")
+    assert [a["trigger"] for a in record["local_attempts"]] == ["edit_format", "edit_format"]
+    assert "the new shapes.py drops side" in local.requests[2].messages[1].content
+    # the cloud got the client's own messages, its format instructions and all
+    [request] = cloud.requests
+    assert request.messages[0].content.startswith("Act as an expert software developer.")
+    assert request.messages[-1].content.startswith(AIDER_TASK.split("\n")[0])
+
+
+def test_the_client_prompt_setting_gives_the_local_model_the_clients_messages() -> None:
+    local, cloud = Scripted(FIXED), Scripted(CLOUD)
+    record = aider_edit(local, cloud, team="clientprompt")
+    assert record["signals"]["local_prompt"] == "client"
+    assert [m.role for m in local.requests[0].messages] == ["system", "user", "assistant", "user"]

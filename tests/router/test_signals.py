@@ -131,3 +131,18 @@ def test_a_git_diffs_a_and_b_paths_are_one_file() -> None:
             "index 1..2 100644\n--- a/src/shapes.py\n+++ b/src/shapes.py\n@@ -1 +1 @@\n-x\n+y\n")
     assert signals.paths_in_prompt(diff) == ["src/shapes.py"]
     assert signals.paths_in_prompt("move a/util.py into b/util.py") == ["a/util.py", "b/util.py"]
+
+
+def test_the_replies_a_commit_message_request_quotes_name_no_file() -> None:
+    # Aider's commit-message request: the edit's chat as USER:/ASSISTANT: paragraphs, then the
+    # diff. The reply's listing says path/to/shapes.py (Aider wrote it to shapes.py).
+    request = ("\nUSER: In shapes.py, make area_square raise on a negative side.\n\n"
+               "ASSISTANT: path/to/shapes.py\n```python\ndef area_square(side):\n    return 1\n"
+               "```\n\n# Diffs:\ndiff --git a/shapes.py b/shapes.py\n--- a/shapes.py\n"
+               "+++ b/shapes.py\n@@ -1 +1 @@\n-x\n+y\n")
+    task = signals.without_inlined_replies(request)
+    assert signals.paths_in_prompt(task) == ["shapes.py"] and signals.files_sent(task) == []
+    assert "path/to/shapes.py" in signals.paths_in_prompt(request)  # what it was before
+    # a text that quotes no chat is left as it is
+    plain = "ASSISTANT: notes.py\n```\nx = 1\n```\n"
+    assert signals.without_inlined_replies(plain) == plain
