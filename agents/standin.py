@@ -2,6 +2,10 @@
 
 It serves the 1.5B coder so that the cloud tier is exercised through litellm over real HTTP.
 The server's own defaults (one thread, logits for every token) cost speed; both are set here.
+Its ``interrupt_requests`` default cuts a running stream short (an unfinished HTTP body)
+whenever another request waits for the model: no provider does that, and callers saw it as
+the provider failing (``BackendUnavailable``, then an open breaker) as soon as two cloud calls
+overlapped. The stand-in turns it off: overlapping calls wait their turn, each answered whole.
 """
 
 from __future__ import annotations
@@ -71,6 +75,7 @@ def command(config: StandinConfig, model_path: Path, *, alias: str) -> list[str]
         "--n_threads", str(config.n_threads),
         "--n_threads_batch", str(config.n_threads),
         "--logits_all", "False",
+        "--interrupt_requests", "False",  # queue overlapping calls, never cut one short
     ]
 
 

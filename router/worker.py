@@ -14,7 +14,9 @@ One job, start to end::
       → ledger entry (once per task id) → done | failed (the final event)
 
 Cancelling (``DELETE /v1/tasks/{id}``) marks the task cancelled: a queued one never runs; a
-running one stops at its next token or node (the worker sees the mark within half a second).
+running one stops at its next token or node (the worker sees the mark within half a second),
+and what it ran is recorded in the ledger (reason ``cancelled``: a cloud call's partial spend,
+as its budget was charged); so is a task stopped past ``tasks.timeout_s`` (``timeout``).
 SIGTERM or SIGINT stops a worker the same way and puts its tasks back in the queue.
 """
 
@@ -77,6 +79,39 @@ async def _stop(work: asyncio.Future[Any], cancel: threading.Event) -> None:
 
 
 @dataclass
+class _Ran:
+    """What a run generated so far, counted from its events as a routed stream counts them."""
+
+    prompt_tokens: int = 0
+    tokens: dict[str, int] = dataclasses.field(default_factory=lambda: {"local": 0, "cloud": 0})
+
+    def note(self, kind: str, data: dict[str, Any]) -> None:
+        if kind == "token":
+            self.tokens[data["tier"]] += 1
+        elif kind == "node" and data.get("node") == "intake":
+            self.prompt_tokens = int(data.get("prompt_tokens") or 0)
+
+    def record(self, reason: str, price_as: str, gate: Any) -> dict[str, Any]:
+        """The route record of a run stopped midway (cancelled, or past tasks.timeout_s): its
+        cost is what its budget gate settled (the budget and the ledger agree), else the
+        cloud tokens' price."""
+        from agents.cloud import price
+        from router.service.accounting import direct_record
+
+        local, cloud = self.tokens["local"], self.tokens["cloud"]
+        cost = gate.settled_usd if gate is not None else (
+            price(price_as, self.prompt_tokens, cloud) if cloud else 0.0)
+        record = {**direct_record(route="cloud" if cloud else "local",
+                                  prompt_tokens=self.prompt_tokens,
+                                  completion_tokens=local + cloud, cost_usd=cost,
+                                  counterfactual_usd=price(price_as, self.prompt_tokens,
+                                                           cloud or local)),
+                  "reason": reason, "finish_reason": reason}
+        record["tokens"]["local_completion"] = local
+        return record
+
+
+@dataclass
 class TaskRunner:
     """What a job needs: the settings, the graph and its context (the loaded models)."""
 
@@ -114,9 +149,10 @@ class TaskRunner:
 
         request, context = await self._for_key(redis, task)
         started = time.perf_counter()
+        ran = _Ran()
         work = loop.run_in_executor(None, functools.partial(
             run_graph, self.graph, request, context, cancel=cancel, emit=emit))
-        pump = asyncio.create_task(self._pump(redis, task_id, pending))
+        pump = asyncio.create_task(self._pump(redis, task_id, pending, ran))
         guard = asyncio.create_task(self._guard(redis, task_id, cancel))
         outcome: RoutedAnswer | BaseException
         try:
@@ -136,6 +172,13 @@ class TaskRunner:
             pending.put_nowait(None)
             await pump  # every progress event lands before the final one
         latency_ms = (time.perf_counter() - started) * 1000
+        if isinstance(outcome, TaskCancelled | TimeoutError):  # stopped here: record what ran
+            stopped = "cancelled" if isinstance(outcome, TaskCancelled) else "timeout"
+            await write_entry(redis, self.names, build_entry(
+                request_id=task_id, team=task["team"], key_id=task["key_id"], source="task",
+                record=ran.record(stopped, self.settings.cloud.price_as, context.cloud_gate),
+                latency_ms=latency_ms, status="cancelled" if stopped == "cancelled" else "failed"),
+                retention_days=self.settings.redis.retention_days)
         if isinstance(outcome, TaskCancelled):
             return "cancelled"
         if isinstance(outcome, BaseException):
@@ -169,11 +212,13 @@ class TaskRunner:
             request["route"] = "local"
         policy = self.settings.policies.for_team(task["team"])
         return request, dataclasses.replace(context, cloud_gate=gate_for(
-            redis, self.names, key, task["team"], policy))
+            redis, self.names, key, task["team"], policy, self.settings.cloud))
 
     async def _pump(self, redis: ArqRedis, task_id: str,
-                    pending: asyncio.Queue[tuple[str, dict[str, Any]] | None]) -> None:
-        """Write progress events as they come, tokens batched (one entry per batch)."""
+                    pending: asyncio.Queue[tuple[str, dict[str, Any]] | None],
+                    ran: _Ran) -> None:
+        """Write progress events as they come, tokens batched (one entry per batch); count
+        in ``ran`` what each tier generated."""
         done = False
         while not done:
             batch = [await pending.get()]
@@ -187,6 +232,7 @@ class TaskRunner:
                 if item is None:
                     continue
                 kind, data = item
+                ran.note(kind, data)
                 last = events[-1] if events else None
                 if kind == "token" and last and last[0] == "token" and \
                         last[1]["tier"] == data["tier"]:

@@ -150,6 +150,13 @@ def step_after_judge(*, repair: bool, privacy: str | None, shadow: str | None,
     return "cloud_generate" if route == "cloud" else "record"
 
 
+def step_after_local(decision: Decision | None) -> Literal["judge", "cloud_generate"]:
+    """A local tier that did not answer leaves nothing to judge: straight to the cloud."""
+    if decision is not None and decision["reason"] == "local_unavailable":
+        return "cloud_generate"
+    return "judge"
+
+
 # --- what the route record says about the served answer ----------------------------------
 
 def reported_reason(decision: Decision, *, shadow: str | None) -> str:
@@ -182,3 +189,25 @@ def cloud_unavailable(*, policy: PolicyConfig, has_local: bool) -> Decision | No
         return decision("local", "cloud_unavailable", "the cloud did not answer; the local "
                         "answer is served")
     return None
+
+
+def kept_local(*, policy: PolicyConfig, privacy: str | None,
+               requested_route: str | None) -> str | None:
+    """The rule that keeps a task off the cloud when its local tier is down (privacy, the
+    request's own ``route: local``, ``local_unavailable: refuse``), or None."""
+    if privacy:
+        return "privacy policy keeps this task local"
+    if requested_route == "local":
+        return "the request asked for the local route"
+    if policy.local_unavailable == "refuse":
+        return "policy local_unavailable is refuse"
+    return None
+
+
+def local_unavailable(*, policy: PolicyConfig, privacy: str | None,
+                      requested_route: str | None) -> Decision | None:
+    """A task whose local tier did not answer (its server gone or failing): the cloud unless
+    a rule keeps it local (:func:`kept_local`); None means fail at once (503)."""
+    if kept_local(policy=policy, privacy=privacy, requested_route=requested_route):
+        return None
+    return decision("cloud", "local_unavailable", "the local tier did not answer")

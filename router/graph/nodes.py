@@ -293,25 +293,21 @@ def local_edit_messages(state: RouterState, problem: str | None = None) -> list[
 
 
 def local_unavailable(state: RouterState, exc: BackendUnavailable) -> dict[str, Any]:
-    """The local tier did not answer (its server gone or failing): the cloud where privacy,
-    the request and the policy allow, else a clear 503 at once."""
-    kept = (state.get("privacy") and "privacy policy keeps this task local") or (
-        state.get("route") == "local" and "the request asked for the local route") or (
-        state["policy"].local_unavailable == "refuse" and "policy local_unavailable is refuse")
-    if kept:
+    """The local tier did not answer (its server gone or failing): the cloud where
+    :func:`decide.local_unavailable` allows, else a clear 503 at once."""
+    verdict = decide.local_unavailable(policy=state["policy"], privacy=state.get("privacy"),
+                                       requested_route=state.get("route"))
+    if verdict is None:
+        kept = decide.kept_local(policy=state["policy"], privacy=state.get("privacy"),
+                                 requested_route=state.get("route"))
         raise LocalUnavailable(f"the local tier is unavailable ({exc}) and the task may not go "
                                f"to the cloud ({kept}): try again shortly") from exc
     return {"local": None, "aborted": None,
-            "decision": decide.decision("cloud", "local_unavailable",
-                                        f"the local tier did not answer ({exc})")}
+            "decision": {**verdict, "detail": f"{verdict['detail']} ({exc})"}}
 
 
 def after_local(state: RouterState) -> Literal["judge", "cloud_generate"]:
-    """A local tier that did not answer leaves nothing to judge: straight to the cloud."""
-    decision = state.get("decision")
-    if decision is not None and decision["reason"] == "local_unavailable":
-        return "cloud_generate"
-    return "judge"
+    return decide.step_after_local(state.get("decision"))
 
 
 # --- judge ---------------------------------------------------------------------------------

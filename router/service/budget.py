@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 
+from agents.config import CloudConfig
 from policies.budget import Period, retry_after_s
 from policies.config import PolicyConfig
 from router.store import budgets
@@ -23,6 +24,15 @@ from router.store.names import Names
 
 T = TypeVar("T")
 REDIS_WAIT_S = 10.0
+RETRY_DELAY_S = 10.0  # the OpenAI SDK waits at most 8 s between its retries
+
+
+def hold_s(cloud: CloudConfig) -> float:
+    """How long one cloud call may hold its budget reservation before it is reaped as left
+    by a dead process: litellm makes up to 1 + 2 x ``num_retries`` attempts (its two retry
+    layers, RELIABILITY.md), each up to ``timeout_s``, with a pause between them. A call still
+    running past it (a stream only times out between chunks) is charged when it settles."""
+    return (1 + 2 * cloud.num_retries) * (cloud.timeout_s + RETRY_DELAY_S)
 
 
 @dataclass(frozen=True)
@@ -36,12 +46,16 @@ class Scope:
 
 class BudgetGate:
     """One request's gate: reserves the worst case against every budget it draws on (the
-    team's and the key's) for the current period, all or none."""
+    team's and the key's) for the current period, all or none, each for at most ``hold_s``.
+    ``settled_usd``: what its calls were charged, so that a run stopped midway records in
+    the ledger exactly what its budgets were charged."""
 
     def __init__(self, redis: Redis, names: Names, scopes: list[Scope],
-                 loop: asyncio.AbstractEventLoop) -> None:
+                 loop: asyncio.AbstractEventLoop, *, hold_s: float) -> None:
         assert scopes, "a gate is only for a request with a budget"
         self.redis, self.names, self.scopes, self.loop = redis, names, scopes, loop
+        self.hold_s = hold_s
+        self.settled_usd = 0.0
         now = dt.datetime.now(dt.UTC)
         self.retry_after_s = max(retry_after_s(scope.period, now) for scope in scopes)
 
@@ -56,7 +70,7 @@ class BudgetGate:
         for scope in self.scopes:
             reservation = await budgets.reserve(self.redis, self.names, scope=scope.name,
                                                 period=scope.period, limit_usd=scope.limit_usd,
-                                                amount_usd=usd)
+                                                amount_usd=usd, hold_s=self.hold_s)
             if reservation is None:
                 for taken in held:
                     await budgets.release(self.redis, taken)
@@ -68,6 +82,7 @@ class BudgetGate:
         assert isinstance(token, list)
         for reservation in token:
             self._wait(budgets.settle(self.redis, reservation, usd))
+        self.settled_usd += usd
 
     def release(self, token: object) -> None:
         assert isinstance(token, list)
@@ -76,12 +91,14 @@ class BudgetGate:
 
 
 def gate_for(redis: Redis, names: Names, key: ApiKey | None, team: str,
-             policy: PolicyConfig) -> BudgetGate | None:
-    """The gate for a request of ``team`` made with ``key``; None when neither has a budget.
-    Call it on the event loop's thread."""
+             policy: PolicyConfig, cloud: CloudConfig) -> BudgetGate | None:
+    """The gate for a request of ``team`` made with ``key`` (calls to ``cloud``); None when
+    neither has a budget. Call it on the event loop's thread."""
     scopes = []
     if policy.budget_usd is not None:
         scopes.append(Scope(f"team:{team}", policy.budget_usd, policy.budget_period))
     if key is not None and key.budget_usd is not None:
         scopes.append(Scope(f"key:{key.id}", key.budget_usd, key.period))
-    return BudgetGate(redis, names, scopes, asyncio.get_running_loop()) if scopes else None
+    if not scopes:
+        return None
+    return BudgetGate(redis, names, scopes, asyncio.get_running_loop(), hold_s=hold_s(cloud))

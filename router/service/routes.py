@@ -69,7 +69,8 @@ async def _routed(body: ChatCompletionRequest, request: Request, completion_id: 
     started = time.perf_counter()
     context = dataclasses.replace(state.router_context,
                                   cloud_gate=gate_for(state.redis, state.names, caller.key, team,
-                                                      state.settings.policies.for_team(team)))
+                                                      state.settings.policies.for_team(team),
+                                                      state.settings.cloud))
     task = {**task_from_chat(body), "team": team}
     if caller.key is not None and caller.key.local_only:
         task["route"] = "local"  # this key never reaches the cloud
@@ -202,7 +203,8 @@ async def _reserve(request: Request, caller: Caller, team: str, model: str,
 
     state = request.app.state
     gate = gate_for(state.redis, state.names, caller.key, team,
-                    state.settings.policies.for_team(team)) if model == "cloud" else None
+                    state.settings.policies.for_team(team),
+                    state.settings.cloud) if model == "cloud" else None
     if gate is None:
         return None, None
     from agents.cloud import price

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from agents.cloud import CloudBackend, check_price_as, context_window, price
@@ -38,6 +40,22 @@ def test_streaming_through_litellm_gives_the_same_text(standin_url: str) -> None
     assert items[-1].text == whole.text
     assert "".join(i.text for i in items[:-1]) == whole.text
     assert items[-1].cost_usd > 0
+
+
+def test_overlapping_streams_are_each_answered_whole(smol_standin_url: str) -> None:
+    """Three streamed calls at once (workers do this): the stand-in queues them, as a provider
+    would, instead of cutting the running one short (llama-cpp-python's server's default
+    ``interrupt_requests``, which read as a failing provider and opened the breaker)."""
+    backend = CloudBackend(CloudConfig(api_base=smol_standin_url, num_retries=0))
+    request = ask("Write a short story about a cat.", max_tokens=40)
+    with ThreadPoolExecutor(3) as pool:
+        streams = [pool.submit(lambda: list(backend.stream(request))) for _ in range(3)]
+        results = [future.result(timeout=120) for future in streams]  # none raised
+    for items in results:
+        assert items[-1].finish_reason == "length"  # all 40 tokens, none cut short
+        assert "".join(i.text for i in items[:-1]) == items[-1].text
+    assert len({items[-1].text for items in results}) == 1  # greedy: the same whole answer
+    assert backend.breaker.state == "closed"
 
 
 def test_price_map_figures() -> None:

@@ -7,11 +7,13 @@ marked `reliability` (`make reliability`); short versions run in the normal suit
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +23,6 @@ import pytest
 from tests.reliability.conftest import LogScan, Service, auth, figure, running
 
 REPO = Path(__file__).resolve().parents[2]
-# Not yet run green (written at the deadline): the short versions join the normal suite once
-# they are; until then the whole module is behind the marker.
-pytestmark = pytest.mark.reliability
 
 
 def load(mode: str, service: Service, key: str, *args: str, timeout_s: float) -> dict[str, Any]:
@@ -117,6 +116,24 @@ def test_a_burst_of_200_generating_requests_is_bounded(loaded: Service) -> None:
     burst(loaded, 200)
 
 
+@contextmanager
+def pytest_keeps_no_log_records() -> Iterator[None]:
+    """pytest keeps every log record of a test (for its report), in this process, where the
+    server runs: an 8-minute soak's 56,000 access lines grew RSS by 114 MiB that were not the
+    server's. Detach those keepers while measuring (the session's log scan stays)."""
+    from _pytest.logging import LogCaptureHandler
+
+    root = logging.getLogger()
+    keepers = [h for h in root.handlers if isinstance(h, LogCaptureHandler)]
+    for handler in keepers:
+        root.removeHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in keepers:
+            root.addHandler(handler)
+
+
 @pytest.mark.reliability
 @pytest.mark.timeout(float(os.environ.get("RELIABILITY_SOAK_S", "1800")) + 900)
 def test_a_soak_keeps_memory_and_file_descriptors_flat(loaded: Service) -> None:
@@ -124,11 +141,12 @@ def test_a_soak_keeps_memory_and_file_descriptors_flat(loaded: Service) -> None:
     key = loaded.key("soak")
     paths = [arg for path in reading_paths(loaded, key) for arg in ("--path", path)]
     load("soak", loaded, key, "--clients", "8", "--seconds", "30", *paths, timeout_s=300)  # warm
-    start = process_figures()
-    began = time.monotonic()
-    figures = load("soak", loaded, key, "--clients", "8", "--seconds", str(seconds), *paths,
-                   timeout_s=seconds + 300)
-    end = process_figures()
+    with pytest_keeps_no_log_records():
+        start = process_figures()
+        began = time.monotonic()
+        figures = load("soak", loaded, key, "--clients", "8", "--seconds", str(seconds), *paths,
+                       timeout_s=seconds + 300)
+        end = process_figures()
     statuses = {int(k): v for k, v in figures["statuses"].items()}
     figure("soak", seconds=round(time.monotonic() - began), requests=figures["requests"],
            statuses=figures["statuses"], p99_ms=figures["p99_ms"],

@@ -204,7 +204,7 @@ async def _reserve_race(url: str) -> tuple[int, budgets.BudgetState]:
     try:
         results = await asyncio.gather(*[
             budgets.reserve(redis, names, scope="team:x", period="month", limit_usd=1.0,
-                            amount_usd=0.6) for _ in range(50)])
+                            amount_usd=0.6, hold_s=60) for _ in range(50)])
         granted = [r for r in results if r is not None]
         for reservation in granted:
             await budgets.settle(redis, reservation, 0.25)
@@ -219,6 +219,45 @@ def test_fifty_concurrent_reservations_for_room_for_one(redis_url: str) -> None:
     granted, state = asyncio.run(_reserve_race(redis_url))
     assert granted == 1
     assert state.spent_usd == pytest.approx(0.25) and state.open_reservations == 0
+
+
+async def _reaped(url: str) -> dict[str, object]:
+    """A reservation whose caller died (never settled), one whose caller was only slow."""
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(url)
+    names = Names("reap")
+    args = {"scope": "team:x", "period": "month", "limit_usd": 1.0}
+    try:
+        dead = await budgets.reserve(redis, names, **args, amount_usd=0.6, hold_s=0.3)
+        slow = await budgets.reserve(redis, names, **args, amount_usd=0.3, hold_s=0.3)
+        assert dead is not None and slow is not None
+        refused = await budgets.reserve(redis, names, **args, amount_usd=0.5, hold_s=60)
+        held = await budgets.state(redis, names, **args)
+        await asyncio.sleep(0.5)  # both past their deadline
+        after = await budgets.state(redis, names, **args)  # a read reaps them
+        late = await budgets.settle(redis, slow, 0.1)  # the slow call ends after all
+        again = await budgets.settle(redis, slow, 0.1)
+        room = await budgets.reserve(redis, names, **args, amount_usd=0.5, hold_s=60)
+        return {"refused": refused, "held": held, "after": after, "late": late,
+                "again": again, "room": room,
+                "final": await budgets.state(redis, names, **args)}
+    finally:
+        await redis.aclose()
+
+
+def test_a_reservation_left_by_a_dead_caller_is_reaped_past_its_hold(redis_url: str) -> None:
+    found = asyncio.run(_reaped(redis_url))
+    held, after, final = found["held"], found["after"], found["final"]
+    assert found["refused"] is None  # the two open reservations fill the budget
+    assert isinstance(held, budgets.BudgetState) and held.open_reservations == 2
+    assert isinstance(after, budgets.BudgetState)
+    assert after.open_reservations == 0 and after.reserved_usd == pytest.approx(0, abs=1e-9)
+    assert after.reaped == 2 and after.spent_usd == 0
+    assert found["late"] is True and found["again"] is False  # charged once, though reaped
+    assert found["room"] is not None  # the budget no longer refuses for the dead call
+    assert isinstance(final, budgets.BudgetState)
+    assert final.spent_usd == pytest.approx(0.1) and final.reserved_usd == pytest.approx(0.5)
 
 
 async def _write_twice(url: str) -> tuple[bool, bool, list[dict]]:

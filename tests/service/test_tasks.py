@@ -308,7 +308,10 @@ def test_cancelling_a_running_task_stops_it_and_frees_the_worker(
     assert task["status"] == "cancelled" and task["answer"] is None
     generated = "".join(e["data"]["text"] for e in stream if e["event"] == "token")
     assert len(generated) < 1500  # stopped well before its max_tokens
-    assert store(redis_url, ledger.get_entry, task_id) is None
+    entry = store(redis_url, ledger.get_entry, task_id)  # what ran is recorded, once
+    assert entry["status"] == "cancelled" and entry["reason"] == "cancelled", entry
+    assert entry["route"] == "local" and entry["cost_usd"] == 0
+    assert 0 < entry["tokens"]["local_completion"] < 1500
 
 
 def _wait_for_event(url: str, task_id: str, kind: str, *, after: int = 0,
