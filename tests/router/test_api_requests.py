@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -251,6 +252,10 @@ def test_a_silent_provider_is_a_504_and_a_dead_one_a_503(smol, valkey_server) ->
 
 # --- the access log ------------------------------------------------------------------------
 
+def access_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "smallcode.access"]
+
+
 def test_one_access_log_line_per_request_without_prompt_text(
         base_url: str, caplog: pytest.LogCaptureFixture) -> None:
     secret_prompt = "Reverse the string SECRET-PROMPT-TEXT please."
@@ -260,8 +265,13 @@ def test_one_access_log_line_per_request_without_prompt_text(
         bad = post(base_url, {"model": "local", "messages": []})
         routed = post(base_url, {"model": "auto", "max_tokens": 4, "messages": ASK,
                                  "route": "cloud"})
+        # The line is written once the response has gone out, so the client can read the
+        # response a moment before it exists: wait for it (bounded).
+        deadline = time.monotonic() + 5
+        while len(access_lines(caplog)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
     assert (ok.status_code, bad.status_code, routed.status_code) == (200, 400, 200)
-    lines = [r.getMessage() for r in caplog.records if r.name == "smallcode.access"]
+    lines = access_lines(caplog)
     assert len(lines) == 3, lines
     assert lines[0].startswith(f"POST {CHAT} 200 route=local reason=requested latency_ms=")
     assert lines[1].startswith(f"POST {CHAT} 400 route=- reason=- latency_ms=")
