@@ -9,21 +9,24 @@ line each into it (RELIABILITY.md's table is built from them).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
 from agents.base import Backend, Generation, GenerationRequest, TokenEvent
 from agents.cloud import CloudBackend
 from router.service.app import create_app
 from router.settings import Settings
+from router.store.names import Names
 from tests.helpers import serving
 from tests.recording_proxy import Recorder, recording_proxy
 
@@ -84,6 +87,18 @@ def service_logs() -> Iterator[LogScan]:
     figure("log lines scanned (whole reliability run)", lines=len(handler.lines),
            canaries=len(CANARIES), leaked=len(leaked))
     assert not leaked, f"secrets, keys or prompt text in log lines: {leaked[:3]}"
+
+
+def in_store(prefix: str, url: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``call(redis, Names(prefix), *args, **kwargs)`` against the real Valkey at ``url``, from
+    synchronous test code."""
+    async def go() -> Any:
+        client = Redis.from_url(url)
+        try:
+            return await call(client, Names(prefix), *args, **kwargs)
+        finally:
+            await client.aclose()
+    return asyncio.run(go())
 
 
 def leaks(lines: list[str]) -> list[str]:

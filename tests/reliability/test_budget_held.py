@@ -7,26 +7,24 @@ processes, real Valkey, the SmolLM2 stand-in as the cloud behind a proxy that st
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from redis.asyncio import Redis
 
 from agents.config import CloudConfig
 from router.service.budget import hold_s
 from router.store import budgets, ledger, tasks
-from router.store.names import Names
 from tests.recording_proxy import paced_proxy
-from tests.reliability.conftest import LogScan, Service, auth, figure, running
+from tests.reliability.conftest import LogScan, Service, auth, figure, in_store, running
 
 REPO = Path(__file__).resolve().parents[2]
 PREFIX = "rel-budget-held"
@@ -38,14 +36,7 @@ BODY = {"prompt": "Write a long story about a cat.", "files": FILES, "max_tokens
 PACE_S = 0.25  # between the cloud's streamed tokens: a 40-token answer takes 10 s
 
 
-def store(url: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    async def go() -> Any:
-        client = Redis.from_url(url)
-        try:
-            return await call(client, Names(PREFIX), *args, **kwargs)
-        finally:
-            await client.aclose()
-    return asyncio.run(go())
+store = functools.partial(in_store, PREFIX)  # in_store(PREFIX, url, call, ...)
 
 
 def budget(url: str, team: str) -> budgets.BudgetState:

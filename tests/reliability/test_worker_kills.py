@@ -6,14 +6,13 @@ cloud (a third of the tasks attach three files, so they go there and cost someth
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import json
 import os
 import random
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from redis.asyncio import Redis
 
 from router.store import ledger, tasks
 from router.store.names import Names
-from tests.reliability.conftest import LogScan, auth, figure, running
+from tests.reliability.conftest import LogScan, auth, figure, in_store, running
 
 pytestmark = pytest.mark.reliability  # a few minutes: workers start, die and start again
 REPO = Path(__file__).resolve().parents[2]
@@ -32,14 +31,7 @@ TASKS, KILLS, SEED = 50, 4, 20261202
 FILES = [{"path": f"pkg/m{i}.py", "content": f"def f{i}():\n    return {i}\n"} for i in range(3)]
 
 
-def store(url: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    async def go() -> Any:
-        client = Redis.from_url(url)
-        try:
-            return await call(client, Names(PREFIX), *args, **kwargs)
-        finally:
-            await client.aclose()
-    return asyncio.run(go())
+store = functools.partial(in_store, PREFIX)  # in_store(PREFIX, url, call, ...)
 
 
 def worker(config: Path, log: Path) -> subprocess.Popen[bytes]:
