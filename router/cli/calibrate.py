@@ -6,6 +6,7 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,18 +92,27 @@ def run(args: argparse.Namespace) -> int:
     summary: dict[str, Any] = {"threshold": result.threshold, "expected_cloud_share": result.expected_cloud_share,
                "expected_quality": result.expected_quality, "n": result.n,
                "written": False}
+    return _report(args, summary,
+                   f"threshold {result.threshold:.4f} over {result.n} outcomes: expected cloud "
+                   f"share {result.expected_cloud_share:.1%}, expected pass rate "
+                   f"{result.expected_quality:.1%}",
+                   write=lambda config: write_threshold(config, result.threshold, args.team),
+                   written="; written to {config}", unwritten=" (not written; add --write)")
+
+
+def _report(args: argparse.Namespace, summary: dict[str, Any], text: str, *,
+            write: Callable[[Path], None], written: str, unwritten: str) -> int:
+    """With ``--write``, ``write`` the config file (which must still load after); then print
+    ``summary`` as JSON (``--json``) or ``text`` with what was written."""
     if args.write:
         config = args.config or DEFAULT_CONFIG
-        write_threshold(config, result.threshold, args.team)
+        write(config)
         load_settings(config)  # what was written must still load
         summary["written"] = str(config)
     if args.json:
         print(json.dumps(summary))
     else:
-        print(f"threshold {result.threshold:.4f} over {result.n} outcomes: expected cloud share "
-              f"{result.expected_cloud_share:.1%}, expected pass rate {result.expected_quality:.1%}"
-              + (f"; written to {summary['written']}" if args.write else
-                 " (not written; add --write)"))
+        print(text + (written.format(config=summary["written"]) if args.write else unwritten))
     return 0
 
 
@@ -201,20 +211,15 @@ def _write_model(args: argparse.Namespace, settings: Any, model: Any, point: Any
     summary: dict[str, Any] = {"model": str(out), "threshold": model.threshold, "n": point.n,
                                "expected_cloud_share": point.expected_cloud_share,
                                "expected_quality": point.expected_quality, "written": False}
-    if args.write:
-        config = args.config or DEFAULT_CONFIG
-        write_policy_key(config, "judge_model", str(out.resolve()), args.team)
-        load_settings(config)
-        summary["written"] = str(config)
-    if args.json:
-        print(json.dumps(summary))
-    else:
-        print(f"learned judge fitted on {point.n} outcomes, written to {out}: threshold "
-              f"{model.threshold:.4f}, expected cloud share {point.expected_cloud_share:.1%}, "
-              f"expected pass rate {point.expected_quality:.1%}"
-              + (f"; {summary['written']} now points to it" if args.write else
-                 " (config not changed; add --write)"))
-    return 0
+    return _report(args, summary,
+                   f"learned judge fitted on {point.n} outcomes, written to {out}: threshold "
+                   f"{model.threshold:.4f}, expected cloud share "
+                   f"{point.expected_cloud_share:.1%}, expected pass rate "
+                   f"{point.expected_quality:.1%}",
+                   write=lambda config: write_policy_key(config, "judge_model",
+                                                         str(out.resolve()), args.team),
+                   written="; {config} now points to it",
+                   unwritten=" (config not changed; add --write)")
 
 
 def write_policy_key(path: Path, key: str, value: object, team: str | None) -> None:
