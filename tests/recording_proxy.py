@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 
 import httpx
 import uvicorn
@@ -30,17 +30,23 @@ class Recorder:
         return len(self.bodies)
 
 
-@contextmanager
-def recording_proxy(target: str) -> Iterator[tuple[str, Recorder]]:
-    """Yield (base_url, recorder); requests to base_url/... are forwarded to target/..."""
-    recorder = Recorder()
-    clients: list[httpx.AsyncClient] = []
-
+def _client_lifespan(
+        clients: list[httpx.AsyncClient],
+) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    """The app's lifespan: one upstream client for all its requests, put in ``clients``."""
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         async with httpx.AsyncClient(timeout=300) as client:
             clients.append(client)
             yield
+    return lifespan
+
+
+@contextmanager
+def recording_proxy(target: str) -> Iterator[tuple[str, Recorder]]:
+    """Yield (base_url, recorder); requests to base_url/... are forwarded to target/..."""
+    recorder = Recorder()
+    clients: list[httpx.AsyncClient] = []
 
     async def forward(request: Request) -> Response:
         body = await request.body()
@@ -52,7 +58,7 @@ def recording_proxy(target: str) -> Iterator[tuple[str, Recorder]]:
                         media_type=upstream.headers.get("content-type"))
 
     app = Starlette(routes=[Route("/{path:path}", forward, methods=["GET", "POST"])],
-                    lifespan=lifespan)
+                    lifespan=_client_lifespan(clients))
     with _serve(app) as url:
         yield url, recorder
 
@@ -62,12 +68,6 @@ def paced_proxy(target: str, pace_s: float) -> Iterator[str]:
     """Yield a base URL forwarding to ``target``; a streamed answer's events come ``pace_s``
     apart (a slow provider), everything else as it is."""
     clients: list[httpx.AsyncClient] = []
-
-    @asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        async with httpx.AsyncClient(timeout=300) as client:
-            clients.append(client)
-            yield
 
     async def forward(request: Request) -> Response:
         upstream = await clients[0].send(clients[0].build_request(
@@ -93,7 +93,7 @@ def paced_proxy(target: str, pace_s: float) -> Iterator[str]:
         return StreamingResponse(paced(), upstream.status_code, media_type=kind)
 
     app = Starlette(routes=[Route("/{path:path}", forward, methods=["GET", "POST"])],
-                    lifespan=lifespan)
+                    lifespan=_client_lifespan(clients))
     with _serve(app) as url:
         yield url
 
