@@ -19,8 +19,9 @@ deps = project["dependencies"] + project["optional-dependencies"]["dev"]
 print("\n".join(deps))
 PY
 )"
-key="$( { echo "$requirements"; cat scripts/bootstrap.sh; "$PYTHON" -c 'import sys; print(sys.version)'; } \
-        | sha256sum | cut -c1-16)"
+source scripts/llama-build-env.sh  # CFLAGS for llama.cpp, and LLAMA_BUILD_KEY
+key="$( { echo "$requirements"; cat scripts/bootstrap.sh; "$PYTHON" -c 'import sys; print(sys.version)'; \
+          echo "$LLAMA_BUILD_KEY"; } | sha256sum | cut -c1-16)"
 deps="$CACHE_ROOT/$key"
 
 if [ ! -f "$deps/.complete" ]; then
@@ -32,6 +33,9 @@ if [ ! -f "$deps/.complete" ]; then
     "$deps/bin/pip" install --quiet --upgrade pip setuptools wheel
     # The CPU build of torch first, so that nothing later pulls a CUDA build.
     "$deps/bin/pip" install --quiet "$(echo "$requirements" | grep '^torch==')"
+    # llama-cpp-python compiles llama.cpp with llama-build-env.sh's flags: never from pip's
+    # wheel cache, which may hold a build made with other flags.
+    "$deps/bin/pip" install --quiet --no-cache-dir "$(echo "$requirements" | grep '^llama-cpp-python')"
     echo "$requirements" > "$deps/requirements.txt"
     "$deps/bin/pip" install --quiet -r "$deps/requirements.txt"
     touch "$deps/.complete"

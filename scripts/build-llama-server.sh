@@ -14,7 +14,8 @@ deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]
 print(next(re.split(r"==", d)[1] for d in deps if d.startswith("llama-cpp-python")))
 PY
 )"
-key="$(cat scripts/build-llama-server.sh | sha256sum | cut -c1-8)"
+source scripts/llama-build-env.sh  # CFLAGS for llama.cpp, and LLAMA_BUILD_KEY
+key="$( { cat scripts/build-llama-server.sh; echo "$LLAMA_BUILD_KEY"; } | sha256sum | cut -c1-8)"
 out="$CACHE_ROOT/$version-$key"
 if [ -x "$out/bin/llama-server" ]; then
     echo "$out/bin/llama-server"
