@@ -44,7 +44,9 @@ class InfillRequest:
     The backend keeps the code nearest the cursor within ``prefix_tokens`` and
     ``suffix_tokens`` (:func:`agents.fim.window`) and, with ``stop_at_block_end``, stops where
     the block ends (:class:`agents.fim.BlockEnd`). ``order``: psm or spm token layout, where
-    the backend builds the prompt itself."""
+    the backend builds the prompt itself. ``reuse_min_tokens``: keep cached runs of at least
+    this many tokens past the common prefix, moved to their new place (:mod:`agents.kv_reuse`;
+    0: the common prefix only)."""
 
     prefix: str
     suffix: str | None = None
@@ -55,6 +57,7 @@ class InfillRequest:
     suffix_tokens: int = 256
     stop_at_block_end: bool = True
     order: Literal["psm", "spm"] = "psm"
+    reuse_min_tokens: int = 0
 
 
 @dataclass(frozen=True)

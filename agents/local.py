@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from agents import fim
+from agents import fim, kv_reuse
 from agents.base import (
     Alternative,
     Backend,
@@ -173,19 +173,41 @@ class LocalBackend(Backend):
             n_ctx = self.n_ctx if shared else self._config.fim_n_ctx
             if len(prompt) >= n_ctx:
                 raise PromptTooLong(len(prompt), n_ctx)
-            reused = common_prefix(llama.input_ids[:llama.n_tokens].tolist(), prompt)
+            reused, moved = self._reuse_cache(llama, prompt, request.reuse_min_tokens)
             for item in self._decode(llama, prompt, generation_request, stopper, n_ctx=n_ctx):
                 if isinstance(item, Generation):
-                    item.extra.update(cached_prompt_tokens=reused, window={
+                    item.extra.update(cached_prompt_tokens=reused, moved_prompt_tokens=moved,
+                                      window={
                         "prefix_lines_dropped": win.prefix_lines_dropped,
                         "suffix_lines_dropped": win.suffix_lines_dropped})
                 yield item
+
+    @staticmethod
+    def _reuse_cache(llama: Any, prompt: list[int], min_tokens: int) -> tuple[int, int]:
+        """Prepare ``llama``'s cache for ``prompt``: (prompt tokens it already holds, of which
+        moved from another position). With ``min_tokens`` 0 only the common prefix counts (what
+        ``generate`` reuses by itself); else :mod:`agents.kv_reuse` keeps the runs after it."""
+        old = llama.input_ids[:llama.n_tokens].tolist()
+        prefix = common_prefix(old, prompt)
+        if not min_tokens or not old or not kv_reuse.can_move(llama):
+            return prefix, 0
+        runs = kv_reuse.plan(old, prompt, min_tokens)
+        kept = len(prompt) - kv_reuse.evaluated(runs, len(prompt))
+        if kept <= prefix:
+            return prefix, 0
+        try:
+            kv_reuse.apply(llama, runs, prompt)
+        except RuntimeError:  # a failed decode: start this prompt from an empty cache
+            llama._ctx.kv_cache_clear()  # both sequences
+            llama.n_tokens = 0
+            return 0, 0
+        return kept, kept - min(prefix, kept)
 
     def _fim_context(self) -> Any:
         if self._fim_llama is None:
             import llama_cpp
 
-            self._fim_llama = llama_cpp.Llama(**self._fim_kwargs)
+            self._fim_llama = kv_reuse.with_scratch_sequence(llama_cpp.Llama(**self._fim_kwargs))
         return self._fim_llama
 
     def _decode(

@@ -67,7 +67,12 @@ def run_once(backend: LocalBackend, request: InfillRequest) -> tuple[Generation,
     return final, ((first or done) - started) * 1000, (done - started) * 1000
 
 
-def quality(backend: LocalBackend, order: str, *, limit: int | None, log: Log) -> dict[str, Any]:
+def quality(backend: LocalBackend, order: str, *, limit: int | None, log: Log,
+            reuse_min_tokens: int = 0, warm: bool = False) -> dict[str, Any]:
+    """pass@1 over the masked problems. ``warm``: each is asked right after the same file one
+    line shorter (the line before the cursor not typed yet, 1 token generated), so a cache that
+    moves runs (``reuse_min_tokens``) answers from keys and values computed before the line was
+    typed, as it would while the user types."""
     from router.checks.sandbox import open_sandbox
 
     sandbox = open_sandbox(ChecksConfig())
@@ -81,8 +86,14 @@ def quality(backend: LocalBackend, order: str, *, limit: int | None, log: Log) -
         infill = mask_line(problem)
         if infill is None:
             continue
+        if warm:
+            before = infill.prefix.splitlines(keepends=True)[:-1]
+            run_once(backend, InfillRequest(
+                prefix="".join(before), suffix=infill.suffix, max_tokens=1, order=order,  # type: ignore[arg-type]
+                stop_at_block_end=False, reuse_min_tokens=reuse_min_tokens))
         generation, _, _ = run_once(backend, InfillRequest(
-            prefix=infill.prefix, suffix=infill.suffix, max_tokens=64, order=order))  # type: ignore[arg-type]
+            prefix=infill.prefix, suffix=infill.suffix, max_tokens=64, order=order,  # type: ignore[arg-type]
+            reuse_min_tokens=reuse_min_tokens))
         program = infill.prefix + generation.text + infill.suffix
         result = score(problem, program, sandbox)
         total += 1
@@ -91,7 +102,7 @@ def quality(backend: LocalBackend, order: str, *, limit: int | None, log: Log) -
         if total % 20 == 0:
             log(f"  {order}: {passed}/{total} pass")
     return {"problems": total, "passed": passed, "pass_at_1": round(passed / max(total, 1), 3),
-            "empty_completions": empty}
+            "empty_completions": empty, "warm": warm}
 
 
 OTHER_FILE = "import os\n\n\ndef data_dir():\n    return os.path.join(os.getcwd(), 'data')\n"
@@ -121,7 +132,7 @@ def sample_file(backend: LocalBackend, n_tokens: int = 2000) -> tuple[str, str, 
 
 
 def latency(backend: LocalBackend, order: str, *, rounds: int, prefix_tokens: int,
-            suffix_tokens: int, log: Log) -> dict[str, Any]:
+            suffix_tokens: int, log: Log, reuse_min_tokens: int = 0) -> dict[str, Any]:
     prefix, suffix, typed = sample_file(backend)
     rows: dict[str, list[tuple[float, float, int, int]]] = {
         "cold": [], "warm_edit_at_cursor": [], "warm_edit_20_lines_above": []}
@@ -129,7 +140,8 @@ def latency(backend: LocalBackend, order: str, *, rounds: int, prefix_tokens: in
     def ask(before: str, after: str) -> tuple[float, float, int, int]:
         generation, ttft, total = run_once(backend, InfillRequest(
             prefix=before, suffix=after, max_tokens=32, stop_at_block_end=False,
-            prefix_tokens=prefix_tokens, suffix_tokens=suffix_tokens, order=order))  # type: ignore[arg-type]
+            prefix_tokens=prefix_tokens, suffix_tokens=suffix_tokens, order=order,  # type: ignore[arg-type]
+            reuse_min_tokens=reuse_min_tokens))
         return (ttft, total, generation.usage.prompt_tokens,
                 int(generation.extra.get("cached_prompt_tokens", 0)))  # type: ignore[call-overload]
 
@@ -162,20 +174,21 @@ def latency(backend: LocalBackend, order: str, *, rounds: int, prefix_tokens: in
 
 def run(config: LocalConfig, model_path: Path, *, orders: list[str], limit: int | None,
         rounds: int, prefix_tokens: int, suffix_tokens: int, skip_quality: bool,
-        log: Log) -> dict[str, Any]:
+        log: Log, reuse_min_tokens: int = 0, warm_quality: bool = False) -> dict[str, Any]:
     backend = LocalBackend(config, model_path)
     try:
         result: dict[str, Any] = {"model": backend.model_name, "n_threads": config.n_threads,
                                   "prefix_tokens": prefix_tokens, "suffix_tokens": suffix_tokens,
-                                  "orders": {}}
+                                  "reuse_min_tokens": reuse_min_tokens, "orders": {}}
         for order in orders:
             log(f"{order}: latency")
             row: dict[str, Any] = {"latency": latency(
                 backend, order, rounds=rounds, prefix_tokens=prefix_tokens,
-                suffix_tokens=suffix_tokens, log=log)}
+                suffix_tokens=suffix_tokens, log=log, reuse_min_tokens=reuse_min_tokens)}
             if not skip_quality:
                 log(f"{order}: HumanEval single-line infilling")
-                row["quality"] = quality(backend, order, limit=limit, log=log)
+                row["quality"] = quality(backend, order, limit=limit, log=log,
+                                         reuse_min_tokens=reuse_min_tokens, warm=warm_quality)
             result["orders"][order] = row
         return result
     finally:

@@ -48,6 +48,10 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     fim.add_argument("--latency-only", action="store_true", help="skip the HumanEval part")
     fim.add_argument("--suffix-tokens", type=int, help="the window's code after the cursor "
                      "(default: completions.suffix_tokens)")
+    fim.add_argument("--reuse-min-tokens", type=int, help="move cached runs of at least this "
+                     "many tokens (default: completions.reuse_min_tokens; 0: prefix only)")
+    fim.add_argument("--warm-quality", action="store_true", help="ask each HumanEval problem "
+                     "right after the same file one line shorter (as while typing)")
     fim.add_argument("--json", action="store_true", help="print one JSON object")
     fim.set_defaults(handler=_fim)
     stream = targets.add_parser("stream", help="routed streams: time to first byte and first "
@@ -257,17 +261,23 @@ def _fim(args: argparse.Namespace) -> int:
                      prefix_tokens=settings.completions.prefix_tokens,
                      suffix_tokens=(settings.completions.suffix_tokens
                                     if args.suffix_tokens is None else args.suffix_tokens),
-                     skip_quality=args.latency_only, log=_stderr)
+                     skip_quality=args.latency_only, log=_stderr,
+                     reuse_min_tokens=(settings.completions.reuse_min_tokens
+                                       if args.reuse_min_tokens is None
+                                       else args.reuse_min_tokens),
+                     warm_quality=args.warm_quality)
     if args.json:
         print(json.dumps(result))
         return 0
     print(f"{result['model']}, {result['n_threads']} threads, window {result['prefix_tokens']} "
-          f"+ {result['suffix_tokens']} tokens, 32-token completions")
+          f"+ {result['suffix_tokens']} tokens, 32-token completions, cached runs moved: "
+          f"{result['reuse_min_tokens'] or 'no'}")
     for order, row in result["orders"].items():
         if "quality" in row:
             q = row["quality"]
             print(f"{order}: HumanEval single-line infilling pass@1 {q['pass_at_1']:.3f} "
-                  f"({q['passed']}/{q['problems']}, {q['empty_completions']} empty)")
+                  f"({q['passed']}/{q['problems']}, {q['empty_completions']} empty"
+                  f"{', warm' if q['warm'] else ''})")
         for case, figures in row["latency"].items():
             print(f"{order}: {case:<26} first token p50 {figures['ttft_ms_p50']:7.1f} ms, "
                   f"total p50 {figures['total_ms_p50']:7.1f} ms ({figures['prompt_tokens']} "

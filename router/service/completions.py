@@ -142,7 +142,8 @@ async def completions(body: CompletionRequest, request: Request, caller: CallerD
         prefix=body.prompt, suffix=body.suffix, max_tokens=max_tokens,
         temperature=body.temperature, stop=tuple(body.stop or ()),
         prefix_tokens=settings.prefix_tokens, suffix_tokens=settings.suffix_tokens,
-        stop_at_block_end=settings.stop_at_block_end, order=settings.fim_order)
+        stop_at_block_end=settings.stop_at_block_end, order=settings.fim_order,
+        reuse_min_tokens=settings.reuse_min_tokens)
     completion_id = f"cmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     started = time.perf_counter()

@@ -26,3 +26,7 @@ class CompletionsSettings(BaseModel):
         "psm", description="FIM layout of the in-process model: psm (prefix, suffix, middle: "
         "as the Qwen coders were trained) or spm (suffix first: edits at the cursor keep the "
         "whole suffix in the KV cache; see BENCHMARKS.md)")
+    reuse_min_tokens: int = Field(
+        0, ge=0, le=4096, description="keep cached runs of at least this many prompt tokens "
+        "past the common prefix, moved to where the edited prompt has them, so a keystroke "
+        "evaluates only what changed (0: the common prefix only; see BENCHMARKS.md)")
