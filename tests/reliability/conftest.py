@@ -10,9 +10,11 @@ line each into it (RELIABILITY.md's table is built from them).
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import os
+import re
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -34,6 +36,8 @@ ADMIN = "admin-reliability-" + "z" * 16
 _FIGURES: list[dict[str, Any]] = []
 # Text that must never be in a log line: every key made here, planted secrets, prompt text.
 CANARIES: set[str] = {ADMIN}
+# A team key as router.store.apikeys makes it: sk-sc-<12 hex>-<token_urlsafe(32)>.
+KEY_SHAPE = re.compile(r"sk-sc-[0-9a-f]{12}-[A-Za-z0-9_-]{20,}")
 
 
 def figure(name: str, **values: Any) -> None:
@@ -55,18 +59,31 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 class LogScan(logging.Handler):
-    """Keeps every formatted log line at INFO and above (the default level)."""
+    """Scans every formatted log line at INFO and above (the default level) as it is written,
+    for the canaries known then and for anything shaped like an API key (a key is logged, if
+    ever, before the test learns it). It keeps the count, the lines that leaked and the last
+    ``keep`` lines, not every line: a 30-minute soak writes 200,000 access lines, and keeping
+    them all grew this process (where the server runs) by tens of MiB."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep: int = 5000) -> None:
         super().__init__(logging.INFO)
-        self.lines: list[str] = []
+        self.count = 0
+        self.leaked: list[str] = []
+        self.recent: collections.deque[str] = collections.deque(maxlen=keep)
         self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.lines.append(self.format(record))
+            line = self.format(record)
         except Exception:  # a record that cannot format is still a line we must see
-            self.lines.append(f"{record.name}: {record.msg!r} {record.args!r}")
+            line = f"{record.name}: {record.msg!r} {record.args!r}"
+        self.count += 1
+        self.recent.append(line)
+        self.leaked.extend(leaks([line]))
+
+    def all_leaks(self) -> list[str]:
+        """What leaked, and what the kept lines hold of canaries learnt since."""
+        return self.leaked + [line for line in leaks(list(self.recent)) if line not in self.leaked]
 
 
 @pytest.fixture(scope="session")
@@ -83,8 +100,8 @@ def service_logs() -> Iterator[LogScan]:
     finally:
         root.removeHandler(handler)
         root.setLevel(before)
-    leaked = leaks(handler.lines)
-    figure("log lines scanned (whole reliability run)", lines=len(handler.lines),
+    leaked = handler.all_leaks()
+    figure("log lines scanned (whole reliability run)", lines=handler.count,
            canaries=len(CANARIES), leaked=len(leaked))
     assert not leaked, f"secrets, keys or prompt text in log lines: {leaked[:3]}"
 
@@ -102,8 +119,9 @@ def in_store(prefix: str, url: str, call: Callable[..., Any], *args: Any, **kwar
 
 
 def leaks(lines: list[str]) -> list[str]:
-    """The log lines (cut to 200 characters) that hold a canary."""
-    return [line[:200] for line in lines if any(canary in line for canary in CANARIES)]
+    """The log lines (cut to 200 characters) that hold a canary or an API key's shape."""
+    return [line[:200] for line in lines
+            if any(canary in line for canary in CANARIES) or KEY_SHAPE.search(line)]
 
 
 @dataclass

@@ -7,6 +7,7 @@ here, so a failure names its test)."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +21,6 @@ from tests.reliability.conftest import (
     Watched,
     clear_error,
     figure,
-    leaks,
     post_chat,
     running,
 )
@@ -142,9 +142,21 @@ def test_no_log_line_holds_a_key_a_secret_or_prompt_text(leaky: Service,
         {"role": "user", "content": prompt_with_secrets()}]}, key)
     clear_error(bad, 404)
     clear_error(post_chat(leaky, {"model": "local", "messages": []}, key), 400)
-    found = leaks(service_logs.lines)
-    assert service_logs.lines, "the scan saw no log line at all: it is not watching"
-    assert any("/v1/chat/completions" in line for line in service_logs.lines)
+    found = service_logs.all_leaks()
+    assert service_logs.count, "the scan saw no log line at all: it is not watching"
+    assert any("/v1/chat/completions" in line for line in service_logs.recent)
     assert not found, found[:3]
-    figure("log scan (leaks module)", lines=len(service_logs.lines), canaries=len(CANARIES),
+    figure("log scan (leaks module)", lines=service_logs.count, canaries=len(CANARIES),
            leaked=len(found))
+
+
+def test_the_log_scan_flags_a_line_with_a_key_it_was_never_told() -> None:
+    """The scan keeps no line it has no reason to, so it must catch a key as the key is logged,
+    before any test has learnt it."""
+    scan = LogScan(keep=2)
+    record = logging.LogRecord("router", logging.INFO, __file__, 1, "created %s", (
+        "sk-sc-0123456789ab-" + "Q" * 43,), None)
+    scan.emit(record)
+    for _ in range(3):  # pushed out of the kept lines, still reported
+        scan.emit(logging.LogRecord("router", logging.INFO, __file__, 1, "ok", None, None))
+    assert scan.count == 4 and len(scan.all_leaks()) == 1
