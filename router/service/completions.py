@@ -100,7 +100,7 @@ def _record(request: Request, generation: Generation | None, *, streamed: int = 
         record["model"] = generation.model
         if generation.timings.first_token_ms is not None:
             record["timings_ms"]["first_token"] = round(generation.timings.first_token_ms, 2)
-        for key in ("cached_prompt_tokens", "window"):
+        for key in ("cached_prompt_tokens", "moved_prompt_tokens", "window"):
             if key in generation.extra:
                 record[key] = generation.extra[key]
     return record
