@@ -3,6 +3,7 @@ tier, and as the cloud a real OpenAI-compatible server on loopback reached throu
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Iterator
@@ -87,9 +88,10 @@ def test_a_judged_task_keeps_the_client_alive_then_sends_the_served_answer(base_
     record = next(c for c in events if c["choices"] and c["choices"][0]["finish_reason"]
                   )["smallcode"]["route"]
     assert record["final"] == "local" and content(events).strip()
-    judged_ms = record["timings_ms"]["local_generate"] + record["timings_ms"].get("judge", 0)
-    if judged_ms > 3 * KEEPALIVE_S * 1000:  # long enough that keep-alives were due
-        assert any(line == ": keep-alive" for _, line in lines)
+    # Kept alive: never silent for long, whether keep-alives or content filled the wait (the
+    # answer may also stream as it is made: on a fast machine no keep-alive was due).
+    times = [at for at, _ in lines]
+    assert max(b - a for a, b in itertools.pairwise(times)) < 3 * KEEPALIVE_S
 
 
 def test_the_sdk_reads_a_routed_stream(base_url: str) -> None:
