@@ -64,7 +64,6 @@ def with_scratch_sequence(llama: Any) -> Any:
     llama._ctx = llama._stack.enter_context(contextlib.closing(_internals.LlamaContext(
         model=llama._model, params=params, verbose=False)))
     old.close()
-    llama.n_tokens = 0
     return llama
 
 

@@ -192,7 +192,7 @@ class LocalBackend(Backend):
         if not min_tokens or not old or not kv_reuse.can_move(llama):
             return prefix, 0
         runs = kv_reuse.plan(old, prompt, min_tokens)
-        kept = len(prompt) - kv_reuse.evaluated(runs, len(prompt))
+        kept = sum(run.length for run in runs)
         if kept <= prefix:
             return prefix, 0
         try:
@@ -201,7 +201,7 @@ class LocalBackend(Backend):
             llama._ctx.kv_cache_clear()  # both sequences
             llama.n_tokens = 0
             return 0, 0
-        return kept, kept - min(prefix, kept)
+        return kept, kept - prefix
 
     def _fim_context(self) -> Any:
         if self._fim_llama is None:
