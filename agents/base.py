@@ -46,7 +46,7 @@ class InfillRequest:
     the block ends (:class:`agents.fim.BlockEnd`). ``order``: psm or spm token layout, where
     the backend builds the prompt itself. ``reuse_min_tokens``: keep cached runs of at least
     this many tokens past the common prefix, moved to their new place (:mod:`agents.kv_reuse`;
-    0: the common prefix only)."""
+    0: the common prefix only), less their first ``reuse_refresh_tokens``, evaluated again."""
 
     prefix: str
     suffix: str | None = None
@@ -58,6 +58,7 @@ class InfillRequest:
     stop_at_block_end: bool = True
     order: Literal["psm", "spm"] = "psm"
     reuse_min_tokens: int = 0
+    reuse_refresh_tokens: int = 0
 
 
 @dataclass(frozen=True)

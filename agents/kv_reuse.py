@@ -11,7 +11,8 @@ first new token is chosen from logits that saw the whole new prompt.
 The moved runs keep the keys and values they were computed with, before the edit: an
 approximation (the same one as llama-server's ``--cache-reuse``, which only moves runs left;
 this also moves them right, for text typed before them). Runs shorter than ``min_tokens`` are
-evaluated again rather than moved.
+evaluated again rather than moved. With ``refresh`` the first tokens of each moved run
+(those right after the edit) are evaluated again too, so they see what was typed.
 """
 
 from __future__ import annotations
@@ -31,17 +32,20 @@ class Run:
     length: int
 
 
-def plan(old: list[int], new: list[int], min_tokens: int) -> list[Run]:
+def plan(old: list[int], new: list[int], min_tokens: int, refresh: int = 0) -> list[Run]:
     """The cached runs to keep, in order: the common prefix (any length) and every other
-    matching run of at least ``min_tokens``. None covers the new prompt's last token."""
+    matching run of at least ``min_tokens``, less its first ``refresh`` tokens. None covers
+    the new prompt's last token."""
     last = len(new) - 1
     matcher = difflib.SequenceMatcher(None, old, new, autojunk=False)
     runs = []
     for block in matcher.get_matching_blocks():
         length = min(block.size, last - block.b)
         is_prefix = block.a == 0 and block.b == 0
-        if length > 0 and (is_prefix or length >= min_tokens):
-            runs.append(Run(block.a, block.b, length))
+        if length > 0 and is_prefix:
+            runs.append(Run(0, 0, length))
+        elif length >= min_tokens and length > refresh:
+            runs.append(Run(block.a + refresh, block.b + refresh, length - refresh))
     return runs
 
 

@@ -173,7 +173,8 @@ class LocalBackend(Backend):
             n_ctx = self.n_ctx if shared else self._config.fim_n_ctx
             if len(prompt) >= n_ctx:
                 raise PromptTooLong(len(prompt), n_ctx)
-            reused, moved = self._reuse_cache(llama, prompt, request.reuse_min_tokens)
+            reused, moved = self._reuse_cache(llama, prompt, request.reuse_min_tokens,
+                                              request.reuse_refresh_tokens)
             for item in self._decode(llama, prompt, generation_request, stopper, n_ctx=n_ctx):
                 if isinstance(item, Generation):
                     item.extra.update(cached_prompt_tokens=reused, moved_prompt_tokens=moved,
@@ -183,15 +184,17 @@ class LocalBackend(Backend):
                 yield item
 
     @staticmethod
-    def _reuse_cache(llama: Any, prompt: list[int], min_tokens: int) -> tuple[int, int]:
+    def _reuse_cache(llama: Any, prompt: list[int], min_tokens: int,
+                     refresh: int = 0) -> tuple[int, int]:
         """Prepare ``llama``'s cache for ``prompt``: (prompt tokens it already holds, of which
         moved from another position). With ``min_tokens`` 0 only the common prefix counts (what
-        ``generate`` reuses by itself); else :mod:`agents.kv_reuse` keeps the runs after it."""
+        ``generate`` reuses by itself); else :mod:`agents.kv_reuse` keeps the runs after it,
+        less their first ``refresh`` tokens."""
         old = llama.input_ids[:llama.n_tokens].tolist()
         prefix = common_prefix(old, prompt)
         if not min_tokens or not old or not kv_reuse.can_move(llama):
             return prefix, 0
-        runs = kv_reuse.plan(old, prompt, min_tokens)
+        runs = kv_reuse.plan(old, prompt, min_tokens, refresh)
         kept = sum(run.length for run in runs)
         if kept <= prefix:
             return prefix, 0

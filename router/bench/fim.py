@@ -39,6 +39,19 @@ class Infill:
     middle: str
 
 
+@dataclass(frozen=True)
+class Reuse:
+    """How the backend reuses its cache past the common prefix (:mod:`agents.kv_reuse`): the
+    completions settings ``reuse_min_tokens`` and ``reuse_refresh_tokens``."""
+
+    min_tokens: int = 0
+    refresh_tokens: int = 0
+
+    def request(self, **fields: Any) -> InfillRequest:
+        return InfillRequest(**fields, reuse_min_tokens=self.min_tokens,
+                             reuse_refresh_tokens=self.refresh_tokens)
+
+
 def mask_line(problem: Problem) -> Infill | None:
     """The problem with the middle code line of its canonical solution masked: the prefix is
     the prompt and the lines before it, the suffix the lines after it (None: no code line)."""
@@ -68,10 +81,10 @@ def run_once(backend: LocalBackend, request: InfillRequest) -> tuple[Generation,
 
 
 def quality(backend: LocalBackend, order: str, *, limit: int | None, log: Log,
-            reuse_min_tokens: int = 0, warm: bool = False) -> dict[str, Any]:
+            reuse: Reuse = Reuse(), warm: bool = False) -> dict[str, Any]:
     """pass@1 over the masked problems. ``warm``: each is asked right after the same file one
     line shorter (the line before the cursor not typed yet, 1 token generated), so a cache that
-    moves runs (``reuse_min_tokens``) answers from keys and values computed before the line was
+    moves runs (``reuse``) answers from keys and values computed before the line was
     typed, as it would while the user types."""
     from router.checks.sandbox import open_sandbox
 
@@ -88,12 +101,11 @@ def quality(backend: LocalBackend, order: str, *, limit: int | None, log: Log,
             continue
         if warm:
             before = infill.prefix.splitlines(keepends=True)[:-1]
-            run_once(backend, InfillRequest(
-                prefix="".join(before), suffix=infill.suffix, max_tokens=1, order=order,  # type: ignore[arg-type]
-                stop_at_block_end=False, reuse_min_tokens=reuse_min_tokens))
-        generation, _, _ = run_once(backend, InfillRequest(
-            prefix=infill.prefix, suffix=infill.suffix, max_tokens=64, order=order,  # type: ignore[arg-type]
-            reuse_min_tokens=reuse_min_tokens))
+            run_once(backend, reuse.request(
+                prefix="".join(before), suffix=infill.suffix, max_tokens=1, order=order,
+                stop_at_block_end=False))
+        generation, _, _ = run_once(backend, reuse.request(
+            prefix=infill.prefix, suffix=infill.suffix, max_tokens=64, order=order))
         program = infill.prefix + generation.text + infill.suffix
         result = score(problem, program, sandbox)
         total += 1
@@ -132,16 +144,15 @@ def sample_file(backend: LocalBackend, n_tokens: int = 2000) -> tuple[str, str, 
 
 
 def latency(backend: LocalBackend, order: str, *, rounds: int, prefix_tokens: int,
-            suffix_tokens: int, log: Log, reuse_min_tokens: int = 0) -> dict[str, Any]:
+            suffix_tokens: int, log: Log, reuse: Reuse = Reuse()) -> dict[str, Any]:
     prefix, suffix, typed = sample_file(backend)
     rows: dict[str, list[tuple[float, float, int, int]]] = {
         "cold": [], "warm_edit_at_cursor": [], "warm_edit_20_lines_above": []}
 
     def ask(before: str, after: str) -> tuple[float, float, int, int]:
-        generation, ttft, total = run_once(backend, InfillRequest(
+        generation, ttft, total = run_once(backend, reuse.request(
             prefix=before, suffix=after, max_tokens=32, stop_at_block_end=False,
-            prefix_tokens=prefix_tokens, suffix_tokens=suffix_tokens, order=order,  # type: ignore[arg-type]
-            reuse_min_tokens=reuse_min_tokens))
+            prefix_tokens=prefix_tokens, suffix_tokens=suffix_tokens, order=order))
         return (ttft, total, generation.usage.prompt_tokens,
                 int(generation.extra.get("cached_prompt_tokens", 0)))  # type: ignore[call-overload]
 
@@ -174,21 +185,22 @@ def latency(backend: LocalBackend, order: str, *, rounds: int, prefix_tokens: in
 
 def run(config: LocalConfig, model_path: Path, *, orders: list[str], limit: int | None,
         rounds: int, prefix_tokens: int, suffix_tokens: int, skip_quality: bool,
-        log: Log, reuse_min_tokens: int = 0, warm_quality: bool = False) -> dict[str, Any]:
+        log: Log, reuse: Reuse = Reuse(), warm_quality: bool = False) -> dict[str, Any]:
     backend = LocalBackend(config, model_path)
     try:
         result: dict[str, Any] = {"model": backend.model_name, "n_threads": config.n_threads,
                                   "prefix_tokens": prefix_tokens, "suffix_tokens": suffix_tokens,
-                                  "reuse_min_tokens": reuse_min_tokens, "orders": {}}
+                                  "reuse_min_tokens": reuse.min_tokens,
+                                  "reuse_refresh_tokens": reuse.refresh_tokens, "orders": {}}
         for order in orders:
             log(f"{order}: latency")
             row: dict[str, Any] = {"latency": latency(
                 backend, order, rounds=rounds, prefix_tokens=prefix_tokens,
-                suffix_tokens=suffix_tokens, log=log, reuse_min_tokens=reuse_min_tokens)}
+                suffix_tokens=suffix_tokens, log=log, reuse=reuse)}
             if not skip_quality:
                 log(f"{order}: HumanEval single-line infilling")
                 row["quality"] = quality(backend, order, limit=limit, log=log,
-                                         reuse_min_tokens=reuse_min_tokens, warm=warm_quality)
+                                         reuse=reuse, warm=warm_quality)
             result["orders"][order] = row
         return result
     finally:

@@ -50,6 +50,9 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
                      "(default: completions.suffix_tokens)")
     fim.add_argument("--reuse-min-tokens", type=int, help="move cached runs of at least this "
                      "many tokens (default: completions.reuse_min_tokens; 0: prefix only)")
+    fim.add_argument("--reuse-refresh-tokens", type=int, help="evaluate again this many "
+                     "tokens at the start of each moved run (default: "
+                     "completions.reuse_refresh_tokens)")
     fim.add_argument("--warm-quality", action="store_true", help="ask each HumanEval problem "
                      "right after the same file one line shorter (as while typing)")
     fim.add_argument("--json", action="store_true", help="print one JSON object")
@@ -248,6 +251,10 @@ def _api(args: argparse.Namespace) -> int:
     return 0
 
 
+def _given(value: int | None, default: int) -> int:
+    return default if value is None else value
+
+
 def _fim(args: argparse.Namespace) -> int:
     from router.bench import fim
 
@@ -259,19 +266,20 @@ def _fim(args: argparse.Namespace) -> int:
         raise ConfigError(f"--orders: unknown FIM layout {bad[0]!r}: use psm, spm or both")
     result = fim.run(settings.local, path, orders=orders, limit=args.limit, rounds=args.rounds,
                      prefix_tokens=settings.completions.prefix_tokens,
-                     suffix_tokens=(settings.completions.suffix_tokens
-                                    if args.suffix_tokens is None else args.suffix_tokens),
+                     suffix_tokens=_given(args.suffix_tokens, settings.completions.suffix_tokens),
                      skip_quality=args.latency_only, log=_stderr,
-                     reuse_min_tokens=(settings.completions.reuse_min_tokens
-                                       if args.reuse_min_tokens is None
-                                       else args.reuse_min_tokens),
+                     reuse=fim.Reuse(_given(args.reuse_min_tokens,
+                                            settings.completions.reuse_min_tokens),
+                                     _given(args.reuse_refresh_tokens,
+                                            settings.completions.reuse_refresh_tokens)),
                      warm_quality=args.warm_quality)
     if args.json:
         print(json.dumps(result))
         return 0
     print(f"{result['model']}, {result['n_threads']} threads, window {result['prefix_tokens']} "
           f"+ {result['suffix_tokens']} tokens, 32-token completions, cached runs moved: "
-          f"{result['reuse_min_tokens'] or 'no'}")
+          f"{result['reuse_min_tokens'] or 'no'}, first {result['reuse_refresh_tokens']} of "
+          "each evaluated again")
     for order, row in result["orders"].items():
         if "quality" in row:
             q = row["quality"]

@@ -143,7 +143,8 @@ async def completions(body: CompletionRequest, request: Request, caller: CallerD
         temperature=body.temperature, stop=tuple(body.stop or ()),
         prefix_tokens=settings.prefix_tokens, suffix_tokens=settings.suffix_tokens,
         stop_at_block_end=settings.stop_at_block_end, order=settings.fim_order,
-        reuse_min_tokens=settings.reuse_min_tokens)
+        reuse_min_tokens=settings.reuse_min_tokens,
+        reuse_refresh_tokens=settings.reuse_refresh_tokens)
     completion_id = f"cmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     started = time.perf_counter()

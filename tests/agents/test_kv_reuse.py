@@ -20,6 +20,16 @@ def test_a_line_typed_at_the_cursor_keeps_the_suffix_moved_right() -> None:
     assert evaluated(runs, len(new)) == 4  # the typed tokens and <mid> again
 
 
+def test_refresh_evaluates_the_head_of_each_moved_run_again() -> None:
+    prefix, suffix, typed = list(range(100)), list(range(200, 300)), [900, 901, 902]
+    old = [PRE, *prefix, SUF, *suffix, MID]
+    new = [PRE, *prefix, *typed, SUF, *suffix, MID]
+    runs = plan(old, new, min_tokens=16, refresh=32)
+    assert runs == [Run(0, 0, 101), Run(133, 136, 69)]  # <suf> and 31 suffix tokens again
+    assert evaluated(runs, len(new)) == 3 + 32 + 1
+    assert plan(old, new, min_tokens=16, refresh=101) == [Run(0, 0, 101)]  # nothing left
+
+
 def test_a_line_deleted_above_the_cursor_moves_the_rest_left() -> None:
     old = [PRE, *range(50), *range(500, 520), *range(100, 200), SUF, MID]
     new = [PRE, *range(50), *range(100, 200), SUF, MID]
@@ -46,9 +56,9 @@ PREFIX = FILE + 'def circle_area(radius: float) -> float:\n    """The area of a 
 SUFFIX = "\n\ndef main() -> None:\n    print(circle_area(2.0))\n" + FILE.replace("scale_", "grow_")
 
 
-def ask(coder: Any, prefix: str, reuse: int) -> Any:
+def ask(coder: Any, prefix: str, reuse: int, refresh: int = 0) -> Any:
     *_, final = coder.infill(InfillRequest(prefix=prefix, suffix=SUFFIX, max_tokens=16,
-                                           reuse_min_tokens=reuse))
+                                           reuse_min_tokens=reuse, reuse_refresh_tokens=refresh))
     return final
 
 
@@ -62,3 +72,13 @@ def test_a_keystroke_evaluates_only_the_typed_line_and_completes_as_from_scratch
     assert warm.extra["moved_prompt_tokens"] > 200  # the suffix window (256 tokens), moved
     assert warm.extra["cached_prompt_tokens"] >= warm.usage.prompt_tokens - 8
     assert "math.pi" in warm.text and warm.text == cold.text
+
+
+def test_refreshed_tokens_are_evaluated_after_the_keystroke(coder: Any) -> None:
+    typed = PREFIX + "    import math\n"
+    ask(coder, PREFIX, reuse=16)
+    moved = ask(coder, typed, reuse=16).extra["moved_prompt_tokens"]
+    ask(coder, PREFIX, reuse=16)
+    warm = ask(coder, typed, reuse=16, refresh=32)
+    assert warm.extra["moved_prompt_tokens"] == moved - 32
+    assert "math.pi" in warm.text
