@@ -27,10 +27,10 @@ class CompletionsSettings(BaseModel):
         "as the Qwen coders were trained) or spm (suffix first: edits at the cursor keep the "
         "whole suffix in the KV cache; see BENCHMARKS.md)")
     reuse_min_tokens: int = Field(
-        0, ge=0, le=4096, description="keep cached runs of at least this many prompt tokens "
+        16, ge=0, le=4096, description="keep cached runs of at least this many prompt tokens "
         "past the common prefix, moved to where the edited prompt has them, so a keystroke "
         "evaluates only what changed (0: the common prefix only; see BENCHMARKS.md)")
     reuse_refresh_tokens: int = Field(
-        0, ge=0, le=4096, description="with reuse_min_tokens, evaluate again this many "
+        8, ge=0, le=4096, description="with reuse_min_tokens, evaluate again this many "
         "tokens at the start of each moved run (the code right after an edit), so they see "
         "what was typed; see BENCHMARKS.md")
