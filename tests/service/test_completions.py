@@ -133,6 +133,9 @@ def test_next_keystroke_reuses_the_cache_even_after_a_chat(coder_url: str) -> No
                   max_tokens=8).json()
     route = edited["smallcode"]["route"]
     assert route["cached_prompt_tokens"] > prompt_tokens * 0.8
+    # The defaults (reuse_min_tokens 16, reuse_refresh_tokens 8) move the code after the
+    # cursor past the typed line rather than evaluating it again.
+    assert route["moved_prompt_tokens"] > 0
 
 
 def test_plain_completion_without_suffix_on_smollm2(smol_url: str) -> None:
