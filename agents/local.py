@@ -9,6 +9,7 @@ token, so they cost well under a millisecond per token and need no ``logits_all`
 from __future__ import annotations
 
 import codecs
+import ctypes
 import threading
 import time
 from collections.abc import Iterator
@@ -43,6 +44,25 @@ def common_prefix(a: list[int], b: list[int]) -> int:
             break
         n += 1
     return n
+
+
+def free_sampler(llama: Any) -> None:
+    """Free the sampler that ``Llama.generate`` made and keeps until the next call.
+
+    llama-cpp-python's ``LlamaSampler`` sits in a reference cycle (its own free callback), so
+    only Python's cyclic collector frees it, and its native buffer (a row of candidates for the
+    whole vocabulary: 0.6 MB for SmolLM2, 1.8 MB for Qwen2.5) waited for a full collection:
+    173 MB held after 300 chats, and a process that grew a few MiB a minute under load."""
+    sampler, llama._sampler = llama._sampler, None
+    if sampler is not None:
+        sampler.close()
+
+
+def logits_row(pointer: Any, n_vocab: int) -> np.ndarray:
+    """The logits behind a ``float *`` as an array, without copying. Not
+    ``np.ctypeslib.as_array``: its ``ctypes.cast`` leaves a reference cycle per call."""
+    address = ctypes.addressof(pointer.contents)
+    return np.ctypeslib.as_array((ctypes.c_float * n_vocab).from_address(address))
 
 
 class LocalBackend(Backend):
@@ -242,7 +262,7 @@ class LocalBackend(Backend):
                 if request.logprobs:
                     # The logits that chose this token: its row counted back from the last decoded.
                     row = len(prompt) - 1 + index - llama.n_tokens
-                    logits = np.ctypeslib.as_array(llama._ctx.get_logits_ith(row), shape=(n_vocab,))
+                    logits = logits_row(llama._ctx.get_logits_ith(row), n_vocab)
                     logprob, top = step_logprobs(logits, token, request.top_logprobs)
                     entry = TokenLogprob(
                         token=piece.decode("utf-8", errors="replace"),
@@ -266,6 +286,7 @@ class LocalBackend(Backend):
                     break
         finally:
             generator.close()  # also when the caller abandons the stream
+            free_sampler(llama)
         if cut is None:  # no stop string cut the text: flush a trailing partial character
             text += decoder.decode(b"", final=True)
         if len(text) > emitted:
