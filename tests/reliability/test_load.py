@@ -117,6 +117,18 @@ def test_a_burst_of_200_generating_requests_is_bounded(loaded: Service) -> None:
     burst(loaded, 200)
 
 
+@pytest.mark.reliability
+@pytest.mark.timeout(1200)
+def test_a_burst_of_200_queued_for_one_model_is_answered_in_turn(
+        smol: Any, smol_standin_url: str, valkey_server: Any, service_logs: LogScan) -> None:
+    """``server.max_generating: 200``: the whole burst waits for the one model, none is
+    refused, every one is answered; its p99 is the wait of a deep queue."""
+    with running(smol, smol_standin_url, valkey_server.url, prefix="rel-deep",
+                 server={"max_generating": 200}) as deep:
+        figures = burst(deep, 200)
+    assert figures["statuses"] == {"200": 200}, figures
+
+
 @contextmanager
 def pytest_keeps_no_log_records() -> Iterator[None]:
     """pytest keeps every log record of a test (for its report), in this process, where the
