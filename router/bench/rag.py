@@ -4,8 +4,8 @@ The installed `requests` package is copied to a temporary directory and indexed 
 Chroma, the configured embedding model). Each task of ``rag_tasks`` runs through the whole
 graph on the local model, never the cloud, in up to three modes (``MODES``):
 
-- ``without``: no repo, route forced local: one answer, no repair;
-- ``with``: ``repo`` set (the retrieve step adds snippets), route forced local: one answer;
+- ``without``: no repo, route forced local, a team with no repair rounds: one answer;
+- ``with``: ``repo`` set (the retrieve step adds snippets), the same route and team: one answer;
 - ``repair``: ``repo`` set, the task's team local-only (the privacy rule keeps it local), so
   the judge's repair rounds run as they do for any user's task before it would escalate: an
   answer that the names check flags (an undefined name, an import that does not resolve) or
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 CHECK_TIMEOUT_S = 10.0
 MODES = ("without", "with", "repair")
 LOCAL_ONLY_TEAM = "bench-local-only"  # the repair mode's team: privacy keeps it local
+ONE_ANSWER_TEAM = "bench-one-answer"  # the other modes': repair_rounds 0
 
 
 def answer_code(text: str) -> str:
@@ -121,7 +122,7 @@ def request_for(task: RagTask, mode: str, max_tokens: int, repo: str = "requests
     if mode == "repair":
         request["repo"], request["team"] = repo, LOCAL_ONLY_TEAM
     else:
-        request["route"] = "local"
+        request["route"], request["team"] = "local", ONE_ANSWER_TEAM
         if mode == "with":
             request["repo"] = repo
     return request
@@ -129,14 +130,16 @@ def request_for(task: RagTask, mode: str, max_tokens: int, repo: str = "requests
 
 def bench_policies(policies: Any, repair_rounds: int | None) -> Any:
     """The settings' policies, plus the repair mode's local-only team (its repair rounds the
-    default policy's unless ``repair_rounds`` is given)."""
+    default policy's unless ``repair_rounds`` is given) and the other modes' team, which
+    repairs nothing (a forced local route is repaired too)."""
     from policies.config import PoliciesConfig
 
     team: dict[str, Any] = {"local_only": True}
     if repair_rounds is not None:
         team["repair_rounds"] = repair_rounds
     return PoliciesConfig.model_validate({**policies.model_dump(),
-                                          "teams": {**policies.teams, LOCAL_ONLY_TEAM: team}})
+                                          "teams": {**policies.teams, LOCAL_ONLY_TEAM: team,
+                                                    ONE_ANSWER_TEAM: {"repair_rounds": 0}}})
 
 
 def run(settings: Any, model_path: Path, *, tasks: Sequence[RagTask] = TASKS,

@@ -38,7 +38,11 @@ def run(settings: object, config: LocalConfig, model_path: Path, *, rounds: int 
     request = GenerationRequest(messages=(Message("user", LONG_ANSWER),), max_tokens=MAX_TOKENS)
     prompt = local.render(request)
     graph = build_graph()
-    context = build_context(settings, local, cloud)  # type: ignore[arg-type]
+    # One answer per graph run, as the other layers give (a cut-off module would be repaired).
+    one_answer = settings.policies.model_copy(update={  # type: ignore[attr-defined]
+        "default": settings.policies.default.model_copy(update={"repair_rounds": 0})})  # type: ignore[attr-defined]
+    context = build_context(settings.model_copy(update={"policies": one_answer}),  # type: ignore[attr-defined]
+                            local, cloud)  # type: ignore[arg-type]
     app = create_app(settings, local=local, cloud=cloud, with_retrieval=False)  # type: ignore[arg-type]
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
                                            loop="asyncio", http="h11"))

@@ -62,12 +62,19 @@ def judge_score(confidence: float | None, *, syntax_errors: int,
     return confidence
 
 
+def stays_local(verdict: Decision | None) -> bool:
+    """A hard rule kept the task local whatever the judge finds (the request forced it):
+    repairing its answer can only help, and the repaired answer keeps that route."""
+    return verdict is not None and verdict["route"] == "local" and verdict["reason"] == "forced"
+
+
 def should_repair(*, policy: PolicyConfig, trigger: str | None, attempts: int, decided: bool,
                   fits: bool, stalled: bool = False) -> bool:
     """Let the local model fix its answer (shown what failed) before anything escalates: when
     the checks found something to fix (``trigger``), rounds are left, no hard rule already
-    decided the route, the repair turn fits the local window, and the last round changed the
-    answer (``stalled``: greedy decoding would only repeat it, the same turn again)."""
+    decided the route (one that keeps it local does not count: :func:`stays_local`), the
+    repair turn fits the local window, and the last round changed the answer (``stalled``:
+    greedy decoding would only repeat it, the same turn again)."""
     return (trigger is not None and attempts < policy.repair_rounds and not decided and fits
             and not stalled)
 

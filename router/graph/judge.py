@@ -81,7 +81,8 @@ def judge_answer(state: RouterState, sandbox: Sandbox | None, *,
     sampled = state.get("agreement")
     decided = state.get("decision") is not None
     wants_repair = sampled is None and decide.should_repair(
-        policy=rules, trigger=trigger, attempts=len(attempts), decided=decided,
+        policy=rules, trigger=trigger, attempts=len(attempts),
+        decided=decided and not decide.stays_local(state.get("decision")),
         fits=repair_fits, stalled=bool(attempts) and attempts[-1]["unchanged"])
     wants_sample = not wants_repair and decide.should_sample(
         policy=rules, decided=decided, sampled=sampled is not None, aborted=bool(aborted),

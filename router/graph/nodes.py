@@ -374,7 +374,8 @@ def sample(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any
 @timed("repair")
 def repair(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any]:
     """One more local turn: the failing answer and what failed, back to the local model. The
-    judge then judges the new answer as if it were the first (the route is decided again)."""
+    judge then judges the new answer as if it were the first (the route is decided again,
+    unless the request forced it local)."""
     from router.graph import repair as prompts
 
     ctx = runtime.context
@@ -399,7 +400,8 @@ def repair(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any
         "ms": round((time.perf_counter() - started) * 1000, 1),
         "unchanged": generation.text.strip() == local.text.strip(),
     }
-    return {"local": generation, "decision": None, "auto_decision": None,
+    kept = state.get("decision") if decide.stays_local(state.get("decision")) else None
+    return {"local": generation, "decision": kept, "auto_decision": kept,
             "local_attempts": [attempt]}
 
 

@@ -88,6 +88,23 @@ def test_an_answer_still_failing_after_every_round_escalates(sandbox: Sandbox) -
     assert "repaired" not in record["flags"]
 
 
+def test_a_forced_local_route_is_repaired_and_stays_local(sandbox: Sandbox) -> None:
+    """``route: local``, which a local-only key's every task gets: repaired like the rest."""
+    local, cloud = Scripted(WRONG, RIGHT), Scripted(CLOUD)
+    answer = route(local, cloud, sandbox, route="local")
+    record = answer.record
+    assert answer.text == RIGHT and (record["final"], record["reason"]) == ("local", "forced")
+    assert "repaired" in record["flags"] and cloud.requests == []
+    assert [a["examples_passed"] for a in record["local_attempts"]] == [True]
+
+
+def test_a_forced_local_answer_failing_every_round_is_served_local(sandbox: Sandbox) -> None:
+    local, cloud = Scripted(WRONG, WRONG_AGAIN, WRONG), Scripted(CLOUD)
+    record = route(local, cloud, sandbox, route="local").record
+    assert (record["final"], record["reason"]) == ("local", "forced") and cloud.requests == []
+    assert len(local.requests) == 3 and "repaired" not in record["flags"]
+
+
 def test_a_round_that_repeats_the_answer_ends_the_repair(sandbox: Sandbox) -> None:
     # Greedy decoding given the same turn again would repeat itself: escalate at once.
     local, cloud = Scripted(WRONG, WRONG, RIGHT), Scripted(CLOUD)
@@ -120,12 +137,6 @@ def test_a_local_only_team_is_repaired_and_never_reaches_the_cloud(sandbox: Sand
     assert answer.record["final"] == "local" and cloud.requests == []
     assert len(answer.record["local_attempts"]) == 2
     assert "low_confidence" in answer.record["flags"]
-
-
-def test_a_forced_route_is_not_repaired(sandbox: Sandbox) -> None:
-    local = Scripted(WRONG, RIGHT)
-    answer = route(local, Scripted(CLOUD), sandbox, route="local")
-    assert answer.text == WRONG and answer.record["local_attempts"] == []
 
 
 @pytest.mark.parametrize(("trigger", "attempts", "decided", "fits", "expected"), [
