@@ -72,9 +72,9 @@ def should_repair(*, policy: PolicyConfig, trigger: str | None, attempts: int, d
                   fits: bool, stalled: bool = False) -> bool:
     """Let the local model fix its answer (shown what failed) before anything escalates: when
     the checks found something to fix (``trigger``), rounds are left, no hard rule already
-    decided the route (one that keeps it local does not count: :func:`stays_local`), the
-    repair turn fits the local window, and the last round changed the answer (``stalled``:
-    greedy decoding would only repeat it, the same turn again)."""
+    decided the route (``decided``; the judge does not count one that keeps the task local,
+    :func:`stays_local`), the repair turn fits the local window, and the last round changed
+    the answer (``stalled``: greedy decoding would only repeat it, the same turn again)."""
     return (trigger is not None and attempts < policy.repair_rounds and not decided and fits
             and not stalled)
 
