@@ -111,7 +111,7 @@ def resolve(model: str, cache_dir: Path) -> Path:
                 f"model {model!r} is not in {cache_dir}: run `smallcode models pull {model}`"
             )
         return path
-    path = Path(model).expanduser()
+    path = Path(model).expanduser().absolute()  # children (servers) get absolute paths only
     if not path.is_file():
         raise ModelNotFound(
             f"model file {path} does not exist: give a GGUF path or one of {', '.join(MODELS)}"

@@ -8,9 +8,17 @@ one stops start-up with a :class:`~policies.errors.PolicyError` naming
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from policies.errors import PolicyError
 
@@ -110,6 +118,14 @@ class PolicyConfig(BaseModel):
         "majority escalates; 1: off")
     sample_temperature: float = Field(
         0.7, gt=0, le=2, description="the temperature of sampling agreement's extra answers")
+
+    @field_validator("judge_model")
+    @classmethod
+    def _absolute_judge_file(cls, value: str | None) -> str | None:
+        # A model file's path is made absolute at load, against the working directory.
+        if value is None or value == "builtin":
+            return value
+        return str(Path(value).expanduser().absolute())
 
 
 _ADDITIVE = ("local_only_repos", "local_only_paths")

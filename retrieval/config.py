@@ -68,6 +68,20 @@ class RetrievalConfig(BaseModel):
         default=1024, ge=0, le=131072, description="most prompt tokens spent on retrieved snippets"
     )
 
+    @field_validator("chroma_path")
+    @classmethod
+    def _absolute_path(cls, value: Path | None) -> Path | None:
+        # Made absolute at load, against the working directory (what the user meant).
+        return value.expanduser().absolute() if value is not None else None
+
+    @field_validator("embedding_model")
+    @classmethod
+    def _absolute_model_dir(cls, value: str) -> str:
+        # A directory (anything written as a path) is made absolute at load; a name stays.
+        if value.startswith(("/", "./", "../", "~")) or "/" in value:
+            return str(Path(value).expanduser().absolute())
+        return value
+
     @field_validator("chroma_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:

@@ -10,10 +10,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import annotated_types
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -38,6 +46,16 @@ class ConfigError(Exception):
     """The configuration cannot be used; the message says which key and why."""
 
 
+def absolute(path: Path) -> Path:
+    """A configured path made absolute once, at load, against the working directory: children
+    (Valkey changes into its ``--dir`` before it opens its log) and later ``chdir`` calls then
+    see the directory the user meant."""
+    return path.expanduser().absolute()
+
+
+AbsolutePath = Annotated[Path, AfterValidator(absolute)]
+
+
 class ServerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     host: str = Field("127.0.0.1", description="address the HTTP API binds to")
@@ -52,7 +70,8 @@ class ServerSettings(BaseModel):
 
 class ModelsSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    cache_dir: Path = Field(default_factory=default_cache_dir, description="assembled GGUF files")
+    cache_dir: AbsolutePath = Field(default_factory=default_cache_dir, validate_default=True,
+                                    description="assembled GGUF files")
 
 
 class Settings(BaseSettings):
@@ -60,7 +79,9 @@ class Settings(BaseSettings):
         env_prefix="SMALLCODE_", env_nested_delimiter="__", extra="forbid", frozen=True
     )
 
-    data_dir: Path = Field(Path("data"), description="where the service keeps its data")
+    data_dir: AbsolutePath = Field(Path("data"), validate_default=True,
+                                   description="where the service keeps its data (relative: to "
+                                   "the working directory)")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     server: ServerSettings = Field(default_factory=ServerSettings)
     models: ModelsSettings = Field(default_factory=ModelsSettings)

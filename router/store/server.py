@@ -13,9 +13,11 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 log = logging.getLogger("smallcode.redis")
 
@@ -54,11 +56,15 @@ class EmbeddedRedis:
     """``with EmbeddedRedis(dir) as server: server.url`` — a running Valkey until the block ends."""
 
     def __init__(self, data_dir: Path, *, port: int = 0, start_timeout_s: float = 20.0) -> None:
-        self.data_dir = Path(data_dir)
+        # Absolute: Valkey changes into --dir before it opens --logfile, so a relative log
+        # path would be looked up under the data directory itself.
+        self.data_dir = Path(data_dir).absolute()
         self.requested_port = port
         self.port = 0
         self.start_timeout_s = start_timeout_s
         self.process: subprocess.Popen[bytes] | None = None
+        self._stderr: IO[bytes] | None = None
+        self._stderr_tail = ""
 
     @property
     def url(self) -> str:
@@ -76,8 +82,11 @@ class EmbeddedRedis:
                    "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
                    "--appendonly", "yes", "--appendfsync", "always", "--save", "",
                    "--daemonize", "no", "--logfile", str(logfile)]
+        # Valkey logs to its log file once it has opened it; what it says before (a bad
+        # argument, a log file it cannot open) goes to stderr, kept here to quote on failure.
+        self._stderr = tempfile.TemporaryFile(prefix="valkey-stderr-")  # noqa: SIM115
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                        stdout=subprocess.DEVNULL, stderr=self._stderr)
         self._wait_ready(logfile)
         log.info("embedded Valkey on 127.0.0.1:%d, data in %s", self.port, self.data_dir)
         return self
@@ -91,11 +100,10 @@ class EmbeddedRedis:
         try:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
-                    tail = logfile.read_text(errors="replace").strip().splitlines()[-1:] \
-                        if logfile.exists() else []
-                    raise RedisStartError(
-                        f"the embedded Valkey exited at start-up (code {self.process.returncode})"
-                        + (f": {tail[0]}" if tail else "") + f"; see {logfile}")
+                    code = self.process.returncode
+                    self._close_stderr_file()
+                    raise RedisStartError(f"the embedded Valkey exited at start-up (code {code})"
+                                          + self._last_words(logfile))
                 with contextlib.suppress(redis.ConnectionError, redis.BusyLoadingError):
                     if client.ping():
                         return
@@ -106,7 +114,29 @@ class EmbeddedRedis:
         raise RedisStartError(f"the embedded Valkey did not answer within "
                               f"{self.start_timeout_s:g} s; see {logfile}")
 
+    def _last_words(self, logfile: Path) -> str:
+        """The last line Valkey wrote to stderr (or else to its log file), for an error."""
+        said = self._stderr_tail
+        if said:
+            return f": {said}"
+        if logfile.exists():
+            lines = logfile.read_text(errors="replace").strip().splitlines()
+            if lines:
+                return f": {lines[-1]}; see {logfile}"
+        return " without a word on stderr or in its log"
+
+    def _close_stderr_file(self) -> None:
+        stderr, self._stderr = self._stderr, None
+        if stderr is None:
+            return
+        stderr.seek(0)
+        lines = [line for line in stderr.read().decode(errors="replace").splitlines()
+                 if line.strip() and not line.strip().startswith(">>>")]
+        self._stderr_tail = lines[-1].strip() if lines else ""
+        stderr.close()
+
     def stop(self) -> None:
+        self._close_stderr_file()
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return
@@ -123,6 +153,7 @@ class EmbeddedRedis:
             self.process.kill()
             self.process.wait()
         self.process = None
+        self._close_stderr_file()
 
     def __enter__(self) -> EmbeddedRedis:
         return self.start()

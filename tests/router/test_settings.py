@@ -98,3 +98,33 @@ def test_server_mode_without_a_url_is_for_serve_to_start(tmp_path: Path) -> None
     settings = load_settings(write(tmp_path, "local:\n  mode: server\n"))
     with pytest.raises(BackendMisconfigured, match=r"local\.server_url is empty"):
         build_local(settings)
+
+
+def test_every_path_is_absolute_once_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Relative paths in the file and the environment mean the working directory at load;
+    a child (Valkey changes into its --dir) or a later chdir must not change what they name."""
+    from router.graph.judge_model import builtin_path
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "judges").mkdir()
+    (tmp_path / "judges" / "j.json").write_bytes(builtin_path().read_bytes())
+    write(tmp_path, "data_dir: data\nretrieval:\n  chroma_path: idx/chroma\n"
+                    "  embedding_model: data/embedder\n"
+                    "policies:\n  teams:\n    t: {judge_model: judges/j.json}\n")
+    monkeypatch.setenv("SMALLCODE_MODELS__CACHE_DIR", "models")
+    settings = load_settings()
+    assert settings.data_dir == tmp_path / "data"
+    assert settings.models.cache_dir == tmp_path / "models"
+    assert settings.retrieval.chroma_path == tmp_path / "idx" / "chroma"
+    assert settings.retrieval.embedding_model == str(tmp_path / "data" / "embedder")
+    assert settings.policies.for_team("t").judge_model == str(tmp_path / "judges" / "j.json")
+    defaults = load_settings(tmp_path / "config.yaml", data_dir=Path("d"))
+    assert defaults.data_dir == tmp_path / "d"
+
+
+def test_names_stay_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings()
+    assert settings.retrieval.embedding_model == "all-MiniLM-L6-v2"
+    assert settings.policies.default.judge_model is None
+    assert settings.data_dir == tmp_path / "data"  # the default, made absolute too
