@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,7 @@ from router.backends import build_cloud, build_local
 from router.graph.errors import InvalidTask
 from router.graph.state import TaskInput
 from router.settings import load_settings
+from router.standin_demand import StartsStandin
 
 if TYPE_CHECKING:  # the graph (and langgraph) load only when a task runs
     from router.graph.graph import RoutedAnswer
@@ -69,6 +71,10 @@ def build_task(args: argparse.Namespace) -> TaskInput:
     return task  # type: ignore[return-value]
 
 
+def _say(line: str) -> None:
+    print(f"smallcode: {line}", file=sys.stderr, flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
     from router.graph.graph import build_graph, run_task
     from router.runtime import build_context
@@ -77,14 +83,19 @@ def run(args: argparse.Namespace) -> int:
     task = build_task(args)
     local = build_local(settings)
     context = None
+    cloud = None
     try:
-        cloud = build_cloud(settings)
+        # No server running: a task that goes to the cloud starts the stand-in when the
+        # configured cloud is a loopback address where nothing answers.
+        cloud = StartsStandin(build_cloud(settings), settings, _say)
         context = build_context(settings, local, cloud, with_retrieval=args.repo is not None)
         answer = run_task(build_graph(), task, context)
     finally:
         if context is not None and context.retrieval is not None:
             context.retrieval.close()
         local.close()
+        if cloud is not None:
+            cloud.close()
     if args.json:
         print(json.dumps(to_json(answer)))
     else:

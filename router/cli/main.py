@@ -31,9 +31,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The project's own loggers; every other library speaks only at WARNING and above (their INFO
+# lines, such as the OpenAI client's "Retrying request", are noise to a command-line user).
+OWN_LOGGERS = ("smallcode", "agents", "router", "retrieval", "policies")
+
+
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    configure_logging()
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler

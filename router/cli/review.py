@@ -136,14 +136,17 @@ def run_in_process(args: argparse.Namespace, tasks: list[dict[str, Any]]) -> lis
     from router.graph.graph import build_graph, run_task
     from router.runtime import build_context
     from router.settings import load_settings
+    from router.standin_demand import StartsStandin
 
     settings = load_settings(args.config)
     local = build_local(settings)
     context = None
     answers = []
+    # A change the cloud must see starts the stand-in when nothing answers at its address.
+    cloud = StartsStandin(build_cloud(settings), settings,
+                          lambda line: print(f"smallcode: {line}", file=sys.stderr, flush=True))
     try:
-        context = build_context(settings, local, build_cloud(settings),
-                                with_retrieval=args.repo is not None)
+        context = build_context(settings, local, cloud, with_retrieval=args.repo is not None)
         graph = build_graph()
         for task in tasks:
             answer = run_task(graph, task, context)  # type: ignore[arg-type]
@@ -152,6 +155,7 @@ def run_in_process(args: argparse.Namespace, tasks: list[dict[str, Any]]) -> lis
         if context is not None and context.retrieval is not None:
             context.retrieval.close()
         local.close()
+        cloud.close()
     return answers
 
 

@@ -20,15 +20,13 @@ None or below t" reproduces the router's decision at any threshold t > 0.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from agents.base import Generation, GenerationRequest, Message
 from policies.config import PolicyConfig
@@ -37,6 +35,7 @@ from router.evals.humaneval import Problem, extract_program, score, split_of, ta
 from router.evals.replay import ReplayBackend
 from router.graph.context import RouterContext
 from router.settings import Settings
+from router.standin_demand import cloud_available
 
 # Reasons the graph escalates whatever the confidence threshold is.
 THRESHOLD_REASONS = ("confident", "low_confidence")
@@ -228,37 +227,6 @@ def evaluate(problem: Problem, harness: Harness) -> dict[str, Any]:
 
 
 # --- the run -------------------------------------------------------------------------------
-
-def _answers(api_base: str) -> bool:
-    import httpx
-
-    try:
-        # A busy server (a stand-in decoding for someone else) answers late, not never.
-        timeout = httpx.Timeout(60.0, connect=3.0)
-        return httpx.get(f"{api_base.rstrip('/')}/models", timeout=timeout).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-@contextlib.contextmanager
-def cloud_available(settings: Settings, log: Callable[[str], None]) -> Iterator[None]:
-    """Start the stand-in on cloud.api_base's loopback port when nothing answers there; stop
-    it at the end. A remote provider (no api_base, or not loopback) is used as configured."""
-    base = settings.cloud.api_base
-    host = urlparse(base).hostname if base else None
-    if not base or host not in ("127.0.0.1", "localhost") or _answers(base):
-        yield
-        return
-    from agents import model_store, standin
-    from router.backends import standin_alias
-
-    port = urlparse(base).port or settings.standin.port
-    config = settings.standin.model_copy(update={"port": port, "host": "127.0.0.1"})
-    path = model_store.resolve(config.model, settings.models.cache_dir)
-    log(f"starting the cloud stand-in ({path.name}) on port {port}")
-    with standin.start(config, path, alias=standin_alias(settings)):
-        yield
-
 
 def _rates(records: Sequence[dict[str, Any]]) -> dict[str, str]:
     n = len(records) or 1

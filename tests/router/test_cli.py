@@ -47,6 +47,7 @@ def test_ask_cloud_json_goes_through_the_stand_in(standin_url: str) -> None:
 def test_stand_in_not_running_is_one_line_that_says_what_to_do() -> None:
     result = smallcode("ask", ADD, "--route", "cloud", env={
         "SMALLCODE_CLOUD__API_BASE": f"http://127.0.0.1:{free_port()}/v1",
+        "SMALLCODE_STANDIN__ENABLED": "false",  # enabled, `ask` starts it (tests/cli)
         "SMALLCODE_CLOUD__NUM_RETRIES": "0"})
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and "smallcode standin" in result.stderr
