@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -54,7 +55,13 @@ def test_overlapping_streams_are_each_answered_whole(smol_standin_url: str) -> N
     for items in results:
         assert items[-1].finish_reason == "length"  # all 40 tokens, none cut short
         assert "".join(i.text for i in items[:-1]) == items[-1].text
-    assert len({items[-1].text for items in results}) == 1  # greedy: the same whole answer
+    # Greedy, so the same whole answer, with one caveat: the first call the server takes
+    # evaluates the prompt in one batch, the later ones reuse its cached prefix and evaluate
+    # only the last prompt token, and on some CPUs (AMD EPYC here) the two sums round apart
+    # enough to change a close greedy pick. The queued (cached) calls are computed alike, so
+    # at least two answers agree; calls that cut into each other would all differ.
+    texts = Counter(items[-1].text for items in results)
+    assert max(texts.values()) >= 2, texts
     assert backend.breaker.state == "closed"
 
 
