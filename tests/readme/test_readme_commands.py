@@ -106,9 +106,10 @@ class Served:
         self.root, self.env, self.port, self.log = root, env, port, log
         self.url = f"http://127.0.0.1:{port}"
         self.children: set[int] = set()
-        self.process = subprocess.Popen(["make", "run"], cwd=root, env=env,
-                                        stdin=subprocess.DEVNULL, stdout=log.open("wb"),
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+        with log.open("wb") as out:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(["make", "run"], cwd=root, env=env,
+                                            stdin=subprocess.DEVNULL, stdout=out,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
