@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -21,7 +22,8 @@ from starlette.routing import Route
 from agents.scripted import Scripted
 from tests.conftest import free_port
 
-__all__ = ["Scripted", "refusing_provider", "serving", "silent_provider", "wait_until_ok"]
+__all__ = ["Scripted", "alive", "descendants", "refusing_provider", "serving", "silent_provider",
+           "wait_until_ok"]
 
 
 @contextmanager
@@ -81,3 +83,32 @@ def wait_until_ok(url: str, process: Any, timeout_s: float = 180) -> None:
             pass
         time.sleep(0.3)
     raise AssertionError(f"{url} did not answer")
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid``, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has stopped; only its parent has not collected it

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from tests.conftest import free_port
-from tests.helpers import serving
+from tests.helpers import alive, serving
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -68,14 +68,6 @@ def children(pid: int) -> dict[int, str]:
         if int(fields[1]) == pid and fields[0] != "Z":
             found[int(entry.name)] = cmdline
     return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"  # a zombie has stopped; only its parent has not collected it
 
 
 def test_a_taken_stand_in_port_stops_start_up_naming_it(tmp_path: Path) -> None:
