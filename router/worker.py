@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import functools
 import logging
 import os
 import socket
@@ -39,76 +37,33 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
-from router.graph.progress import TaskCancelled, run_graph
+from agents.errors import AgentError
+from policies.errors import PolicyError
+from retrieval.errors import RetrievalError
+from router.graph.errors import RouterError, TaskCancelled
+from router.run.caller import Caller
+from router.run.outcome import RouteRecord, StopReason, write_ledger
+from router.run.runner import JOB, STOP_GRACE_S, Event, Run
 from router.store import tasks
-from router.store.ledger import build_entry, write_entry
+from router.store.apikeys import get_key
 from router.store.names import Names
 
 if TYPE_CHECKING:
     from arq.connections import ArqRedis
     from arq.worker import Worker
 
+    from router.graph.answer import RoutedAnswer
     from router.graph.context import RouterContext
-    from router.graph.graph import RoutedAnswer
     from router.settings import Settings
 
 log = logging.getLogger("smallcode.worker")
 
-JOB = "run_task"  # the arq function name every task is enqueued under
-STOP_GRACE_S = 10.0  # how long a stopping worker waits for a task's thread to notice
-
 def _error(exc: BaseException) -> dict[str, Any]:
     """A failure as a client sees it: our own errors by type and message; anything else
     without its message (it may hold data)."""
-    from agents.errors import AgentError
-    from policies.errors import PolicyError
-    from retrieval.errors import RetrievalError
-    from router.graph.errors import RouterError
-
     if isinstance(exc, RouterError | AgentError | PolicyError | RetrievalError):
         return {"type": type(exc).__name__, "message": str(exc)}
     return {"type": "internal_error", "message": "internal error; see the worker's log"}
-
-
-async def _stop(work: asyncio.Future[Any], cancel: threading.Event) -> None:
-    """Stop the graph's thread at its next token or node, and wait (a while) until it has."""
-    cancel.set()
-    await asyncio.wait([work], timeout=STOP_GRACE_S)
-    if work.done() and not work.cancelled():
-        work.exception()  # retrieved: it is TaskCancelled, expected here
-
-
-@dataclass
-class _Ran:
-    """What a run generated so far, counted from its events as a routed stream counts them."""
-
-    prompt_tokens: int = 0
-    tokens: dict[str, int] = dataclasses.field(default_factory=lambda: {"local": 0, "cloud": 0})
-
-    def note(self, kind: str, data: dict[str, Any]) -> None:
-        if kind == "token":
-            self.tokens[data["tier"]] += 1
-        elif kind == "node" and data.get("node") == "intake":
-            self.prompt_tokens = int(data.get("prompt_tokens") or 0)
-
-    def record(self, reason: str, price_as: str, gate: Any) -> dict[str, Any]:
-        """The route record of a run stopped midway (cancelled, or past tasks.timeout_s): its
-        cost is what its budget gate settled (the budget and the ledger agree), else the
-        cloud tokens' price."""
-        from agents.cloud import price
-        from router.service.accounting import direct_record
-
-        local, cloud = self.tokens["local"], self.tokens["cloud"]
-        cost = gate.settled_usd if gate is not None else (
-            price(price_as, self.prompt_tokens, cloud) if cloud else 0.0)
-        record = {**direct_record(route="cloud" if cloud else "local",
-                                  prompt_tokens=self.prompt_tokens,
-                                  completion_tokens=local + cloud, cost_usd=cost,
-                                  counterfactual_usd=price(price_as, self.prompt_tokens,
-                                                           cloud or local)),
-                  "reason": reason, "finish_reason": reason}
-        record["tokens"]["local_completion"] = local
-        return record
 
 
 @dataclass
@@ -140,45 +95,39 @@ class TaskRunner:
         if task is None:  # expired between the two reads
             return "gone"
         log.info("task %s: attempt %d on %s", task_id, attempt, self.worker_id)
-        loop = asyncio.get_running_loop()
-        pending: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue()
-        cancel = threading.Event()
-
-        def emit(kind: str, data: dict[str, Any]) -> None:
-            loop.call_soon_threadsafe(pending.put_nowait, (kind, data))
-
-        request, context = await self._for_key(redis, task)
+        caller = await self._caller(redis, task)
         started = time.perf_counter()
-        ran = _Ran()
-        work = loop.run_in_executor(None, functools.partial(
-            run_graph, self.graph, request, context, cancel=cancel, emit=emit))
-        pump = asyncio.create_task(self._pump(redis, task_id, pending, ran))
-        guard = asyncio.create_task(self._guard(redis, task_id, cancel))
+        run = Run(self.graph, caller.task(task["request"]), caller.context(self.context))
+        pump = asyncio.create_task(self._pump(redis, task_id, run))
+        guard = asyncio.create_task(self._guard(redis, task_id, run.cancel))
         outcome: RoutedAnswer | BaseException
         try:
             try:
-                outcome = await asyncio.wait_for(asyncio.shield(work), config.timeout_s)
+                outcome = await run.answer(config.timeout_s)
             except asyncio.CancelledError:  # the worker is stopping: back to the queue
-                await _stop(work, cancel)
+                await run.stop()
                 raise
             except TimeoutError:
-                await _stop(work, cancel)
+                await run.stop()
                 outcome = TimeoutError(f"the task ran past tasks.timeout_s "
                                        f"({config.timeout_s:g} s)")
             except Exception as exc:  # every failure becomes the task's error
                 outcome = exc
         finally:
             guard.cancel()
-            pending.put_nowait(None)
+            run.end()
             await pump  # every progress event lands before the final one
         latency_ms = (time.perf_counter() - started) * 1000
+        retention_days = self.settings.redis.retention_days
         if isinstance(outcome, TaskCancelled | TimeoutError):  # stopped here: record what ran
-            stopped = "cancelled" if isinstance(outcome, TaskCancelled) else "timeout"
-            await write_entry(redis, self.names, build_entry(
-                request_id=task_id, team=task["team"], key_id=task["key_id"], source="task",
-                record=ran.record(stopped, self.settings.cloud.price_as, context.cloud_gate),
-                latency_ms=latency_ms, status="cancelled" if stopped == "cancelled" else "failed"),
-                retention_days=self.settings.redis.retention_days)
+            stopped: StopReason = "cancelled" if isinstance(outcome, TaskCancelled) else "timeout"
+            record = run.stopped_record(stopped)
+            if record is not None:
+                await write_ledger(
+                    redis, self.names, request_id=task_id, team=task["team"],
+                    key_id=task["key_id"], source="task", record=record, latency_ms=latency_ms,
+                    retention_days=retention_days,
+                    status="cancelled" if stopped == "cancelled" else "failed")
         if isinstance(outcome, TaskCancelled):
             return "cancelled"
         if isinstance(outcome, BaseException):
@@ -190,49 +139,36 @@ class TaskRunner:
             await tasks.finish(redis, self.names, task_id, status="failed", keep_s=keep_s,
                                error=error)
             return "failed"
-        entry = build_entry(request_id=task_id, team=task["team"], key_id=task["key_id"],
-                            source="task", record=outcome.record, latency_ms=latency_ms)
-        await write_entry(redis, self.names, entry,
-                          retention_days=self.settings.redis.retention_days, record=outcome.record)
+        record = RouteRecord.routed(outcome.record)
+        await write_ledger(redis, self.names, request_id=task_id, team=task["team"],
+                           key_id=task["key_id"], source="task", record=record,
+                           latency_ms=latency_ms, retention_days=retention_days)
         finished = await tasks.finish(redis, self.names, task_id, status="done", keep_s=keep_s,
-                                      answer=outcome.text, route=outcome.record,
+                                      answer=outcome.text, route=record.to_json(),
                                       finish_reason=outcome.finish_reason)
         return "done" if finished else (await tasks.status(redis, self.names, task_id) or "gone")
 
-    async def _for_key(self, redis: ArqRedis,
-                       task: dict[str, Any]) -> tuple[dict[str, Any], RouterContext]:
-        """The task's request and context under its key's and team's rules: a budget gate
-        around cloud calls when either has a budget; never the cloud for a local-only key."""
-        from router.service.budget import gate_for
-        from router.store.apikeys import get_key
-
-        request, context = dict(task["request"]), self.context
+    async def _caller(self, redis: ArqRedis, task: dict[str, Any]) -> Caller:
+        """The task's caller: its key (looked up again: revoked or changed since it was
+        queued), its team's policy and budget gate."""
         key = await get_key(redis, self.names, task["key_id"]) if task.get("key_id") else None
-        if key is not None and key.local_only:
-            request["route"] = "local"
-        policy = self.settings.policies.for_team(task["team"])
-        return request, dataclasses.replace(context, cloud_gate=gate_for(
-            redis, self.names, key, task["team"], policy, self.settings.cloud))
+        return Caller.resolve(redis, self.names, key=key, key_id=task["key_id"],
+                              team=task["team"], policies=self.settings.policies,
+                              cloud=self.settings.cloud)
 
-    async def _pump(self, redis: ArqRedis, task_id: str,
-                    pending: asyncio.Queue[tuple[str, dict[str, Any]] | None],
-                    ran: _Ran) -> None:
-        """Write progress events as they come, tokens batched (one entry per batch); count
-        in ``ran`` what each tier generated."""
+    async def _pump(self, redis: ArqRedis, task_id: str, run: Run) -> None:
+        """Write the run's progress events as they come, tokens batched (one entry per batch),
+        until it ends."""
         done = False
         while not done:
-            batch = [await pending.get()]
+            first = await run.next_event()
             await asyncio.sleep(0.05)  # let a few tokens gather
-            while not pending.empty():
-                batch.append(pending.get_nowait())
-            if None in batch:
-                done = True
-            events: list[tuple[str, dict[str, Any]]] = []
-            for item in batch:
-                if item is None:
+            batch = [*([first] if first else []), *run.pending()]
+            events: list[Event] = []
+            for kind, data in batch:
+                if kind == "end":
+                    done = True
                     continue
-                kind, data = item
-                ran.note(kind, data)
                 last = events[-1] if events else None
                 if kind == "token" and last and last[0] == "token" and \
                         last[1]["tier"] == data["tier"]:

@@ -247,17 +247,19 @@ async def _statuses(base: str, ids: list[str], headers: dict[str, str]) -> dict[
 async def _ledger_cost(url: str, ledger: Any) -> dict[str, float]:
     from redis.asyncio import Redis
 
+    from router.run.outcome import RouteRecord, ledger_entry
     from router.store.names import Names
 
     redis = Redis.from_url(url)
-    record = {"final": "local", "reason": "confident", "escalated": False,
-              "tokens": {"prompt": 40, "completion": 30, "local_completion": 30},
-              "cost_usd": 0.0, "counterfactual_cost_usd": 0.0006}
+    record = RouteRecord.routed({
+        "final": "local", "reason": "confident", "escalated": False,
+        "tokens": {"prompt": 40, "completion": 30, "local_completion": 30},
+        "cost_usd": 0.0, "counterfactual_cost_usd": 0.0006})
     times = []
     try:
         for i in range(2000):
-            entry = ledger.build_entry(request_id=f"cost-{i}", team="bench", key_id="k",
-                                       source="chat", record=record, latency_ms=100)
+            entry = ledger_entry(request_id=f"cost-{i}", team="bench", key_id="k",
+                                 source="chat", record=record, latency_ms=100)
             started = time.perf_counter()
             await ledger.write_entry(redis, Names("ledger-cost"), entry, retention_days=30)
             times.append((time.perf_counter() - started) * 1000)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from agents.base import Backend
-from policies.config import PoliciesConfig
+from policies.config import PoliciesConfig, PolicyConfig
 from router.checks.sandbox import Sandbox
 
 
@@ -24,10 +24,12 @@ class Retrieval(Protocol):
 
 
 class CloudGate(Protocol):
-    """Reserves cloud spend before a call (the service's budgets; :mod:`router.service.budget`).
-    ``reserve`` returns a token, or None when the call would go over budget."""
+    """Reserves cloud spend before a call (the service's budgets; :mod:`router.run.budget`;
+    held through :mod:`router.graph.spend`). ``reserve`` returns a token, or None when the call
+    would go over budget; ``settled_usd``: what its calls were charged so far."""
 
     retry_after_s: int
+    settled_usd: float
 
     def reserve(self, usd: float) -> object | None: ...
     def settle(self, token: object, usd: float) -> None: ...
@@ -49,6 +51,9 @@ class RouterContext:
     snippet_min_score: float = 0.2
     sandbox: Sandbox | None = None  # None: execution checks cannot run here
     cloud_gate: CloudGate | None = None  # None: no budget to hold (the CLI, evaluations)
+    # The caller's team policy, resolved once per request (router/run/caller.py); None: the
+    # policy node resolves it from ``policies`` by the task's team (the CLI, evaluations).
+    policy: PolicyConfig | None = None
 
 
 def estimate_tokens(text: str) -> int:

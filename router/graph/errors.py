@@ -5,6 +5,9 @@
     │   └── TaskTooLarge  the task fits no window it may go to (HTTP 400, context_length_exceeded)
     ├── PolicyViolation   the team's policy forbids what was asked (HTTP 403)
     └── BudgetExceeded    the cloud call would go over the key's budget (HTTP 429, Retry-After)
+
+    TaskCancelled         not a refusal: a run stopped midway (a cancelled task, a client that
+                          left, a stopping worker); raised in the graph's thread
 """
 
 
@@ -43,3 +46,13 @@ class BudgetExceeded(RouterError):
         self.retry_after_s = retry_after_s
         super().__init__("this key's cloud budget for the period is spent: the task needs the "
                          f"cloud; try again in {retry_after_s} s, or ask for a larger budget")
+
+
+class TaskCancelled(Exception):
+    """Raised in the graph's thread when the task was cancelled or the worker is stopping.
+    ``tokens``: what the tier that stopped had streamed by then (a cloud call's partial
+    spend is priced from it)."""
+
+    def __init__(self, tokens: int = 0) -> None:
+        super().__init__("the task was cancelled")
+        self.tokens = tokens

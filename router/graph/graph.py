@@ -1,24 +1,27 @@
-"""The routing graph factory and a small function to run one task through it."""
+"""The routing graph factory and a small function to run one task through it.
+
+``RoutedAnswer`` (:mod:`router.graph.answer`) is imported here for the callers that find it
+here."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from agents.base import FinishReason, Generation
+from agents.cloud import price
 from router.graph import nodes
+from router.graph.answer import RoutedAnswer
 from router.graph.context import RouterContext
 from router.graph.record import build_record
 from router.graph.state import RouterState, TaskInput
 
+__all__ = ["RoutedAnswer", "build_graph", "run_task"]
+
 
 def _record(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any]:
-    from agents.cloud import price
-
     ctx = runtime.context
     started = time.perf_counter()
     record = build_record(
@@ -64,20 +67,5 @@ def build_graph() -> Any:
     return graph.compile()
 
 
-@dataclass(frozen=True)
-class RoutedAnswer:
-    text: str
-    record: dict[str, Any]
-    generation: Generation | None  # the answer served (None only if nothing was generated)
-
-    @property
-    def finish_reason(self) -> FinishReason:
-        """Why the served generation stopped: ``length`` when max_tokens cut it."""
-        return self.generation.finish_reason if self.generation else "stop"
-
-
 def run_task(graph: Any, task: TaskInput, context: RouterContext) -> RoutedAnswer:
-    state = graph.invoke(task, context=context)
-    answer = state.get("cloud") or state.get("local")
-    return RoutedAnswer(text=answer.text if answer else "", record=state["record"],
-                        generation=answer)
+    return RoutedAnswer.of(graph.invoke(task, context=context))

@@ -12,14 +12,14 @@ from typing import Any, Literal
 from langgraph.runtime import Runtime
 
 from agents.base import Generation, GenerationRequest, Message, TokenEvent
+from agents.cloud import price
 from agents.errors import BackendUnavailable, LocalUnavailable
 from policies.privacy import privacy_rule
 from policies.redaction import redact
 from router.checks.edits import without_instructions
-from router.graph import decide, signals
+from router.graph import decide, signals, spend
 from router.graph.context import RouterContext
 from router.graph.errors import BudgetExceeded, InvalidTask, PolicyViolation, TaskTooLarge
-from router.graph.progress import TaskCancelled
 from router.graph.state import FileRef, RouterState
 from router.graph.validation import DEFAULT_MAX_TOKENS, validate
 
@@ -130,7 +130,7 @@ def intake(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any
 def policy(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any]:
     ctx = runtime.context
     team = state.get("team")
-    rules = ctx.policies.for_team(team)
+    rules = ctx.policy if ctx.policy is not None else ctx.policies.for_team(team)
     route = state.get("route", "auto")
     forced = route if route != "auto" else None
     privacy = privacy_rule(rules, team=team, repo=state.get("repo"),
@@ -423,34 +423,19 @@ def cloud_generate(state: RouterState, runtime: Runtime[RouterContext]) -> dict[
         messages.append(Message(message.role, content))
     request = GenerationRequest(messages=tuple(messages), max_tokens=state["max_tokens"])
     redactions = {"count": count, "kinds": sorted(set(kinds))}
-    gate = ctx.cloud_gate
-    if gate is None:
-        try:
-            return {"cloud": ctx.cloud.generate(request), "redactions": redactions}
-        except BackendUnavailable as exc:
-            return cloud_unavailable(state, exc)
-    from agents.cloud import price
-
-    worst_usd = price(ctx.price_as, state["prompt_tokens"], state["max_tokens"])
-    token = gate.reserve(worst_usd)
-    if token is None:
+    prompt_tokens = state["prompt_tokens"]
+    try:
+        generation = spend.metered(
+            ctx.cloud_gate, lambda: ctx.cloud.generate(request),
+            priced=lambda completion: price(ctx.price_as, prompt_tokens, completion),
+            max_tokens=state["max_tokens"])
+    except BudgetExceeded:
         verdict = decide.over_budget(policy=state["policy"], has_local=state.get("local") is not None)
         if verdict is None:
-            raise BudgetExceeded(gate.retry_after_s)
+            raise
         return {"decision": verdict}
-    try:
-        generation = ctx.cloud.generate(request)
-    except TaskCancelled as exc:
-        # Stopped mid-call (a client that left): what was streamed is spent, as the ledger
-        # records it, so the budget is charged that much rather than given back.
-        gate.settle(token, price(ctx.price_as, state["prompt_tokens"], exc.tokens))
-        raise
-    except BaseException as exc:
-        gate.release(token)
-        if isinstance(exc, BackendUnavailable):
-            return cloud_unavailable(state, exc)
-        raise
-    gate.settle(token, generation.cost_usd or 0.0)
+    except BackendUnavailable as exc:
+        return cloud_unavailable(state, exc)
     return {"cloud": generation, "redactions": redactions}
 
 

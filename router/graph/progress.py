@@ -9,25 +9,14 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from agents.base import Backend, Generation, GenerationRequest, TokenEvent, Wrapped
-
-if TYPE_CHECKING:
-    from router.graph.context import RouterContext
-    from router.graph.graph import RoutedAnswer
+from router.graph.answer import RoutedAnswer
+from router.graph.context import RouterContext
+from router.graph.errors import TaskCancelled
 
 Emit = Callable[[str, dict[str, Any]], None]
-
-
-class TaskCancelled(Exception):
-    """Raised in the graph's thread when the task was cancelled or the worker is stopping.
-    ``tokens``: what the tier that stopped had streamed by then (a cloud call's partial
-    spend is priced from it)."""
-
-    def __init__(self, tokens: int = 0) -> None:
-        super().__init__("the task was cancelled")
-        self.tokens = tokens
 
 
 class TokenTap(Wrapped):
@@ -84,8 +73,6 @@ def run_graph(graph: Any, task: dict[str, Any], context: RouterContext, *,
     """Run one task through the graph (blocking: call it in a thread), reporting each node's
     end and every token; raises :class:`TaskCancelled` at the next token or node after
     ``cancel`` is set."""
-    from router.graph.graph import RoutedAnswer
-
     tapped = dataclasses.replace(context, local=TokenTap(context.local, "local", cancel, emit),
                                  cloud=TokenTap(context.cloud, "cloud", cancel, emit))
     state: dict[str, Any] = {}
@@ -97,6 +84,4 @@ def run_graph(graph: Any, task: dict[str, Any], context: RouterContext, *,
                 emit("node", node_event(node, update))
         else:
             state = chunk
-    answer = state.get("cloud") or state.get("local")
-    return RoutedAnswer(text=answer.text if answer else "", record=state["record"],
-                        generation=answer)
+    return RoutedAnswer.of(state)

@@ -11,8 +11,14 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from agents.base import Backend
+from router.backends import build_cloud, build_local
+from router.checks.sandbox import isolation_mode
+from router.graph.graph import build_graph
+from router.runtime import build_context
 from router.service import (
     completions,
     dashboard,
@@ -27,7 +33,12 @@ from router.service import (
 from router.service.admission import Admission, ReleaseAdmission
 from router.service.metrics import Metrics
 from router.service.middleware import AccessLog, BodyLimit
+from router.service.ratelimit import RateLimits
+from router.service.tasks import open_queue
 from router.settings import ConfigError, Settings
+from router.store import tasks as task_store
+from router.store.names import Names
+from router.worker import EmbeddedWorker
 
 log = logging.getLogger("smallcode.api")
 
@@ -42,13 +53,6 @@ def create_app(settings: Settings, *, local: Backend | None = None,
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from redis.asyncio import Redis
-
-        from router.backends import build_cloud, build_local
-        from router.checks.sandbox import isolation_mode
-        from router.service.ratelimit import RateLimits
-        from router.store.names import Names
-
         assert settings.redis.url is not None
         app.state.redis = Redis.from_url(settings.redis.url, socket_timeout=5,
                                          socket_connect_timeout=2)
@@ -61,9 +65,6 @@ def create_app(settings: Settings, *, local: Backend | None = None,
             owned.append(build_local(settings))
         if cloud is None:
             owned.append(build_cloud(settings))
-        from router.graph.graph import build_graph
-        from router.runtime import build_context
-
         app.state.tiers = {
             "local": local or owned[0],
             "cloud": cloud or owned[-1],
@@ -74,9 +75,6 @@ def create_app(settings: Settings, *, local: Backend | None = None,
         app.state.graph = build_graph()
         log.info("execution checks: %s; auth %s", isolation_mode(app.state.router_context.sandbox),
                  "on" if settings.auth.enabled else "OFF (loopback only)")
-        from router.service.tasks import open_queue
-        from router.worker import EmbeddedWorker
-
         app.state.arq = await open_queue(settings.redis.url, app.state.names)
         app.state.worker = None
         if settings.tasks.embedded_worker:
@@ -118,14 +116,10 @@ def create_app(settings: Settings, *, local: Backend | None = None,
 
     @app.get("/metrics")
     async def metrics(request: Request) -> Response:
-        from redis.exceptions import RedisError
-
-        from router.store import tasks
-
         state = request.app.state
         with contextlib.suppress(RedisError):  # Redis away: the gauges keep their last values
             state.metrics.queue_depth.set(await state.redis.zcard(state.names.queue()))
-            state.metrics.workers.set(len(await tasks.live_workers(state.redis, state.names)))
+            state.metrics.workers.set(len(await task_store.live_workers(state.redis, state.names)))
         return Response(state.metrics.render(),
                         media_type="text/plain; version=0.0.4; charset=utf-8")
 

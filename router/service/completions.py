@@ -7,7 +7,6 @@ recorded in the ledger like every request (route ``local``, reason ``task_type``
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -20,9 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from agents.base import Backend, Generation, InfillRequest, TokenEvent
+from agents.cloud import price
 from agents.errors import FimUnsupported
 from router.graph.validation import NOT_TEXT, unencodable_field
-from router.service.accounting import account, admit, direct_record
+from router.run.outcome import RouteRecord
+from router.service import openai_wire as wire
+from router.service.accounting import account, admit
 from router.service.deps import CallerDep
 from router.service.errors import APIError
 from router.service.schemas import stop_list
@@ -82,34 +84,26 @@ def _local(request: Request) -> Backend:
 
 
 def _record(request: Request, generation: Generation | None, *, streamed: int = 0,
-            started: float) -> dict[str, Any]:
+            started: float) -> RouteRecord:
     """The route record of a completion: local by task type, free, with what it would have
     cost in the cloud."""
-    from agents.cloud import price
-
     prompt = generation.usage.prompt_tokens if generation else 0
     completion = generation.usage.completion_tokens if generation else streamed
     counterfactual = price(request.app.state.settings.cloud.price_as, prompt, completion)
-    record = {**direct_record(route="local", prompt_tokens=prompt, completion_tokens=completion,
-                              cost_usd=0.0, counterfactual_usd=counterfactual),
-              "reason": "task_type", "task_type": "complete", "confidence": None,
-              "timings_ms": {"total": round((time.perf_counter() - started) * 1000, 2)}}
-    if generation is None:
-        record["finish_reason"] = "client_disconnected"
-    else:
-        record["model"] = generation.model
+    timings_ms = {"total": round((time.perf_counter() - started) * 1000, 2)}
+    extra: dict[str, Any] = {}
+    if generation is not None:
+        extra["model"] = generation.model
         if generation.timings.first_token_ms is not None:
-            record["timings_ms"]["first_token"] = round(generation.timings.first_token_ms, 2)
-        for key in ("cached_prompt_tokens", "moved_prompt_tokens", "window"):
-            if key in generation.extra:
-                record[key] = generation.extra[key]
-    return record
-
-
-def _usage(generation: Generation) -> dict[str, int]:
-    return {"prompt_tokens": generation.usage.prompt_tokens,
-            "completion_tokens": generation.usage.completion_tokens,
-            "total_tokens": generation.usage.total_tokens}
+            timings_ms["first_token"] = round(generation.timings.first_token_ms, 2)
+        extra.update({key: generation.extra[key] for key in
+                      ("cached_prompt_tokens", "moved_prompt_tokens", "window")
+                      if key in generation.extra})
+    return RouteRecord.direct(
+        route="local", prompt_tokens=prompt, completion_tokens=completion, cost_usd=0.0,
+        counterfactual_usd=counterfactual, reason="task_type", task_type="complete",
+        timings_ms=timings_ms,
+        finish_reason="client_disconnected" if generation is None else None, **extra)
 
 
 @router.post("/completions", response_model=None)
@@ -135,7 +129,7 @@ async def completions(body: CompletionRequest, request: Request, caller: CallerD
     if body.suffix is not None and not backend.supports_fim:
         raise APIError(400, f"suffix: model {backend.model_name} cannot fill in the middle; send "
                        "the request without suffix", param="suffix", code="fim_unsupported")
-    team = caller.serving_team(None)
+    run_caller = caller.run_as(request, caller.serving_team(None))
     await admit(request, caller)
     request.state.route, request.state.route_reason = "local", "task_type"
     infill = InfillRequest(
@@ -156,13 +150,13 @@ async def completions(body: CompletionRequest, request: Request, caller: CallerD
     except FimUnsupported as exc:
         raise APIError(400, str(exc), param="suffix", code="fim_unsupported") from None
 
-    async def done(generation: Generation | None, streamed: int) -> dict[str, Any]:
+    async def done(generation: Generation | None, streamed: int) -> RouteRecord:
         record = _record(request, generation, streamed=streamed, started=started)
         first_token_ms = None
         if generation is not None and generation.timings.first_token_ms is not None:
             overhead = (time.perf_counter() - started) * 1000 - generation.timings.total_ms
             first_token_ms = max(0.0, overhead) + generation.timings.first_token_ms
-        await account(request, caller, request_id=completion_id, team=team, source="completions",
+        await account(request, run_caller, request_id=completion_id, source="completions",
                       record=record, started=started, first_token_ms=first_token_ms)
         return record
 
@@ -174,9 +168,8 @@ async def completions(body: CompletionRequest, request: Request, caller: CallerD
     record = await done(generation, 0)
     return {**base,
             "choices": [{"text": generation.text, "index": 0, "logprobs": None,
-                         "finish_reason": "length" if generation.finish_reason == "length"
-                         else "stop"}],
-            "usage": _usage(generation), "smallcode": {"route": record}}
+                         "finish_reason": wire.finish_reason(generation.finish_reason)}],
+            "usage": wire.generation_usage(generation), "smallcode": {"route": record.to_json()}}
 
 
 def _drain(events: Iterator[TokenEvent | Generation], first: Any) -> Generation:
@@ -196,7 +189,7 @@ async def _sse(events: Iterator[TokenEvent | Generation], first: Any, base: dict
     def chunk(text: str, finish: str | None = None, **extra: Any) -> str:
         payload = {**base, "choices": [{"text": text, "index": 0, "logprobs": None,
                                         "finish_reason": finish}], **extra}
-        return f"data: {json.dumps(payload)}\n\n"
+        return wire.event(payload)
 
     item, streamed, accounted = first, 0, False
     try:
@@ -204,8 +197,8 @@ async def _sse(events: Iterator[TokenEvent | Generation], first: Any, base: dict
             if isinstance(item, Generation):
                 accounted = True
                 record = await done(item, streamed)
-                finish = "length" if item.finish_reason == "length" else "stop"
-                yield chunk("", finish, usage=_usage(item), smallcode={"route": record})
+                yield chunk("", wire.finish_reason(item.finish_reason),
+                            usage=wire.generation_usage(item), smallcode={"route": record.to_json()})
             else:
                 streamed += 1
                 if item.text:
@@ -218,4 +211,4 @@ async def _sse(events: Iterator[TokenEvent | Generation], first: Any, base: dict
         if not accounted:
             with anyio.CancelScope(shield=True):
                 await done(None, streamed)
-    yield "data: [DONE]\n\n"
+    yield wire.DONE

@@ -1,5 +1,6 @@
 """The API's dependencies in one place (as the FastAPI template's ``api/deps.py``): the Redis
-client, the key names, and the caller behind the ``Authorization: Bearer`` key.
+client, the key names, and the caller behind the ``Authorization: Bearer`` key (who is
+calling; :meth:`Caller.run_as` resolves it into the run layer's caller for one request).
 
 Routes take them as ``Annotated`` aliases: ``caller: CallerDep``.
 """
@@ -13,6 +14,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from redis.asyncio import Redis
 
+from router.run import caller as run_caller
 from router.service.errors import APIError
 from router.settings import Settings
 from router.store import apikeys
@@ -47,6 +49,15 @@ class Caller:
 
     def sees(self, team: str) -> bool:
         return self.team is None or self.team == team
+
+    def run_as(self, request: Request, team: str) -> run_caller.Caller:
+        """The run layer's caller for a request served as ``team`` (see
+        :meth:`serving_team`): the key, the team's policy and budget gate, resolved once."""
+        state = request.app.state
+        return run_caller.Caller.resolve(state.redis, state.names, key=self.key,
+                                         key_id=self.key_id, team=team,
+                                         policies=state.settings.policies,
+                                         cloud=state.settings.cloud)
 
 
 def settings(request: Request) -> Settings:

@@ -29,7 +29,7 @@ async def create(body: KeyRequest, _: AdminDep, redis: RedisDep, names: NamesDep
     try:
         key, secret = await apikeys.create_key(redis, names, **body.model_dump())
     except apikeys.InvalidKeyRequest as exc:
-        raise APIError(400, str(exc), param=str(exc).split(":", 1)[0]) from None
+        raise APIError(400, str(exc), param=exc.field) from None
     return {**key.public(), "key": secret}
 
 

@@ -40,7 +40,7 @@ class Metrics:
                                  ["route"], buckets=LATENCY_BUCKETS_S, registry=self.registry)
 
     def observe(self, entry: dict[str, Any], first_token_ms: float | None = None) -> None:
-        """Count one ledger entry (see :func:`router.store.ledger.build_entry`)."""
+        """Count one ledger entry (see :func:`router.run.outcome.ledger_entry`)."""
         team, route, reason = entry["team"], entry["route"], entry["reason"]
         self.requests.labels(team, route, reason).inc()
         if entry["escalated"]:

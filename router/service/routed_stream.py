@@ -13,10 +13,6 @@ the usage. A client that leaves stops the run at its next token, and what ran is
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import json
-import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,92 +21,55 @@ import anyio
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
-from router.graph.progress import TaskCancelled, run_graph
-from router.service.accounting import account, direct_record
-from router.service.deps import Caller
+from router.run.caller import Caller
+from router.run.outcome import RouteRecord
+from router.run.runner import Event, Run
+from router.service import openai_wire as wire
+from router.service.accounting import account
 
 KEEPALIVE_S = 0.5  # an SSE comment this often while nothing else is sent
 HOLD_S = 0.5  # how long a cloud-bound response waits for the first token before it starts
-STOP_GRACE_S = 10.0  # how long a stream the client left waits for the graph to stop
-
-Event = tuple[str, dict[str, Any]]
 
 
-class _Run:
-    """One graph run in a thread and the events it reports, in order."""
-
-    def __init__(self, graph: Any, task: dict[str, Any], context: Any) -> None:
-        loop = asyncio.get_running_loop()
-        self.events: asyncio.Queue[Event] = asyncio.Queue()
-        self.cancel = threading.Event()
-        self.held: list[Event] = []  # read while deciding when to start, replayed after
-        self.tokens = {"local": 0, "cloud": 0}
-        self.prompt_tokens = 0
-
-        def emit(kind: str, data: dict[str, Any]) -> None:
-            loop.call_soon_threadsafe(self.events.put_nowait, (kind, data))
-
-        self.work = loop.run_in_executor(None, functools.partial(
-            run_graph, graph, task, context, cancel=self.cancel, emit=emit))
-        # Runs after every event the thread emitted (both go through the loop in order).
-        self.work.add_done_callback(lambda _: self.events.put_nowait(("end", {})))
-
-    def note(self, event: Event) -> None:
+async def _hold(run: Run) -> list[Event]:
+    """Wait until the route is known (and, for the cloud, its first token came or ``HOLD_S``
+    passed); the events read meanwhile, to be sent once the response starts. Raises the
+    graph's error if it failed before that."""
+    held: list[Event] = []
+    deadline: float | None = None
+    while True:
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        event = await run.next_event(timeout)
+        if event is None:
+            return held
+        held.append(event)
         kind, data = event
-        if kind == "token":
-            self.tokens[data["tier"]] += 1
-        elif kind == "node" and data.get("node") == "intake":
-            self.prompt_tokens = int(data.get("prompt_tokens") or 0)
-
-    async def hold(self) -> None:
-        """Wait until the route is known (and, for the cloud, its first token came or
-        ``HOLD_S`` passed); raises the graph's error if it failed before that."""
-        deadline: float | None = None
-        while True:
-            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                event = await asyncio.wait_for(self.events.get(), timeout)
-            except TimeoutError:
-                return
-            self.note(event)
-            self.held.append(event)
-            kind, data = event
-            if kind == "end":
-                if self.work.exception() is not None:
-                    raise self.work.exception()  # type: ignore[misc]
-                return
-            if kind == "token" and data["tier"] == "cloud":
-                return
-            if kind == "node" and data.get("node") == "policy":
-                decision = data.get("decision")
-                if not decision or decision.get("route") != "cloud":
-                    return  # the local path: start now, keep the client alive while it runs
-                deadline = time.monotonic() + HOLD_S
-
-    async def next_event(self) -> Event | None:
-        """The next event, or None after ``KEEPALIVE_S`` of silence."""
-        if self.held:
-            return self.held.pop(0)
-        try:
-            event = await asyncio.wait_for(self.events.get(), KEEPALIVE_S)
-        except TimeoutError:
-            return None
-        self.note(event)
-        return event
+        if kind == "end":
+            failure = run.failure()
+            if failure is not None:
+                raise failure
+            return held
+        if kind == "token" and data["tier"] == "cloud":
+            return held
+        if kind == "node" and data.get("node") == "policy":
+            decision = data.get("decision")
+            if not decision or decision.get("route") != "cloud":
+                return held  # the local path: start now, keep the client alive while it runs
+            deadline = time.monotonic() + HOLD_S
 
 
 async def routed_stream(request: Request, *, graph: Any, task: dict[str, Any], context: Any,
-                        caller: Caller, team: str, completion_id: str, created: int,
+                        caller: Caller, completion_id: str, created: int,
                         include_usage: bool) -> StreamingResponse:
     started = time.perf_counter()
-    run = _Run(graph, task, context)
+    run = Run(graph, task, context)
     try:
-        await run.hold()
+        held = await _hold(run)
     except BaseException:
         if not run.work.done():
             run.cancel.set()
         raise
-    return StreamingResponse(_events(request, run, caller=caller, team=team,
+    return StreamingResponse(_events(request, run, held, caller=caller,
                                      completion_id=completion_id, created=created,
                                      include_usage=include_usage, started=started),
                              media_type="text/event-stream")
@@ -118,12 +77,7 @@ async def routed_stream(request: Request, *, graph: Any, task: dict[str, Any], c
 
 def _chunk(completion_id: str, created: int, delta: dict[str, Any] | None,
            finish: str | None = None, **extra: Any) -> str:
-    payload: dict[str, Any] = {"id": completion_id, "object": "chat.completion.chunk",
-                               "created": created, "model": "auto"}
-    payload["choices"] = [] if delta is None else [
-        {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
-    payload.update(extra)
-    return f"data: {json.dumps(payload)}\n\n"
+    return wire.chat_chunk(completion_id, created, "auto", delta, finish, **extra)
 
 
 async def _error_event(request: Request, exc: BaseException) -> str:
@@ -135,7 +89,7 @@ async def _error_event(request: Request, exc: BaseException) -> str:
     return f"data: {response.body.decode()}\n\n"
 
 
-async def _events(request: Request, run: _Run, *, caller: Caller, team: str,
+async def _events(request: Request, run: Run, held: list[Event], *, caller: Caller,
                   completion_id: str, created: int, include_usage: bool,
                   started: float) -> AsyncIterator[str]:
     accounted = False
@@ -143,9 +97,9 @@ async def _events(request: Request, run: _Run, *, caller: Caller, team: str,
         yield _chunk(completion_id, created, {"role": "assistant", "content": ""})
         streamed: list[str] = []
         while True:
-            event = await run.next_event()
+            event = held.pop(0) if held else await run.next_event(KEEPALIVE_S)
             if event is None:
-                yield ": keep-alive\n\n"
+                yield wire.KEEPALIVE
                 continue
             kind, data = event
             if kind == "end":
@@ -153,60 +107,35 @@ async def _events(request: Request, run: _Run, *, caller: Caller, team: str,
             if kind == "token" and data["tier"] == "cloud":
                 streamed.append(data["text"])
                 yield _chunk(completion_id, created, {"content": data["text"]})
-        if run.work.exception() is not None:
+        failure = run.failure()
+        if failure is not None:
             accounted = True  # a failed request writes no ledger entry (as a plain one)
-            yield await _error_event(request, run.work.exception())  # type: ignore[arg-type]
-            yield "data: [DONE]\n\n"
+            yield await _error_event(request, failure)
+            yield wire.DONE
             return
         answer = run.work.result()
-        record = answer.record
+        record = RouteRecord.routed(answer.record)
         sent = "".join(streamed)  # the cloud's tokens, streamed as they came
         rest = answer.text[len(sent):] if answer.text.startswith(sent) else answer.text
         if rest:  # the judged local answer (or what the cloud's stream did not carry)
             yield _chunk(completion_id, created, {"content": rest})
         accounted = True
-        await account(request, caller, request_id=completion_id, team=team, source="chat",
+        await account(request, caller, request_id=completion_id, source="chat",
                       record=record, started=started)
-        request.state.route, request.state.route_reason = record["final"], record["reason"]
-        usage = {"prompt_tokens": record["tokens"]["prompt"],
-                 "completion_tokens": record["tokens"]["completion"],
-                 "total_tokens": record["tokens"]["prompt"] + record["tokens"]["completion"]}
-        finish = "length" if answer.finish_reason == "length" else "stop"
-        yield _chunk(completion_id, created, {}, finish, usage=usage,
-                     smallcode={"route": record})
+        request.state.route, request.state.route_reason = record.final, record.reason
+        usage = wire.record_usage(record)
+        yield _chunk(completion_id, created, {}, wire.finish_reason(answer.finish_reason),
+                     usage=usage,
+                     smallcode={"route": record.to_json()})
         if include_usage:
             yield _chunk(completion_id, created, None, usage=usage)
-        yield "data: [DONE]\n\n"
+        yield wire.DONE
     finally:
         if not accounted:  # the client left: stop the run, record what ran
             with anyio.CancelScope(shield=True):
-                await _stopped(request, run, caller=caller, team=team,
-                               completion_id=completion_id, started=started)
-
-
-async def _stopped(request: Request, run: _Run, *, caller: Caller, team: str,
-                   completion_id: str, started: float) -> None:
-    from agents.cloud import price
-
-    run.cancel.set()
-    await asyncio.wait([run.work], timeout=STOP_GRACE_S)
-    while not run.events.empty():
-        run.note(run.events.get_nowait())
-    outcome = run.work.exception() if run.work.done() else None
-    if run.work.done() and outcome is None:
-        record = run.work.result().record  # it finished before it noticed
-    elif outcome is None or isinstance(outcome, TaskCancelled):
-        local, cloud = run.tokens["local"], run.tokens["cloud"]
-        price_as = request.app.state.settings.cloud.price_as
-        record = {**direct_record(route="cloud" if cloud else "local",
-                                  prompt_tokens=run.prompt_tokens,
-                                  completion_tokens=local + cloud,
-                                  cost_usd=price(price_as, run.prompt_tokens, cloud) if cloud else 0.0,
-                                  counterfactual_usd=price(price_as, run.prompt_tokens,
-                                                           cloud or local)),
-                  "reason": "client_disconnected", "finish_reason": "client_disconnected"}
-        record["tokens"]["local_completion"] = local
-    else:
-        return  # it failed on its own: no entry, as for a plain request
-    await account(request, caller, request_id=completion_id, team=team, source="chat",
-                  record=record, started=started)
+                await run.stop()
+                run.pending()  # count what it streamed before it stopped
+                stopped = run.stopped_record("client_disconnected")
+                if stopped is not None:  # None: it failed on its own (no entry, as a plain one)
+                    await account(request, caller, request_id=completion_id, source="chat",
+                                  record=stopped, started=started)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
+import functools
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -15,10 +14,18 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from agents.base import Backend, Generation, GenerationRequest, Message, TokenLogprob
+from agents.cloud import price
+from router.graph import spend
 from router.graph.validation import NOT_TEXT, unencodable_field
-from router.service.accounting import account, admit, direct_record
-from router.service.deps import Caller, CallerDep
+from router.run.budget import BudgetGate
+from router.run.caller import Caller as RunCaller
+from router.run.outcome import RouteRecord
+from router.run.runner import Run
+from router.service import openai_wire as wire
+from router.service.accounting import account, admit
+from router.service.deps import CallerDep
 from router.service.errors import APIError
+from router.service.routed_stream import routed_stream
 from router.service.schemas import ChatCompletionRequest
 
 router = APIRouter(prefix="/v1")
@@ -61,47 +68,27 @@ def task_from_chat(body: ChatCompletionRequest) -> dict[str, Any]:
 
 
 async def _routed(body: ChatCompletionRequest, request: Request, completion_id: str,
-                  created: int, caller: Caller, team: str) -> Any:
-    from router.graph.graph import run_task
-    from router.service.budget import gate_for
-
+                  created: int, caller: RunCaller) -> Any:
     state = request.app.state
     started = time.perf_counter()
-    context = dataclasses.replace(state.router_context,
-                                  cloud_gate=gate_for(state.redis, state.names, caller.key, team,
-                                                      state.settings.policies.for_team(team),
-                                                      state.settings.cloud))
-    task = {**task_from_chat(body), "team": team}
-    if caller.key is not None and caller.key.local_only:
-        task["route"] = "local"  # this key never reaches the cloud
+    context = caller.context(state.router_context)
+    task = caller.task(task_from_chat(body))
     if body.stream:
-        from router.service.routed_stream import routed_stream
-
         return await routed_stream(request, graph=state.graph, task=task, context=context,
-                                   caller=caller, team=team, completion_id=completion_id,
+                                   caller=caller, completion_id=completion_id,
                                    created=created, include_usage=body.include_usage)
-    answer = await run_in_threadpool(run_task, state.graph, task,  # type: ignore[arg-type]
-                                     context)
-    record = answer.record
-    await account(request, caller, request_id=completion_id, team=team, source="chat",
+    answer = await Run(state.graph, task, context).answer()
+    record = RouteRecord.routed(answer.record)
+    await account(request, caller, request_id=completion_id, source="chat",
                   record=record, started=started)
-    request.state.route, request.state.route_reason = record["final"], record["reason"]
-    finish_reason = _finish(answer.finish_reason)
-    usage = {"prompt_tokens": record["tokens"]["prompt"],
-             "completion_tokens": record["tokens"]["completion"],
-             "total_tokens": record["tokens"]["prompt"] + record["tokens"]["completion"]}
+    request.state.route, request.state.route_reason = record.final, record.reason
     return {
         "id": completion_id, "object": "chat.completion", "created": created, "model": "auto",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
-                     "logprobs": None, "finish_reason": finish_reason}],
-        "usage": usage,
-        "smallcode": {"route": record},
+                     "logprobs": None, "finish_reason": wire.finish_reason(answer.finish_reason)}],
+        "usage": wire.record_usage(record),
+        "smallcode": {"route": record.to_json()},
     }
-
-
-def _finish(reason: str) -> str:
-    """Our finish reasons in OpenAI's words."""
-    return "length" if reason == "length" else "stop"
 
 
 def _logprob_json(entry: TokenLogprob) -> dict[str, Any]:
@@ -121,9 +108,10 @@ def _with_top(entry: TokenLogprob, k: int) -> TokenLogprob:
 
 
 @router.post("/chat/completions", response_model=None)
-async def chat_completions(body: ChatCompletionRequest, request: Request, caller: CallerDep) -> Any:
+async def chat_completions(body: ChatCompletionRequest, request: Request,
+                           identity: CallerDep) -> Any:
     tiers = _tiers(request)
-    team = caller.serving_team(body.team)
+    team = identity.serving_team(body.team)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     bad = unencodable_field(body.model_dump(), "")
@@ -138,16 +126,18 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, caller
         raise APIError(400, f"logprobs: model {body.model!r} cannot return them; ask model "
                        "'local' for logprobs, or leave logprobs and top_logprobs out",
                        param="logprobs")
-    if caller.key is not None and caller.key.local_only and body.model == "cloud":
+    caller = identity.run_as(request, team)
+    refusal = caller.cloud_refusal() if body.model == "cloud" else None
+    if refusal == "key":
         raise APIError(403, "model: this key is local-only; use model 'local' or 'auto'",
                        type_="permission_error", param="model", code="local_only")
-    if body.model == "cloud" and request.app.state.settings.policies.for_team(team).local_only:
+    if refusal == "team":
         raise APIError(403, f"model: team {team!r} is local-only (privacy policy); use model "
                        "'local' or 'auto'", type_="permission_error", param="model",
                        code="local_only")
-    await admit(request, caller)
+    await admit(request, identity)
     if body.model == "auto":
-        return await _routed(body, request, completion_id, created, caller, team)
+        return await _routed(body, request, completion_id, created, caller)
     request.state.route, request.state.route_reason = body.model, "requested"
     backend = tiers[body.model]
     started = time.perf_counter()
@@ -160,24 +150,28 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, caller
         stop=tuple(body.stop or ()),
     )
     if body.stream:
-        gate, token = await _reserve(request, caller, team, body.model, generation_request)
+        gate = caller.gate if body.model == "cloud" else None
+        hold = None
+        if gate is not None:
+            worst_usd = _priced(request, generation_request)(generation_request.max_tokens)
+            hold = await run_in_threadpool(spend.reserve, gate, worst_usd)
         # Start the stream before answering, so a bad request fails as a normal error.
         events = backend.stream(generation_request)
         try:
             first = await run_in_threadpool(next, events, None)
         except BaseException:
-            if token is not None:
-                await run_in_threadpool(gate.release, token)  # type: ignore[union-attr]
+            if hold is not None:
+                await run_in_threadpool(hold.release)
             raise
 
-        async def done(generation: Generation | None, streamed: int) -> dict[str, Any]:
+        async def done(generation: Generation | None, streamed: int) -> RouteRecord:
             """Settle and record what ran: the whole answer, or what was streamed before the
             client went away (then the generation was stopped)."""
             record = (_direct_record(request, body.model, generation) if generation else
                       _partial_record(request, body.model, generation_request, streamed))
-            if token is not None:
-                await run_in_threadpool(gate.settle, token, record["cost_usd"])  # type: ignore[union-attr]
-            await account(request, caller, request_id=completion_id, team=team, source="chat",
+            if hold is not None:
+                await run_in_threadpool(hold.settle, record.cost_usd)
+            await account(request, caller, request_id=completion_id, source="chat",
                           record=record, started=started,
                           first_token_ms=_first_token_ms(generation, started))
             return record
@@ -186,37 +180,20 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, caller
             _sse(events, first, body, completion_id, created, k, done),
             media_type="text/event-stream",
         )
-    generation = await _generate_direct(request, caller, team, body.model, backend,
-                                        generation_request)
+    generation = await _generate_direct(request, caller.gate if body.model == "cloud" else None,
+                                        backend, generation_request)
     record = _direct_record(request, body.model, generation)
-    await account(request, caller, request_id=completion_id, team=team, source="chat",
+    await account(request, caller, request_id=completion_id, source="chat",
                   record=record, started=started,
                   first_token_ms=_first_token_ms(generation, started))
     return _completion(generation, body, completion_id, created, k, record)
 
 
-async def _reserve(request: Request, caller: Caller, team: str, model: str,
-                   generation_request: GenerationRequest) -> tuple[Any, object | None]:
-    """For a cloud call under a key with a budget: the gate and a reservation of the worst
-    case (429 when it does not fit); otherwise (None, None)."""
-    from router.service.budget import gate_for
-
-    state = request.app.state
-    gate = gate_for(state.redis, state.names, caller.key, team,
-                    state.settings.policies.for_team(team),
-                    state.settings.cloud) if model == "cloud" else None
-    if gate is None:
-        return None, None
-    from agents.cloud import price
-
-    worst = price(state.settings.cloud.price_as, _prompt_tokens(request, generation_request),
-                  generation_request.max_tokens)
-    token = await run_in_threadpool(gate.reserve, worst)
-    if token is None:
-        from router.graph.errors import BudgetExceeded
-
-        raise BudgetExceeded(gate.retry_after_s)
-    return gate, token
+def _priced(request: Request, generation_request: GenerationRequest) -> Callable[[int], float]:
+    """The price of this request's prompt with an answer of so many tokens."""
+    price_as = request.app.state.settings.cloud.price_as
+    prompt = _prompt_tokens(request, generation_request)
+    return lambda completion: price(price_as, prompt, completion)
 
 
 def _prompt_tokens(request: Request, generation_request: GenerationRequest) -> int:
@@ -224,19 +201,15 @@ def _prompt_tokens(request: Request, generation_request: GenerationRequest) -> i
     return int(count("\n".join(m.content for m in generation_request.messages)))
 
 
-async def _generate_direct(request: Request, caller: Caller, team: str, model: str,
-                           backend: Backend, generation_request: GenerationRequest) -> Generation:
-    """Generate on the named tier; a cloud call holds the key's budget like a routed one."""
-    gate, token = await _reserve(request, caller, team, model, generation_request)
-    if token is None:
+async def _generate_direct(request: Request, gate: BudgetGate | None, backend: Backend,
+                           generation_request: GenerationRequest) -> Generation:
+    """Generate on the named tier; a cloud call (``gate``: its budget) holds the key's budget
+    like a routed one."""
+    if gate is None:
         return await run_in_threadpool(backend.generate, generation_request)
-    try:
-        generation = await run_in_threadpool(backend.generate, generation_request)
-    except BaseException:
-        await run_in_threadpool(gate.release, token)
-        raise
-    await run_in_threadpool(gate.settle, token, generation.cost_usd or 0.0)
-    return generation
+    return await run_in_threadpool(functools.partial(
+        spend.metered, gate, functools.partial(backend.generate, generation_request),
+        priced=_priced(request, generation_request), max_tokens=generation_request.max_tokens))
 
 
 def _first_token_ms(generation: Generation | None, started: float) -> float | None:
@@ -248,30 +221,30 @@ def _first_token_ms(generation: Generation | None, started: float) -> float | No
 
 
 def _partial_record(request: Request, model: str, generation_request: GenerationRequest,
-                    streamed: int) -> dict[str, Any]:
+                    streamed: int) -> RouteRecord:
     """What a stream the client left cost: its prompt and the tokens generated so far."""
-    from agents.cloud import price
-
     prompt = _prompt_tokens(request, generation_request)
     priced = price(request.app.state.settings.cloud.price_as, prompt, streamed)
-    return {**direct_record(route=model, prompt_tokens=prompt, completion_tokens=streamed,
-                            cost_usd=priced if model == "cloud" else 0.0,
-                            counterfactual_usd=priced),
-            "finish_reason": "client_disconnected"}
+    cloud = model == "cloud"
+    return RouteRecord.stopped("client_disconnected", prompt_tokens=prompt,
+                               local_tokens=0 if cloud else streamed,
+                               cloud_tokens=streamed if cloud else 0,
+                               cost_usd=priced if cloud else 0.0, counterfactual_usd=priced,
+                               requested="cloud" if cloud else "local")
 
 
-def _direct_record(request: Request, model: str, generation: Generation) -> dict[str, Any]:
-    from agents.cloud import price
-
+def _direct_record(request: Request, model: str, generation: Generation) -> RouteRecord:
     prompt, completion = generation.usage.prompt_tokens, generation.usage.completion_tokens
     counterfactual = price(request.app.state.settings.cloud.price_as, prompt, completion)
-    return direct_record(route=model, prompt_tokens=prompt, completion_tokens=completion,
-                         cost_usd=generation.cost_usd or 0.0, counterfactual_usd=counterfactual,
-                         backend=generation.model, finish_reason=generation.finish_reason)
+    return RouteRecord.direct(route="cloud" if model == "cloud" else "local",
+                              prompt_tokens=prompt, completion_tokens=completion,
+                              cost_usd=generation.cost_usd or 0.0,
+                              counterfactual_usd=counterfactual, backend=generation.model,
+                              finish_reason=generation.finish_reason)
 
 
 def _completion(generation: Generation, body: ChatCompletionRequest, completion_id: str,
-                created: int, k: int, record: dict[str, Any]) -> dict[str, Any]:
+                created: int, k: int, record: RouteRecord) -> dict[str, Any]:
     logprobs = None
     if body.logprobs and generation.logprobs is not None:
         logprobs = {"content": [_logprob_json(_with_top(t, k)) for t in generation.logprobs]}
@@ -284,33 +257,23 @@ def _completion(generation: Generation, body: ChatCompletionRequest, completion_
             "index": 0,
             "message": {"role": "assistant", "content": generation.text},
             "logprobs": logprobs,
-            "finish_reason": _finish(generation.finish_reason),
+            "finish_reason": wire.finish_reason(generation.finish_reason),
         }],
-        "usage": {
-            "prompt_tokens": generation.usage.prompt_tokens,
-            "completion_tokens": generation.usage.completion_tokens,
-            "total_tokens": generation.usage.total_tokens,
-        },
-        "smallcode": {"route": record, "backend": generation.model,
+        "usage": wire.generation_usage(generation),
+        "smallcode": {"route": record.to_json(), "backend": generation.model,
                       "cost_usd": generation.cost_usd},
     }
 
 
 async def _sse(events: Iterator[Any], first: Any, body: ChatCompletionRequest, completion_id: str,
                created: int, k: int,
-               done: Callable[[Generation | None, int], Awaitable[dict[str, Any]]]) -> AsyncIterator[str]:
+               done: Callable[[Generation | None, int], Awaitable[RouteRecord]]) -> AsyncIterator[str]:
     """The stream's events as server-sent events; ``done`` runs once at the end, also when the
     client hangs up (then with what was streamed so far, after the generation is stopped)."""
     def chunk(delta: dict[str, Any] | None, finish: str | None = None,
               logprobs: Any = None, **extra: Any) -> str:
-        payload = {
-            "id": completion_id, "object": "chat.completion.chunk", "created": created,
-            "model": body.model,
-            "choices": [] if delta is None else [
-                {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}],
-            **extra,
-        }
-        return f"data: {json.dumps(payload)}\n\n"
+        return wire.chat_chunk(completion_id, created, body.model, delta, finish, logprobs,
+                               **extra)
 
     item = first
     streamed, accounted = 0, False
@@ -318,13 +281,11 @@ async def _sse(events: Iterator[Any], first: Any, body: ChatCompletionRequest, c
         yield chunk({"role": "assistant", "content": ""})
         while item is not None:
             if isinstance(item, Generation):
-                usage = {"prompt_tokens": item.usage.prompt_tokens,
-                         "completion_tokens": item.usage.completion_tokens,
-                         "total_tokens": item.usage.total_tokens}
-                finish = _finish(item.finish_reason)
+                usage = wire.generation_usage(item)
+                finish = wire.finish_reason(item.finish_reason)
                 accounted = True
                 record = await done(item, streamed)
-                yield chunk({}, finish, usage=usage, smallcode={"route": record})
+                yield chunk({}, finish, usage=usage, smallcode={"route": record.to_json()})
                 if body.include_usage:
                     yield chunk(None, usage=usage)
             else:
@@ -342,4 +303,4 @@ async def _sse(events: Iterator[Any], first: Any, body: ChatCompletionRequest, c
         if not accounted:
             with anyio.CancelScope(shield=True):  # the client is gone; the charge is not
                 await done(None, streamed)
-    yield "data: [DONE]\n\n"
+    yield wire.DONE

@@ -20,8 +20,11 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from redis.exceptions import RedisError
 
+from router.graph.validation import validate
+from router.run.runner import JOB
 from router.service.deps import CallerDep, NamesDep, RedisDep, SettingsDep
 from router.service.errors import APIError
+from router.service.routes import task_from_chat
 from router.service.schemas import ChatCompletionRequest, ChatMessage
 from router.store import tasks
 from router.store.names import Names
@@ -116,17 +119,12 @@ def _queue(request: Request) -> ArqRedis:
 async def submit(body: TaskRequest, request: Request, caller: CallerDep, redis: RedisDep,
                  names: NamesDep, settings: SettingsDep,
                  idempotency_key: Annotated[str | None, Header()] = None) -> JSONResponse:
-    from router.service.routes import task_from_chat
-    from router.worker import JOB
-
     if idempotency_key is not None and not IDEMPOTENCY_KEY.match(idempotency_key):
         raise APIError(400, "Idempotency-Key: use 1-255 printable ASCII characters, no spaces",
                        param="Idempotency-Key")
     team = caller.serving_team(body.team)
     task = {**task_from_chat(body), "team": team}
     # The intake's own checks now, so bad input is a 400 here, not a failed task later.
-    from router.graph.validation import validate
-
     validate(task, request.app.state.router_context)
     config = settings.tasks
     with _redis_up():

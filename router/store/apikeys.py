@@ -23,7 +23,11 @@ Period = Literal["day", "month"]
 
 
 class InvalidKeyRequest(ValueError):
-    """A key cannot be created as asked; the message names the field."""
+    """A key cannot be created as asked; ``field`` names the field, and so does the message."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}")
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,7 @@ def hash_secret(secret: str) -> str:
 
 def check_team(team: str) -> str:
     if not isinstance(team, str) or not TEAM_NAME.match(team):
-        raise InvalidKeyRequest(f"team: {team!r} is not a valid team name ({TEAM_RULE})")
+        raise InvalidKeyRequest("team", f"{team!r} is not a valid team name ({TEAM_RULE})")
     return team
 
 
@@ -59,12 +63,12 @@ async def create_key(redis: Redis, names: Names, *, team: str, budget_usd: float
     """Create a key; returns it and its secret (the only time the secret exists in clear)."""
     check_team(team)
     if budget_usd is not None and not budget_usd >= 0:
-        raise InvalidKeyRequest("budget_usd: must be 0 or more")
+        raise InvalidKeyRequest("budget_usd", "must be 0 or more")
     if period not in ("day", "month"):
-        raise InvalidKeyRequest("period: use day or month")
+        raise InvalidKeyRequest("period", "use day or month")
     for name, value in (("rpm", rpm), ("tpm", tpm)):
         if value is not None and value < 1:
-            raise InvalidKeyRequest(f"{name}: must be 1 or more (leave it out for no limit)")
+            raise InvalidKeyRequest(name, "must be 1 or more (leave it out for no limit)")
     key = ApiKey(id=secrets.token_hex(6), team=team, created_at=time.time(),
                  budget_usd=budget_usd, period=period, rpm=rpm, tpm=tpm, local_only=local_only)
     secret = f"sk-sc-{key.id}-{secrets.token_urlsafe(32)}"

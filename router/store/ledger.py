@@ -3,14 +3,14 @@ per team, route and reason updated in the same atomic step (one Lua script), so 
 reads a handful of hashes instead of scanning entries.
 
 An entry is keyed by its request id; a second write of the same id (a redelivered task, a
-retried write) changes nothing and returns False.
+retried write) changes nothing and returns False. Entries are built from a typed route record
+by :func:`router.run.outcome.ledger_entry`; this module only stores and reads them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -54,33 +54,6 @@ if split <= #ARGV then
 end
 return 1
 """
-
-
-def build_entry(*, request_id: str, team: str, key_id: str | None, source: str,
-                record: dict[str, Any], latency_ms: float, at: float | None = None,
-                status: str = "done") -> dict[str, Any]:
-    """A ledger entry from a route record (see :func:`router.graph.record.build_record`)."""
-    tokens = record.get("tokens", {})
-    final = record.get("final", "local")
-    escalated = bool(record.get("escalated"))
-    prompt, completion = int(tokens.get("prompt", 0)), int(tokens.get("completion", 0))
-    local_completion = int(tokens.get("local_completion", 0))
-    timings = record.get("timings_ms", {})
-    return {
-        "id": request_id, "time": at if at is not None else time.time(), "team": team,
-        "key_id": key_id, "source": source, "status": status,
-        "task_type": record.get("task_type"), "route": final,
-        "reason": record.get("reason", "unknown"), "escalated": escalated,
-        "confidence": record.get("confidence"),
-        "tokens": {"prompt": prompt, "completion": completion,
-                   "local": (prompt + local_completion) if (final == "local" or escalated) else 0,
-                   "cloud": (prompt + completion) if final == "cloud" else 0,
-                   "local_completion": local_completion},
-        "cost_usd": float(record.get("cost_usd") or 0.0),
-        "counterfactual_usd": float(record.get("counterfactual_cost_usd") or 0.0),
-        "escalated_local_ms": float(timings.get("local_generate", 0.0)) if escalated else 0.0,
-        "latency_ms": round(latency_ms, 1),
-    }
 
 
 def _increments(entry: dict[str, Any]) -> dict[str, float]:

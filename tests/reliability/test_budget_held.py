@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from agents.config import CloudConfig
-from router.service.budget import hold_s
+from router.run.budget import hold_s
 from router.store import budgets, ledger, tasks
 from tests.recording_proxy import paced_proxy
 from tests.reliability.conftest import LogScan, Service, auth, figure, in_store, running

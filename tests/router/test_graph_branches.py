@@ -33,6 +33,7 @@ class Broke:
     """A budget gate with nothing left (the service's gate says the same over budget)."""
 
     retry_after_s = 60
+    settled_usd = 0.0
 
     def reserve(self, usd: float) -> object | None:
         return None

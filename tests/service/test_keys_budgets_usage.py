@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agents.cloud import CloudBackend, price
 from agents.config import CloudConfig
+from router.run.outcome import RouteRecord, ledger_entry
 from router.service.app import create_app
 from router.settings import ConfigError, Settings
 from router.store import budgets, ledger
@@ -269,8 +270,8 @@ async def _write_twice(url: str) -> tuple[bool, bool, list[dict]]:
               "tokens": {"prompt": 100, "completion": 20, "local_completion": 30},
               "cost_usd": 0.002, "counterfactual_cost_usd": 0.002,
               "timings_ms": {"local_generate": 400.0}}
-    entry = ledger.build_entry(request_id="req-1", team="t", key_id="k", source="task",
-                               record=record, latency_ms=900)
+    entry = ledger_entry(request_id="req-1", team="t", key_id="k", source="task",
+                         record=RouteRecord.routed(record), latency_ms=900)
     try:
         first = await ledger.write_entry(redis, names, entry, retention_days=30)
         second = await ledger.write_entry(redis, names, {**entry, "cost_usd": 9.9},
