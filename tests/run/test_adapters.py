@@ -1,0 +1,258 @@
+"""One run layer under every adapter: the same task through the chat route (whole and
+streamed), the task queue, and a request naming its tier (``model: local`` / ``model: cloud``,
+whole and streamed) is recorded once each, with the same route record and the same budget
+charged; and each early end (a client gone mid-stream, a task cancelled, a task past its time)
+charges the budget what the ledger records, keeps its record, and writes one entry.
+
+Real parts throughout: Valkey, uvicorn, an arq worker in the service's process, SmolLM2 as the
+local tier and a SmolLM2 stand-in behind llama-cpp-python's server as the cloud, reached
+through litellm."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from agents.cloud import CloudBackend
+from router.service.app import create_app
+from router.settings import Settings
+from router.store import budgets, ledger, tasks
+from router.store.names import Names
+from tests.helpers import serving
+
+ADMIN = "admin-run-layer-" + "q" * 16
+TEAM = "metered"
+POLICIES = {"teams": {TEAM: {"budget_usd": 10.0, "budget_period": "month"}}}
+# Three attached files: a multi-file task, so the route is the cloud's whatever the local
+# model would say (the same decision on every adapter, made before anything generates).
+FILES = [{"path": f"lib/m{i}.py", "content": f"X{i} = {i}\n"} for i in range(3)]
+ASK = "Write a Python function that reverses a string."
+MESSAGES = [{"role": "user", "content": ASK}]
+VARIES = ("timings_ms",)  # what may differ between two runs of one task: how long each took
+
+
+def settings(redis_url: str, cloud_url: str, prefix: str, **tasks_config: Any) -> Settings:
+    return Settings(admin_key=ADMIN, redis={"url": redis_url, "prefix": prefix},
+                    local={"n_ctx": 2048}, policies=POLICIES,
+                    cloud={"api_base": cloud_url, "n_ctx": 1024, "num_retries": 0,
+                           "timeout_s": 60},
+                    tasks={"lease_s": 2, "poll_s": 0.05, "heartbeat_s": 1, **tasks_config})
+
+
+class Api:
+    def __init__(self, url: str, redis_url: str, prefix: str) -> None:
+        self.url, self.redis_url, self.names = url, redis_url, Names(prefix)
+        response = httpx.post(f"{url}/v1/keys", json={"team": TEAM},
+                              headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30)
+        assert response.status_code == 201, response.text
+        self.headers = {"Authorization": f"Bearer {response.json()['key']}"}
+
+    def store(self, call: Any, *args: Any, **kwargs: Any) -> Any:
+        async def go() -> Any:
+            client = Redis.from_url(self.redis_url)
+            try:
+                return await call(client, self.names, *args, **kwargs)
+            finally:
+                await client.aclose()
+        return asyncio.run(go())
+
+    def spent_usd(self) -> float:
+        """What the team's budget was charged so far (no reservation may be left open)."""
+        deadline = time.monotonic() + 15  # a stopped call settles as its thread stops
+        while True:
+            state = self.store(budgets.state, scope=f"team:{TEAM}", period="month",
+                               limit_usd=10.0)
+            if not state.open_reservations or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert state.open_reservations == 0 and state.reserved_usd == pytest.approx(0, abs=1e-12)
+        return float(state.spent_usd)
+
+    def entries(self) -> list[dict[str, Any]]:
+        return list(self.store(ledger.page_entries, team=TEAM, start=0, end=time.time() + 60,
+                               limit=100))
+
+    def entry(self, request_id: str, timeout_s: float = 60) -> dict[str, Any]:
+        """The request's ledger entry with its stored record (waits for it to be written)."""
+        deadline = time.monotonic() + timeout_s
+        while (found := self.store(ledger.get_entry, request_id)) is None:
+            assert time.monotonic() < deadline, f"no ledger entry for {request_id}"
+            time.sleep(0.1)
+        return {**found, "record": self.store(ledger.get_record, request_id)}
+
+    def chat(self, body: dict[str, Any]) -> dict[str, Any]:
+        response = httpx.post(f"{self.url}/v1/chat/completions", headers=self.headers,
+                              json=body, timeout=180)
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    def chat_streamed(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        chunks = []
+        with httpx.stream("POST", f"{self.url}/v1/chat/completions", headers=self.headers,
+                          json={**body, "stream": True}, timeout=180) as response:
+            assert response.status_code == 200, response.read()
+            for line in response.iter_lines():
+                if line.startswith("data: ") and line != "data: [DONE]":
+                    chunks.append(json.loads(line[6:]))
+        return chunks
+
+    def submit(self, body: dict[str, Any]) -> str:
+        response = httpx.post(f"{self.url}/v1/tasks", headers=self.headers, json=body,
+                              timeout=30)
+        assert response.status_code == 202, response.text
+        return str(response.json()["id"])
+
+    def task(self, task_id: str, *, until: tuple[str, ...] = tasks.FINAL,
+             timeout_s: float = 180) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            found = httpx.get(f"{self.url}/v1/tasks/{task_id}", headers=self.headers,
+                              timeout=30).json()
+            if found["status"] in until:
+                return dict(found)
+            assert time.monotonic() < deadline, f"task still {found['status']}"
+            time.sleep(0.1)
+
+    def wait_cloud_tokens(self, task_id: str, count: int, timeout_s: float = 120) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            found = self.store(tasks.read_events, task_id, after="0", block_ms=None)
+            text = "".join(json.loads(e.data).get("text", "") for e in found
+                           if e.event == "token" and json.loads(e.data)["tier"] == "cloud")
+            if len(text) >= count:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"task {task_id} streamed no cloud tokens")
+
+
+@pytest.fixture(scope="module")
+def api(smol: Any, smol_standin_url: str, valkey_server: Any) -> Iterator[Api]:
+    prefix = "run-layer"
+    config = settings(valkey_server.url, smol_standin_url, prefix)
+    app = create_app(config, local=smol, cloud=CloudBackend(config.cloud), with_retrieval=False)
+    with serving(app) as url:
+        yield Api(url, valkey_server.url, prefix)
+
+
+def comparable(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k not in VARIES}
+
+
+def charged(api: Api, run: Any) -> tuple[str, float]:
+    """Run ``run()`` (it returns the request id); what the team's budget was charged by it."""
+    before = api.spent_usd()
+    request_id = run()
+    return request_id, api.spent_usd() - before
+
+
+def test_every_adapter_records_the_same_task_once_and_charges_the_same(api: Api) -> None:
+    routed = {"model": "auto", "messages": MESSAGES, "files": FILES, "max_tokens": 24}
+    runs = {
+        "chat": lambda: api.chat(routed)["id"],
+        "chat streamed": lambda: api.chat_streamed(routed)[0]["id"],
+        "task": lambda: api.task(api.submit({k: v for k, v in routed.items()
+                                             if k != "model"}))["id"],
+    }
+    direct = {"messages": MESSAGES, "max_tokens": 24}
+    for model in ("local", "cloud"):
+        runs[f"{model} direct"] = lambda m=model: api.chat({**direct, "model": m})["id"]
+        runs[f"{model} direct streamed"] = lambda m=model: api.chat_streamed(
+            {**direct, "model": m})[0]["id"]
+    before = {e["id"] for e in api.entries()}
+    results = {name: charged(api, run) for name, run in runs.items()}
+    written = [e for e in api.entries() if e["id"] not in before]
+    assert sorted(e["id"] for e in written) == sorted(i for i, _ in results.values())  # one each
+    entries = {name: api.entry(request_id) for name, (request_id, _) in results.items()}
+    for name, entry in entries.items():
+        assert entry["record"] is not None, f"{name}: no route record kept"
+        assert entry["cost_usd"] == pytest.approx(results[name][1], abs=1e-12), name
+        assert entry["route"] == entry["record"]["final"], name
+    # The routed adapters: one decision, one record, one charge.
+    chat = entries["chat"]
+    assert (chat["route"], chat["reason"]) == ("cloud", "multi_file") and chat["cost_usd"] > 0
+    for name in ("chat streamed", "task"):
+        assert comparable(entries[name]["record"]) == comparable(chat["record"]), name
+        assert entries[name]["cost_usd"] == pytest.approx(chat["cost_usd"], rel=1e-9), name
+    assert [entries[n]["source"] for n in ("chat", "chat streamed", "task")] == \
+        ["chat", "chat", "task"]
+    # The direct adapters: the tier asked for, whole or streamed alike. A streamed cloud
+    # call is counted by the provider's usage chunk; the stand-in (llama-cpp-python's server)
+    # sends none, so litellm estimates its tokens: counts and price may differ from the whole
+    # answer's, but the budget is charged what the ledger records either way (checked above).
+    provider_counted = ("tokens", "cost_usd", "counterfactual_cost_usd")
+    for model in ("local", "cloud"):
+        whole, streamed = entries[f"{model} direct"], entries[f"{model} direct streamed"]
+        assert (whole["route"], whole["reason"]) == (model, "requested")
+        varies = provider_counted if model == "cloud" else ()
+        assert ({k: v for k, v in comparable(streamed["record"]).items() if k not in varies}
+                == {k: v for k, v in comparable(whole["record"]).items() if k not in varies})
+        if model == "local":
+            assert streamed["record"]["tokens"] == whole["record"]["tokens"]
+    assert entries["local direct"]["cost_usd"] == 0
+    assert entries["cloud direct"]["cost_usd"] > 0 and entries["cloud direct streamed"]["cost_usd"] > 0
+
+
+def test_a_client_gone_mid_stream_is_charged_what_the_ledger_records(api: Api) -> None:
+    before = api.spent_usd()
+    with httpx.stream("POST", f"{api.url}/v1/chat/completions", headers=api.headers,
+                      timeout=120, json={"model": "auto", "stream": True, "messages": MESSAGES,
+                                         "files": FILES, "max_tokens": 400}) as response:
+        assert response.status_code == 200
+        request_id, seen = None, 0
+        for line in response.iter_lines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                chunk = json.loads(line[6:])
+                request_id = chunk["id"]
+                if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                    seen += 1
+                    if seen == 3:
+                        break  # hang up mid-answer (a multi-file task: the cloud's answer)
+    assert request_id is not None
+    entry = api.entry(request_id)
+    assert entry["reason"] == "client_disconnected" and entry["route"] == "cloud", entry
+    assert entry["record"]["reason"] == "client_disconnected"
+    assert 0 < entry["tokens"]["completion"] < 400
+    assert api.spent_usd() - before == pytest.approx(entry["cost_usd"], rel=1e-6)
+    assert [e["id"] for e in api.entries()].count(request_id) == 1
+
+
+def test_a_task_cancelled_mid_cloud_call_is_charged_what_the_ledger_records(api: Api) -> None:
+    before = api.spent_usd()
+    task_id = api.submit({"messages": MESSAGES, "files": FILES, "max_tokens": 400})
+    api.wait_cloud_tokens(task_id, 3)
+    response = httpx.delete(f"{api.url}/v1/tasks/{task_id}", headers=api.headers, timeout=30)
+    assert response.json()["status"] == "cancelled"
+    entry = api.entry(task_id)
+    assert (entry["status"], entry["reason"], entry["route"]) == ("cancelled", "cancelled",
+                                                                  "cloud"), entry
+    assert entry["record"] is not None and entry["record"]["reason"] == "cancelled"
+    assert entry["cost_usd"] > 0 and 0 < entry["tokens"]["completion"] < 400
+    assert api.spent_usd() - before == pytest.approx(entry["cost_usd"], rel=1e-6)
+    assert [e["id"] for e in api.entries()].count(task_id) == 1
+    assert api.task(task_id)["status"] == "cancelled"
+
+
+def test_a_task_past_its_time_is_charged_what_the_ledger_records(
+        smol: Any, smol_standin_url: str, valkey_server: Any) -> None:
+    prefix = "run-layer-timeout"
+    config = settings(valkey_server.url, smol_standin_url, prefix, timeout_s=1.5)
+    app = create_app(config, local=smol, cloud=CloudBackend(config.cloud), with_retrieval=False)
+    with serving(app) as url:
+        api = Api(url, valkey_server.url, prefix)
+        before = api.spent_usd()
+        task_id = api.submit({"messages": MESSAGES, "files": FILES, "max_tokens": 800})
+        task = api.task(task_id)
+        assert task["status"] == "failed" and task["error"]["type"] == "timeout", task
+        entry = api.entry(task_id)
+        assert (entry["status"], entry["reason"]) == ("failed", "timeout"), entry
+        assert entry["record"] is not None and entry["record"]["reason"] == "timeout"
+        assert entry["tokens"]["completion"] < 800
+        assert api.spent_usd() - before == pytest.approx(entry["cost_usd"], rel=1e-6)
+        assert [e["id"] for e in api.entries()] == [task_id]
