@@ -12,7 +12,7 @@ install:
 models: install
 	@$(SMALLCODE) models pull
 
-run: models
+run: models llama-server
 	$(SMALLCODE) serve
 
 lint: install

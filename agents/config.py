@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 
 class _Section(BaseModel):
@@ -12,19 +12,46 @@ class _Section(BaseModel):
 
 
 class LocalConfig(_Section):
-    mode: Literal["inprocess", "server"] = Field(
-        "inprocess", description="inprocess: llama.cpp in this process; server: a URL"
+    mode: Literal["auto", "inprocess", "server"] = Field(
+        "auto", description="auto: `smallcode serve` runs llama.cpp's llama-server (parallel "
+        "slots, the prompt cache kept per session), or llama.cpp in its own process where no "
+        "llama-server is built (its start-up log says so); every other command runs llama.cpp "
+        "in-process. inprocess: always in-process. server: the servers at server_urls (or "
+        "server_url); none given: `smallcode serve` starts llama-server itself"
     )
     model: str = Field("qwen2.5-coder-0.5b", description="a model name or a GGUF file path")
     server_url: str | None = Field(
         None, description="OpenAI-compatible base URL (…/v1) when mode is server; empty: "
         "`smallcode serve` starts llama.cpp's llama-server itself"
     )
+    server_urls: tuple[str, ...] = Field(
+        (), description="several OpenAI-compatible base URLs (…/v1, llama.cpp's llama-server "
+        "or others, e.g. one per GPU host) served as one pool when mode is server: a session "
+        "stays on the server that holds its prompt, other requests go to the least busy, a "
+        "server that does not answer is left out until its /health answers again")
     server_parallel: int = Field(
-        8, ge=1, le=256, description="parallel slots of the llama-server `smallcode serve` starts")
-    server_port: int = Field(8091, ge=1, le=65535, description="port of that llama-server")
+        8, ge=1, le=256, description="parallel slots of the llama-server `smallcode serve` "
+        "starts (continuous batching); each slot gets an n_ctx window")
+    server_port: int | None = Field(
+        None, ge=1, le=65535, description="port of that llama-server on 127.0.0.1; empty: a "
+        "free port")
     llama_server: str | None = Field(
         None, description="the llama-server binary; empty: the one `make llama-server` built")
+    jinja: bool = Field(
+        True, description="llama-server renders chats with the GGUF's own Jinja template "
+        "(--jinja: the model's chat format and its tool-call parsing)")
+    cache_reuse: int = Field(
+        256, ge=0, le=65536, description="llama-server --cache-reuse: cached prompt chunks of "
+        "at least this many tokens are moved past an edit (KV shifting) instead of evaluated "
+        "again; 0: only the common prefix is reused")
+    spec_type: Literal["none", "ngram-simple", "ngram-map-k", "ngram-map-k4v", "ngram-mod",
+                       "ngram-cache"] = Field(
+        "ngram-simple", description="llama-server speculative decoding without a draft model "
+        "(--spec-type): drafts copied from the prompt and the answer so far, verified by the "
+        "model, so greedy output is unchanged; none: off")
+    spec_draft_n_max: int = Field(
+        16, ge=1, le=256, description="llama-server --spec-draft-n-max: most tokens drafted "
+        "per step")
     n_ctx: int = Field(4096, ge=256, le=131072, description="context window in tokens")
     n_threads: int = Field(2, ge=1, le=512, description="CPU threads for decoding")
     n_batch: int = Field(512, ge=16, le=8192, description="prompt tokens evaluated per batch")
@@ -33,7 +60,8 @@ class LocalConfig(_Section):
         "f16", description="KV cache type; q8_0 quantizes K, and V too when flash_attn is on"
     )
     prompt_lookup_tokens: int = Field(
-        0, ge=0, le=64, description="prompt-lookup speculative decoding draft length; 0 = off"
+        0, ge=0, le=64, description="in-process prompt-lookup speculative decoding draft "
+        "length; 0 = off (llama-server: spec_type)"
     )
     top_logprobs: int = Field(2, ge=0, le=20, description="alternatives kept per token")
     fim_n_ctx: int = Field(
@@ -42,6 +70,17 @@ class LocalConfig(_Section):
         "cache (about 12 KiB per token for the 0.5B coder); 0: share the chat context")
     timeout_s: float = Field(120.0, gt=0, le=3600, description="server mode request timeout")
 
+    @model_validator(mode="after")
+    def _one_kind_of_url(self) -> LocalConfig:
+        if self.server_url and self.server_urls:
+            raise ValueError("local.server_url and local.server_urls are both set: list every "
+                             "server in server_urls")
+        return self
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """The local servers to use in server mode: ``server_urls``, or ``server_url``."""
+        return self.server_urls or ((self.server_url,) if self.server_url else ())
 
 
 class CloudConfig(_Section):

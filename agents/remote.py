@@ -69,6 +69,62 @@ class RemoteLocalBackend(Backend):
         # Cleared when the server refuses logprobs; generations then carry none, and the
         # router escalates them (no evidence is not confidence).
         self.supports_logprobs = True
+        self._llama_cpp: bool | None = None  # known once the server has answered /props
+
+    @property
+    def url(self) -> str:
+        return self._config.server_url or ""
+
+    def _root(self) -> str:
+        return self.url.rstrip("/").removesuffix("/v1")
+
+    def is_llama_cpp(self) -> bool:
+        """Whether the server is llama.cpp's llama-server (its ``/props`` describes its slots):
+        then requests ask for its prompt cache, and prompts are counted with its tokenizer."""
+        if self._llama_cpp is None:
+            try:
+                response = self._client.get(f"{self._root()}/props", timeout=HEALTH_TIMEOUT_S)
+            except httpx.HTTPError:
+                return False  # asked again next time: it may be starting
+            self._llama_cpp = (response.status_code == 200 and "default_generation_settings"
+                               in _json_object(response))
+        return self._llama_cpp
+
+    def count_tokens(self, text: str) -> int | None:
+        """llama-server's own tokenizer (``/tokenize``); an estimate while it does not answer;
+        None for other servers (the router estimates)."""
+        if not self.is_llama_cpp():
+            return None
+        if not text:
+            return 0
+        tokens = self._tokenize(text)
+        return len(tokens) if tokens is not None else max(1, round(len(text) / 3.5))
+
+    def count_prompt_tokens(self, request: GenerationRequest) -> int | None:
+        """The chat as llama-server renders it (``/apply-template``), in its own tokens."""
+        if not self.is_llama_cpp():
+            return None
+        try:
+            response = self._client.post(
+                f"{self._root()}/apply-template", timeout=HEALTH_TIMEOUT_S,
+                json={"messages": [{"role": m.role, "content": m.content}
+                                   for m in request.messages]})
+            response.raise_for_status()
+            prompt = response.json()["prompt"]
+        except (httpx.HTTPError, KeyError, ValueError):
+            return None
+        tokens = self._tokenize(prompt)
+        return None if tokens is None else len(tokens)
+
+    def _tokenize(self, text: str) -> list[int] | None:
+        try:
+            response = self._client.post(f"{self._root()}/tokenize", timeout=HEALTH_TIMEOUT_S,
+                                         json={"content": text, "add_special": False,
+                                               "parse_special": True})
+            response.raise_for_status()
+            return list(response.json()["tokens"])
+        except (httpx.HTTPError, KeyError, ValueError):
+            return None
 
     @property
     def model_name(self) -> str:
@@ -104,6 +160,12 @@ class RemoteLocalBackend(Backend):
             body.update(logprobs=True, top_logprobs=request.top_logprobs)
         if request.stop:
             body["stop"] = list(request.stop)
+        if self.is_llama_cpp():
+            # Keep this conversation's prompt in its slot: the next turn, sent with the same
+            # prefix, goes to the slot that holds it (llama-server picks the idle slot whose
+            # cached prompt is most alike, and restores idle slots' prompts from host memory)
+            # and evaluates only what is new. ``timings.cache_n`` says how much was reused.
+            body["cache_prompt"] = True
         try:
             try:
                 yield from self._stream(body)
@@ -134,9 +196,13 @@ class RemoteLocalBackend(Backend):
         first_at: float | None = None
         parts: list[str] = []
         logprobs: list[TokenLogprob] = []
+        unscored = 0  # tokens sent without their probability (see below)
         finish: FinishReason = "stop"
         usage: Usage | None = None
+        timings: dict[str, Any] = {}
+        cached: int | None = None
         finished = False
+        top_k = int(body.get("top_logprobs") or 0)
         try:
             with self._client.stream("POST", self._url, json=body) as response:
                 if response.status_code >= 400 and "logprobs" in body:
@@ -148,12 +214,22 @@ class RemoteLocalBackend(Backend):
                     chunk = json.loads(line[5:])
                     if chunk.get("usage"):
                         usage = Usage(chunk["usage"]["prompt_tokens"], chunk["usage"]["completion_tokens"])
+                        details = chunk["usage"].get("prompt_tokens_details") or {}
+                        if details.get("cached_tokens") is not None:
+                            cached = int(details["cached_tokens"])
+                    if isinstance(chunk.get("timings"), dict):
+                        timings = chunk["timings"]  # llama-server, on its last chunk
                     for choice in chunk.get("choices") or ():
                         delta = (choice.get("delta") or {}).get("content") or ""
                         if choice.get("finish_reason"):
                             finished = True
                             finish = "length" if choice["finish_reason"] == "length" else "stop"
                         step = _token_logprobs(choice)
+                        # A token asked with alternatives that comes without any was not
+                        # scored: llama-server sends the tokens it accepted from a speculative
+                        # draft with probability 1 and no alternatives, unless built with
+                        # scripts/llama-server-draft-probs.patch. That is no evidence.
+                        unscored += sum(1 for t in step if top_k and not t.top)
                         logprobs.extend(step)
                         if delta:
                             first_at = first_at or time.perf_counter()
@@ -181,14 +257,31 @@ class RemoteLocalBackend(Backend):
         if usage is None:
             usage = Usage(0, len(logprobs))
         total = time.perf_counter() - started
+        extra: dict[str, object] = {}
+        if "cache_n" in timings:
+            cached = int(timings["cache_n"])
+        if cached is not None:
+            extra["cached_prompt_tokens"] = cached
+        if "draft_n" in timings:
+            extra.update(draft_tokens=int(timings["draft_n"]),
+                         draft_tokens_accepted=int(timings.get("draft_n_accepted", 0)))
+        if unscored:
+            log.warning("%s sent %d of %d tokens without their probability (speculative "
+                        "decoding without scripts/llama-server-draft-probs.patch?): this "
+                        "answer has no logprobs", self._config.server_url, unscored,
+                        len(logprobs))
+            extra["unscored_tokens"] = unscored
+        rate = timings.get("predicted_per_second")
         yield Generation(
             text="".join(parts),
             model=self._config.model,
             finish_reason=finish,
             usage=usage,
             timings=Timings(total_ms=total * 1000,
-                            first_token_ms=(first_at - started) * 1000 if first_at else None),
-            logprobs=tuple(logprobs) if logprobs else None,
+                            first_token_ms=(first_at - started) * 1000 if first_at else None,
+                            decode_tokens_per_s=float(rate) if rate else None),
+            logprobs=tuple(logprobs) if logprobs and not unscored else None,
+            extra=extra,
         )
 
     def infill(self, request: InfillRequest) -> Iterator[TokenEvent | Generation]:
@@ -217,6 +310,7 @@ class RemoteLocalBackend(Backend):
         text, emitted, count = "", 0, 0
         finish: FinishReason = "length"
         usage: Usage | None = None
+        cached: int | None = None
         try:
             with self._client.stream("POST", url, json=body) as response:
                 if response.status_code in (404, 405, 501) and request.suffix is not None:
@@ -229,6 +323,8 @@ class RemoteLocalBackend(Backend):
                     if not line.startswith("data:") or line.strip() == "data: [DONE]":
                         continue
                     chunk = json.loads(line[5:])
+                    if isinstance(chunk.get("timings"), dict) and "cache_n" in chunk["timings"]:
+                        cached = int(chunk["timings"]["cache_n"])
                     piece, done, chunk_usage = text_of(chunk)
                     usage = chunk_usage or usage
                     if piece:
@@ -258,7 +354,8 @@ class RemoteLocalBackend(Backend):
             timings=Timings(total_ms=total * 1000,
                             first_token_ms=(first_at - started) * 1000 if first_at else None),
             extra={"window": {"prefix_lines_dropped": win.prefix_lines_dropped,
-                              "suffix_lines_dropped": win.suffix_lines_dropped}})
+                              "suffix_lines_dropped": win.suffix_lines_dropped},
+                   **({} if cached is None else {"cached_prompt_tokens": cached})})
 
     def close(self) -> None:
         self._client.close()
@@ -284,3 +381,11 @@ def _completion_text(chunk: dict[str, Any]) -> tuple[str, FinishReason | None, U
     reason = choices[0].get("finish_reason")
     done: FinishReason | None = None if not reason else ("length" if reason == "length" else "stop")
     return choices[0].get("text") or "", done, usage
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    try:
+        found = response.json()
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}

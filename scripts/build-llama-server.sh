@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Build llama.cpp's own `llama-server` (parallel slots, continuous batching: the local tier for
 # many users at once) from the llama.cpp source that llama-cpp-python's sdist carries, at the
-# version pyproject.toml pins. The binary is cached outside the clone, keyed by that version and
-# this script, and its path printed on the last line. A few minutes on 2 cores, once.
+# version pyproject.toml pins, with scripts/llama-server-draft-probs.patch applied (tokens accepted
+# from a speculative draft get their probabilities, as without speculation: the router's judge
+# reads them). The binary is cached outside the clone, keyed by that version, this script and
+# the patch, and its path printed on the last line. A few minutes on 2 cores, once.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -15,7 +17,8 @@ print(next(re.split(r"==", d)[1] for d in deps if d.startswith("llama-cpp-python
 PY
 )"
 source scripts/llama-build-env.sh  # CFLAGS for llama.cpp, and LLAMA_BUILD_KEY
-key="$( { cat scripts/build-llama-server.sh; echo "$LLAMA_BUILD_KEY"; } | sha256sum | cut -c1-8)"
+key="$( { cat scripts/build-llama-server.sh scripts/llama-server-draft-probs.patch
+          echo "$LLAMA_BUILD_KEY"; } | sha256sum | cut -c1-8)"
 out="$CACHE_ROOT/$version-$key"
 if [ -x "$out/bin/llama-server" ]; then
     echo "$out/bin/llama-server"
@@ -28,6 +31,9 @@ echo "build-llama-server: fetching the llama-cpp-python $version sdist" >&2
     -d "$work" 2>&1 | grep -v "^WARNING: Location" >&2 || true
 tar -xzf "$work"/llama_cpp_python-*.tar.gz -C "$work"
 source="$(echo "$work"/llama_cpp_python-*/vendor/llama.cpp)"
+patch_file="$PWD/scripts/llama-server-draft-probs.patch"
+(cd "$source" && GIT_CEILING_DIRECTORIES="$work" git apply -p1 "$patch_file") \
+    || { echo "build-llama-server: $patch_file does not apply to llama.cpp $version" >&2; exit 1; }
 echo "build-llama-server: compiling llama-server (a few minutes)" >&2
 cmake -S "$source" -B "$work/build" -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF \
     -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \

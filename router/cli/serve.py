@@ -36,9 +36,34 @@ def _start_llama_server(settings: Settings) -> standin.Standin:
 
     config = settings.local
     path = model_store.resolve(config.model, settings.models.cache_dir)
-    log.info("starting llama-server (%s, %d parallel slots) on port %d", path.name,
-             config.server_parallel, config.server_port)
+    log.info("starting llama-server (%s, %d parallel slots of %d tokens, speculation %s) as "
+             "the local engine", path.name, config.server_parallel, config.n_ctx,
+             config.spec_type)
     return llama_server.start(config, path, alias=config.model)
+
+
+def starts_llama_server(settings: Settings) -> bool:
+    """Whether serve runs llama-server as the local engine: ``local.mode`` server with no URL
+    (it must), or auto where a llama-server is built (else the model runs in-process, and the
+    log says why). A configured ``local.llama_server`` that is not there stops the start."""
+    from agents import llama_server
+    from agents.errors import BackendMisconfigured
+
+    config = settings.local
+    if config.mode == "server":
+        return not config.urls
+    if config.mode == "inprocess":
+        return False
+    if config.llama_server:
+        llama_server.find_binary(config.llama_server)
+        return True
+    try:
+        llama_server.find_binary(None)
+    except BackendMisconfigured:
+        log.warning("llama-server is not built (`make llama-server` builds it): the local model "
+                    "runs in this process instead, one request at a time")
+        return False
+    return True
 
 
 def _interrupt(signum: int, _frame: object) -> None:
@@ -72,10 +97,10 @@ def serve(args: argparse.Namespace) -> int:
             update={"url": url})})
         if settings.standin.enabled and not args.no_standin:
             stack.enter_context(_start_standin(settings))
-        if settings.local.mode == "server" and not settings.local.server_url:
+        if starts_llama_server(settings):
             local_url = stack.enter_context(_start_llama_server(settings)).base_url
             settings = settings.model_copy(update={"local": settings.local.model_copy(
-                update={"server_url": local_url})})
+                update={"mode": "server", "server_url": local_url})})
         app = create_app(settings)
         uvicorn.run(app, host=settings.server.host, port=settings.server.port,
                     log_level=settings.log_level, access_log=False)
