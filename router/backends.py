@@ -12,7 +12,7 @@ from router.settings import Settings
 def build_local(settings: Settings) -> Backend:
     """The local tier: in-process llama.cpp (``local.mode`` inprocess, or auto: ``smallcode
     serve`` has replaced auto with server by the time it gets here when it started
-    llama-server), or one server."""
+    llama-server), one server, or a pool of several."""
     config = settings.local
     if config.mode == "server":
         from agents.errors import BackendMisconfigured
@@ -23,11 +23,12 @@ def build_local(settings: Settings) -> Backend:
             raise BackendMisconfigured("local.mode is 'server' but local.server_url is empty: "
                                        "set it, or run `smallcode serve`, which starts "
                                        "llama-server itself")
-        if len(urls) > 1:
-            raise BackendMisconfigured("local.server_urls: more than one server needs the "
-                                       "pool, which is not here yet")
-        return RemoteLocalBackend(config.model_copy(update={"server_url": urls[0],
-                                                            "server_urls": ()}))
+        if len(urls) == 1:
+            return RemoteLocalBackend(config.model_copy(update={"server_url": urls[0],
+                                                                "server_urls": ()}))
+        from agents.pool import LocalPool
+
+        return LocalPool(config)
     from agents.local import LocalBackend
 
     path = resolve(config.model, settings.models.cache_dir)
