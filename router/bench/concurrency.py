@@ -2,8 +2,10 @@
 8 concurrent tasks, in-process (llama-cpp-python behind its lock) against llama.cpp's own
 ``llama-server`` with parallel slots (continuous batching), per-token logprobs on in both.
 
-Both run the same model, threads and requests, one after the other in one run. Each task asks
-for a long answer with a distinct opening line (no shared KV prefix), capped at ``tokens``.
+Both run the same model, threads and requests in one run, level by level (in-process, then
+llama-server, at each level), llama-server with the engine settings `smallcode serve` gives it
+(``local``: speculation, cache reuse...). Each task asks for a long answer with a distinct
+opening line (no shared KV prefix), capped at ``tokens``.
 """
 
 from __future__ import annotations
@@ -59,28 +61,31 @@ def run(config: LocalConfig, path: Path, *, levels: Sequence[int] = (1, 4, 8), t
     from agents.remote import RemoteLocalBackend
 
     result: dict[str, Any] = {"model": path.name, "n_threads": config.n_threads,
-                              "tokens": tokens, "rounds": rounds}
-
-    def each_level(backend: Backend, name: str) -> list[dict[str, Any]]:
-        try:
-            backend.generate(_request(-1, 4))  # page the weights in, open the connection
-            rows = []
-            for n in levels:
-                log(f"{name}: {n} concurrent")
-                rows.append(aggregate(backend, n, tokens, rounds=rounds))
-            return rows
-        finally:
-            backend.close()
-
-    log("in-process: loading")
-    result["inprocess"] = each_level(LocalBackend(config, path), "in-process")
+                              "tokens": tokens, "rounds": rounds, "inprocess": [],
+                              "llama_server": []}
     parallel = max(levels)
     server_config = config.model_copy(update={"server_parallel": parallel})
-    log(f"llama-server --parallel {parallel}: starting")
-    with llama_server.start(server_config, path, alias="bench") as server:
-        remote = RemoteLocalBackend(server_config.model_copy(
-            update={"mode": "server", "server_url": server.base_url}))
-        result["llama_server"] = each_level(remote, "llama-server")
+    result["llama_server_flags"] = llama_server.flags(server_config)
+    log("in-process: loading")
+    inprocess = LocalBackend(config, path)
+    try:
+        log(f"llama-server --parallel {parallel}: starting")
+        with llama_server.start(server_config, path, alias="bench") as server:
+            remote = RemoteLocalBackend(server_config.model_copy(
+                update={"mode": "server", "server_url": server.base_url}))
+            try:
+                for backend in (inprocess, remote):  # page the weights in, open the connection
+                    backend.generate(_request(-1, 4))
+                # level by level, in-process then llama-server: a shared machine's load weighs
+                # on both alike
+                for n in levels:
+                    for kind, backend in (("inprocess", inprocess), ("llama_server", remote)):
+                        log(f"{kind}: {n} concurrent")
+                        result[kind].append(aggregate(backend, n, tokens, rounds=rounds))
+            finally:
+                remote.close()
+    finally:
+        inprocess.close()
     single = result["inprocess"][0]["tokens_per_s"]
     result["ratios_vs_inprocess_single"] = {
         f"{kind}@{row['concurrency']}": round(row["tokens_per_s"] / single, 2)

@@ -34,6 +34,21 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     concurrency.add_argument("--rounds", type=int, default=2, help="waves per concurrency level")
     concurrency.add_argument("--json", action="store_true", help="print one JSON object")
     concurrency.set_defaults(handler=_concurrency)
+    multiturn = targets.add_parser(
+        "multiturn", help="llama-server: time to first token of each turn of a conversation "
+        "with a long shared prefix (the prompt cache kept per session)")
+    multiturn.add_argument("--prefix-tokens", type=int, default=3000,
+                           help="tokens of code the conversation starts with")
+    multiturn.add_argument("--turns", type=int, default=5, help="turns of the conversation")
+    multiturn.add_argument("--json", action="store_true", help="print one JSON object")
+    multiturn.set_defaults(handler=_multiturn)
+    speculation = targets.add_parser(
+        "speculation", help="llama-server: decode tok/s with and without n-gram speculative "
+        "decoding, on an edit and on generation from scratch (output compared byte for byte)")
+    speculation.add_argument("--rounds", type=int, default=2, help="requests per task and mode")
+    speculation.add_argument("--max-tokens", type=int, default=512, help="answer budget")
+    speculation.add_argument("--json", action="store_true", help="print one JSON object")
+    speculation.set_defaults(handler=_speculation)
     api = targets.add_parser("api", help="the service with replayed models: enqueue, workers, "
                              "read endpoints under 100 clients, ledger writes")
     api.add_argument("--tasks", type=int, default=1000, help="tasks to enqueue and drain")
@@ -227,6 +242,43 @@ def _concurrency(args: argparse.Namespace) -> int:
             print(f"{kind:<13} {row['concurrency']} concurrent: {row['tokens_per_s']:6.1f} tok/s "
                   f"(x{ratio:.2f})  latency p50 {row['latency_s_p50']:.1f} s, "
                   f"max {row['latency_s_max']:.1f} s")
+    return 0
+
+
+def _multiturn(args: argparse.Namespace) -> int:
+    from router.bench import engine
+
+    config, path = _local_model(args)
+    result = engine.multiturn(config, path, prefix_tokens=args.prefix_tokens, turns=args.turns,
+                              log=_stderr)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{result['model']}, {result['n_threads']} threads, llama-server")
+    for row in result["turns"]:
+        print(f"turn {row['turn']}: {row['prompt_tokens']:5d} prompt tokens, "
+              f"{row['cached_prompt_tokens']} from the cache, first token after "
+              f"{row['first_token_ms']:8.1f} ms")
+    print(f"slowest first token of turns 2+ / turn 1: x{result['later_vs_first_max']}")
+    return 0
+
+
+def _speculation(args: argparse.Namespace) -> int:
+    from router.bench import engine
+
+    config, path = _local_model(args)
+    result = engine.speculation(config, path, rounds=args.rounds, max_tokens=args.max_tokens,
+                                log=_stderr)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{result['model']}, {result['n_threads']} threads, llama-server --spec-type "
+          f"{result['spec_type']} --spec-draft-n-max {result['spec_draft_n_max']}, logprobs on")
+    for name, row in result["tasks"].items():
+        print(f"{name:<8} off {row['off']['decode_tps_median']:6.1f} tok/s, on "
+              f"{row['on']['decode_tps_median']:6.1f} tok/s (x{row['speedup']:.2f}), "
+              f"{row['on']['completion_tokens']} tokens, identical: {row['identical_text']}, "
+              f"drafts accepted {row['on']['draft_tokens_accepted']}/{row['on']['draft_tokens']}")
     return 0
 
 

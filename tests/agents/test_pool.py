@@ -105,3 +105,26 @@ def test_all_down_is_unavailable_and_a_restarted_server_serves_again(
         pool.close()
         for server in servers:
             server.stop()
+
+
+def test_several_server_urls_make_the_local_tier_a_pool(tmp_path: Path) -> None:
+    from agents.remote import RemoteLocalBackend
+    from router.backends import build_local
+    from router.settings import ConfigError, load_settings
+
+    config = tmp_path / "config.yaml"
+    config.write_text("local:\n  mode: server\n  server_urls: [http://127.0.0.1:1/v1, "
+                      "http://127.0.0.1:2/v1]\n")
+    pool = build_local(load_settings(config))
+    assert isinstance(pool, LocalPool)
+    assert [m["url"] for m in pool.members()] == ["http://127.0.0.1:1/v1",
+                                                  "http://127.0.0.1:2/v1"]
+    pool.close()
+    config.write_text("local:\n  mode: server\n  server_urls: [http://127.0.0.1:1/v1]\n")
+    one = build_local(load_settings(config))
+    assert isinstance(one, RemoteLocalBackend) and one.url == "http://127.0.0.1:1/v1"
+    one.close()
+    config.write_text("local:\n  server_url: http://127.0.0.1:1/v1\n"
+                      "  server_urls: [http://127.0.0.1:2/v1]\n")
+    with pytest.raises(ConfigError, match=r"local\.server_url and local\.server_urls"):
+        load_settings(config)
