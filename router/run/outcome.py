@@ -92,11 +92,11 @@ class RouteRecord(BaseModel):
                 cloud_tokens: int, cost_usd: float, counterfactual_usd: float,
                 requested: Route | None = None) -> RouteRecord:
         """The record of a run stopped before it answered: the tier that was generating
-        (the cloud once it had streamed), the tokens each tier streamed, and ``cost_usd``,
-        what its budgets were charged for it. ``requested``: the tier a direct request
-        named (its reason stays ``requested``); None for a routed run (its reason is why it
-        stopped)."""
-        final: Route = requested or ("cloud" if cloud_tokens else "local")
+        (the cloud once it had streamed or been charged), the tokens each tier streamed, and
+        ``cost_usd``, what its budgets were charged for it. ``requested``: the tier a direct
+        request named (its reason stays ``requested``); None for a routed run (its reason is
+        why it stopped)."""
+        final: Route = requested or ("cloud" if cloud_tokens or cost_usd > 0 else "local")
         return cls.direct(route=final, prompt_tokens=prompt_tokens,
                           completion_tokens=local_tokens + cloud_tokens,
                           local_completion_tokens=local_tokens, cost_usd=cost_usd,

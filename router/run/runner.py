@@ -2,7 +2,7 @@
 progress events in order on the event loop, one way to stop it and one way to price what a
 stopped run ran.
 
-    run = Run(graph, task, context)      starts at once
+    run = Run(graph, task, context)      starts at once (report=False: whole, no events)
     await run.next_event(timeout_s)      ("node" | "token" | "end", data), None after silence
     await run.answer(timeout_s)          the routed answer; the graph's error; TimeoutError
     await run.stop()                     cancel, and wait a while for the thread to notice
@@ -25,6 +25,7 @@ from agents.cloud import price
 from router.graph.answer import RoutedAnswer
 from router.graph.context import RouterContext
 from router.graph.errors import TaskCancelled
+from router.graph.graph import run_task
 from router.graph.progress import run_graph
 from router.run.outcome import RouteRecord, StopReason
 
@@ -66,7 +67,11 @@ class Tally:
 class Run:
     """One task through the graph in a thread; its events, in order, on the running loop."""
 
-    def __init__(self, graph: Any, task: dict[str, Any], context: RouterContext) -> None:
+    def __init__(self, graph: Any, task: dict[str, Any], context: RouterContext, *,
+                 report: bool = True) -> None:
+        """``report`` False: run the graph whole, reporting nothing (an answer sent whole has
+        no one to tell), its tiers called as they are (``generate``, not ``stream``: a
+        provider counts a whole answer's tokens itself); it cannot be stopped midway."""
         loop = asyncio.get_running_loop()
         self.context = context
         self.events: asyncio.Queue[Event] = asyncio.Queue()
@@ -76,8 +81,10 @@ class Run:
         def emit(kind: str, data: dict[str, Any]) -> None:
             loop.call_soon_threadsafe(self.events.put_nowait, (kind, data))
 
-        self.work: asyncio.Future[RoutedAnswer] = loop.run_in_executor(None, functools.partial(
-            run_graph, graph, task, context, cancel=self.cancel, emit=emit))
+        work = (functools.partial(run_graph, graph, task, context, cancel=self.cancel, emit=emit)
+                if report else functools.partial(run_task, graph, task,  # type: ignore[arg-type]
+                                                 context))
+        self.work: asyncio.Future[RoutedAnswer] = loop.run_in_executor(None, work)
         # Runs after every event the thread emitted (both go through the loop in order).
         self.work.add_done_callback(lambda _: self.events.put_nowait(END))
 

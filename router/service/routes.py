@@ -77,7 +77,7 @@ async def _routed(body: ChatCompletionRequest, request: Request, completion_id: 
         return await routed_stream(request, graph=state.graph, task=task, context=context,
                                    caller=caller, completion_id=completion_id,
                                    created=created, include_usage=body.include_usage)
-    answer = await Run(state.graph, task, context).answer()
+    answer = await Run(state.graph, task, context, report=False).answer()
     record = RouteRecord.routed(answer.record)
     await account(request, caller, request_id=completion_id, source="chat",
                   record=record, started=started)
