@@ -70,6 +70,7 @@ class RemoteLocalBackend(Backend):
         # router escalates them (no evidence is not confidence).
         self.supports_logprobs = True
         self._llama_cpp: bool | None = None  # known once the server has answered /props
+        self._problem: str | None = None  # why /health failed when last asked
 
     @property
     def url(self) -> str:
@@ -138,14 +139,19 @@ class RemoteLocalBackend(Backend):
         """Asks the server's ``/health`` (llama-server answers 503 while it loads its model);
         any other answer under 500 (a server without that route: 404) is a live server."""
         base = self._config.server_url or ""
-        root = base.rstrip("/").removesuffix("/v1")
         try:
-            response = self._client.get(f"{root}/health", timeout=HEALTH_TIMEOUT_S)
+            response = self._client.get(f"{self._root()}/health", timeout=HEALTH_TIMEOUT_S)
         except httpx.HTTPError as exc:
-            return f"local server {base} does not answer ({type(exc).__name__})"
-        if response.status_code >= 500:
-            return f"local server {base} is not ready (its /health answers {response.status_code})"
-        return None
+            self._problem = f"local server {base} does not answer ({type(exc).__name__})"
+        else:
+            self._problem = None if response.status_code < 500 else (
+                f"local server {base} is not ready (its /health answers {response.status_code})")
+        return self._problem
+
+    def members(self) -> list[dict[str, object]]:
+        """This one server as :meth:`agents.pool.LocalPool.members` describes each: its URL,
+        and whether its ``/health`` answered when last asked (``unavailable``)."""
+        return [{"url": self.url, "up": self._problem is None, "problem": self._problem}]
 
     def stream(self, request: GenerationRequest) -> Iterator[TokenEvent | Generation]:
         body: dict[str, Any] = {

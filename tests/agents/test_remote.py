@@ -57,8 +57,17 @@ def test_tokens_sent_without_their_probability_leave_the_answer_without_logprobs
         try:
             scored = backend.generate(GenerationRequest(messages=(Message("user", "scored"),)))
             drafted = backend.generate(GenerationRequest(messages=(Message("user", "drafted"),)))
+            assert backend.unavailable() is None  # no /health route (404): a live server
+            assert backend.members() == [{"url": f"{url}/v1", "up": True, "problem": None}]
         finally:
             backend.close()
+    gone = RemoteLocalBackend(LocalConfig(mode="server", server_url=f"{url}/v1"))
+    try:
+        why = gone.unavailable()
+        assert why is not None and "does not answer" in why
+        assert gone.members() == [{"url": f"{url}/v1", "up": False, "problem": why}]
+    finally:
+        gone.close()
     assert scored.text == drafted.text == "x = 1"
     assert scored.logprobs is not None and len(scored.logprobs) == 3
     assert scored.extra["cached_prompt_tokens"] == 9
