@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from agents.base import Generation
+from router.checks.answer import check_answer
 from router.checks.sandbox import Sandbox
-from router.graph import decide, signals
+from router.graph import agreement, decide, judge_model, repair, signals
 from router.graph.state import RouterState
 
 
@@ -17,8 +18,6 @@ def run_checks(state: RouterState, text: str, sandbox: Sandbox | None,
                modules: Mapping[str, frozenset[str]] | None = None) -> dict[str, Any]:
     """The code checks of ``text`` for this task (:func:`router.checks.answer.check_answer`);
     ``modules``: the task's indexed repository's symbol table, for its imports."""
-    from router.checks.answer import check_answer
-
     rules = state["policy"]
     return check_answer(state["prompt"], state.get("files") or [], text, sandbox,
                         enabled=rules.execution_checks, timeout_s=rules.execution_timeout_s,
@@ -32,8 +31,6 @@ def score_answer(state: RouterState, local: Generation, checks: dict[str, Any],
     answer is right) and the threshold it is compared with; None without logprobs. The
     learned judge's features are recorded whichever judge decides, so that the labels clients
     post on their tasks can fit one (`smallcode calibrate --fit --from-feedback`)."""
-    from router.graph import judge_model
-
     rules = state["policy"]
     execution = checks.get("execution")
     entries = local.logprobs or ()
@@ -63,8 +60,6 @@ def judge_answer(state: RouterState, sandbox: Sandbox | None, *,
                  modules: Mapping[str, frozenset[str]] | None = None) -> dict[str, Any]:
     """The state's update from judging its local answer. ``repair_fits``: whether a repair
     turn would fit the local window; ``modules``: see :func:`run_checks`."""
-    from router.graph import agreement, repair
-
     rules = state["policy"]
     local, aborted = state.get("local"), state.get("aborted")
     attempts = state.get("local_attempts") or []

@@ -16,10 +16,15 @@ from agents.cloud import price
 from agents.errors import BackendUnavailable, LocalUnavailable
 from policies.privacy import privacy_rule
 from policies.redaction import redact
+from retrieval import api
+from router.checks.code import extract_code_blocks
+from router.checks.edits import client_edit as read_client_edit
 from router.checks.edits import without_instructions
-from router.graph import decide, signals, spend
+from router.graph import agreement, decide, edit_prompt, signals, spend
+from router.graph import repair as prompts
 from router.graph.context import RouterContext
 from router.graph.errors import BudgetExceeded, InvalidTask, PolicyViolation, TaskTooLarge
+from router.graph.judge import judge_answer
 from router.graph.state import FileRef, RouterState
 from router.graph.validation import DEFAULT_MAX_TOKENS, validate
 
@@ -206,8 +211,6 @@ def retrieve(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, A
     repo = state.get("repo")
     if not repo or ctx.retrieval is None:
         return {"snippets": "", "snippet_tokens": 0, "snippets_used": []}
-    from retrieval import api
-
     fit = state["fit"]
     budget = max(0, min(ctx.snippet_token_budget, fit.available - fit.needed))
     if not budget:
@@ -275,17 +278,13 @@ def local_generate(state: RouterState, runtime: Runtime[RouterContext]) -> dict[
 def client_edit(state: RouterState) -> Any:
     """The edit the client asked for in its own format (:func:`router.checks.edits.client_edit`),
     or None."""
-    from router.checks.edits import client_edit as read
-
-    return read(state["prompt"], system=state.get("system") or "",
+    return read_client_edit(state["prompt"], system=state.get("system") or "",
                 history=state.get("history") or [], files=state.get("files") or [])
 
 
 def local_edit_messages(state: RouterState, problem: str | None = None) -> list[Message] | None:
     """The router's own prompt for the client's edit format (:mod:`router.graph.edit_prompt`)
     where the policy asks for it and the router has one; None: the client's messages."""
-    from router.graph import edit_prompt
-
     if state["policy"].local_edit_prompt != "router" or state.get("task_type") == "review":
         return None
     edit = client_edit(state)
@@ -314,8 +313,6 @@ def after_local(state: RouterState) -> Literal["judge", "cloud_generate"]:
 
 @timed("judge")
 def judge(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any]:
-    from router.graph.judge import judge_answer
-
     ctx = runtime.context
     local = state.get("local")
     answer_tokens = local.usage.completion_tokens if local is not None else 0
@@ -343,9 +340,6 @@ def sample(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any
     the same probe inputs in the sandbox and clustered by behaviour; the answer served is the
     majority's (the greedy one when it is in it). The judge then judges it (no majority
     escalates)."""
-    from router.checks.code import extract_code_blocks
-    from router.graph import agreement
-
     ctx = runtime.context
     rules = state["policy"]
     local = state["local"]
@@ -376,8 +370,6 @@ def repair(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any
     """One more local turn: the failing answer and what failed, back to the local model. The
     judge then judges the new answer as if it were the first (the route is decided again,
     unless the request forced it local)."""
-    from router.graph import repair as prompts
-
     ctx = runtime.context
     local, checks = state["local"], state["checks"]
     assert local is not None, "the judge repairs only an answer it has"

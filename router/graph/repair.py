@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from agents.base import Message
+from router.checks.code import extract_code_blocks
 
 _TEST_PREFIX = re.compile(r"test_example_\d+: (?:AssertionError: )?")
 _UNDEFINED = re.compile(r"undefined name '([^']+)'")
@@ -40,8 +41,6 @@ def failure(checks: dict[str, Any], answer: str, imports: Mapping[str, str] | No
     example with what it should return and what it returned (or the error). ``imports``:
     the import line of each name the prompt's snippets showed (``snippet_imports``), given
     again for the undefined names among them."""
-    from router.checks.code import extract_code_blocks
-
     if trigger(checks) == "edit_format":
         return f"the answer breaks the edit format: {format_problems(checks)}."
     if checks.get("syntax_errors"):
@@ -118,8 +117,6 @@ def messages(task: list[Message], answer: str, checks: dict[str, Any], *,
     if style == "turn":
         return [*task, Message("assistant", answer),
                 Message("user", feedback(checks, answer, imports))]
-    from router.checks.code import extract_code_blocks
-
     code = "\n\n".join(b.code for b in extract_code_blocks(answer) if b.language == "python")
     if style == "rewrite":
         extra = (f"This attempt is wrong:\n\n```python\n{code.strip()}\n```\n\nWhy: "

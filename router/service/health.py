@@ -9,9 +9,12 @@ from typing import Literal
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
 from agents.base import Backend
+from router.checks.sandbox import isolation_mode
+from router.store import tasks
 
 router = APIRouter()
 LocalState = Literal["ok", "unavailable", "unknown"]
@@ -47,11 +50,6 @@ async def healthz() -> JSONResponse:
 async def readyz(request: Request) -> JSONResponse:
     """Ready when Redis answers, the models are loaded, the local tier answers and a worker is
     alive; says how checks are isolated."""
-    from redis.exceptions import RedisError
-
-    from router.checks.sandbox import isolation_mode
-    from router.store import tasks
-
     state = request.app.state
     problems: list[str] = []
     try:
