@@ -9,6 +9,7 @@ from pydantic_core import PydanticCustomError
 
 from retrieval.errors import BadRepoName
 from retrieval.names import check_repo_name
+from router.graph.validation import DEFAULT_MAX_TOKENS, MAX_TOKENS_LIMIT
 
 MAX_FILES = 1000  # attached files of one task: past it no window holds them anyway
 
@@ -50,8 +51,8 @@ class ChatCompletionRequest(BaseModel):
 
     model: str = Field(description="local or cloud")
     messages: list[ChatMessage] = Field(min_length=1)
-    max_tokens: int | None = Field(None, ge=1, le=32768)
-    max_completion_tokens: int | None = Field(None, ge=1, le=32768)
+    max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT)
+    max_completion_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -122,5 +123,5 @@ class ChatCompletionRequest(BaseModel):
 
     @property
     def limit(self) -> int:
-        return self.max_completion_tokens or self.max_tokens or 512
+        return self.max_completion_tokens or self.max_tokens or DEFAULT_MAX_TOKENS
 
