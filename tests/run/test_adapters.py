@@ -255,7 +255,9 @@ def test_a_task_cancelled_mid_cloud_call_is_charged_what_the_ledger_records(api:
 def test_a_task_past_its_time_is_charged_what_the_ledger_records(
         smol: Any, smol_standin_url: str, valkey_server: Any) -> None:
     prefix = "run-layer-timeout"
-    config = settings(valkey_server.url, smol_standin_url, prefix, timeout_s=1.5)
+    # Well under any answer's time: how far it got (the cloud call or not yet) varies with the
+    # machine's load; what it was charged and what the ledger says must agree either way.
+    config = settings(valkey_server.url, smol_standin_url, prefix, timeout_s=0.3)
     app = create_app(config, local=smol, cloud=CloudBackend(config.cloud), with_retrieval=False)
     with serving(app) as url:
         api = Api(url, valkey_server.url, prefix)
