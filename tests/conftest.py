@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,21 @@ import pytest
 
 from agents import model_store
 from agents.base import GenerationRequest, Message
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """llama-cpp-python opens ``os.devnull`` twice when it is imported (``llama_cpp/_utils.py``:
+    module globals its ``suppress_stdout_stderr`` writes to) and never closes them; collected at
+    interpreter exit, under the suite's ``error`` filter, they printed "ResourceWarning: unclosed
+    file <... name='/dev/null'>" after pytest's summary. A ``Llama.__del__`` later in the exit
+    may still use them, so each is closed and replaced by one on a duplicate descriptor that the
+    exit releases without a word (``closefd=False``)."""
+    utils = sys.modules.get("llama_cpp._utils")
+    for name in ("outnull_file", "errnull_file"):
+        old = getattr(utils, name, None)
+        if old is not None and not old.closed:
+            setattr(utils, name, open(os.dup(old.fileno()), "w", closefd=False))  # noqa: SIM115
+            old.close()
 
 
 def free_port() -> int:
