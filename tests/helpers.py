@@ -22,7 +22,7 @@ from starlette.routing import Route
 from agents.scripted import Scripted
 from tests.conftest import free_port
 
-__all__ = ["Scripted", "alive", "descendants", "refusing_provider", "serving", "silent_provider",
+__all__ = ["Scripted", "alive", "children", "descendants", "refusing_provider", "serving", "silent_provider",
            "wait_until_ok"]
 
 
@@ -112,3 +112,20 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"  # a zombie has stopped; only its parent has not collected it
+
+
+def children(pid: int) -> dict[int, str]:
+    """The live child processes of ``pid``: process id → command line."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found[int(entry.name)] = cmdline
+    return found

@@ -27,7 +27,7 @@ from agents.errors import BackendMisconfigured
 from agents.remote import RemoteLocalBackend
 from router.graph.signals import confidence
 from tests.conftest import free_port
-from tests.helpers import wait_until_ok
+from tests.helpers import alive, children, wait_until_ok
 
 REPO = Path(__file__).resolve().parents[2]
 SMOL = "smollm2-135m"
@@ -200,7 +200,7 @@ def test_serve_starts_llama_server_as_its_local_engine_by_default(model_cache: P
                                stderr=subprocess.STDOUT)
     try:
         wait_until_ok(f"http://127.0.0.1:{api_port}/readyz", process)
-        [engine] = [pid for pid, cmd in _children(process.pid).items() if "llama-server" in cmd]
+        [engine] = [pid for pid, cmd in children(process.pid).items() if "llama-server" in cmd]
         reply = httpx.post(f"http://127.0.0.1:{api_port}/v1/chat/completions", timeout=120,
                            json={"model": "local", "max_tokens": 8, "logprobs": True,
                                  "messages": [{"role": "user", "content": "Say hi."}]})
@@ -211,9 +211,9 @@ def test_serve_starts_llama_server_as_its_local_engine_by_default(model_cache: P
         output = process.communicate(timeout=60)[0].decode()
     assert "starting llama-server" in output, output
     deadline = time.monotonic() + 10
-    while _alive(engine) and time.monotonic() < deadline:
+    while alive(engine) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not _alive(engine), "llama-server outlived serve"
+    assert not alive(engine), "llama-server outlived serve"
 
 
 def test_serve_runs_the_model_in_process_where_no_llama_server_is_built(
@@ -256,25 +256,3 @@ def test_serve_with_mode_server_and_no_url_starts_llama_server(model_cache: Path
     time.sleep(0.5)
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{local_port}/health", timeout=2)
-
-
-def _children(pid: int) -> dict[int, str]:
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            found[int(entry.name)] = cmdline
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from tests.conftest import free_port
-from tests.helpers import alive, serving
+from tests.helpers import alive, children, serving
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,23 +51,6 @@ def wait_healthy(port: int, process: subprocess.Popen[bytes], timeout_s: float =
         except httpx.HTTPError:
             time.sleep(0.3)
     raise AssertionError("serve did not answer")
-
-
-def children(pid: int) -> dict[int, str]:
-    """The live child processes of ``pid``: process id → command line."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found[int(entry.name)] = cmdline
-    return found
 
 
 def test_a_taken_stand_in_port_stops_start_up_naming_it(tmp_path: Path) -> None:
