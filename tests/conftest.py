@@ -5,6 +5,7 @@ Tests never read the developer's environment: SMALLCODE_* variables are removed 
 
 from __future__ import annotations
 
+import inspect
 import os
 import socket
 import sys
@@ -24,12 +25,30 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     file <... name='/dev/null'>" after pytest's summary. A ``Llama.__del__`` later in the exit
     may still use them, so each is closed and replaced by one on a duplicate descriptor that the
     exit releases without a word (``closefd=False``)."""
+    _close_litellm_clients()
     utils = sys.modules.get("llama_cpp._utils")
     for name in ("outnull_file", "errnull_file"):
         old = getattr(utils, name, None)
         if old is not None and not old.closed:
             setattr(utils, name, open(os.dup(old.fileno()), "w", closefd=False))  # noqa: SIM115
             old.close()
+
+
+def _close_litellm_clients() -> None:
+    """litellm keeps the HTTP clients it makes per provider address in a module-level cache
+    for an hour and never closes them; the tests' stand-ins are gone by the end, and the
+    clients' pooled sockets, collected at interpreter exit, printed "ResourceWarning: unclosed
+    <socket.socket ...>" after pytest's summary. Close the synchronous ones after the last
+    test (the asynchronous ones hold no socket once their event loop has closed)."""
+    litellm = sys.modules.get("litellm")
+    if litellm is None:
+        return
+    cache = litellm.in_memory_llm_clients_cache
+    for client in list(cache.cache_dict.values()):
+        close = getattr(client, "close", None)
+        if callable(close) and not inspect.iscoroutinefunction(close):
+            close()
+    cache.cache_dict.clear()
 
 
 def free_port() -> int:

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_a_big_file_is_answered_by_the_cloud_with_no_server_running(
         model_cache: Path, tmp_path: Path) -> None:
     big = tmp_path / "big.py"
-    big.write_text("".join(f"def f{i}(x):\n    return x * {i} + {i % 7}\n\n" for i in range(220)))
+    big.write_text("".join(f"def f{i}(x):\n    return x * {i} + {i % 7}\n\n" for i in range(90)))
     port = free_port()  # nothing answers there
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMALLCODE_")}
     env.update({"SMALLCODE_CLOUD__API_BASE": f"http://127.0.0.1:{port}/v1",

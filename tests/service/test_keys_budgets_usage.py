@@ -57,8 +57,22 @@ def create_key(base_url: str, **fields: object) -> dict:
     return response.json()
 
 
+_CLIENTS: list[openai.OpenAI] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    """The SDK clients a test made are closed after it (their pooled sockets otherwise wait
+    for the interpreter's exit and print ResourceWarnings after the suite)."""
+    yield
+    while _CLIENTS:
+        _CLIENTS.pop().close()
+
+
 def sdk(base_url: str, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{base_url}/v1", api_key=key, max_retries=0)
+    client = openai.OpenAI(base_url=f"{base_url}/v1", api_key=key, max_retries=0)
+    _CLIENTS.append(client)
+    return client
 
 
 def usage(base_url: str, key: str, **params: str) -> dict:

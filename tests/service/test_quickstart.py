@@ -33,11 +33,11 @@ def test_serve_then_a_key_from_the_cli_then_the_sdk(model_cache: Path, tmp_path:
                                  capture_output=True, text=True, timeout=120)
         assert created.returncode == 0, created.stderr
         key = json.loads(created.stdout)["key"]
-        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key,
-                               max_retries=0)
-        reply = client.chat.completions.create(
-            model="local", max_tokens=8,
-            messages=[{"role": "user", "content": "Write a Python function add(a, b)."}])
+        with openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key,
+                           max_retries=0) as client:
+            reply = client.chat.completions.create(
+                model="local", max_tokens=8,
+                messages=[{"role": "user", "content": "Write a Python function add(a, b)."}])
         assert reply.choices[0].message.content
         usage = subprocess.run([sys.executable, "-m", "router.cli.main", "usage", "--json"],
                                cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
