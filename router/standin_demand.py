@@ -10,6 +10,7 @@ used as configured, and so is a loopback cloud with ``standin.enabled: false``.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Callable, Iterator
 from urllib.parse import urlparse
 
@@ -21,6 +22,11 @@ from router.backends import standin_alias
 from router.settings import Settings
 
 LOOPBACK = ("127.0.0.1", "localhost")
+
+
+def say(line: str) -> None:
+    """A command's own line on stderr (stdout stays the command's answer)."""
+    print(f"smallcode: {line}", file=sys.stderr, flush=True)
 
 
 def answers(api_base: str) -> bool:
@@ -61,7 +67,8 @@ class StartsStandin(Wrapped):
     """The cloud tier of a one-off command: its first call starts the stand-in when it must
     (a task that stays local never pays the model load); ``close`` stops it."""
 
-    def __init__(self, inner: Backend, settings: Settings, log: Callable[[str], None]) -> None:
+    def __init__(self, inner: Backend, settings: Settings,
+                 log: Callable[[str], None] = say) -> None:
         super().__init__(inner)
         self._settings = settings
         self._log = log

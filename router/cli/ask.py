@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -71,10 +70,6 @@ def build_task(args: argparse.Namespace) -> TaskInput:
     return task  # type: ignore[return-value]
 
 
-def _say(line: str) -> None:
-    print(f"smallcode: {line}", file=sys.stderr, flush=True)
-
-
 def run(args: argparse.Namespace) -> int:
     from router.graph.graph import build_graph, run_task
     from router.runtime import build_context
@@ -87,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         # No server running: a task that goes to the cloud starts the stand-in when the
         # configured cloud is a loopback address where nothing answers.
-        cloud = StartsStandin(build_cloud(settings), settings, _say)
+        cloud = StartsStandin(build_cloud(settings), settings)
         context = build_context(settings, local, cloud, with_retrieval=args.repo is not None)
         answer = run_task(build_graph(), task, context)
     finally:

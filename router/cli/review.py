@@ -143,8 +143,7 @@ def run_in_process(args: argparse.Namespace, tasks: list[dict[str, Any]]) -> lis
     context = None
     answers = []
     # A change the cloud must see starts the stand-in when nothing answers at its address.
-    cloud = StartsStandin(build_cloud(settings), settings,
-                          lambda line: print(f"smallcode: {line}", file=sys.stderr, flush=True))
+    cloud = StartsStandin(build_cloud(settings), settings)
     try:
         context = build_context(settings, local, cloud, with_retrieval=args.repo is not None)
         graph = build_graph()
