@@ -6,8 +6,8 @@ connection) without limit. ``server.max_generating`` is that bound: past it a ge
 request is answered at once with 429 and ``Retry-After``, before any model work, and nothing
 of it is kept. Every request that was admitted is answered.
 
-:func:`enter` is called from :func:`router.service.accounting.admit` (after the key's rate
-limits); :class:`ReleaseAdmission` (pure ASGI middleware) gives the place back once the
+:func:`enter` is called from :func:`router.service.accounting.admit` (after the caller's
+rate limits); :class:`ReleaseAdmission` (pure ASGI middleware) gives the place back once the
 response has been sent, streamed ones included. The count is per process, on its event loop
 (no lock needed); replicas each hold their own.
 """

@@ -130,7 +130,7 @@ async def completions(body: CompletionRequest, request: Request, caller: CallerD
         raise APIError(400, f"suffix: model {backend.model_name} cannot fill in the middle; send "
                        "the request without suffix", param="suffix", code="fim_unsupported")
     run_caller = caller.run_as(request, caller.serving_team(None))
-    await admit(request, caller)
+    await admit(request, run_caller)
     request.state.route, request.state.route_reason = "local", "task_type"
     infill = InfillRequest(
         prefix=body.prompt, suffix=body.suffix, max_tokens=max_tokens,

@@ -52,12 +52,13 @@ class Caller:
 
     def run_as(self, request: Request, team: str) -> run_caller.Caller:
         """The run layer's caller for a request served as ``team`` (see
-        :meth:`serving_team`): the key, the team's policy and budget gate, resolved once."""
+        :meth:`serving_team`): the key, the team's policy, budget gate and the key's rate
+        limits, resolved once."""
         state = request.app.state
         return run_caller.Caller.resolve(state.redis, state.names, key=self.key,
                                          key_id=self.key_id, team=team,
                                          policies=state.settings.policies,
-                                         cloud=state.settings.cloud)
+                                         cloud=state.settings.cloud, limits=state.rate_limits)
 
 
 def settings(request: Request) -> Settings:

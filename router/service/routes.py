@@ -135,7 +135,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request,
         raise APIError(403, f"model: team {team!r} is local-only (privacy policy); use model "
                        "'local' or 'auto'", type_="permission_error", param="model",
                        code="local_only")
-    await admit(request, identity)
+    await admit(request, caller)
     if body.model == "auto":
         return await _routed(body, request, completion_id, created, caller)
     request.state.route, request.state.route_reason = body.model, "requested"

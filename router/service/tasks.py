@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 
 from router.graph.validation import validate
 from router.run.runner import JOB
+from router.service.accounting import limit
 from router.service.deps import CallerDep, NamesDep, RedisDep, SettingsDep
 from router.service.errors import APIError
 from router.service.routes import task_from_chat
@@ -122,14 +123,16 @@ async def submit(body: TaskRequest, request: Request, caller: CallerDep, redis: 
     if idempotency_key is not None and not IDEMPOTENCY_KEY.match(idempotency_key):
         raise APIError(400, "Idempotency-Key: use 1-255 printable ASCII characters, no spaces",
                        param="Idempotency-Key")
-    team = caller.serving_team(body.team)
-    task = {**task_from_chat(body), "team": team}
+    run_caller = caller.run_as(request, caller.serving_team(body.team))
+    task = run_caller.task(task_from_chat(body))
     # The intake's own checks now, so bad input is a 400 here, not a failed task later.
     validate(task, request.app.state.router_context)
+    await limit(run_caller)  # the key's rate limits (the worker, not this process, generates)
     config = settings.tasks
     with _redis_up():
         try:
-            created = await tasks.create(redis, names, team=team, key_id=caller.key_id,
+            created = await tasks.create(redis, names, team=run_caller.team,
+                                         key_id=run_caller.key_id,
                                          request=task, keep_s=config.keep_s,
                                          idempotency_key=idempotency_key,
                                          idempotency_s=config.idempotency_s)

@@ -205,6 +205,18 @@ def test_the_same_idempotency_key_returns_the_same_task(queue_only: str, redis_u
     assert queued == 4  # one job per task, however often it was asked for
 
 
+def test_a_keys_requests_per_minute_hold_for_tasks_too(queue_only: str, redis_url: str) -> None:
+    """/v1/tasks is no way around a key's rate limits: the caller that admits a chat admits
+    a task."""
+    _, secret = store(redis_url, apikeys.create_key, team="payments", rpm=2)
+    key = {"Authorization": f"Bearer {secret}"}
+    codes = [submit(queue_only, key, {"prompt": SHORT, "max_tokens": 4}) for _ in range(3)]
+    assert [c.status_code for c in codes] == [202, 202, 429]
+    assert 1 <= int(codes[2].headers["Retry-After"]) <= 60
+    assert codes[2].json()["error"]["code"] == "rate_limited"
+    assert store(redis_url, lambda r, n: r.zcard(n.queue())) == 2  # the refused one never queued
+
+
 def test_another_teams_task_is_a_404(queue_only: str, redis_url: str) -> None:
     payments, search = new_key(redis_url, "payments"), new_key(redis_url, "search")
     task_id = submit(queue_only, payments, {"prompt": SHORT}).json()["id"]
