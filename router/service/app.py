@@ -69,6 +69,7 @@ def create_app(settings: Settings, *, local: Backend | None = None,
             "local": local or owned[0],
             "cloud": cloud or owned[-1],
         }
+        app.state.metrics.watch_local(app.state.tiers["local"])
         app.state.router_context = build_context(
             settings, app.state.tiers["local"], app.state.tiers["cloud"],
             with_retrieval=with_retrieval)

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from agents.base import Backend
 from router.checks.sandbox import isolation_mode
+from router.service.metrics import servers_of
 from router.store import tasks
 
 router = APIRouter()
@@ -28,6 +29,25 @@ class Checks(BaseModel):
     isolation: str = Field(description="how execution checks run: bwrap, unisolated or off")
 
 
+class LocalMember(BaseModel):
+    """One server of the local tier (a pool member, or the one server of ``local.server_url``)
+    as this process sees it."""
+
+    url: str
+    up: bool = Field(description="it takes requests: its /health answered, or it has not "
+                     "failed one since")
+    problem: str | None = Field(None, description="why it is left out (null while up)")
+    in_flight: int | None = Field(None, description="requests this process has in flight on "
+                                  "it (null: not counted for a single server)")
+    requests: int | None = Field(None, description="requests this process sent it")
+    failures: int | None = Field(None, description="requests that failed on it")
+
+
+def local_members(backend: Backend) -> list[LocalMember]:
+    """Each server of the local tier; empty for the in-process model."""
+    return [LocalMember.model_validate(m) for m in servers_of(backend)]
+
+
 class Readiness(BaseModel):
     status: Literal["ready", "not ready"]
     redis: Literal["ok", "unreachable"]
@@ -35,6 +55,9 @@ class Readiness(BaseModel):
     local: LocalState = Field(
         description="the local tier: its in-process model loaded, or its server (llama-server) "
         "answering /health; unknown while the models load")
+    local_members: list[LocalMember] = Field(
+        default_factory=list, description="each server of the local tier (local.server_urls: "
+        "the tier is ready while any is up); empty when the model runs in this process")
     workers: int = Field(description="live task workers (heartbeats in Redis)")
     checks: Checks
     problems: list[str] = Field(description="why it is not ready, one line each (empty: ready)")
@@ -66,11 +89,13 @@ async def readyz(request: Request) -> JSONResponse:
         problems.append("Redis does not answer")
     models_ok = hasattr(state, "tiers")
     local: LocalState = "unknown"
+    members: list[LocalMember] = []
     if not models_ok:
         problems.append("the models are loading")
     else:
         why = await local_unavailable(state.tiers["local"])
         local = "ok" if why is None else "unavailable"
+        members = local_members(state.tiers["local"])  # as the probe just found them
         if why is not None:
             problems.append(why)
     if redis_ok and not workers:
@@ -78,7 +103,7 @@ async def readyz(request: Request) -> JSONResponse:
     body = Readiness(status="not ready" if problems else "ready",
                      redis="ok" if redis_ok else "unreachable",
                      models="loaded" if models_ok else "loading", local=local,
-                     workers=workers,
+                     local_members=members, workers=workers,
                      checks=Checks(isolation=isolation_mode(state.router_context.sandbox)),
                      problems=problems)
     return JSONResponse(body.model_dump(), status_code=503 if problems else 200)

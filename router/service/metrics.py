@@ -7,11 +7,59 @@ through ``/v1/usage``; these series are for alerting and latency.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Protocol, runtime_checkable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 40, 80, 160)
+
+
+@runtime_checkable
+class ServerTier(Protocol):
+    """A local tier of servers (:class:`agents.pool.LocalPool`,
+    :class:`agents.remote.RemoteLocalBackend`): ``members()`` describes each; the in-process
+    model has none."""
+
+    def members(self) -> list[dict[str, object]]: ...
+
+
+def servers_of(backend: object) -> list[dict[str, object]]:
+    """Each server of a local tier (url, up, problem; a pool adds in_flight, requests,
+    failures); empty for the in-process model."""
+    return backend.members() if isinstance(backend, ServerTier) else []
+
+
+class LocalMembers(Collector):
+    """The local tier's servers, read from the backend at each scrape (what the pool knows
+    now: no probe, so a scrape never waits on a server)."""
+
+    def __init__(self) -> None:
+        self.backend: object = None
+
+    def collect(self) -> Iterator[Metric]:
+        members = servers_of(self.backend)
+        if not members:
+            return  # the in-process model: no series at all
+        up = GaugeMetricFamily("smallcode_local_member_up", "1 while the local server takes "
+                               "requests, 0 while it is left out", labels=["url"])
+        busy = GaugeMetricFamily("smallcode_local_member_in_flight", "requests this process "
+                                 "has in flight on the local server", labels=["url"])
+        sent = CounterMetricFamily("smallcode_local_member_requests", "requests this process "
+                                   "sent the local server", labels=["url"])
+        failed = CounterMetricFamily("smallcode_local_member_failures", "requests that failed "
+                                     "on the local server (it was then left out)",
+                                     labels=["url"])
+        for member in members:
+            url = str(member["url"])
+            up.add_metric([url], 1.0 if member.get("up") else 0.0)
+            for family, key in ((busy, "in_flight"), (sent, "requests"), (failed, "failures")):
+                value = member.get(key)
+                if isinstance(value, int):
+                    family.add_metric([url], value)
+        yield from (up, busy, sent, failed)
 
 
 class Metrics:
@@ -38,6 +86,12 @@ class Metrics:
                                      buckets=LATENCY_BUCKETS_S, registry=self.registry)
         self.latency = Histogram("smallcode_request_seconds", "request latency, total",
                                  ["route"], buckets=LATENCY_BUCKETS_S, registry=self.registry)
+        self._local = LocalMembers()
+        self.registry.register(self._local)
+
+    def watch_local(self, backend: object) -> None:
+        """Show each server of this local tier (``smallcode_local_member_*{url=...}``)."""
+        self._local.backend = backend
 
     def observe(self, entry: dict[str, Any], first_token_ms: float | None = None) -> None:
         """Count one ledger entry (see :func:`router.run.outcome.ledger_entry`)."""

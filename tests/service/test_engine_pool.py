@@ -1,0 +1,113 @@
+"""The service on a pool of two real llama-servers (SmolLM2-135M) with one of them stopped:
+``/readyz`` stays ready and names the stopped one and why, ``/metrics`` shows each member up or
+down and the requests in flight on it, every answer comes from the live one.
+
+Real parts: uvicorn, Valkey, the embedded task worker, llama-server; the cloud is never
+reached (an unused address)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from agents import llama_server, model_store
+from agents.cloud import CloudBackend
+from agents.config import CloudConfig, LocalConfig
+from agents.pool import LocalPool
+from router.service.app import create_app
+from router.settings import Settings
+from tests.helpers import serving
+
+SMOL = "smollm2-135m"
+UNUSED_CLOUD = CloudConfig(api_base="http://127.0.0.1:9/v1", num_retries=0)
+
+
+class Service:
+    def __init__(self, url: str, live: str, stopped: str) -> None:
+        self.url, self.live, self.stopped = url, live, stopped
+
+    def chat(self, messages: list[dict[str, str]], **body: Any) -> dict[str, Any]:
+        reply = httpx.post(f"{self.url}/v1/chat/completions", timeout=120,
+                           json={"model": "auto", "route": "local", "max_tokens": 12,
+                                 "messages": messages, **body})
+        assert reply.status_code == 200, reply.text
+        return dict(reply.json())
+
+    def metrics(self) -> dict[tuple[str, str], float]:
+        """``smallcode_local_member_*`` samples: (name, url) → value."""
+        text = httpx.get(f"{self.url}/metrics", timeout=30).text
+        return {(name, url): float(value) for name, url, value in re.findall(
+            r'^(smallcode_local_member_\w+)\{url="([^"]+)"\} (\S+)$', text, re.MULTILINE)}
+
+    def ready(self) -> dict[str, Any]:
+        """``/readyz`` once it is ready (the embedded worker's first heartbeat may lag)."""
+        deadline = time.monotonic() + 30
+        while True:
+            body = httpx.get(f"{self.url}/readyz", timeout=30).json()
+            if body["status"] == "ready" or time.monotonic() > deadline:
+                return dict(body)
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def service(model_cache: Path, valkey_server: Any) -> Iterator[Service]:
+    config = LocalConfig(model=SMOL, n_ctx=2048, server_parallel=2)
+    model = model_cache / model_store.MODELS[SMOL].filename
+    with contextlib.ExitStack() as stack:
+        live, stopped = (stack.enter_context(llama_server.start(config, model, alias=SMOL))
+                         for _ in range(2))
+        stopped.stop()
+        pool = LocalPool(config.model_copy(update={
+            "mode": "server", "server_urls": (live.base_url, stopped.base_url)}), recheck_s=60)
+        stack.callback(pool.close)
+        settings = Settings(redis={"url": valkey_server.url, "prefix": "engine-pool"},
+                            auth={"enabled": False}, local={"model": SMOL, "n_ctx": 2048})
+        app = create_app(settings, local=pool, cloud=CloudBackend(UNUSED_CLOUD),
+                         with_retrieval=False)
+        url = stack.enter_context(serving(app))
+        yield Service(url, live.base_url, stopped.base_url)
+
+
+def test_readyz_and_metrics_show_each_member_of_the_pool(service: Service) -> None:
+    body = service.ready()
+    assert (body["status"], body["local"]) == ("ready", "ok"), body  # one of two is enough
+    members = {m["url"]: m for m in body["local_members"]}
+    assert set(members) == {service.live, service.stopped}
+    assert members[service.live]["up"] and members[service.live]["problem"] is None
+    assert not members[service.stopped]["up"]
+    assert "does not answer" in members[service.stopped]["problem"]
+
+    served = service.chat([{"role": "user", "content": "Say hi."}])
+    assert served["smallcode"]["route"]["local_server"] == service.live
+    seen = service.metrics()
+    assert seen[("smallcode_local_member_up", service.live)] == 1
+    assert seen[("smallcode_local_member_up", service.stopped)] == 0
+    assert seen[("smallcode_local_member_requests_total", service.live)] >= 1
+    assert seen[("smallcode_local_member_in_flight", service.live)] == 0
+
+    # A stream being answered is in flight on the live member, in both views, until it ends.
+    with httpx.stream("POST", f"{service.url}/v1/chat/completions", timeout=120,
+                      json={"model": "local", "stream": True, "max_tokens": 1500,
+                            "messages": [{"role": "user", "content": "Count from 1 to 500, one number per line."}]}
+                      ) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if line.startswith("data: ") and json.loads(line[6:])["choices"][0]["delta"].get(
+                    "content"):
+                break  # the first token is out: the request is on the server now
+        assert service.metrics()[("smallcode_local_member_in_flight", service.live)] == 1
+        members = {m["url"]: m for m in service.ready()["local_members"]}
+        assert members[service.live]["in_flight"] == 1
+    deadline = time.monotonic() + 30
+    while service.metrics()[("smallcode_local_member_in_flight", service.live)] != 0:
+        assert time.monotonic() < deadline, "the stream stayed in flight after the client left"
+        time.sleep(0.1)
+
