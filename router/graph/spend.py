@@ -6,6 +6,7 @@ that much was spent, and the ledger records it.
     reserve(gate, worst_usd) -> Hold | None     BudgetExceeded when it does not fit
     Hold.settle(usd) / Hold.release()           once; whichever comes first
     metered(gate, call, priced=..., max_tokens=...)   the three around one call
+    metered_stream(gate, stream, priced=..., max_tokens=...)   the same around a stream
 
 The graph's cloud node and a request that names the cloud tier (``model: cloud``) both go
 through here. The gate (:class:`router.graph.context.CloudGate`) blocks on the event loop's
@@ -15,11 +16,14 @@ Redis client: call these from a thread, never on the loop.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
+from typing import TypeVar
 
 from agents.base import Generation
 from router.graph.context import CloudGate
 from router.graph.errors import BudgetExceeded, TaskCancelled
+
+T = TypeVar("T")
 
 
 class Hold:
@@ -77,3 +81,41 @@ def metered(gate: CloudGate | None, call: Callable[[], Generation], *,
         raise
     hold.settle(generation.cost_usd or 0.0)
     return generation
+
+
+def metered_stream(gate: CloudGate | None, stream: Iterator[T | Generation], *,
+                   priced: Callable[[int], float],
+                   max_tokens: int) -> Generator[T | Generation, None, None]:
+    """``stream`` (token events, then its :class:`Generation`) under a reservation of its
+    worst case, taken at the first ``next``: settled at the generation's cost; settled at
+    ``priced(events passed on)`` when the stream is closed early (a client that left) or
+    fails once it has started; released when it fails before its first event. Iterate and
+    close it from a thread, like the other two."""
+    if gate is None:
+        yield from stream
+        return
+    hold = reserve(gate, priced(max_tokens))
+    assert hold is not None
+    streamed, started = 0, False
+    try:
+        for item in stream:
+            if isinstance(item, Generation):
+                hold.settle(item.cost_usd or 0.0)
+            else:
+                streamed += 1
+            started = True
+            yield item
+        hold.settle(priced(streamed))  # a stream that ended without its generation
+    except GeneratorExit:  # closed early: what was streamed is spent
+        hold.settle(priced(streamed))
+        raise
+    except BaseException:
+        if started:
+            hold.settle(priced(streamed))
+        else:
+            hold.release()
+        raise
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()  # the backend's stream stops with this one (frees the model at once)

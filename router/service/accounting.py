@@ -9,6 +9,7 @@ import time
 
 from fastapi import Request
 
+from agents.base import Generation
 from router.run.caller import Caller
 from router.run.outcome import RouteRecord, write_ledger
 from router.run.ratelimit import RateLimited
@@ -34,15 +35,25 @@ async def admit(request: Request, caller: Caller) -> None:
     admission.enter(request)
 
 
+def first_token_ms(generation: Generation | None, started: float) -> float | None:
+    """From the request's start (``time.perf_counter()``) to the tier's first token, when the
+    tier measured it: the time before the tier started, plus the tier's own."""
+    if generation is None or generation.timings.first_token_ms is None:
+        return None
+    overhead_ms = (time.perf_counter() - started) * 1000 - generation.timings.total_ms
+    return max(0.0, overhead_ms) + generation.timings.first_token_ms
+
+
 async def account(request: Request, caller: Caller, *, request_id: str, source: str,
                   record: RouteRecord, started: float,
-                  first_token_ms: float | None = None) -> None:
-    """Write the request's ledger entry once, count it in the metrics and the key's tokens."""
+                  generation: Generation | None = None) -> None:
+    """Write the request's ledger entry once, count it in the metrics (``generation``: the
+    tier's, for its time to first token) and the key's tokens."""
     state = request.app.state
     entry = await write_ledger(state.redis, state.names, request_id=request_id, team=caller.team,
                                key_id=caller.key_id, source=source, record=record,
                                latency_ms=(time.perf_counter() - started) * 1000,
                                retention_days=state.settings.redis.retention_days)
     if entry is not None:
-        state.metrics.observe(entry, first_token_ms)
+        state.metrics.observe(entry, first_token_ms(generation, started))
     await caller.charge(record)

@@ -152,12 +152,8 @@ async def completions(body: CompletionRequest, request: Request, caller: CallerD
 
     async def done(generation: Generation | None, streamed: int) -> RouteRecord:
         record = _record(request, generation, streamed=streamed, started=started)
-        first_token_ms = None
-        if generation is not None and generation.timings.first_token_ms is not None:
-            overhead = (time.perf_counter() - started) * 1000 - generation.timings.total_ms
-            first_token_ms = max(0.0, overhead) + generation.timings.first_token_ms
         await account(request, run_caller, request_id=completion_id, source="completions",
-                      record=record, started=started, first_token_ms=first_token_ms)
+                      record=record, started=started, generation=generation)
         return record
 
     base = {"id": completion_id, "object": "text_completion", "created": created,
@@ -166,10 +162,9 @@ async def completions(body: CompletionRequest, request: Request, caller: CallerD
         return StreamingResponse(_sse(events, first, base, done), media_type="text/event-stream")
     generation = await run_in_threadpool(_drain, events, first)
     record = await done(generation, 0)
-    return {**base,
-            "choices": [{"text": generation.text, "index": 0, "logprobs": None,
-                         "finish_reason": wire.finish_reason(generation.finish_reason)}],
-            "usage": wire.generation_usage(generation), "smallcode": {"route": record.to_json()}}
+    return wire.text_completion(base, generation.text, wire.finish_reason(generation.finish_reason),
+                                usage=wire.generation_usage(generation),
+                                smallcode={"route": record.to_json()})
 
 
 def _drain(events: Iterator[TokenEvent | Generation], first: Any) -> Generation:
@@ -187,9 +182,7 @@ async def _sse(events: Iterator[TokenEvent | Generation], first: Any, base: dict
     usage and the route record, then ``[DONE]``. A client that hangs up stops the model; what
     ran is recorded either way."""
     def chunk(text: str, finish: str | None = None, **extra: Any) -> str:
-        payload = {**base, "choices": [{"text": text, "index": 0, "logprobs": None,
-                                        "finish_reason": finish}], **extra}
-        return wire.event(payload)
+        return wire.event(wire.text_completion(base, text, finish, **extra))
 
     item, streamed, accounted = first, 0, False
     try:

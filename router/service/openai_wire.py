@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from agents.base import Generation
+from agents.base import Generation, TokenLogprob
 from router.run.outcome import RouteRecord
 
 
@@ -29,6 +29,41 @@ def generation_usage(generation: Generation) -> dict[str, int]:
 def record_usage(record: RouteRecord) -> dict[str, int]:
     """The usage of a routed answer, as its route record counts it."""
     return usage(record.tokens.prompt, record.tokens.completion)
+
+
+def logprob(entry: TokenLogprob, k: int) -> dict[str, Any]:
+    """One token's logprob with its ``k`` most likely alternatives (``logprobs.content[i]``)."""
+    return {
+        "token": entry.token,
+        "logprob": entry.logprob,
+        "bytes": list(entry.token.encode()),
+        "top_logprobs": [
+            {"token": a.token, "logprob": a.logprob, "bytes": list(a.token.encode())}
+            for a in entry.top[:k]
+        ],
+    }
+
+
+def chat_completion(completion_id: str, created: int, model: str, text: str,
+                    finish: str | None, usage: dict[str, int], logprobs: Any = None,
+                    **extra: Any) -> dict[str, Any]:
+    """A ``chat.completion``: one assistant message, its finish reason in OpenAI's words and
+    the usage, then ``extra`` (smallcode)."""
+    return {
+        "id": completion_id, "object": "chat.completion", "created": created, "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                     "logprobs": logprobs, "finish_reason": finish_reason(finish)}],
+        "usage": usage, **extra,
+    }
+
+
+def text_completion(base: dict[str, Any], text: str, finish: str | None = None,
+                    **extra: Any) -> dict[str, Any]:
+    """A ``text_completion``, whole or one streamed chunk: ``base`` holds its id, object,
+    created and model; ``finish`` is already in OpenAI's words (:func:`finish_reason`), None
+    on a chunk before the last."""
+    return {**base, "choices": [{"text": text, "index": 0, "logprobs": None,
+                                 "finish_reason": finish}], **extra}
 
 
 def event(payload: dict[str, Any]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from typing import Any
 
 import anyio
@@ -13,11 +13,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from agents.base import Backend, Generation, GenerationRequest, Message, TokenLogprob
+from agents.base import Backend, Generation, GenerationRequest, Message
 from agents.cloud import price
 from router.graph import spend
 from router.graph.validation import NOT_TEXT, unencodable_field
-from router.run.budget import BudgetGate
 from router.run.caller import Caller as RunCaller
 from router.run.outcome import RouteRecord
 from router.run.runner import Run
@@ -82,29 +81,9 @@ async def _routed(body: ChatCompletionRequest, request: Request, completion_id: 
     await account(request, caller, request_id=completion_id, source="chat",
                   record=record, started=started)
     request.state.route, request.state.route_reason = record.final, record.reason
-    return {
-        "id": completion_id, "object": "chat.completion", "created": created, "model": "auto",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
-                     "logprobs": None, "finish_reason": wire.finish_reason(answer.finish_reason)}],
-        "usage": wire.record_usage(record),
-        "smallcode": {"route": record.to_json()},
-    }
-
-
-def _logprob_json(entry: TokenLogprob) -> dict[str, Any]:
-    return {
-        "token": entry.token,
-        "logprob": entry.logprob,
-        "bytes": list(entry.token.encode()),
-        "top_logprobs": [
-            {"token": a.token, "logprob": a.logprob, "bytes": list(a.token.encode())}
-            for a in entry.top
-        ],
-    }
-
-
-def _with_top(entry: TokenLogprob, k: int) -> TokenLogprob:
-    return TokenLogprob(entry.token, entry.logprob, entry.top[:k])
+    return wire.chat_completion(completion_id, created, "auto", answer.text,
+                                answer.finish_reason, wire.record_usage(record),
+                                smallcode={"route": record.to_json()})
 
 
 @router.post("/chat/completions", response_model=None)
@@ -149,75 +128,55 @@ async def chat_completions(body: ChatCompletionRequest, request: Request,
         top_logprobs=max(k, 2),
         stop=tuple(body.stop or ()),
     )
+    gate = caller.gate if body.model == "cloud" else None
+    priced = _priced(request, generation_request)
     if body.stream:
-        gate = caller.gate if body.model == "cloud" else None
-        hold = None
-        if gate is not None:
-            worst_usd = _priced(request, generation_request)(generation_request.max_tokens)
-            hold = await run_in_threadpool(spend.reserve, gate, worst_usd)
-        # Start the stream before answering, so a bad request fails as a normal error.
-        events = backend.stream(generation_request)
-        try:
-            first = await run_in_threadpool(next, events, None)
-        except BaseException:
-            if hold is not None:
-                await run_in_threadpool(hold.release)
-            raise
+        # Start the stream before answering, so a bad request (or one over budget) fails as
+        # a normal error.
+        events = spend.metered_stream(gate, backend.stream(generation_request), priced=priced,
+                                      max_tokens=generation_request.max_tokens)
+        first = await run_in_threadpool(next, events, None)
 
         async def done(generation: Generation | None, streamed: int) -> RouteRecord:
-            """Settle and record what ran: the whole answer, or what was streamed before the
-            client went away (then the generation was stopped)."""
+            """Record what ran: the whole answer, or what was streamed before the client went
+            away (then the generation was stopped, and its budget charged that much)."""
             record = (_direct_record(request, body.model, generation) if generation else
                       _partial_record(request, body.model, generation_request, streamed))
-            if hold is not None:
-                await run_in_threadpool(hold.settle, record.cost_usd)
             await account(request, caller, request_id=completion_id, source="chat",
-                          record=record, started=started,
-                          first_token_ms=_first_token_ms(generation, started))
+                          record=record, started=started, generation=generation)
             return record
 
         return StreamingResponse(
             _sse(events, first, body, completion_id, created, k, done),
             media_type="text/event-stream",
         )
-    generation = await _generate_direct(request, caller.gate if body.model == "cloud" else None,
-                                        backend, generation_request)
+    generation = await run_in_threadpool(functools.partial(
+        spend.metered, gate, functools.partial(backend.generate, generation_request),
+        priced=priced, max_tokens=generation_request.max_tokens))
     record = _direct_record(request, body.model, generation)
     await account(request, caller, request_id=completion_id, source="chat",
-                  record=record, started=started,
-                  first_token_ms=_first_token_ms(generation, started))
-    return _completion(generation, body, completion_id, created, k, record)
+                  record=record, started=started, generation=generation)
+    logprobs = None
+    if body.logprobs and generation.logprobs is not None:
+        logprobs = {"content": [wire.logprob(t, k) for t in generation.logprobs]}
+    return wire.chat_completion(completion_id, created, body.model, generation.text,
+                                generation.finish_reason, wire.generation_usage(generation),
+                                logprobs, smallcode={"route": record.to_json(),
+                                                     "backend": generation.model,
+                                                     "cost_usd": generation.cost_usd})
 
 
 def _priced(request: Request, generation_request: GenerationRequest) -> Callable[[int], float]:
-    """The price of this request's prompt with an answer of so many tokens."""
+    """The price of this request's prompt with an answer of so many tokens (the prompt is
+    counted at the first call: a request without a budget never needs it)."""
     price_as = request.app.state.settings.cloud.price_as
-    prompt = _prompt_tokens(request, generation_request)
-    return lambda completion: price(price_as, prompt, completion)
+    prompt = functools.cache(lambda: _prompt_tokens(request, generation_request))
+    return lambda completion: price(price_as, prompt(), completion)
 
 
 def _prompt_tokens(request: Request, generation_request: GenerationRequest) -> int:
     count = request.app.state.router_context.count_tokens
     return int(count("\n".join(m.content for m in generation_request.messages)))
-
-
-async def _generate_direct(request: Request, gate: BudgetGate | None, backend: Backend,
-                           generation_request: GenerationRequest) -> Generation:
-    """Generate on the named tier; a cloud call (``gate``: its budget) holds the key's budget
-    like a routed one."""
-    if gate is None:
-        return await run_in_threadpool(backend.generate, generation_request)
-    return await run_in_threadpool(functools.partial(
-        spend.metered, gate, functools.partial(backend.generate, generation_request),
-        priced=_priced(request, generation_request), max_tokens=generation_request.max_tokens))
-
-
-def _first_token_ms(generation: Generation | None, started: float) -> float | None:
-    """From the request's start to the tier's first token, when the tier measured it."""
-    if generation is None or generation.timings.first_token_ms is None:
-        return None
-    overhead_ms = (time.perf_counter() - started) * 1000 - generation.timings.total_ms
-    return max(0.0, overhead_ms) + generation.timings.first_token_ms
 
 
 def _partial_record(request: Request, model: str, generation_request: GenerationRequest,
@@ -243,29 +202,7 @@ def _direct_record(request: Request, model: str, generation: Generation) -> Rout
                               finish_reason=generation.finish_reason)
 
 
-def _completion(generation: Generation, body: ChatCompletionRequest, completion_id: str,
-                created: int, k: int, record: RouteRecord) -> dict[str, Any]:
-    logprobs = None
-    if body.logprobs and generation.logprobs is not None:
-        logprobs = {"content": [_logprob_json(_with_top(t, k)) for t in generation.logprobs]}
-    return {
-        "id": completion_id,
-        "object": "chat.completion",
-        "created": created,
-        "model": body.model,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": generation.text},
-            "logprobs": logprobs,
-            "finish_reason": wire.finish_reason(generation.finish_reason),
-        }],
-        "usage": wire.generation_usage(generation),
-        "smallcode": {"route": record.to_json(), "backend": generation.model,
-                      "cost_usd": generation.cost_usd},
-    }
-
-
-async def _sse(events: Iterator[Any], first: Any, body: ChatCompletionRequest, completion_id: str,
+async def _sse(events: Generator[Any, None, None], first: Any, body: ChatCompletionRequest, completion_id: str,
                created: int, k: int,
                done: Callable[[Generation | None, int], Awaitable[RouteRecord]]) -> AsyncIterator[str]:
     """The stream's events as server-sent events; ``done`` runs once at the end, also when the
@@ -293,14 +230,14 @@ async def _sse(events: Iterator[Any], first: Any, body: ChatCompletionRequest, c
                 if item.text or (body.logprobs and item.logprob is not None):
                     logprobs = None
                     if body.logprobs and item.logprob is not None:
-                        logprobs = {"content": [_logprob_json(_with_top(item.logprob, k))]}
+                        logprobs = {"content": [wire.logprob(item.logprob, k)]}
                     yield chunk({"content": item.text}, logprobs=logprobs)
             item = await run_in_threadpool(next, events, None)
     finally:
-        close = getattr(events, "close", None)
-        if close is not None:
-            close()  # a client that hung up releases the model at once
-        if not accounted:
-            with anyio.CancelScope(shield=True):  # the client is gone; the charge is not
+        with anyio.CancelScope(shield=True):  # the client is gone; the charge is not
+            # A client that hung up releases the model at once, and a cloud stream settles
+            # what it streamed (in a thread: the budget gate waits on this loop).
+            await run_in_threadpool(events.close)
+            if not accounted:
                 await done(None, streamed)
     yield wire.DONE

@@ -236,6 +236,35 @@ def test_a_client_gone_mid_stream_is_charged_what_the_ledger_records(api: Api) -
     assert [e["id"] for e in api.entries()].count(request_id) == 1
 
 
+def test_a_client_gone_mid_direct_cloud_stream_is_charged_what_the_ledger_records(
+        api: Api) -> None:
+    """``model: cloud`` streamed goes through the same metered path as the graph's cloud
+    call: a client that hangs up leaves no reservation open and the budget charged exactly
+    the ledger's figure for the tokens streamed."""
+    before = api.spent_usd()
+    with httpx.stream("POST", f"{api.url}/v1/chat/completions", headers=api.headers,
+                      timeout=120, json={"model": "cloud", "stream": True,
+                                         "messages": [{"role": "user", "content": LONG}],
+                                         "max_tokens": 400}) as response:
+        assert response.status_code == 200
+        request_id, seen = None, 0
+        for line in response.iter_lines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                chunk = json.loads(line[6:])
+                request_id = chunk["id"]
+                if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                    seen += 1
+                    if seen == 3:
+                        break  # hang up mid-answer
+    assert request_id is not None
+    entry = api.entry(request_id)
+    assert (entry["route"], entry["reason"]) == ("cloud", "requested"), entry
+    assert entry["record"]["finish_reason"] == "client_disconnected"
+    assert entry["cost_usd"] > 0 and 0 < entry["tokens"]["completion"] < 400
+    assert api.spent_usd() - before == pytest.approx(entry["cost_usd"], rel=1e-6)
+    assert [e["id"] for e in api.entries()].count(request_id) == 1
+
+
 def test_a_task_cancelled_mid_cloud_call_is_charged_what_the_ledger_records(api: Api) -> None:
     before = api.spent_usd()
     task_id = api.submit({"messages": MESSAGES, "files": FILES, "max_tokens": 400})
