@@ -4,6 +4,13 @@ A backend turns a :class:`GenerationRequest` into a :class:`Generation` (``gener
 stream of :class:`TokenEvent` followed by the final :class:`Generation` (``stream``). The local
 tier (llama.cpp) and the cloud tier (litellm) both implement it, so the router never needs to
 know which one it is talking to.
+
+Tool turns travel structured, in OpenAI chat terms (what litellm and llama-server speak): a
+request carries ``tools`` (OpenAI function-tool JSON), an assistant :class:`Message` its
+``tool_calls``, a ``tool`` message the result of one call; an answer's calls come back whole in
+``Generation.tool_calls`` and, while streaming, as :class:`ToolCallDelta` pieces on
+``TokenEvent.tool_call`` (:class:`ToolCallAssembler` joins them). A backend that cannot take
+tools (``supports_tools`` False) raises :class:`agents.errors.ToolsUnsupported` before any token.
 """
 
 from __future__ import annotations
@@ -11,16 +18,48 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
-Role = Literal["system", "user", "assistant"]
-FinishReason = Literal["stop", "length", "aborted"]
+Role = Literal["system", "user", "assistant", "tool"]
+FinishReason = Literal["stop", "length", "aborted", "tool_calls"]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A function call an answer makes: ``arguments`` is the JSON text the model wrote (not
+    parsed here: whether it is valid JSON for the tool's schema is the judge's question)."""
+
+    id: str
+    name: str
+    arguments: str
 
 
 @dataclass(frozen=True)
 class Message:
+    """One turn. An assistant turn may call tools (``tool_calls``); a ``tool`` turn is the
+    result of the call ``tool_call_id`` (``name``: the tool's name, where the client gave it)."""
+
     role: Role
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+
+    def to_openai(self) -> dict[str, Any]:
+        """This turn as an OpenAI chat message (litellm's and llama-server's input). An
+        assistant turn that only calls tools has ``content`` null, as OpenAI writes it
+        (providers refuse an empty text block)."""
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            out["content"] = self.content or None
+            out["tool_calls"] = [{"id": c.id, "type": "function",
+                                  "function": {"name": c.name, "arguments": c.arguments}}
+                                 for c in self.tool_calls]
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        if self.name is not None:
+            out["name"] = self.name
+        return out
 
 
 @dataclass(frozen=True)
@@ -34,6 +73,33 @@ class GenerationRequest:
     stop: tuple[str, ...] = ()
     # Backends that can return per-token logprobs do so unless this is False.
     logprobs: bool = True
+    # OpenAI function tools the answer may call (backends with ``supports_tools``).
+    tools: tuple[dict[str, Any], ...] = ()
+    # "auto", "none", "required" or {"type": "function", "function": {"name": ...}}; None:
+    # the provider's default (auto).
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+
+    @property
+    def uses_tools(self) -> bool:
+        """An agent's turn: it offers tools, or its conversation holds tool calls or results
+        (a backend without ``supports_tools`` cannot render either)."""
+        return bool(self.tools) or any(m.tool_calls or m.role == "tool" for m in self.messages)
+
+    def openai_messages(self) -> list[dict[str, Any]]:
+        return [m.to_openai() for m in self.messages]
+
+    def openai_tools(self) -> dict[str, Any]:
+        """``tools``, ``tool_choice`` and ``parallel_tool_calls`` for an OpenAI chat body;
+        empty when the request offers no tools (a ``tool_choice`` alone is an error there)."""
+        if not self.tools:
+            return {}
+        out: dict[str, Any] = {"tools": [dict(t) for t in self.tools]}
+        if self.tool_choice is not None:
+            out["tool_choice"] = self.tool_choice
+        if self.parallel_tool_calls is not None:
+            out["parallel_tool_calls"] = self.parallel_tool_calls
+        return out
 
 
 @dataclass(frozen=True)
@@ -104,14 +170,50 @@ class Generation:
     logprobs: tuple[TokenLogprob, ...] | None = None
     cost_usd: float = 0.0
     extra: dict[str, object] = field(default_factory=dict)
+    tool_calls: tuple[ToolCall, ...] = ()
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of a streamed tool call, as OpenAI streams them: the call at ``index`` of the
+    answer; its ``id`` and ``name`` come with its first piece, ``arguments`` in fragments."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
 
 
 @dataclass(frozen=True)
 class TokenEvent:
-    """One step of a stream: the text it adds and, when known, its logprob."""
+    """One step of a stream: the text it adds and, when known, its logprob; or a piece of a
+    tool call (``tool_call``, with ``text`` empty)."""
 
     text: str
     logprob: TokenLogprob | None = None
+    tool_call: ToolCallDelta | None = None
+
+
+class ToolCallAssembler:
+    """Joins streamed :class:`ToolCallDelta` pieces into whole :class:`ToolCall` values, in
+    the order of their index. A call the stream gave no id gets ``call_<index>``."""
+
+    def __init__(self) -> None:
+        self._calls: dict[int, dict[str, Any]] = {}
+
+    def add(self, delta: ToolCallDelta) -> None:
+        call = self._calls.setdefault(delta.index, {"id": None, "name": "", "arguments": []})
+        if delta.id:
+            call["id"] = delta.id
+        if delta.name:
+            call["name"] += delta.name
+        if delta.arguments:
+            call["arguments"].append(delta.arguments)
+
+    def calls(self) -> tuple[ToolCall, ...]:
+        return tuple(ToolCall(id=c["id"] or f"call_{index}", name=c["name"],
+                              arguments="".join(c["arguments"]))
+                     for index, c in sorted(self._calls.items()))
 
 
 class Backend(abc.ABC):
@@ -121,6 +223,9 @@ class Backend(abc.ABC):
     supports_logprobs: bool = False
     #: Whether ``infill`` can fill in the middle (a request with a suffix); see ``infill``.
     supports_fim: bool = False
+    #: Whether it takes tool turns (``GenerationRequest.uses_tools``) and answers with tool
+    #: calls; one that cannot raises :class:`agents.errors.ToolsUnsupported` before any token.
+    supports_tools: bool = False
 
     @property
     @abc.abstractmethod
@@ -177,6 +282,11 @@ class Wrapped(Backend):
     def __init__(self, inner: Backend) -> None:
         self.inner = inner
         self.supports_logprobs = inner.supports_logprobs
+
+    @property
+    def supports_tools(self) -> bool:  # type: ignore[override]
+        """The inner backend's, asked each time: a server learns it once it answers."""
+        return self.inner.supports_tools
 
     @property
     def model_name(self) -> str:

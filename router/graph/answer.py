@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from agents.base import FinishReason, Generation
+from agents.base import FinishReason, Generation, ToolCall
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,11 @@ class RoutedAnswer:
     def finish_reason(self) -> FinishReason:
         """Why the served generation stopped: ``length`` when max_tokens cut it."""
         return self.generation.finish_reason if self.generation else "stop"
+
+    @property
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        """The tools the served answer calls (an agent's turn), in order."""
+        return self.generation.tool_calls if self.generation else ()
 
     @classmethod
     def of(cls, state: dict[str, Any]) -> RoutedAnswer:

@@ -17,14 +17,17 @@ def decision(route: str, reason: str, detail: str) -> Decision:
 
 def before_generation(
     *, policy: PolicyConfig, forced: str | None, privacy: str | None, task_type: TaskType,
-    files: list[FileRef], fit: ContextFit,
+    files: list[FileRef], fit: ContextFit, tools_unsupported: bool = False,
 ) -> Decision | None:
-    """Hard rules, in order: forced route, privacy, task type, multi-file, context fit.
-    None means: generate locally and let the judge decide."""
+    """Hard rules, in order: forced route, privacy, tools the local model cannot take, task
+    type, multi-file, context fit. None means: generate locally and let the judge decide."""
     if forced in ("local", "cloud"):
         return decision(forced, "forced", f"the request asked for {forced}")
     if privacy:
         return None  # never the cloud; the local path handles everything (judge flags it)
+    if tools_unsupported:
+        return decision("cloud", "tools", "the turn offers tools and the local model cannot "
+                        "call them")
     pinned = policy.task_type_routes.get(task_type)
     if pinned == "cloud":
         return decision("cloud", "task_type", f"policy sends {task_type} tasks to the cloud")

@@ -10,7 +10,7 @@ from typing import Any
 from agents.base import Generation
 from router.checks.answer import check_answer
 from router.checks.sandbox import Sandbox
-from router.graph import agreement, decide, judge_model, repair, signals
+from router.graph import agreement, decide, judge_model, repair, signals, tool_calls
 from router.graph.state import RouterState
 
 
@@ -68,10 +68,14 @@ def judge_answer(state: RouterState, sandbox: Sandbox | None, *,
                               "probability": None, "threshold": rules.confidence_threshold}
     if local is not None:
         checks = run_checks(state, local.text, sandbox, modules)
+        if state.get("tools") or local.tool_calls:  # an agent's turn: its calls must be valid
+            checks["tool_calls"] = tool_calls.check(local.tool_calls, state.get("tools") or [],
+                                                    state.get("tool_choice"))
         scored = score_answer(state, local, checks, len(attempts))
     score = scored["probability"]
     examples_failed = bool(checks.get("execution")) and not checks["execution"]["passed"]
-    format_failed = checks.get("edit_format", {}).get("passed") is False
+    format_failed = (checks.get("edit_format", {}).get("passed") is False
+                     or checks.get("tool_calls", {}).get("passed") is False)
     trigger = repair.trigger(checks) if local is not None else None
     sampled = state.get("agreement")
     decided = state.get("decision") is not None

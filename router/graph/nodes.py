@@ -20,7 +20,7 @@ from retrieval import api
 from router.checks.code import extract_code_blocks
 from router.checks.edits import client_edit as read_client_edit
 from router.checks.edits import without_instructions
-from router.graph import agreement, decide, edit_prompt, signals, spend
+from router.graph import agent_turn, agreement, decide, edit_prompt, signals, spend
 from router.graph import repair as prompts
 from router.graph.context import RouterContext
 from router.graph.errors import BudgetExceeded, InvalidTask, PolicyViolation, TaskTooLarge
@@ -61,6 +61,8 @@ def build_messages(state: RouterState, files: list[Any]) -> list[Message]:
     messages = []
     if state.get("system"):
         messages.append(Message("system", state["system"]))
+    if agent_turn.is_agent_turn(state):  # an agent's turn: its conversation, as it is
+        return [*messages, *agent_turn.messages(state["conversation"])]
     messages.extend(Message(turn["role"], turn["content"]) for turn in state.get("history") or [])
     messages.append(Message("user", user_message(state["prompt"], files)))
     return messages
@@ -87,6 +89,8 @@ def collect_files(state: RouterState, ctx: RouterContext) -> list[FileRef]:
         if turn["role"] == "user":
             for path in signals.files_sent(turn["content"]):
                 refs.setdefault(path, {"path": path, "source": "history"})
+    for path in agent_turn.tool_paths(state.get("conversation") or []):
+        refs.setdefault(path, {"path": path, "source": "tool"})
     repo = state.get("repo")
     if repo and ctx.retrieval is not None:
         for symbol in signals.symbols_in_prompt(task):
@@ -97,25 +101,39 @@ def collect_files(state: RouterState, ctx: RouterContext) -> list[FileRef]:
 
 
 def changed_files(refs: list[FileRef]) -> list[FileRef]:
-    """The files the task itself brings (attached, named, sent): not the index's references."""
-    return [ref for ref in refs if ref["source"] != "references"]
+    """The files the task itself brings (attached, named, sent): not the index's references,
+    nor the files an agent's tools read (context, not files the turn changes)."""
+    return [ref for ref in refs if ref["source"] not in ("references", "tool")]
 
 
-def count_prompt(ctx: RouterContext, messages: list[Message]) -> int:
+def count_prompt(ctx: RouterContext, messages: list[Message],
+                 tools: list[dict[str, Any]] | None = None) -> int:
+    """The prompt's tokens as the local model sees them, the tools' schemas included."""
     counted = ctx.local.count_prompt_tokens(GenerationRequest(messages=tuple(messages)))
-    if counted is not None:
-        return counted
-    return sum(ctx.count_tokens(m.content) + 4 for m in messages)
+    if counted is None:
+        counted = sum(ctx.count_tokens(m.content + "".join(c.arguments for c in m.tool_calls))
+                      + 4 for m in messages)
+    return counted + (ctx.count_tokens(agent_turn.tools_text(tools)) if tools else 0)
+
+
+def tool_request(state: RouterState) -> dict[str, Any]:
+    """The tools of an agent's turn, as a :class:`GenerationRequest` takes them."""
+    if not state.get("tools"):
+        return {}
+    return {"tools": tuple(state["tools"]), "tool_choice": state.get("tool_choice"),
+            "parallel_tool_calls": state.get("parallel_tool_calls")}
 
 
 @timed("intake")
 def intake(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any]:
     ctx = runtime.context
     validate(state, ctx)
+    if agent_turn.is_agent_turn(state):
+        agent_turn.validate(state)
     messages = build_messages(state, state.get("files") or [])
     task_type = state.get("type") or signals.classify_task(task_text(state))
     files = collect_files(state, ctx)
-    prompt_tokens = count_prompt(ctx, messages)
+    prompt_tokens = count_prompt(ctx, messages, state.get("tools"))
     return {
         "messages": messages,
         "task_type": task_type,
@@ -148,9 +166,16 @@ def policy(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any
     fit = local_fit(ctx, rules.context_margin_tokens, state["prompt_tokens"], max_tokens)
     # Files found through the index's references are context, not files the task changes:
     # they are listed in the record but do not count toward max_local_files.
+    tools_local = bool(state.get("tools")) and not ctx.local.supports_tools
+    if tools_local and (forced == "local" or privacy):
+        why = "the request asked for local" if forced == "local" else privacy
+        raise PolicyViolation("tools", f"the local model ({ctx.local.model_name}) cannot take "
+                              f"tool calls, and this turn may not go to the cloud ({why}): run "
+                              "the local tier on llama-server with jinja on (local.mode)")
     verdict = decide.before_generation(policy=rules, forced=forced, privacy=privacy,
                                        task_type=state["task_type"],
-                                       files=changed_files(state["file_refs"]), fit=fit)
+                                       files=changed_files(state["file_refs"]), fit=fit,
+                                       tools_unsupported=tools_local)
     cloud_window = ctx.cloud.n_ctx
     if (verdict and verdict["route"] == "cloud" and cloud_window is not None
             and not decide.fits_cloud(state["prompt_tokens"], cloud_window)):
@@ -177,7 +202,7 @@ def trim_for_local(state: RouterState, ctx: RouterContext, margin: int,
     notes = []
     while True:
         messages = build_messages(state, files)
-        prompt_tokens = count_prompt(ctx, messages)
+        prompt_tokens = count_prompt(ctx, messages, state.get("tools"))
         room = ctx.local_window - margin - prompt_tokens
         if room >= max_tokens or not files:
             break
@@ -248,7 +273,8 @@ def local_generate(state: RouterState, runtime: Runtime[RouterContext]) -> dict[
     rules = state["policy"]
     max_tokens = state["max_tokens"]
     own = local_edit_messages(state)
-    request = GenerationRequest(messages=tuple(own or state["messages"]), max_tokens=max_tokens)
+    request = GenerationRequest(messages=tuple(own or state["messages"]), max_tokens=max_tokens,
+                                **tool_request(state))
     # Abort only when escalating is possible and still undecided.
     can_abort = state.get("decision") is None and not state.get("privacy")
     recent: deque[float] = deque(maxlen=rules.early_abort_window)
@@ -285,7 +311,8 @@ def client_edit(state: RouterState) -> Any:
 def local_edit_messages(state: RouterState, problem: str | None = None) -> list[Message] | None:
     """The router's own prompt for the client's edit format (:mod:`router.graph.edit_prompt`)
     where the policy asks for it and the router has one; None: the client's messages."""
-    if state["policy"].local_edit_prompt != "router" or state.get("task_type") == "review":
+    if (state["policy"].local_edit_prompt != "router" or state.get("task_type") == "review"
+            or agent_turn.is_agent_turn(state)):
         return None
     edit = client_edit(state)
     return None if edit is None else edit_prompt.messages(edit, problem=problem)
@@ -375,13 +402,16 @@ def repair(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any
     assert local is not None, "the judge repairs only an answer it has"
     # A broken edit format: the one file the model may write, its content and what was wrong,
     # in the router's own prompt for the client's format (where it has one for that format).
+    trigger = prompts.trigger(checks)
     own = (local_edit_messages(state, prompts.format_problems(checks))
-           if prompts.trigger(checks) == "edit_format" else None)
+           if trigger == "edit_format" else None)
+    if trigger == "tool_call":
+        own = prompts.tool_call_messages(state["messages"], local, checks["tool_calls"])
     imports = prompts.snippet_imports(state.get("snippets_used") or [])
     request = GenerationRequest(
         messages=tuple(own or prompts.messages(state["messages"], local.text, checks,
                                                imports=imports)),
-        max_tokens=state["max_tokens"])
+        max_tokens=state["max_tokens"], **tool_request(state))
     started = time.perf_counter()
     generation = ctx.local.generate(request)
     attempt = {
@@ -407,13 +437,17 @@ def cloud_generate(state: RouterState, runtime: Runtime[RouterContext]) -> dict[
     messages: list[Message] = []
     count, kinds = 0, list[str]()
     for message in state["messages"]:
-        content = message.content
-        if state["policy"].redact_secrets:
-            redaction = redact(content)
-            content, count = redaction.text, count + redaction.count
-            kinds.extend(redaction.kinds)
-        messages.append(Message(message.role, content))
-    request = GenerationRequest(messages=tuple(messages), max_tokens=state["max_tokens"])
+        texts = [message.content, *(call.arguments for call in message.tool_calls)]
+        if state["policy"].redact_secrets:  # tool results and tool arguments too
+            found = [redact(text) for text in texts]
+            texts = [r.text for r in found]
+            count += sum(r.count for r in found)
+            kinds.extend(kind for r in found for kind in r.kinds)
+        calls = tuple(dataclasses.replace(call, arguments=text)
+                      for call, text in zip(message.tool_calls, texts[1:], strict=True))
+        messages.append(dataclasses.replace(message, content=texts[0], tool_calls=calls))
+    request = GenerationRequest(messages=tuple(messages), max_tokens=state["max_tokens"],
+                                **tool_request(state))
     redactions = {"count": count, "kinds": sorted(set(kinds))}
     prompt_tokens = state["prompt_tokens"]
     try:

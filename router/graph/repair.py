@@ -14,8 +14,9 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from agents.base import Message
+from agents.base import Generation, Message
 from router.checks.code import extract_code_blocks
+from router.graph.tool_calls import repair_message as tool_call_message
 
 _TEST_PREFIX = re.compile(r"test_example_\d+: (?:AssertionError: )?")
 _UNDEFINED = re.compile(r"undefined name '([^']+)'")
@@ -23,9 +24,12 @@ FEEDBACK_CHARS = 600
 
 
 def trigger(checks: dict[str, Any]) -> str | None:
-    """Why the answer needs repair: ``edit_format`` (it breaks the edit format the client
-    asked for: the client would apply nonsense, so this comes first), ``syntax_error``,
-    ``failed_examples`` (an example failed or the code raised), or None."""
+    """Why the answer needs repair: ``tool_call`` (an agent's turn called a tool that is not
+    offered, or with arguments its schema refuses: the client cannot run it), ``edit_format``
+    (it breaks the edit format the client asked for: the client would apply nonsense),
+    ``syntax_error``, ``failed_examples`` (an example failed or the code raised), or None."""
+    if checks.get("tool_calls", {}).get("passed") is False:
+        return "tool_call"
     if checks.get("edit_format", {}).get("passed") is False:
         return "edit_format"
     if checks.get("syntax_errors"):
@@ -59,6 +63,16 @@ def failure(checks: dict[str, Any], answer: str, imports: Mapping[str, str] | No
                 f"{failing['detail'][:FEEDBACK_CHARS]}. {fix}")
     detail = _TEST_PREFIX.sub("", failing["detail"]) if failing else "the checks failed"
     return f"the code fails the task's own examples: {detail[:FEEDBACK_CHARS]}"
+
+
+def tool_call_messages(task: list[Message], answer: Generation,
+                       verdict: Mapping[str, Any]) -> list[Message]:
+    """The repair turn of an invalid tool call: what the model answered (its calls as text:
+    a call with no result would break the chat template) and what was wrong with it."""
+    calls = "\n".join(f"{call.name}({call.arguments})" for call in answer.tool_calls)
+    said = "\n".join(part for part in (answer.text.strip(), calls) if part)
+    return [*task, Message("assistant", said or "(no tool call)"),
+            Message("user", tool_call_message(verdict))]
 
 
 def format_problems(checks: dict[str, Any]) -> str:

@@ -13,7 +13,7 @@ RequestedRoute = Literal["auto", "local", "cloud"]
 Reason = Literal[
     "confident", "low_confidence", "failed_checks", "early_abort", "context", "multi_file",
     "privacy", "budget", "forced", "task_type", "cloud_unavailable", "disagreement",
-    "local_unavailable",
+    "local_unavailable", "tools",
 ]
 
 
@@ -41,11 +41,17 @@ class TaskInput(TypedDict, total=False):
     route: str
     type: str
     max_tokens: int
+    # an agent's turn (router.graph.agent_turn): its conversation, structured, and its tools
+    conversation: list[dict[str, Any]]
+    tools: list[dict[str, Any]]
+    tool_choice: Any
+    parallel_tool_calls: bool | None
+    session: str
 
 
 class FileRef(TypedDict):
     path: str
-    source: Literal["attached", "prompt", "history", "references"]
+    source: Literal["attached", "prompt", "history", "references", "tool"]
 
 
 class Decision(TypedDict):
