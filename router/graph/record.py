@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agents.base import Generation
 from router.graph import decide
 from router.graph.state import RouterState
 
@@ -65,6 +66,11 @@ def build_record(state: RouterState, *, price: Any, models: dict[str, str]) -> d
         "models": {"local": models["local"], "cloud": models["cloud"],
                    "priced_as": models["price_as"]},
         "finish_reason": answer.finish_reason if answer else None,
+        # The local answer's prompt tokens its engine took from its cache (a conversation's
+        # earlier turns, kept in llama-server's slot); None where the engine does not say
+        # (in-process chat) or nothing ran locally.
+        "cached_prompt_tokens": local_cached(local),
+        "local_server": local.extra.get("local_server") if local else None,
         "cost_usd": cloud.cost_usd if cloud else 0.0,
         # All-cloud: the same prompt, and the answer's length (the cloud's own when it ran).
         "counterfactual_cost_usd": price(cloud_prompt, completion if cloud else local_completion),
@@ -80,6 +86,11 @@ def build_record(state: RouterState, *, price: Any, models: dict[str, str]) -> d
         record["shadow"] = {"served": rules.shadow_route, "auto_route": auto["route"],
                             "auto_reason": auto["reason"]}
     return record
+
+
+def local_cached(local: Generation | None) -> int | None:
+    cached = local.extra.get("cached_prompt_tokens") if local else None
+    return cached if isinstance(cached, int) else None
 
 
 def local_attempts(state: RouterState) -> list[dict[str, Any]]:

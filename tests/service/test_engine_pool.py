@@ -1,6 +1,7 @@
 """The service on a pool of two real llama-servers (SmolLM2-135M) with one of them stopped:
 ``/readyz`` stays ready and names the stopped one and why, ``/metrics`` shows each member up or
-down and the requests in flight on it, every answer comes from the live one.
+down and the requests in flight on it, every answer comes from the live one; and the second
+turn of a conversation says in its route record how much of its prompt the server had cached.
 
 Real parts: uvicorn, Valkey, the embedded task worker, llama-server; the cloud is never
 reached (an unused address)."""
@@ -28,6 +29,8 @@ from tests.helpers import serving
 
 SMOL = "smollm2-135m"
 UNUSED_CLOUD = CloudConfig(api_base="http://127.0.0.1:9/v1", num_retries=0)
+SYSTEM = "You answer questions about this module:\n" + "\n".join(
+    f"def helper_{i}(x):\n    return x * {i} + {i % 7}\n" for i in range(30))
 
 
 class Service:
@@ -111,3 +114,18 @@ def test_readyz_and_metrics_show_each_member_of_the_pool(service: Service) -> No
         assert time.monotonic() < deadline, "the stream stayed in flight after the client left"
         time.sleep(0.1)
 
+
+def test_the_second_turn_says_how_much_of_its_prompt_was_cached(service: Service) -> None:
+    history = [{"role": "system", "content": SYSTEM},
+               {"role": "user", "content": "What does helper_3 return for 2?"}]
+    first = service.chat(history)
+    history += [{"role": "assistant", "content": first["choices"][0]["message"]["content"]},
+                {"role": "user", "content": "And helper_5?"}]
+    second = service.chat(history)
+    before, after = first["smallcode"]["route"], second["smallcode"]["route"]
+    assert before["final"] == after["final"] == "local"
+    prompt = first["usage"]["prompt_tokens"]
+    assert prompt > 300  # the long system message: most of the second turn's prompt
+    # the whole first turn was in the server's slot: the second re-read only its new turn
+    assert after["cached_prompt_tokens"] >= prompt - 4, after
+    assert after["cached_prompt_tokens"] > before["cached_prompt_tokens"]
