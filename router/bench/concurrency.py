@@ -1,15 +1,20 @@
 """`smallcode bench concurrency`: aggregate generation throughput of the local tier at 1, 4 and
 8 concurrent tasks, in-process (llama-cpp-python behind its lock) against llama.cpp's own
-``llama-server`` with parallel slots (continuous batching), per-token logprobs on in both.
+``llama-server`` with parallel slots (continuous batching), per-token logprobs on in all.
 
-Both run the same model, threads and requests in one run, level by level (in-process, then
-llama-server, at each level), llama-server with the engine settings `smallcode serve` gives it
+``through`` says how llama-server is reached: ``engine``, directly (its OpenAI API, from this
+process); ``serve``, through `smallcode serve`'s HTTP API (a child process that starts its own
+llama-server: :mod:`router.bench.serve_http`), as a client of the service sees it.
+
+All run the same model, threads and requests in one run, level by level (in-process, then
+each way in, at each level), llama-server with the engine settings `smallcode serve` gives it
 (``local``: speculation, cache reuse...). Each task asks for a long answer with a distinct
 opening line (no shared KV prefix), capped at ``tokens``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,9 +34,23 @@ def _request(i: int, tokens: int) -> GenerationRequest:
                              logprobs=True, top_logprobs=2)
 
 
-def aggregate(backend: Backend, concurrency: int, tokens: int, *, rounds: int) -> dict[str, Any]:
-    """``rounds`` waves of ``concurrency`` simultaneous requests: completion tokens per wall
-    second over all waves, and each request's latency."""
+THROUGH = ("engine", "serve")
+KINDS = {"engine": "llama_server", "serve": "serve_http"}  # the result's key for each
+
+
+def completion_tokens(backend: Backend) -> Callable[[GenerationRequest], int]:
+    def one(request: GenerationRequest) -> int:
+        generation = backend.generate(request)
+        assert generation.logprobs, "logprobs must be on"
+        return generation.usage.completion_tokens
+    return one
+
+
+def aggregate(generate: Callable[[GenerationRequest], int], concurrency: int, tokens: int, *,
+              rounds: int) -> dict[str, Any]:
+    """``rounds`` waves of ``concurrency`` simultaneous requests, each answered by
+    ``generate`` (its completion tokens): completion tokens per wall second over all waves, and
+    each request's latency."""
     produced, latencies, wall = 0, [], 0.0
     with ThreadPoolExecutor(concurrency) as pool:
         for wave in range(rounds):
@@ -39,9 +58,7 @@ def aggregate(backend: Backend, concurrency: int, tokens: int, *, rounds: int) -
             started = time.perf_counter()
 
             def one(request: GenerationRequest, started: float = started) -> tuple[int, float]:
-                generation = backend.generate(request)
-                assert generation.logprobs, "logprobs must be on"
-                return generation.usage.completion_tokens, time.perf_counter() - started
+                return generate(request), time.perf_counter() - started
 
             results = list(pool.map(one, requests))
             wall += time.perf_counter() - started
@@ -55,39 +72,51 @@ def aggregate(backend: Backend, concurrency: int, tokens: int, *, rounds: int) -
 
 
 def run(config: LocalConfig, path: Path, *, levels: Sequence[int] = (1, 4, 8), tokens: int = 128,
-        rounds: int = 2, log: Callable[[str], None] = print) -> dict[str, Any]:
+        rounds: int = 2, through: Sequence[str] = ("engine",), config_file: Path | None = None,
+        log: Callable[[str], None] = print) -> dict[str, Any]:
     from agents import llama_server
     from agents.local import LocalBackend
     from agents.remote import RemoteLocalBackend
+    from router.bench.serve_http import ServeApi
 
+    unknown = [way for way in through if way not in THROUGH]
+    if unknown or not through:
+        raise ValueError(f"through: each of {', '.join(THROUGH)}, got {list(through)}")
+    kinds = ["inprocess", *(KINDS[way] for way in through)]
     result: dict[str, Any] = {"model": path.name, "n_threads": config.n_threads,
-                              "tokens": tokens, "rounds": rounds, "inprocess": [],
-                              "llama_server": []}
+                              "tokens": tokens, "rounds": rounds, "kinds": kinds,
+                              **{kind: [] for kind in kinds}}
     parallel = max(levels)
     server_config = config.model_copy(update={"server_parallel": parallel})
     result["llama_server_flags"] = llama_server.flags(server_config)
-    log("in-process: loading")
-    inprocess = LocalBackend(config, path)
-    try:
-        log(f"llama-server --parallel {parallel}: starting")
-        with llama_server.start(server_config, path, alias="bench") as server:
+    with contextlib.ExitStack() as stack:
+        log("in-process: loading")
+        inprocess = LocalBackend(config, path)
+        stack.callback(inprocess.close)
+        ways: dict[str, Callable[[GenerationRequest], int]] = {
+            "inprocess": completion_tokens(inprocess)}
+        if "engine" in through:
+            log(f"llama-server --parallel {parallel}: starting")
+            server = stack.enter_context(llama_server.start(server_config, path, alias="bench"))
             remote = RemoteLocalBackend(server_config.model_copy(
                 update={"mode": "server", "server_url": server.base_url}))
-            try:
-                for backend in (inprocess, remote):  # page the weights in, open the connection
-                    backend.generate(_request(-1, 4))
-                # level by level, in-process then llama-server: a shared machine's load weighs
-                # on both alike
-                for n in levels:
-                    for kind, backend in (("inprocess", inprocess), ("llama_server", remote)):
-                        log(f"{kind}: {n} concurrent")
-                        result[kind].append(aggregate(backend, n, tokens, rounds=rounds))
-            finally:
-                remote.close()
-    finally:
-        inprocess.close()
+            stack.callback(remote.close)
+            ways["llama_server"] = completion_tokens(remote)
+        if "serve" in through:
+            log(f"smallcode serve (llama-server --parallel {parallel}): starting")
+            api = stack.enter_context(ServeApi(config, server_parallel=parallel,
+                                               config_file=config_file))
+            ways["serve_http"] = api.completion_tokens
+        for generate in ways.values():  # page the weights in, open the connection
+            generate(_request(-1, 4))
+        # level by level, in-process then each way to llama-server: a shared machine's load
+        # weighs on all alike
+        for n in levels:
+            for kind, generate in ways.items():
+                log(f"{kind}: {n} concurrent")
+                result[kind].append(aggregate(generate, n, tokens, rounds=rounds))
     single = result["inprocess"][0]["tokens_per_s"]
     result["ratios_vs_inprocess_single"] = {
         f"{kind}@{row['concurrency']}": round(row["tokens_per_s"] / single, 2)
-        for kind in ("inprocess", "llama_server") for row in result[kind]}
+        for kind in kinds for row in result[kind]}
     return result

@@ -32,6 +32,11 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         "concurrency", help="local throughput at 1/4/8 concurrent tasks: in-process vs llama-server")
     concurrency.add_argument("--tokens", type=int, default=128, help="tokens per completion")
     concurrency.add_argument("--rounds", type=int, default=2, help="waves per concurrency level")
+    concurrency.add_argument("--levels", default="1,4,8",
+                             help="concurrent tasks per level, comma-separated")
+    concurrency.add_argument("--through", default="engine",
+                             help="how llama-server is reached, comma-separated: engine "
+                             "(directly) and/or serve (through `smallcode serve`'s HTTP API)")
     concurrency.add_argument("--json", action="store_true", help="print one JSON object")
     concurrency.set_defaults(handler=_concurrency)
     multiturn = targets.add_parser(
@@ -229,14 +234,27 @@ def _speed(args: argparse.Namespace) -> int:
 def _concurrency(args: argparse.Namespace) -> int:
     from router.bench import concurrency
 
+    through = [way.strip() for way in args.through.split(",") if way.strip()]
+    if not through or any(way not in concurrency.THROUGH for way in through):
+        _stderr(f"smallcode: --through must be some of {','.join(concurrency.THROUGH)}, "
+                f"got {args.through!r}")
+        return 2
+    try:
+        levels = [int(n) for n in args.levels.split(",")]
+    except ValueError:
+        levels = []
+    if not levels or min(levels) < 1:
+        _stderr(f"smallcode: --levels must be positive integers, got {args.levels!r}")
+        return 2
     config, path = _local_model(args)
-    result = concurrency.run(config, path, tokens=args.tokens, rounds=args.rounds, log=_stderr)
+    result = concurrency.run(config, path, levels=levels, tokens=args.tokens, rounds=args.rounds,
+                             through=through, config_file=args.config, log=_stderr)
     if args.json:
         print(json.dumps(result))
         return 0
     print(f"{result['model']}, {result['n_threads']} threads, {result['tokens']}-token "
           f"completions, logprobs on")
-    for kind in ("inprocess", "llama_server"):
+    for kind in result["kinds"]:
         for row in result[kind]:
             ratio = result["ratios_vs_inprocess_single"][f"{kind}@{row['concurrency']}"]
             print(f"{kind:<13} {row['concurrency']} concurrent: {row['tokens_per_s']:6.1f} tok/s "
