@@ -15,26 +15,25 @@ from typing import Any
 import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from agents.base import Backend, Generation, InfillRequest, TokenEvent
 from agents.cloud import price
 from agents.errors import FimUnsupported
-from router.graph.validation import NOT_TEXT, unencodable_field
 from router.run.outcome import RouteRecord
 from router.service import openai_wire as wire
 from router.service.accounting import account, admit
 from router.service.deps import CallerDep
 from router.service.errors import APIError
-from router.service.schemas import stop_list
+from router.service.schemas import TextBody, stop_list
 
 router = APIRouter(prefix="/v1")
 
 MODELS = ("auto", "local")  # both mean the local model: completions never leave the machine
 
 
-class CompletionRequest(BaseModel):
+class CompletionRequest(TextBody):
     # Unknown OpenAI fields (user, seed, best_of, presence_penalty, …) are accepted and ignored.
     model_config = ConfigDict(extra="ignore")
 
@@ -109,9 +108,6 @@ def _record(request: Request, generation: Generation | None, *, streamed: int = 
 @router.post("/completions", response_model=None)
 async def completions(body: CompletionRequest, request: Request, caller: CallerDep) -> Any:
     settings = request.app.state.settings.completions
-    bad = unencodable_field(body.model_dump(), "")
-    if bad is not None:
-        raise APIError(400, f"{bad}: {NOT_TEXT}", param=bad)
     if body.model not in MODELS:
         raise APIError(404, f"model {body.model!r} does not exist for completions: use auto or "
                        "local (inline completion always runs on the local model)",

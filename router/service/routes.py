@@ -16,7 +16,6 @@ from starlette.concurrency import run_in_threadpool
 from agents.base import Backend, Generation, GenerationRequest, Message
 from agents.cloud import price
 from router.graph import spend
-from router.graph.validation import NOT_TEXT, unencodable_field
 from router.run.caller import Caller as RunCaller
 from router.run.outcome import RouteRecord
 from router.run.runner import Run
@@ -93,9 +92,6 @@ async def chat_completions(body: ChatCompletionRequest, request: Request,
     team = identity.serving_team(body.team)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
-    bad = unencodable_field(body.model_dump(), "")
-    if bad is not None:
-        raise APIError(400, f"{bad}: {NOT_TEXT}", param=bad)
     if body.model != "auto" and body.model not in tiers:
         raise APIError(404, f"model {body.model!r} does not exist: use auto, "
                        f"{', '.join(tiers)}", param="model", code="model_not_found")

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from retrieval.errors import BadRepoName
 from retrieval.names import check_repo_name
-from router.graph.validation import DEFAULT_MAX_TOKENS, MAX_TOKENS_LIMIT
+from router.graph.errors import InvalidTask
+from router.graph.validation import (
+    DEFAULT_MAX_TOKENS,
+    MAX_TOKENS_LIMIT,
+    NOT_TEXT,
+    unencodable_field,
+)
 
 MAX_FILES = 1000  # attached files of one task: past it no window holds them anyway
 
@@ -22,6 +28,20 @@ def stop_list(value: str | list[str] | None) -> list[str] | None:
     if len(stops) > 4 or any(not s for s in stops):
         raise ValueError("give at most 4 non-empty stop strings")
     return stops
+
+
+class TextBody(BaseModel):
+    """A request body whose strings must be text: the one check of a wire body's text, as it
+    is parsed, naming the body's field (``messages[0].content``), a 400 through the
+    :class:`InvalidTask` handler. Raised as that, not as a pydantic error, so that its message
+    is the intake's own (the graph's intake checks the tasks that come another way)."""
+
+    @model_validator(mode="after")
+    def _text(self) -> TextBody:
+        bad = unencodable_field(self.model_dump(), "")
+        if bad is not None:
+            raise InvalidTask(bad, NOT_TEXT)
+        return self
 
 
 class TextPart(BaseModel):
@@ -45,7 +65,7 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class ChatCompletionRequest(BaseModel):
+class ChatCompletionRequest(TextBody):
     # Unknown OpenAI fields (user, seed, …) are accepted and ignored, as providers do.
     model_config = ConfigDict(extra="ignore")
 
