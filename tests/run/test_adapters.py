@@ -2,7 +2,8 @@
 streamed), the task queue, and a request naming its tier (``model: local`` / ``model: cloud``,
 whole and streamed) is recorded once each, with the same route record and the same budget
 charged; and each early end (a client gone mid-stream, a task cancelled, a task past its time)
-charges the budget what the ledger records, keeps its record, and writes one entry.
+charges the budget what the ledger records, keeps its record, and writes one entry; so does
+a task whose worker process is killed mid cloud call (another worker runs it again).
 
 Real parts throughout: Valkey, uvicorn, an arq worker in the service's process, SmolLM2 as the
 local tier and a SmolLM2 stand-in behind llama-cpp-python's server as the cloud, reached
@@ -12,8 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,6 +31,8 @@ from router.settings import Settings
 from router.store import budgets, ledger, tasks
 from router.store.names import Names
 from tests.helpers import serving
+
+REPO = Path(__file__).resolve().parents[2]
 
 ADMIN = "admin-run-layer-" + "q" * 16
 TEAM = "metered"
@@ -301,3 +308,77 @@ def test_a_task_past_its_time_is_charged_what_the_ledger_records(
         assert entry["tokens"]["completion"] < 800
         assert api.spent_usd() - before == pytest.approx(entry["cost_usd"], rel=1e-6)
         assert [e["id"] for e in api.entries()] == [task_id]
+
+
+def _worker_process(tmp_path: Path, config: Settings, model_cache: Path,
+                    name: str) -> subprocess.Popen[bytes]:
+    """``smallcode worker`` in its own process, with the service's cloud, policies and
+    store, a 2 s lease (a killed worker's task runs again 2 s later) and SmolLM2 local."""
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(json.dumps({  # YAML is a superset of JSON
+        "data_dir": str(tmp_path / "data"),
+        "models": {"cache_dir": str(model_cache)},
+        "local": {"model": "smollm2-135m", "n_ctx": 2048, "n_threads": 1},
+        "cloud": config.cloud.model_dump(mode="json", exclude={"api_key"}),
+        "policies": POLICIES,
+        "redis": {"url": config.redis.url, "prefix": config.redis.prefix},
+        "tasks": {"lease_s": 2, "poll_s": 0.05, "heartbeat_s": 1},
+    }))
+    with (tmp_path / f"{name}.log").open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "router.cli.main", "--config", str(path), "worker",
+             "--no-retrieval"], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def test_a_worker_killed_mid_cloud_call_is_rerun_and_charged_what_the_ledger_records(
+        smol: Any, smol_standin_url: str, valkey_server: Any, tmp_path: Path,
+        model_cache: Path) -> None:
+    """SIGKILL leaves the worker no way to settle: its reservation is reaped once past its
+    hold (released: the tokens the dead attempt streamed are charged nowhere, in the budget
+    or the ledger alike), another worker runs the task again, and that run is what the
+    budget is charged and the ledger records, once."""
+    prefix = "run-layer-killed"
+    config = settings(valkey_server.url, smol_standin_url, prefix, embedded_worker=False)
+    # A short cloud timeout: the dead worker's reservation is held (1 + 0 retries) x
+    # (timeout_s + 10 s) = 30 s before it is reaped.
+    config = config.model_copy(update={"cloud": config.cloud.model_copy(
+        update={"timeout_s": 20.0})})
+    app = create_app(config, local=smol, cloud=CloudBackend(config.cloud), with_retrieval=False)
+    workers: list[subprocess.Popen[bytes]] = []
+    with serving(app) as url:
+        api = Api(url, valkey_server.url, prefix)
+        try:
+            before = api.spent_usd()
+            workers.append(_worker_process(tmp_path, config, model_cache, "first"))
+            task_id = api.submit({"messages": [{"role": "user", "content": LONG}],
+                                  "files": FILES, "max_tokens": 400})
+            api.wait_cloud_tokens(task_id, 3)
+            held = api.store(budgets.state, scope=f"team:{TEAM}", period="month",
+                             limit_usd=10.0)
+            assert held.open_reservations == 1  # the first worker's, mid call
+            workers[0].kill()  # SIGKILL: no clean-up of any kind
+            workers[0].wait()
+            workers.append(_worker_process(tmp_path, config, model_cache, "second"))
+            task = api.task(task_id)
+            assert task["status"] == "done" and task["attempts"] == 2, task
+            entry = api.entry(task_id)
+            assert (entry["status"], entry["route"]) == ("done", "cloud"), entry
+            assert entry["record"] is not None and entry["record"]["final"] == "cloud"
+            assert entry["cost_usd"] > 0
+            deadline = time.monotonic() + 90  # the dead worker's hold (30 s) runs out
+            while True:
+                state = api.store(budgets.state, scope=f"team:{TEAM}", period="month",
+                                  limit_usd=10.0)
+                if state.open_reservations == 0:
+                    break
+                assert time.monotonic() < deadline, "the dead worker's reservation stayed"
+                time.sleep(0.5)
+            assert state.reaped == 1
+            assert api.spent_usd() - before == pytest.approx(entry["cost_usd"], rel=1e-6)
+            assert [e["id"] for e in api.entries()] == [task_id]
+        finally:
+            for worker in workers:
+                if worker.poll() is None:
+                    worker.kill()
+                    worker.wait()
