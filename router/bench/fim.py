@@ -11,6 +11,11 @@ cache has never seen (it holds another file: the user switched files); warm: the
 after a one-line edit, at the cursor (the user typed a line) and 20 lines above it. Time to
 first token and total, at the caller of the backend, median over rounds. Both FIM layouts (psm,
 spm) are measured: they trade quality for cache reuse.
+
+With ``engine``, the same file and problems also go to llama.cpp's ``llama-server`` (started
+with the ``local`` settings `smallcode serve` gives it) through ``/infill``, the way
+`smallcode serve` completes with ``local.mode: server``: its own FIM layout (the order
+``server``), its own prompt cache (``cache_prompt``, ``--cache-reuse``), in the same run.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agents.base import Generation, InfillRequest
+from agents.base import Backend, Generation, InfillRequest
 from agents.config import LocalConfig
 from agents.local import LocalBackend
 from router.checks.config import ChecksConfig
@@ -65,7 +70,7 @@ def mask_line(problem: Problem) -> Infill | None:
                   "".join(lines[index + 1:]), lines[index])
 
 
-def run_once(backend: LocalBackend, request: InfillRequest) -> tuple[Generation, float, float]:
+def run_once(backend: Backend, request: InfillRequest) -> tuple[Generation, float, float]:
     """The generation, its time to first token and total time (ms), measured by the caller."""
     started = time.perf_counter()
     first = None
@@ -80,7 +85,7 @@ def run_once(backend: LocalBackend, request: InfillRequest) -> tuple[Generation,
     return final, ((first or done) - started) * 1000, (done - started) * 1000
 
 
-def quality(backend: LocalBackend, order: str, *, limit: int | None, log: Log,
+def quality(backend: Backend, order: str, *, limit: int | None, log: Log,
             reuse: Reuse = Reuse(), warm: bool = False) -> dict[str, Any]:
     """pass@1 over the masked problems. ``warm``: each is asked right after the same file one
     line shorter (the line before the cursor not typed yet, 1 token generated), so a cache that
@@ -143,9 +148,12 @@ def sample_file(backend: LocalBackend, n_tokens: int = 2000) -> tuple[str, str, 
     return "".join(kept[:cursor]), "".join(kept[cursor:]), f"{indent}width = self.width\n"
 
 
-def latency(backend: LocalBackend, order: str, *, rounds: int, prefix_tokens: int,
-            suffix_tokens: int, log: Log, reuse: Reuse = Reuse()) -> dict[str, Any]:
-    prefix, suffix, typed = sample_file(backend)
+def latency(backend: Backend, order: str, *, rounds: int, prefix_tokens: int,
+            suffix_tokens: int, log: Log, reuse: Reuse = Reuse(),
+            sample: tuple[str, str, str], label: str | None = None) -> dict[str, Any]:
+    """``sample``: the file (:func:`sample_file`), the same for every backend of a run;
+    ``label``: what the log calls this backend (the order's name)."""
+    prefix, suffix, typed = sample
     rows: dict[str, list[tuple[float, float, int, int]]] = {
         "cold": [], "warm_edit_at_cursor": [], "warm_edit_20_lines_above": []}
 
@@ -170,7 +178,7 @@ def latency(backend: LocalBackend, order: str, *, rounds: int, prefix_tokens: in
         at = len(lines) - 20
         lines[at] = lines[at].rstrip("\n") + "  # edited\n"
         rows["warm_edit_20_lines_above"].append(ask("".join(lines), after))
-        log(f"  {order} round {round_ + 1}/{rounds}: cold {rows['cold'][-1][0]:.0f} ms, warm "
+        log(f"  {label or order} round {round_ + 1}/{rounds}: cold {rows['cold'][-1][0]:.0f} ms, warm "
             f"{rows['warm_edit_at_cursor'][-1][0]:.0f} ms to the first token")
     out: dict[str, Any] = {}
     for name, values in rows.items():
@@ -185,9 +193,11 @@ def latency(backend: LocalBackend, order: str, *, rounds: int, prefix_tokens: in
 
 def run(config: LocalConfig, model_path: Path, *, orders: list[str], limit: int | None,
         rounds: int, prefix_tokens: int, suffix_tokens: int, skip_quality: bool,
-        log: Log, reuse: Reuse = Reuse(), warm_quality: bool = False) -> dict[str, Any]:
+        log: Log, reuse: Reuse = Reuse(), warm_quality: bool = False,
+        engine: bool = False) -> dict[str, Any]:
     backend = LocalBackend(config, model_path)
     try:
+        sample = sample_file(backend)
         result: dict[str, Any] = {"model": backend.model_name, "n_threads": config.n_threads,
                                   "prefix_tokens": prefix_tokens, "suffix_tokens": suffix_tokens,
                                   "reuse_min_tokens": reuse.min_tokens,
@@ -196,12 +206,42 @@ def run(config: LocalConfig, model_path: Path, *, orders: list[str], limit: int 
             log(f"{order}: latency")
             row: dict[str, Any] = {"latency": latency(
                 backend, order, rounds=rounds, prefix_tokens=prefix_tokens,
-                suffix_tokens=suffix_tokens, log=log, reuse=reuse)}
+                suffix_tokens=suffix_tokens, log=log, reuse=reuse, sample=sample)}
             if not skip_quality:
                 log(f"{order}: HumanEval single-line infilling")
                 row["quality"] = quality(backend, order, limit=limit, log=log,
                                          reuse=reuse, warm=warm_quality)
             result["orders"][order] = row
+        if engine:
+            result["orders"]["server"] = _on_llama_server(
+                config, model_path, rounds=rounds, prefix_tokens=prefix_tokens,
+                suffix_tokens=suffix_tokens, skip_quality=skip_quality, limit=limit, log=log,
+                warm_quality=warm_quality, sample=sample)
         return result
     finally:
         backend.close()
+
+
+def _on_llama_server(config: LocalConfig, model_path: Path, *, rounds: int, prefix_tokens: int,
+                     suffix_tokens: int, skip_quality: bool, limit: int | None, log: Log,
+                     warm_quality: bool, sample: tuple[str, str, str]) -> dict[str, Any]:
+    from agents import llama_server
+    from agents.remote import RemoteLocalBackend
+
+    log(f"llama-server ({config.server_parallel} slots): starting")
+    with llama_server.start(config, model_path, alias=config.model) as server:
+        remote = RemoteLocalBackend(config.model_copy(
+            update={"mode": "server", "server_url": server.base_url}))
+        try:
+            run_once(remote, InfillRequest(prefix=OTHER_FILE, suffix="\n", max_tokens=1,
+                                           stop_at_block_end=False))  # page the weights in
+            log("server: latency")
+            row: dict[str, Any] = {"latency": latency(
+                remote, "psm", label="server", rounds=rounds, prefix_tokens=prefix_tokens,
+                suffix_tokens=suffix_tokens, log=log, sample=sample)}
+            if not skip_quality:
+                log("server: HumanEval single-line infilling")
+                row["quality"] = quality(remote, "psm", limit=limit, log=log, warm=warm_quality)
+            return row
+        finally:
+            remote.close()

@@ -75,6 +75,8 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
                      "completions.reuse_refresh_tokens)")
     fim.add_argument("--warm-quality", action="store_true", help="ask each HumanEval problem "
                      "right after the same file one line shorter (as while typing)")
+    fim.add_argument("--engine", action="store_true", help="also llama-server's /infill "
+                     "(serve's local engine), in the same run: the order `server`")
     fim.add_argument("--json", action="store_true", help="print one JSON object")
     fim.set_defaults(handler=_fim)
     stream = targets.add_parser("stream", help="routed streams: time to first byte and first "
@@ -342,7 +344,7 @@ def _fim(args: argparse.Namespace) -> int:
                                             settings.completions.reuse_min_tokens),
                                      _given(args.reuse_refresh_tokens,
                                             settings.completions.reuse_refresh_tokens)),
-                     warm_quality=args.warm_quality)
+                     warm_quality=args.warm_quality, engine=args.engine)
     if args.json:
         print(json.dumps(result))
         return 0
