@@ -24,14 +24,10 @@ from typing import Any
 
 from agents.base import Generation, GenerationRequest, Message
 from agents.config import LocalConfig
+from router.graph.signals import quantile
 
 ADMIN = "bench-admin-key-0123456789abcdef"
 PREFIX = "bench"
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
 
 
 def _settings(redis_url: str) -> Any:
@@ -181,8 +177,8 @@ def run(config: LocalConfig, model_path: Path, *, tasks: int = 1000, duration_s:
             latencies, errors = asyncio.run(enqueue())
             elapsed = time.perf_counter() - started
             result["enqueue"] = {"tasks_per_s": round(tasks / elapsed, 1), "errors": errors,
-                                 "p50_ms": round(_percentile(latencies, 0.5), 1),
-                                 "p99_ms": round(_percentile(latencies, 0.99), 1)}
+                                 "p50_ms": round(quantile(latencies, 0.5), 1),
+                                 "p99_ms": round(quantile(latencies, 0.99), 1)}
             log("drain: 2 worker processes")
             workers = [spawn.Process(target=_run_worker, args=(valkey.url, recorded), daemon=True)
                        for _ in range(2)]
@@ -216,8 +212,8 @@ def run(config: LocalConfig, model_path: Path, *, tasks: int = 1000, duration_s:
             result["read_endpoints"] = {
                 "clients": 100, "requests": len(latencies), "errors": errors,
                 "requests_per_s": round(len(latencies) / elapsed, 1),
-                "p50_ms": round(_percentile(latencies, 0.5), 1),
-                "p99_ms": round(_percentile(latencies, 0.99), 1)}
+                "p50_ms": round(quantile(latencies, 0.5), 1),
+                "p99_ms": round(quantile(latencies, 0.99), 1)}
         finally:
             api.terminate()
             api.join(30)
@@ -265,4 +261,4 @@ async def _ledger_cost(url: str, ledger: Any) -> dict[str, float]:
             times.append((time.perf_counter() - started) * 1000)
     finally:
         await redis.aclose()
-    return {"p50": round(_percentile(times, 0.5), 3), "p99": round(_percentile(times, 0.99), 3)}
+    return {"p50": round(quantile(times, 0.5), 3), "p99": round(quantile(times, 0.99), 3)}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import random
-import statistics
 import sysconfig
 import tempfile
 import time
@@ -22,17 +21,16 @@ from retrieval.docstrings import Documented, strip_docstrings
 from retrieval.retriever import Retriever
 from retrieval.search import rank
 from retrieval.store import RepoStore
+from router.graph.signals import quantile
 
 PACKAGES = ("json", "email", "asyncio")
 
 
-def run_retrieval_bench(settings: Any, args: Any) -> dict[str, Any]:
-    """Run the benchmark; ``settings.retrieval`` gives the model, ``args`` the sizes."""
-    config: RetrievalConfig = settings.retrieval
-    functions = int(getattr(args, "functions", 400))
-    fill = int(getattr(args, "fill", 100_000))
-    n_queries = int(getattr(args, "queries", 200))
-    tune_dir = getattr(args, "tune", None)
+def run_retrieval_bench(config: RetrievalConfig, *, functions: int = 400, fill: int = 100_000,
+                        n_queries: int = 200, tune_dir: Path | None = None) -> dict[str, Any]:
+    """Run the benchmark with ``config``'s embedding model: ``functions`` docstring queries,
+    the collection filled to ``fill`` chunks for latency at scale, ``n_queries`` timed
+    queries; ``tune_dir``: fine-tune the model on the corpus first, saved there."""
     tuning: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory(prefix="smallcode-bench-") as tmp:
         work = Path(tmp)
@@ -171,12 +169,12 @@ def _latency(
         total_ms.append((time.perf_counter() - started) * 1000)
     return {
         f"chunks_{label}": store.chunks.count(),
-        f"query_p50_ms_{label}": round(_percentile(vector_ms, 50), 2),
-        f"query_p99_ms_{label}": round(_percentile(vector_ms, 99), 2),
-        f"hybrid_p50_ms_{label}": round(_percentile(hybrid_ms, 50), 2),
-        f"hybrid_p99_ms_{label}": round(_percentile(hybrid_ms, 99), 2),
-        f"search_p50_ms_{label}": round(_percentile(total_ms, 50), 2),
-        f"search_p99_ms_{label}": round(_percentile(total_ms, 99), 2),
+        f"query_p50_ms_{label}": round(quantile(vector_ms, 0.50), 2),
+        f"query_p99_ms_{label}": round(quantile(vector_ms, 0.99), 2),
+        f"hybrid_p50_ms_{label}": round(quantile(hybrid_ms, 0.50), 2),
+        f"hybrid_p99_ms_{label}": round(quantile(hybrid_ms, 0.99), 2),
+        f"search_p50_ms_{label}": round(quantile(total_ms, 0.50), 2),
+        f"search_p99_ms_{label}": round(quantile(total_ms, 0.99), 2),
     }
 
 
@@ -198,12 +196,6 @@ def _fill(store: RepoStore, total: int, dimension: int) -> int:
             metadatas=[{"path": "synthetic", "start_line": 0, "end_line": 0}] * size,
         )
     return max(missing, 0)
-
-
-def _percentile(values: list[float], q: int) -> float:
-    if len(values) < 2:
-        return values[0] if values else 0.0
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
 def format_report(result: dict[str, Any]) -> str:

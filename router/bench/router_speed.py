@@ -22,6 +22,7 @@ from agents.scripted import Scripted
 from policies.config import PoliciesConfig
 from router.graph.context import RouterContext, token_counter
 from router.graph.graph import build_graph, run_task
+from router.graph.signals import quantile
 
 TASK = "Write a Python function add(a, b) that returns a + b."
 
@@ -42,11 +43,6 @@ def synthetic_tasks(n: int, seed: int = 0) -> list[dict[str, object]]:
             task["team"] = "vault"
         tasks.append(task)
     return tasks
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def run(config: LocalConfig, model_path: Path, *, tasks: int = 1000, rounds: int = 3,
@@ -88,8 +84,8 @@ def run(config: LocalConfig, model_path: Path, *, tasks: int = 1000, rounds: int
     return {
         "tasks": tasks,
         "routes": routes,
-        "routing_ms_p50": percentile(per_task_ms, 0.5),
-        "routing_ms_p99": percentile(per_task_ms, 0.99),
+        "routing_ms_p50": quantile(per_task_ms, 0.5),
+        "routing_ms_p99": quantile(per_task_ms, 0.99),
         "end_to_end_graph_s": statistics.median(graph_s),
         "end_to_end_direct_s": statistics.median(direct_s),
         "end_to_end_ratio": statistics.median(graph_s) / statistics.median(direct_s),

@@ -27,6 +27,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from router.graph.signals import quantile
+
 ESCALATING_TEAM = "bench-escalate"
 TASKS = (
     "Write a Python function reverse_words(s) that returns the words of s in reverse order.",
@@ -48,11 +50,6 @@ TASKS = (
 FILES = [{"path": f"lib/m{i}.py", "content": f"def helper_{i}(x):\n    return x + {i}\n"}
          for i in range(3)]
 KINDS = ("local_kept", "escalated", "straight_to_cloud")
-
-
-def _percentile(values: list[float], q: float) -> float | None:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else None
 
 
 @contextmanager
@@ -173,9 +170,9 @@ def run(config_file: Path | None, *, rounds: int = 3, max_tokens: int = 128,
             figures["routes"][key] = figures["routes"].get(key, 0) + 1
         for name in ("first_byte_ms", "first_content_ms", "total_ms"):
             values = [row[name] for row in rows if row[name] is not None]
-            figures[f"{name}_p50"] = _percentile(values, 0.5)
+            figures[f"{name}_p50"] = quantile(values, 0.5) if values else None
             figures[f"{name}_max"] = max(values) if values else None
-        figures["completion_tokens_p50"] = _percentile(
-            [row["completion_tokens"] for row in rows if row["completion_tokens"]], 0.5)
+        counts = [row["completion_tokens"] for row in rows if row["completion_tokens"]]
+        figures["completion_tokens_p50"] = quantile(counts, 0.5) if counts else None
         result["kinds"][kind] = figures
     return result

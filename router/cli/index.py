@@ -134,9 +134,11 @@ def _references(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from retrieval.bench import format_report, run_retrieval_bench
+    from router.bench.retrieval import format_report, run_retrieval_bench
 
-    result = run_retrieval_bench(load_settings(args.config), args)
+    result = run_retrieval_bench(load_settings(args.config).retrieval, functions=args.functions,
+                                 fill=args.fill, n_queries=args.queries,
+                                 tune_dir=Path(args.tune) if args.tune else None)
     print(json.dumps(result) if args.json else format_report(result))
     return 0
 

@@ -21,6 +21,8 @@ def token_probs(logprobs: Sequence[float]) -> list[float]:
 
 
 def quantile(values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile (0 to 1) of ``values`` (at least one), interpolated linearly between
+    the two nearest ranks; the project's one percentile (confidence, benchmarks alike)."""
     ordered = sorted(values)
     position = q * (len(ordered) - 1)
     low, high = math.floor(position), math.ceil(position)
