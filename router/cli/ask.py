@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from router.backends import build_cloud, build_local
 from router.graph.errors import InvalidTask
 from router.graph.state import TaskInput
+from router.graph.validation import DEFAULT_MAX_TOKENS
 from router.settings import load_settings
 from router.standin_demand import StartsStandin
 
@@ -28,7 +29,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     parser.add_argument("--repo", help="an indexed repository to take snippets from")
     parser.add_argument("--team", help="apply this team's policies")
     parser.add_argument("--type", dest="task_type", help="task type (default: classified)")
-    parser.add_argument("--max-tokens", type=int, default=512, help="completion token limit")
+    parser.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS, help="completion token limit")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(handler=run)
 

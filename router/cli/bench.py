@@ -10,6 +10,7 @@ from typing import Any
 
 from agents.model_store import resolve
 from router.bench.rag import MODES as RAG_MODES
+from router.graph.validation import DEFAULT_MAX_TOKENS
 from router.settings import ConfigError, load_settings
 
 
@@ -51,7 +52,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         "speculation", help="llama-server: decode tok/s with and without n-gram speculative "
         "decoding, on an edit and on generation from scratch (output compared byte for byte)")
     speculation.add_argument("--rounds", type=int, default=2, help="requests per task and mode")
-    speculation.add_argument("--max-tokens", type=int, default=512, help="answer budget")
+    speculation.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS, help="answer budget")
     speculation.add_argument("--json", action="store_true", help="print one JSON object")
     speculation.set_defaults(handler=_speculation)
     api = targets.add_parser("api", help="the service with replayed models: enqueue, workers, "

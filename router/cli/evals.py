@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from router.graph.validation import DEFAULT_MAX_TOKENS, MAX_TOKENS_LIMIT
 from router.settings import load_settings
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     humaneval.add_argument("--limit", type=int, help="only the first N problems")
     humaneval.add_argument("--problems", nargs="+", metavar="ID",
                            help="task ids (HumanEval/3 or 3)")
-    humaneval.add_argument("--max-tokens", type=int, default=512, help="completion token limit")
+    humaneval.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS, help="completion token limit")
     humaneval.add_argument("--no-progress", action="store_true", help="no progress bar")
     humaneval.set_defaults(handler=_humaneval)
     report = targets.add_parser("report", help="figures from a results file")
@@ -108,8 +109,8 @@ def _humaneval(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         return _fail("--limit must be at least 1")
-    if not 1 <= args.max_tokens <= 32_768:
-        return _fail("--max-tokens must be from 1 to 32768")
+    if not 1 <= args.max_tokens <= MAX_TOKENS_LIMIT:
+        return _fail(f"--max-tokens must be from 1 to {MAX_TOKENS_LIMIT}")
     settings = load_settings(args.config)
     try:
         problems = humaneval.select(humaneval.load_problems(), args.problems, args.limit)
@@ -216,7 +217,7 @@ def _repair(args: argparse.Namespace) -> int:
         local = build_local(settings)
         try:
             repair.run(problems, results, local, sandbox, out=args.out, rules=rules,
-                       rounds=args.rounds, max_tokens=512, style=args.style,
+                       rounds=args.rounds, max_tokens=DEFAULT_MAX_TOKENS, style=args.style,
                        log=lambda line: print(line, file=sys.stderr))
         finally:
             local.close()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from router.graph.errors import InvalidTask
+from router.graph.validation import DEFAULT_MAX_TOKENS
 from router.review import diff as diffs
 from router.review.findings import SEVERITIES, Finding, Kind, at_or_above, enclosing, parse_findings, task_text
 
@@ -45,7 +46,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
                         help="exit 1 when a finding is at least this severe (default: never)")
     parser.add_argument("--url", help="a SmallCode service (its key from SMALLCODE_API_KEY); "
                         "default: run the models in this process")
-    parser.add_argument("--max-tokens", type=int, default=512, help="answer tokens per request")
+    parser.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS, help="answer tokens per request")
     parser.set_defaults(handler=run)
 
 
