@@ -3,8 +3,11 @@ on a GPU host. Logprobs are taken from its response; a server that gives none yi
 
 from __future__ import annotations
 
+import collections
+import hashlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -29,6 +32,8 @@ from agents.errors import BackendUnavailable, FimUnsupported
 
 log = logging.getLogger(__name__)
 HEALTH_TIMEOUT_S = 2.0  # a readiness probe must not hang /readyz
+FILES_KEPT = 1000  # inline completion: file → slot entries remembered (least recent dropped)
+FILE_KEY_CHARS = 512  # a file is known by the start of the code before the cursor
 
 
 def _token_logprobs(choice: dict[str, Any]) -> list[TokenLogprob]:
@@ -71,6 +76,10 @@ class RemoteLocalBackend(Backend):
         self.supports_logprobs = True
         self._llama_cpp: bool | None = None  # known once the server has answered /props
         self._problem: str | None = None  # why /health failed when last asked
+        self._slots: int | None = None  # llama-server's slots (/props total_slots)
+        self._file_slots: collections.OrderedDict[str, int] = collections.OrderedDict()
+        self._next_slot = 0
+        self._slots_lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -87,9 +96,32 @@ class RemoteLocalBackend(Backend):
                 response = self._client.get(f"{self._root()}/props", timeout=HEALTH_TIMEOUT_S)
             except httpx.HTTPError:
                 return False  # asked again next time: it may be starting
-            self._llama_cpp = (response.status_code == 200 and "default_generation_settings"
-                               in _json_object(response))
+            props = _json_object(response)
+            self._llama_cpp = (response.status_code == 200
+                               and "default_generation_settings" in props)
+            slots = props.get("total_slots")
+            self._slots = slots if isinstance(slots, int) and slots > 0 else None
         return self._llama_cpp
+
+    def file_slot(self, prefix: str) -> int | None:
+        """The slot that completes in this file (known by its start): llama-server gives a
+        request the idle slot whose cached prompt is most alike, and a line typed at the cursor
+        moves the start of the FIM window, so the next keystroke went to another slot and
+        evaluated its whole window again (8 slots: 0 of 520 prompt tokens cached). Files take
+        the slots in turn; None where the server is not llama-server or its slots are not
+        known."""
+        if not self.is_llama_cpp() or not self._slots:
+            return None
+        key = hashlib.sha256(prefix[:FILE_KEY_CHARS].encode()).hexdigest()
+        with self._slots_lock:
+            slot = self._file_slots.get(key)
+            if slot is None:
+                slot, self._next_slot = self._next_slot, (self._next_slot + 1) % self._slots
+            self._file_slots[key] = slot
+            self._file_slots.move_to_end(key)
+            while len(self._file_slots) > FILES_KEPT:
+                self._file_slots.popitem(last=False)
+        return slot
 
     def count_tokens(self, text: str) -> int | None:
         """llama-server's own tokenizer (``/tokenize``); an estimate while it does not answer;
@@ -308,6 +340,9 @@ class RemoteLocalBackend(Backend):
             url, text_of = root + "/infill", _infill_text
             body.update(input_prefix=win.prefix, input_suffix=win.suffix, input_extra=[],
                         prompt="", n_predict=request.max_tokens, cache_prompt=True)
+            slot = self.file_slot(request.prefix)
+            if slot is not None:  # the slot that holds this file's window
+                body["id_slot"] = slot
         stopper = fim.stop_strings(request.stop)
         if request.stop_at_block_end:
             stopper = fim.with_block_end(stopper, fim.BlockEnd.around(win.prefix, win.suffix))

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from agents import llama_server, model_store
-from agents.base import GenerationRequest, Message
+from agents.base import Generation, GenerationRequest, Message
 from agents.config import LocalConfig
 from agents.errors import BackendMisconfigured
 from agents.remote import RemoteLocalBackend
@@ -256,3 +256,33 @@ def test_serve_with_mode_server_and_no_url_starts_llama_server(model_cache: Path
     time.sleep(0.5)
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{local_port}/health", timeout=2)
+
+
+def test_the_next_keystroke_in_a_file_reuses_its_slot_among_many(model_cache: Path) -> None:
+    """Inline completion through /infill with several slots: a line typed at the cursor moves
+    the start of the window, so llama-server's own slot choice (the most alike cached prompt)
+    sent the next keystroke to another slot and evaluated the whole window again; a file keeps
+    its slot, and the edit re-evaluates little more than what was typed."""
+    from agents.base import InfillRequest
+
+    coder = "qwen2.5-coder-0.5b"
+    config = LocalConfig(model=coder, n_ctx=2048, server_parallel=4)
+    prefix = "".join(f"def f{i}(x):\n    return x * {i} + {i % 5}\n\n\n" for i in range(120))
+    suffix = "\n\ndef main() -> None:\n    print(f3(2))\n"
+    with llama_server.start(config, model_cache / model_store.MODELS[coder].filename,
+                            alias=coder) as server:
+        backend = remote(config, server)
+        try:
+            def fill(before: str) -> Generation:
+                [answer] = [item for item in backend.infill(InfillRequest(
+                    prefix=before, suffix=suffix, max_tokens=4, stop_at_block_end=False))
+                    if isinstance(item, Generation)]
+                return answer
+
+            fill("import os\n\n\n")  # another file first: it holds a slot of its own
+            first = fill(prefix)
+            typed = fill(prefix + "def g(x):\n")
+        finally:
+            backend.close()
+    cached = typed.extra["cached_prompt_tokens"]
+    assert isinstance(cached, int) and cached > first.usage.prompt_tokens * 0.6, typed.extra
