@@ -68,10 +68,18 @@ class ServerSettings(BaseModel):
         "(running or waiting for a model); past it: 429 with Retry-After")
 
 
+Route = Literal["auto", "local", "cloud"]
+
+
 class ModelsSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     cache_dir: AbsolutePath = Field(default_factory=default_cache_dir, validate_default=True,
                                     description="assembled GGUF files")
+    aliases: dict[str, Route] = Field(
+        default_factory=lambda: dict[str, Route](
+            {"claude-*": "auto", "gpt-*": "auto", "codex-*": "auto"}),
+        description="model names clients send (globs: claude-*), each served as auto, local "
+        "or cloud; the names auto, local and cloud always are")
 
 
 class Settings(BaseSettings):

@@ -20,12 +20,14 @@ from router.checks.sandbox import isolation_mode
 from router.graph.graph import build_graph
 from router.runtime import build_context
 from router.service import (
+    anthropic_api,
     completions,
     dashboard,
     errors,
     health,
     keys,
     openapi,
+    responses_api,
     routes,
     tasks,
     usage,
@@ -109,6 +111,8 @@ def create_app(settings: Settings, *, local: Backend | None = None,
 
     app.include_router(routes.router)
     app.include_router(completions.router)
+    app.include_router(anthropic_api.router)
+    app.include_router(responses_api.router)
     app.include_router(keys.router)
     app.include_router(usage.router)
     app.include_router(tasks.router)

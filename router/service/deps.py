@@ -82,11 +82,13 @@ async def caller(request: Request) -> Caller:
         return Caller(team=None, key=None, admin=True)
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
-    secret = secret.strip()
-    if scheme.lower() != "bearer" or not secret:
-        raise APIError(401, "missing API key: send `Authorization: Bearer <key>` (create one "
-                       "with `smallcode keys create --team NAME`)", type_="authentication_error",
-                       code="missing_api_key")
+    secret = secret.strip() if scheme.lower() == "bearer" else ""
+    # Anthropic's clients send the key as x-api-key (ANTHROPIC_API_KEY).
+    secret = secret or request.headers.get("x-api-key", "").strip()
+    if not secret:
+        raise APIError(401, "missing API key: send `Authorization: Bearer <key>` or "
+                       "`x-api-key: <key>` (create one with `smallcode keys create --team "
+                       "NAME`)", type_="authentication_error", code="missing_api_key")
     admin = config.admin_key.get_secret_value() if config.admin_key else None
     if admin and hmac.compare_digest(secret.encode(), admin.encode()):
         return Caller(team=None, key=None, admin=True)

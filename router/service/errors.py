@@ -1,10 +1,26 @@
-"""Errors returned to API clients, always in the OpenAI shape:
-``{"error": {"message", "type", "param", "code"}}``. No stack trace or secret reaches a body."""
+"""Errors returned to API clients, in the shape of the API the request came to: OpenAI's
+``{"error": {"message", "type", "param", "code"}}``, or, under ``/v1/messages``, Anthropic's
+``{"type": "error", "error": {"type", "message"}}``. One mapping from an exception to its
+status and words (:func:`describe`) serves the handlers and the streams that fail after their
+status line went out. No stack trace or secret reaches a body.
+
+    APIError                      raised by routes: status, message, type, param, code
+    BudgetExceeded                429 budget_exceeded, Retry-After
+    RedisError                    503 store_unavailable
+    RequestValidationError        400, naming the field
+    PromptTooLong, TaskTooLarge   400 context_length_exceeded
+    InvalidTask                   400, naming the field
+    PolicyViolation               403 policy_violation
+    RequestRefused                400 upstream_refused
+    BackendUnavailable            504 / 429 / 502 / 503 by kind, Retry-After where known
+    ModelNotFound                 503
+    anything else                 500, its type logged, never its message"""
 
 from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,6 +40,7 @@ from agents.errors import (
     RequestRefused,
 )
 from router.graph.errors import BudgetExceeded, InvalidTask, PolicyViolation, TaskTooLarge
+from router.service import anthropic_wire
 
 log = logging.getLogger("smallcode.api")
 
@@ -37,8 +54,30 @@ class APIError(Exception):
         self.headers = headers
 
 
+@dataclass(frozen=True)
+class Described:
+    """What an exception is to a client: its status and words."""
+
+    status: int
+    message: str
+    type: str = "invalid_request_error"
+    param: str | None = None
+    code: str | None = None
+    headers: dict[str, str] | None = None
+
+
+def anthropic_api(request: Request) -> bool:
+    """Whether ``request`` came to the Anthropic Messages API (its errors take that shape)."""
+    return request.url.path.startswith("/v1/messages")
+
+
 def error_response(status: int, message: str, type_: str, param: str | None = None,
-                   code: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+                   code: str | None = None, headers: dict[str, str] | None = None, *,
+                   anthropic: bool = False) -> JSONResponse:
+    if anthropic:
+        text = message if param is None or message.startswith(param) else f"{param}: {message}"
+        return JSONResponse(anthropic_wire.error_body(status, text), status_code=status,
+                            headers=headers)
     body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -72,61 +111,36 @@ def field_path(loc: tuple[int | str, ...] | list[int | str]) -> str | None:
     return path or None
 
 
-def install(app: FastAPI) -> None:
-    @app.exception_handler(APIError)
-    async def _api_error(_: Request, exc: APIError) -> JSONResponse:
-        return error_response(exc.status, exc.message, exc.type, exc.param, exc.code, exc.headers)
-
-    @app.exception_handler(BudgetExceeded)
-    async def _over_budget(_: Request, exc: BudgetExceeded) -> JSONResponse:
-        return error_response(429, str(exc), "rate_limit_error", None, "budget_exceeded",
-                              {"Retry-After": str(exc.retry_after_s)})
-
-    @app.exception_handler(RedisError)
-    async def _store_down(_: Request, exc: RedisError) -> JSONResponse:
+def describe(exc: BaseException) -> Described:
+    """``exc`` as a client sees it (the one mapping; see the module's tree)."""
+    if isinstance(exc, APIError):
+        return Described(exc.status, exc.message, exc.type, exc.param, exc.code, exc.headers)
+    if isinstance(exc, BudgetExceeded):
+        return Described(429, str(exc), "rate_limit_error", None, "budget_exceeded",
+                         {"Retry-After": str(exc.retry_after_s)})
+    if isinstance(exc, RedisError):
         log.warning("Redis unavailable: %s", type(exc).__name__)
-        return error_response(503, "the service's store (Redis) is unavailable; try again "
-                              "shortly", "service_unavailable", None, "store_unavailable",
-                              {"Retry-After": "5"})
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return Described(503, "the service's store (Redis) is unavailable; try again shortly",
+                         "service_unavailable", None, "store_unavailable", {"Retry-After": "5"})
+    if isinstance(exc, RequestValidationError):
         first = exc.errors()[0]
         if first["type"] == "json_invalid":  # its location is a byte offset, not a field
-            return error_response(400, "request body is not valid JSON", "invalid_request_error")
+            return Described(400, "request body is not valid JSON")
         param = field_path(first["loc"])
-        message = f"{param}: {first['msg']}" if param else first["msg"]
-        return error_response(400, message, "invalid_request_error", param)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return Described(400, f"{param}: {first['msg']}" if param else first["msg"],
+                         param=param)
+    if isinstance(exc, StarletteHTTPException):
         kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
-        return error_response(exc.status_code, str(exc.detail), kind)
-
-    @app.exception_handler(PromptTooLong)
-    async def _too_long(_: Request, exc: PromptTooLong) -> JSONResponse:
-        return error_response(400, str(exc), "invalid_request_error", "messages",
-                              "context_length_exceeded")
-
-    @app.exception_handler(TaskTooLarge)
-    async def _task_too_large(_: Request, exc: TaskTooLarge) -> JSONResponse:
-        return error_response(400, str(exc), "invalid_request_error", "messages",
-                              "context_length_exceeded")
-
-    @app.exception_handler(InvalidTask)
-    async def _invalid_task(_: Request, exc: InvalidTask) -> JSONResponse:
-        return error_response(400, str(exc), "invalid_request_error", exc.field)
-
-    @app.exception_handler(PolicyViolation)
-    async def _forbidden(_: Request, exc: PolicyViolation) -> JSONResponse:
-        return error_response(403, str(exc), "permission_error", exc.field, "policy_violation")
-
-    @app.exception_handler(RequestRefused)
-    async def _refused(_: Request, exc: RequestRefused) -> JSONResponse:
-        return error_response(400, str(exc), "invalid_request_error", None, "upstream_refused")
-
-    @app.exception_handler(BackendUnavailable)
-    async def _unavailable(_: Request, exc: BackendUnavailable) -> JSONResponse:
+        return Described(exc.status_code, str(exc.detail), kind)
+    if isinstance(exc, PromptTooLong | TaskTooLarge):
+        return Described(400, str(exc), param="messages", code="context_length_exceeded")
+    if isinstance(exc, InvalidTask):
+        return Described(400, str(exc), param=exc.field)
+    if isinstance(exc, PolicyViolation):
+        return Described(403, str(exc), "permission_error", exc.field, "policy_violation")
+    if isinstance(exc, RequestRefused):
+        return Described(400, str(exc), code="upstream_refused")
+    if isinstance(exc, BackendUnavailable):
         status, kind, code = _UPSTREAM.get(type(exc), (503, "service_unavailable", None))
         log.warning("backend unavailable: %s", exc)
         headers = None
@@ -134,13 +148,20 @@ def install(app: FastAPI) -> None:
             headers = {"Retry-After": str(max(1, round(exc.retry_after_s)))}
         elif isinstance(exc, LocalUnavailable):
             headers = {"Retry-After": str(LOCAL_RETRY_AFTER_S)}
-        return error_response(status, str(exc), kind, None, code, headers)
+        return Described(status, str(exc), kind, None, code, headers)
+    if isinstance(exc, ModelNotFound):
+        return Described(503, str(exc), "service_unavailable")
+    log.error("unexpected error: %s", type(exc).__name__)  # no message: it may hold data
+    return Described(500, "internal error; see the server log", "server_error")
 
-    @app.exception_handler(ModelNotFound)
-    async def _model_missing(_: Request, exc: ModelNotFound) -> JSONResponse:
-        return error_response(503, str(exc), "service_unavailable")
 
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.error("unexpected error: %s", type(exc).__name__)  # no message: it may hold data
-        return error_response(500, "internal error; see the server log", "server_error")
+def install(app: FastAPI) -> None:
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        found = describe(exc)
+        return error_response(found.status, found.message, found.type, found.param,
+                              found.code, found.headers, anthropic=anthropic_api(request))
+
+    for kind in (APIError, BudgetExceeded, RedisError, RequestValidationError,
+                 StarletteHTTPException, PromptTooLong, TaskTooLarge, InvalidTask,
+                 PolicyViolation, RequestRefused, BackendUnavailable, ModelNotFound, Exception):
+        app.add_exception_handler(kind, handle)

@@ -1,0 +1,97 @@
+"""The OpenAI Responses API against its published shapes, with the official ``openai`` SDK as
+the client (as Codex sends it: instructions, input items with function calls and their
+outputs, function tools and a hosted one, ``store: false``): whole, streamed, and the
+streaming helper. The service and the scripted cloud are tests/service/conftest.py's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+
+from tests.scripted_cloud import FIX_NEW as NEW
+from tests.scripted_cloud import FIX_OLD as OLD
+from tests.scripted_cloud import FIX_PATH as PATH
+from tests.scripted_cloud import Recorded
+
+ASK = "Fix the bug in calc.py: add must return a + b."
+
+
+@pytest.fixture
+def oai(agent_service: str) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{agent_service}/v1", api_key="unused",
+                       max_retries=0) as client:
+        yield client
+
+
+CODEX_TOOLS: list[Any] = [
+    {"type": "function", "name": "read_file", "description": "Read a file",
+     "parameters": {"type": "object", "properties": {"path": {"type": "string"}},
+                    "required": ["path"]}},
+    {"type": "function", "name": "edit_file", "description": "Replace text in a file",
+     "parameters": {"type": "object", "required": ["path", "old_string", "new_string"],
+                    "properties": {"path": {"type": "string"}, "old_string": {"type": "string"},
+                                   "new_string": {"type": "string"}}}},
+    {"type": "web_search"},
+]
+
+
+def test_a_codex_turn_comes_back_as_a_function_call_and_hosted_tools_stay_here(
+        oai: openai.OpenAI, agent_cloud: tuple[str, Recorded]) -> None:
+    sent = len(agent_cloud[1].bodies)
+    response = oai.responses.create(model="gpt-5-codex", instructions="You are Codex.",
+                                    input=[{"role": "user", "content": [
+                                        {"type": "input_text", "text": ASK}]}],
+                                    tools=CODEX_TOOLS, store=False,
+                                    extra_body={"prompt_cache_key": "session-1"})
+    [call] = [item for item in response.output if item.type == "function_call"]
+    assert call.name == "read_file" and json.loads(call.arguments) == {"path": PATH}
+    assert response.status == "completed"
+    body = agent_cloud[1].bodies[sent]
+    assert [t["function"]["name"] for t in body["tools"]] == ["read_file", "edit_file"]
+    assert body["messages"][0] == {"role": "system", "content": "You are Codex."}
+
+
+def test_the_function_call_output_turn_and_the_stream_s_events(oai: openai.OpenAI) -> None:
+    first = oai.responses.create(model="gpt-5-codex", input=ASK, tools=CODEX_TOOLS, store=False)
+    [call] = [item for item in first.output if item.type == "function_call"]
+    kinds, done = [], None
+    stream = oai.responses.create(
+        model="gpt-5-codex", tools=CODEX_TOOLS, store=False, stream=True,
+        input=[{"role": "user", "content": ASK},
+               {"type": "function_call", "call_id": call.call_id, "name": call.name,
+                "arguments": call.arguments},
+               {"type": "function_call_output", "call_id": call.call_id,
+                "output": "def add(a, b):\n    return a - b\n"}])
+    for event in stream:
+        kinds.append(event.type)
+        if event.type == "response.completed":
+            done = event.response
+    for kind in ("response.created", "response.output_item.added",
+                 "response.function_call_arguments.delta", "response.output_item.done",
+                 "response.completed"):
+        assert kind in kinds, kinds
+    assert done is not None
+    [edit] = [item for item in done.output if item.type == "function_call"]
+    assert edit.name == "edit_file"
+    assert json.loads(edit.arguments) == {"path": PATH, "old_string": OLD, "new_string": NEW}
+
+
+def test_previous_response_id_is_refused_naming_the_field(oai: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        oai.responses.create(model="gpt-5-codex", input="hi", previous_response_id="resp_x")
+    assert refused.value.body["param"] == "previous_response_id"
+
+
+def test_a_text_answer_streams_as_output_text_deltas(oai: openai.OpenAI) -> None:
+    text = []
+    with oai.responses.stream(model="auto", input="Say hi.", max_output_tokens=16) as stream:
+        for event in stream:
+            if event.type == "response.output_text.delta":
+                text.append(event.delta)
+        final = stream.get_final_response()
+    assert "".join(text) == final.output_text
