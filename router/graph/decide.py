@@ -18,13 +18,19 @@ def decision(route: str, reason: str, detail: str) -> Decision:
 def before_generation(
     *, policy: PolicyConfig, forced: str | None, privacy: str | None, task_type: TaskType,
     files: list[FileRef], fit: ContextFit, tools_unsupported: bool = False,
+    pinned: str | None = None,
 ) -> Decision | None:
-    """Hard rules, in order: forced route, privacy, tools the local model cannot take, task
-    type, multi-file, context fit. None means: generate locally and let the judge decide."""
+    """Hard rules, in order: forced route, privacy, a session pinned to the cloud
+    (``pinned``: the tier that served the tool exchange this turn continues; a local one is
+    tried first anyway), tools the local model cannot take, task type, multi-file, context
+    fit. None means: generate locally and let the judge decide."""
     if forced in ("local", "cloud"):
         return decision(forced, "forced", f"the request asked for {forced}")
     if privacy:
         return None  # never the cloud; the local path handles everything (judge flags it)
+    if pinned == "cloud":  # the local tier would read the whole conversation cold
+        return decision("cloud", "pinned", "the session's tool exchange is served by the "
+                        "cloud: a turn within it does not switch tiers (its cache is warm)")
     if tools_unsupported:
         return decision("cloud", "tools", "the turn offers tools and the local model cannot "
                         "call them")

@@ -175,7 +175,8 @@ def policy(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any
     verdict = decide.before_generation(policy=rules, forced=forced, privacy=privacy,
                                        task_type=state["task_type"],
                                        files=changed_files(state["file_refs"]), fit=fit,
-                                       tools_unsupported=tools_local)
+                                       tools_unsupported=tools_local,
+                                       pinned=state.get("pinned"))
     cloud_window = ctx.cloud.n_ctx
     if (verdict and verdict["route"] == "cloud" and cloud_window is not None
             and not decide.fits_cloud(state["prompt_tokens"], cloud_window)):

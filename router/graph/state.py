@@ -13,7 +13,7 @@ RequestedRoute = Literal["auto", "local", "cloud"]
 Reason = Literal[
     "confident", "low_confidence", "failed_checks", "early_abort", "context", "multi_file",
     "privacy", "budget", "forced", "task_type", "cloud_unavailable", "disagreement",
-    "local_unavailable", "tools",
+    "local_unavailable", "tools", "pinned",
 ]
 
 
@@ -47,6 +47,7 @@ class TaskInput(TypedDict, total=False):
     tool_choice: Any
     parallel_tool_calls: bool | None
     session: str
+    pinned: Literal["local", "cloud"]  # the tier serving the session's open tool exchange
 
 
 class FileRef(TypedDict):

@@ -36,7 +36,7 @@ async def messages(body: JsonObject, request: Request, identity: CallerDep) -> A
     model = str(body["model"])
     if body.get("stream"):
         events = turns.stream(
-            turn, opening=[wire.message_start(model=model, id_=id_), wire.PING],
+            turn, await turns.begin(turn), opening=[wire.message_start(model=model, id_=id_), wire.PING],
             keepalive=wire.PING, events=wire.answer_events,
             error=lambda found: wire.error_event(found.status, found.message))
         return StreamingResponse(events, media_type="text/event-stream")

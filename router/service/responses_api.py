@@ -32,7 +32,7 @@ async def responses(body: Annotated[dict[str, Any], Body()], request: Request,
     if body.get("stream"):
         numbered = wire.Events()
         events = turns.stream(
-            turn, opening=list(numbered.created(body, id_=id_, created=created)),
+            turn, await turns.begin(turn), opening=list(numbered.created(body, id_=id_, created=created)),
             keepalive=": keep-alive\n\n",
             events=lambda routed, record: numbered.answer(body, routed, record, id_=id_,
                                                           created=created),

@@ -7,10 +7,18 @@ A turn is streamed whole once it is judged: its tool calls must pass the judge
 route is final except the stream's opening events and keep-alives (a client's read timeout
 never fires while the models work). A client that leaves stops the run at its next token or
 node, and what ran is recorded.
+
+Sessions: a turn belongs to the client's session (its header or metadata, else one derived
+from the conversation's first turn). While a tool exchange is open (the answer called tools,
+the next turn brings their results), the session is pinned to the tier that served it: a
+cloud-served exchange stays in the cloud (reason ``pinned``), as the local tier would read
+the whole conversation cold.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
@@ -27,6 +35,23 @@ from router.service.accounting import account
 from router.service.errors import Described, describe
 
 KEEPALIVE_S = 5.0  # a keep-alive event this often while the models work
+PIN_S = 1800  # an open tool exchange keeps its tier this long after its last turn
+
+
+def session_of(task: dict[str, Any]) -> str:
+    """The task's session: the client's, else one derived from the conversation's first turn
+    and the system prompt (the same conversation keeps it turn after turn)."""
+    if task.get("session"):
+        return str(task["session"])
+    first = (task.get("conversation") or [{}])[0]
+    seed = json.dumps([task.get("system", ""), first.get("content")], sort_keys=True)
+    return "derived-" + hashlib.sha256(seed.encode()).hexdigest()[:16]
+
+
+def continues_exchange(task: dict[str, Any]) -> bool:
+    """Whether the turn brings the results of tools the last answer called."""
+    conversation = task.get("conversation") or []
+    return bool(conversation) and conversation[-1].get("role") == "tool"
 
 
 @dataclass(frozen=True)
@@ -40,10 +65,27 @@ class Turn:
     request_id: str
     source: str
 
-    def run(self, *, report: bool) -> Run:
+    def _pin_key(self) -> str:
         state = self.request.app.state
-        return Run(state.graph, self.caller.task(self.task),
-                   self.caller.context(state.router_context), report=report)
+        return str(state.names.session_tier(self.caller.team, self.task["session"]))
+
+    async def run(self, *, report: bool) -> Run:
+        """Start the turn's run, pinned to the cloud where its session's open tool exchange
+        is served there."""
+        state = self.request.app.state
+        self.task.setdefault("session", session_of(self.task))
+        task = self.caller.task(self.task)
+        if continues_exchange(task) and await state.redis.get(self._pin_key()) == b"cloud":
+            task["pinned"] = "cloud"
+        return Run(state.graph, task, self.caller.context(state.router_context), report=report)
+
+    async def pin(self, routed: RoutedAnswer, record: RouteRecord) -> None:
+        """Keep the tier of an exchange the answer opens (it calls tools); close it else."""
+        redis = self.request.app.state.redis
+        if routed.tool_calls:
+            await redis.set(self._pin_key(), record.final, ex=PIN_S)
+        else:
+            await redis.delete(self._pin_key())
 
     async def account(self, record: RouteRecord, started: float) -> None:
         await account(self.request, self.caller, request_id=self.request_id,
@@ -54,20 +96,44 @@ class Turn:
 async def answer(turn: Turn) -> tuple[RoutedAnswer, RouteRecord]:
     """The turn run whole: its routed answer and record (accounted)."""
     started = time.perf_counter()
-    routed = await turn.run(report=False).answer()
+    routed = await (await turn.run(report=False)).answer()
     record = RouteRecord.routed(routed.record)
     await turn.account(record, started)
+    await turn.pin(routed, record)
     return routed, record
 
 
-async def stream(turn: Turn, *, opening: Iterable[str], keepalive: str,
+async def begin(turn: Turn) -> Run:
+    """Start the turn to be streamed, once its task has passed the intake's checks: bad input
+    is still a plain HTTP error in the API's own shape, never an event after a 200."""
+    run = await turn.run(report=True)
+    try:
+        while True:
+            event = await run.next_event()
+            if event is None:
+                continue
+            kind, data = event
+            if kind == "end":
+                failure = run.failure()
+                if failure is not None:
+                    raise failure
+                run.end()  # the stream reads the end again
+                return run
+            if kind == "node" and data.get("node") == "intake":
+                return run
+    except BaseException:
+        if not run.work.done():
+            run.cancel.set()
+        raise
+
+
+async def stream(turn: Turn, run: Run, *, opening: Iterable[str], keepalive: str,
                  events: Callable[[RoutedAnswer, RouteRecord], Iterable[str]],
                  error: Callable[[Described], str]) -> AsyncIterator[str]:
-    """The turn as server-sent events: ``opening`` at once, ``keepalive`` every
-    ``KEEPALIVE_S`` while it runs, then ``events`` of the routed answer, or ``error`` of
-    what failed (the failure a plain response would have carried)."""
+    """The turn begun (:func:`begin`) as server-sent events: ``opening`` at once,
+    ``keepalive`` every ``KEEPALIVE_S`` while it runs, then ``events`` of the routed answer,
+    or ``error`` of what failed (the failure a plain response would have carried)."""
     started = time.perf_counter()
-    run = turn.run(report=True)
     accounted = False
     try:
         for line in opening:
@@ -87,6 +153,7 @@ async def stream(turn: Turn, *, opening: Iterable[str], keepalive: str,
         record = RouteRecord.routed(routed.record)
         accounted = True
         await turn.account(record, started)
+        await turn.pin(routed, record)
         for line in events(routed, record):
             yield line
     finally:

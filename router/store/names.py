@@ -77,6 +77,10 @@ class Names:
         """Ids of tasks with feedback, scored by when it came (what calibration reads)."""
         return f"{self.prefix}:task-feedback"
 
+    # Agent sessions: the tier serving a session's open tool exchange.
+    def session_tier(self, team: str, session: str) -> str:
+        return f"{self.prefix}:session:{{{team}}}:{session}"
+
     def worker_heartbeat(self, worker: str) -> str:
         return f"{self.prefix}:worker:{worker}"
 

@@ -95,3 +95,32 @@ def test_a_text_answer_streams_as_output_text_deltas(oai: openai.OpenAI) -> None
                 text.append(event.delta)
         final = stream.get_final_response()
     assert "".join(text) == final.output_text
+
+
+def test_a_bad_streamed_request_is_a_plain_400_not_an_event(oai: openai.OpenAI,
+                                                             agent_cloud: tuple[str, Recorded]) -> None:
+    sent = len(agent_cloud[1].bodies)
+    bad = [{"type": "function", "name": "f", "parameters": {"type": "object",
+                                                          "properties": {"x": {"type": 7}}}}]
+    with pytest.raises(openai.BadRequestError) as refused:
+        oai.responses.create(model="gpt-5-codex", input=ASK, tools=bad, stream=True)
+    assert refused.value.body["param"] == "tools[0].function.parameters"
+    assert len(agent_cloud[1].bodies) == sent
+
+
+def test_a_session_s_tool_exchange_stays_on_the_tier_that_serves_it(oai: openai.OpenAI) -> None:
+    def turn(session: str, *results: Any) -> Any:
+        return oai.responses.create(model="gpt-5-codex", input=[
+            {"role": "user", "content": ASK}, *results], tools=CODEX_TOOLS, store=False,
+            extra_body={"prompt_cache_key": session})
+
+    first = turn("pinned-session")
+    assert first.model_extra["smallcode"]["route"]["reason"] == "tools"
+    [call] = [item for item in first.output if item.type == "function_call"]
+    results = ({"type": "function_call", "call_id": call.call_id, "name": call.name,
+                "arguments": call.arguments},
+               {"type": "function_call_output", "call_id": call.call_id, "output": "code"})
+    route = turn("pinned-session", *results).model_extra["smallcode"]["route"]
+    assert (route["final"], route["reason"]) == ("cloud", "pinned")
+    # Another session with the same results has no open exchange here: routed afresh.
+    assert turn("other-session", *results).model_extra["smallcode"]["route"]["reason"] == "tools"
