@@ -35,6 +35,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from arq.connections import ArqRedis, RedisSettings
+from arq.constants import in_progress_key_prefix
+from arq.worker import Worker, func
 from redis.exceptions import RedisError
 
 from agents.errors import AgentError
@@ -49,9 +52,6 @@ from router.store.apikeys import get_key
 from router.store.names import Names
 
 if TYPE_CHECKING:
-    from arq.connections import ArqRedis
-    from arq.worker import Worker
-
     from router.graph.answer import RoutedAnswer
     from router.graph.context import RouterContext
     from router.settings import Settings
@@ -180,8 +180,6 @@ class TaskRunner:
 
     async def _guard(self, redis: ArqRedis, task_id: str, cancel: threading.Event) -> None:
         """While the task runs: renew this worker's claim on it, and notice a cancel."""
-        from arq.constants import in_progress_key_prefix
-
         lease_s = self.settings.tasks.lease_s
         tick = min(0.5, lease_s / 3)
         renewed = 0.0
@@ -228,9 +226,6 @@ def build_worker(settings: Settings, names: Names, *, redis_url: str, graph: Any
                  concurrency: int | None = None, burst: bool = False) -> Worker:
     """An arq worker for the task queue, running tasks with ``graph`` and ``context``.
     Create it inside the event loop it will run in. ``burst``: stop once the queue is empty."""
-    from arq.connections import RedisSettings
-    from arq.worker import Worker, func
-
     config = settings.tasks
     worker_id = new_worker_id()
     runner = TaskRunner(settings, names, graph, context, worker_id)

@@ -13,8 +13,9 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
+from arq.connections import ArqRedis, RedisSettings, create_pool
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -30,9 +31,6 @@ from router.service.schemas import ChatCompletionRequest, ChatMessage
 from router.store import tasks
 from router.store.names import Names
 
-if TYPE_CHECKING:
-    from arq.connections import ArqRedis
-
 router = APIRouter(prefix="/v1/tasks")
 log = logging.getLogger("smallcode.api")
 
@@ -44,8 +42,6 @@ KEEPALIVE_S = 15
 async def open_queue(redis_url: str, names: Names) -> ArqRedis:
     """The arq pool that enqueues tasks (``app.state.arq``); close it with ``await
     pool.aclose()``."""
-    from arq.connections import RedisSettings, create_pool
-
     return await create_pool(RedisSettings.from_dsn(redis_url), default_queue_name=names.queue())
 
 
