@@ -79,6 +79,8 @@ def build_record(state: RouterState, *, price: Any, models: dict[str, str]) -> d
     }
     if state.get("redactions"):
         record["redactions"] = state["redactions"]
+    if "conversation" in state:  # an agent's turn: its session, its tools and calls
+        record["agent"] = agent_turn(state, answer)
     features = (state.get("judge") or {}).get("features")
     if features:  # what the learned judge saw: feedback on this task can refit it
         record["signals"]["judge_features"] = features
@@ -86,6 +88,16 @@ def build_record(state: RouterState, *, price: Any, models: dict[str, str]) -> d
         record["shadow"] = {"served": rules.shadow_route, "auto_route": auto["route"],
                             "auto_reason": auto["reason"]}
     return record
+
+
+def agent_turn(state: RouterState, answer: Generation | None) -> dict[str, Any]:
+    """An agent's turn: its ``session``, whether the session's tool exchange ``pinned`` its
+    tier, the tools offered, the hosted tools left out (no tier runs them) and the calls
+    the served answer makes."""
+    return {"session": state.get("session"), "pinned": state.get("pinned"),
+            "tools": [t.get("function", {}).get("name") for t in state.get("tools") or []],
+            "hosted_tools_left_out": list(state.get("hosted_tools") or []),
+            "calls": [call.name for call in answer.tool_calls] if answer else []}
 
 
 def local_cached(local: Generation | None) -> int | None:

@@ -48,6 +48,7 @@ class TaskInput(TypedDict, total=False):
     parallel_tool_calls: bool | None
     session: str
     pinned: Literal["local", "cloud"]  # the tier serving the session's open tool exchange
+    hosted_tools: list[str]  # tools the client offered that no tier runs (left out)
 
 
 class FileRef(TypedDict):

@@ -124,3 +124,13 @@ def test_a_session_s_tool_exchange_stays_on_the_tier_that_serves_it(oai: openai.
     assert (route["final"], route["reason"]) == ("cloud", "pinned")
     # Another session with the same results has no open exchange here: routed afresh.
     assert turn("other-session", *results).model_extra["smallcode"]["route"]["reason"] == "tools"
+
+
+def test_the_route_record_names_the_session_the_tools_and_what_was_left_out(
+        oai: openai.OpenAI) -> None:
+    response = oai.responses.create(model="gpt-5-codex", input=ASK, tools=CODEX_TOOLS,
+                                    store=False, extra_body={"prompt_cache_key": "s-42"})
+    agent = response.model_extra["smallcode"]["route"]["agent"]
+    assert agent == {"session": "s-42", "pinned": None,
+                     "tools": ["read_file", "edit_file"],
+                     "hosted_tools_left_out": ["web_search"], "calls": ["read_file"]}
