@@ -3,6 +3,10 @@
 Offline, the "cloud" is an OpenAI-compatible server on loopback (see ``agents.standin``)
 reached through litellm exactly as a paid provider would be. Costs always come from litellm's
 price map for ``price_as`` so that the figures are what the team would really pay.
+
+Tool turns pass through as OpenAI chat JSON (litellm translates it for each provider): the
+request's tools, ``tool_choice`` and ``parallel_tool_calls``, assistant ``tool_calls`` and
+``tool`` messages; the answer's calls come back whole, or as deltas while streaming.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from agents.base import (
     Timings,
     TokenEvent,
     TokenLogprob,
+    ToolCall,
+    ToolCallAssembler,
+    ToolCallDelta,
     Usage,
 )
 from agents.breaker import CircuitBreaker
@@ -76,7 +83,29 @@ def context_window(config: CloudConfig) -> int | None:
 
 
 def _finish(reason: str | None) -> FinishReason:
-    return "length" if reason == "length" else "stop"
+    if reason in ("length", "tool_calls"):
+        return reason  # type: ignore[return-value]
+    return "stop"
+
+
+def _tool_calls(message: Any) -> tuple[ToolCall, ...]:
+    """The calls of a whole answer (litellm's ``ChatCompletionMessageToolCall`` objects)."""
+    return tuple(
+        ToolCall(id=call.id or f"call_{n}", name=call.function.name or "",
+                 arguments=call.function.arguments or "")
+        for n, call in enumerate(getattr(message, "tool_calls", None) or ()))
+
+
+def _deltas(delta: Any) -> list[ToolCallDelta]:
+    """The tool-call pieces of one streamed chunk (litellm's ``ChatCompletionDeltaToolCall``)."""
+    out = []
+    for n, piece in enumerate(getattr(delta, "tool_calls", None) or ()):
+        function = piece.function
+        out.append(ToolCallDelta(
+            index=piece.index if piece.index is not None else n, id=piece.id or None,
+            name=(function.name if function else None) or None,
+            arguments=(function.arguments if function else None) or ""))
+    return out
 
 
 def _logprobs(choice: Any) -> tuple[TokenLogprob, ...] | None:
@@ -99,6 +128,7 @@ class CloudBackend(Backend):
         self._litellm = import_litellm()
         check_price_as(config.price_as)
         self.supports_logprobs = config.request_logprobs
+        self.supports_tools = True
         self._n_ctx = context_window(config)
         # Per process: each API process and worker finds a dead provider out for itself.
         self.breaker = CircuitBreaker(config.breaker_failures, config.breaker_reset_s)
@@ -115,12 +145,13 @@ class CloudBackend(Backend):
         config = self._config
         kwargs: dict[str, Any] = {
             "model": config.model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": request.openai_messages(),
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
             "timeout": config.timeout_s,
             "num_retries": config.num_retries,
             "stream": stream,
+            **request.openai_tools(),
         }
         if request.stop:
             kwargs["stop"] = list(request.stop)
@@ -172,6 +203,7 @@ class CloudBackend(Backend):
     def _result(
         self, text: str, usage: Usage, finish: FinishReason, started: float,
         first_at: float | None, logprobs: tuple[TokenLogprob, ...] | None,
+        tool_calls: tuple[ToolCall, ...] = (),
     ) -> Generation:
         total = time.perf_counter() - started
         rate = None
@@ -189,6 +221,7 @@ class CloudBackend(Backend):
             ),
             logprobs=logprobs,
             cost_usd=price(self._config.price_as, usage.prompt_tokens, usage.completion_tokens),
+            tool_calls=tool_calls,
         )
 
     def generate(self, request: GenerationRequest) -> Generation:
@@ -198,13 +231,14 @@ class CloudBackend(Backend):
         usage = Usage(response.usage.prompt_tokens, response.usage.completion_tokens)
         return self._result(
             choice.message.content or "", usage, _finish(choice.finish_reason), started,
-            None, _logprobs(choice),
+            None, _logprobs(choice), _tool_calls(choice.message),
         )
 
     def stream(self, request: GenerationRequest) -> Iterator[TokenEvent | Generation]:
         started = time.perf_counter()
         first_at: float | None = None
         parts: list[str] = []
+        calls = ToolCallAssembler()
         finish: FinishReason = "stop"
         usage: Usage | None = None
         for chunk in self._chunks(request):
@@ -220,11 +254,17 @@ class CloudBackend(Backend):
                 first_at = first_at or time.perf_counter()
                 parts.append(delta)
                 yield TokenEvent(delta)
+            for piece in _deltas(choice.delta):
+                first_at = first_at or time.perf_counter()
+                calls.add(piece)
+                yield TokenEvent("", tool_call=piece)
         text = "".join(parts)
+        tool_calls = calls.calls()
         if usage is None:  # the provider sent no usage: count what we can
+            written = text + "".join(c.name + c.arguments for c in tool_calls)
             usage = Usage(
-                self._litellm.token_counter(model=self._config.model, messages=[
-                    {"role": m.role, "content": m.content} for m in request.messages]),
-                self._litellm.token_counter(model=self._config.model, text=text),
+                self._litellm.token_counter(model=self._config.model,
+                                            messages=request.openai_messages()),
+                self._litellm.token_counter(model=self._config.model, text=written),
             )
-        yield self._result(text, usage, finish, started, first_at, None)
+        yield self._result(text, usage, finish, started, first_at, None, tool_calls)

@@ -6,6 +6,7 @@
     ├── PromptTooLong          the prompt does not fit a model's context window (local or cloud)
     ├── RequestRefused         a remote tier refused this request as invalid (not for its length)
     ├── FimUnsupported         the model (or its server) cannot fill in the middle
+    ├── ToolsUnsupported       the model (or its server) cannot take a tool turn: send it to the cloud
     └── BackendUnavailable     a remote tier (cloud, stand-in, llama.cpp server) did not answer
         ├── BackendTimeout        it did not answer within its timeout
         ├── BackendRateLimited    its provider refuses for now (rate or token limits): retry later
@@ -56,6 +57,13 @@ class RequestRefused(AgentError):
 class FimUnsupported(AgentError):
     """Inline completion with a suffix on a model whose tokenizer has no FIM tokens, or on a
     server without llama.cpp's ``/infill``."""
+
+
+class ToolsUnsupported(AgentError):
+    """A tool turn (``GenerationRequest.uses_tools``) sent to a backend whose
+    ``supports_tools`` is False: the in-process model, or a server that is not llama.cpp's
+    llama-server with ``--jinja``. Raised before any token; the router sends such turns to the
+    cloud with reason ``tools`` (or refuses them where they may not leave the machine)."""
 
 
 class BackendUnavailable(AgentError):

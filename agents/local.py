@@ -4,6 +4,10 @@ One loaded model serves many requests; llama.cpp contexts are not thread-safe, s
 generation holds a lock for its whole duration (callers run it in a worker thread).
 Logprobs come from the logits row the sampler used, read through llama.cpp's C API after each
 token, so they cost well under a millisecond per token and need no ``logits_all``.
+
+No tool turns (``supports_tools`` False): llama-cpp-python renders a chat as role and text and
+has no parser for the calls in a model's answer (llama-server with ``--jinja`` has both, see
+``agents.remote``); such a turn raises ``ToolsUnsupported`` and the router sends it to the cloud.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from agents.base import (
     Usage,
 )
 from agents.config import LocalConfig
-from agents.errors import FimUnsupported, PromptTooLong
+from agents.errors import FimUnsupported, PromptTooLong, ToolsUnsupported
 from agents.fim import Stopper, stop_strings, with_block_end
 from agents.logprobs import step_logprobs
 
@@ -67,6 +71,7 @@ def logits_row(pointer: Any, n_vocab: int) -> np.ndarray:
 
 class LocalBackend(Backend):
     supports_logprobs = True
+    supports_tools = False  # see the module's docstring
 
     def __init__(self, config: LocalConfig, model_path: Path, *, name: str | None = None) -> None:
         import llama_cpp
@@ -148,6 +153,11 @@ class LocalBackend(Backend):
         return len(self.tokenize(self.render(request)))
 
     def stream(self, request: GenerationRequest) -> Iterator[TokenEvent | Generation]:
+        if request.uses_tools:
+            raise ToolsUnsupported(
+                f"tools: the in-process local model {self._name} cannot take tool calls; send "
+                "the turn to the cloud, or run the local tier on llama-server with jinja on "
+                "(local.mode: server)")
         prompt = self.tokenize(self.render(request))
         if len(prompt) >= self.n_ctx:
             raise PromptTooLong(len(prompt), self.n_ctx)

@@ -208,6 +208,11 @@ class LocalPool(Backend):
             up = [m for m in self._members if m.down_until <= now]
         return (up or self._members)[0].backend
 
+    @property
+    def supports_tools(self) -> bool:  # type: ignore[override]
+        """As its servers (one pool serves one model with one set of settings)."""
+        return self._any_up().supports_tools
+
     def count_tokens(self, text: str) -> int | None:
         return self._any_up().count_tokens(text)
 
