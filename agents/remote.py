@@ -339,7 +339,10 @@ class RemoteLocalBackend(Backend):
             root = base[:-3] if base.endswith("/v1") else base
             url, text_of = root + "/infill", _infill_text
             body.update(input_prefix=win.prefix, input_suffix=win.suffix, input_extra=[],
-                        prompt="", n_predict=request.max_tokens, cache_prompt=True)
+                        prompt="", n_predict=request.max_tokens, cache_prompt=True,
+                        # each chunk says how much of the prompt was cached (``cache_n``): an
+                        # answer cut at its block's end stops reading before the last one
+                        timings_per_token=True)
             slot = self.file_slot(request.prefix)
             if slot is not None:  # the slot that holds this file's window
                 body["id_slot"] = slot
