@@ -1,5 +1,17 @@
 """The local tier as a server: llama.cpp's server or any OpenAI-compatible one (vLLM, Ollama)
-on a GPU host. Logprobs are taken from its response; a server that gives none yields None."""
+on a GPU host. Logprobs are taken from its response; a server that gives none yields None.
+
+Tool turns (``supports_tools``): only llama.cpp's llama-server started with ``--jinja``
+(``local.jinja``, on by default) renders tools and tool turns with the GGUF's own chat template
+and parses the calls in the answer. Whether the server is one is asked, not assumed (a
+``server_url`` may point at a server someone else started): ``/props`` answers (llama.cpp)
+with ``chat_template_caps.supports_tool_calls``, and ``/apply-template`` renders a chat with a
+tool (llama-server refuses tools without ``--jinja``: "tools param requires --jinja flag").
+Other servers: False, so tool turns go to the cloud. llama-server refuses logprobs on a
+streamed tool turn ("logprobs is not supported with tools + stream"), so a tool turn that asks
+for logprobs is sent whole and played back as a stream (the router judges a local answer
+before it releases it, so nothing is lost but the stream's pacing).
+"""
 
 from __future__ import annotations
 
@@ -25,10 +37,13 @@ from agents.base import (
     Timings,
     TokenEvent,
     TokenLogprob,
+    ToolCall,
+    ToolCallAssembler,
+    ToolCallDelta,
     Usage,
 )
 from agents.config import LocalConfig
-from agents.errors import BackendUnavailable, FimUnsupported
+from agents.errors import BackendUnavailable, FimUnsupported, RequestRefused, ToolsUnsupported
 
 log = logging.getLogger(__name__)
 HEALTH_TIMEOUT_S = 2.0  # a readiness probe must not hang /readyz
@@ -75,6 +90,7 @@ class RemoteLocalBackend(Backend):
         # router escalates them (no evidence is not confidence).
         self.supports_logprobs = True
         self._llama_cpp: bool | None = None  # known once the server has answered /props
+        self._tools: bool | None = None  # known once it has answered /apply-template
         self._problem: str | None = None  # why /health failed when last asked
         self._slots: int | None = None  # llama-server's slots (/props total_slots)
         self._file_slots: collections.OrderedDict[str, int] = collections.OrderedDict()
@@ -123,6 +139,30 @@ class RemoteLocalBackend(Backend):
                 self._file_slots.popitem(last=False)
         return slot
 
+    @property
+    def supports_tools(self) -> bool:  # type: ignore[override]
+        """llama-server with ``--jinja`` and a chat template that takes tool calls (see the
+        module's docstring); asked once the server answers, False while it does not."""
+        if self._tools is None:
+            if not self.is_llama_cpp():
+                return False
+            try:
+                props = _json_object(self._client.get(f"{self._root()}/props",
+                                                      timeout=HEALTH_TIMEOUT_S))
+                rendered = self._client.post(
+                    f"{self._root()}/apply-template", timeout=HEALTH_TIMEOUT_S,
+                    json={"messages": [{"role": "user", "content": "hi"}], "tools": [PROBE_TOOL]})
+            except httpx.HTTPError:
+                return False  # asked again next time
+            caps = props.get("chat_template_caps") or {}
+            self._tools = (rendered.status_code == 200
+                           and bool(caps.get("supports_tool_calls", True)))
+        return self._tools
+
+    @supports_tools.setter
+    def supports_tools(self, value: bool) -> None:
+        self._tools = value
+
     def count_tokens(self, text: str) -> int | None:
         """llama-server's own tokenizer (``/tokenize``); an estimate while it does not answer;
         None for other servers (the router estimates)."""
@@ -134,14 +174,14 @@ class RemoteLocalBackend(Backend):
         return len(tokens) if tokens is not None else max(1, round(len(text) / 3.5))
 
     def count_prompt_tokens(self, request: GenerationRequest) -> int | None:
-        """The chat as llama-server renders it (``/apply-template``), in its own tokens."""
+        """The chat as llama-server renders it (``/apply-template``), in its own tokens; a
+        tool turn's tools are in the prompt too (the template writes their schemas there)."""
         if not self.is_llama_cpp():
             return None
         try:
             response = self._client.post(
                 f"{self._root()}/apply-template", timeout=HEALTH_TIMEOUT_S,
-                json={"messages": [{"role": m.role, "content": m.content}
-                                   for m in request.messages]})
+                json={"messages": request.openai_messages(), **request.openai_tools()})
             response.raise_for_status()
             prompt = response.json()["prompt"]
         except (httpx.HTTPError, KeyError, ValueError):
@@ -186,13 +226,19 @@ class RemoteLocalBackend(Backend):
         return [{"url": self.url, "up": self._problem is None, "problem": self._problem}]
 
     def stream(self, request: GenerationRequest) -> Iterator[TokenEvent | Generation]:
+        if request.uses_tools and not self.supports_tools:
+            raise ToolsUnsupported(
+                f"tools: the local server {self._config.server_url} cannot take tool calls (it "
+                "is not llama.cpp's llama-server started with --jinja, or its model's chat "
+                "template has no tool calls); send the turn to the cloud, or turn local.jinja on")
         body: dict[str, Any] = {
             "model": self._config.model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": request.openai_messages(),
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
             "stream": True,
             "stream_options": {"include_usage": True},
+            **request.openai_tools(),
         }
         if self.supports_logprobs and request.logprobs:
             body.update(logprobs=True, top_logprobs=request.top_logprobs)
@@ -204,6 +250,9 @@ class RemoteLocalBackend(Backend):
             # cached prompt is most alike, and restores idle slots' prompts from host memory)
             # and evaluates only what is new. ``timings.cache_n`` says how much was reused.
             body["cache_prompt"] = True
+        if "tools" in body and "logprobs" in body:
+            yield from self._whole(body)  # see the module's docstring
+            return
         try:
             try:
                 yield from self._stream(body)
@@ -233,6 +282,7 @@ class RemoteLocalBackend(Backend):
         started = time.perf_counter()
         first_at: float | None = None
         parts: list[str] = []
+        calls = ToolCallAssembler()
         logprobs: list[TokenLogprob] = []
         unscored = 0  # tokens sent without their probability (see below)
         finish: FinishReason = "stop"
@@ -245,6 +295,9 @@ class RemoteLocalBackend(Backend):
             with self._client.stream("POST", self._url, json=body) as response:
                 if response.status_code >= 400 and "logprobs" in body:
                     raise _LogprobsRefused  # nothing was yielded yet
+                if response.status_code in (400, 422) and "tools" in body:
+                    response.read()
+                    raise self._refused(response)
                 response.raise_for_status()
                 for line in response.iter_lines():
                     if not line.startswith("data:") or line.strip() == "data: [DONE]":
@@ -261,7 +314,12 @@ class RemoteLocalBackend(Backend):
                         delta = (choice.get("delta") or {}).get("content") or ""
                         if choice.get("finish_reason"):
                             finished = True
-                            finish = "length" if choice["finish_reason"] == "length" else "stop"
+                            finish = _finish(choice["finish_reason"])
+                        for piece in _deltas(choice.get("delta") or {}):
+                            first_at = first_at or time.perf_counter()
+                            calls.add(piece)
+                            parts.append("")  # something has gone out: no retry from here
+                            yield TokenEvent("", tool_call=piece)
                         step = _token_logprobs(choice)
                         # A token asked with alternatives that comes without any was not
                         # scored: llama-server sends the tokens it accepted from a speculative
@@ -294,6 +352,62 @@ class RemoteLocalBackend(Backend):
                                      "answer early; see its log")
         if usage is None:
             usage = Usage(0, len(logprobs))
+        yield self._generation("".join(parts), finish, usage, timings, cached, logprobs,
+                               unscored, calls.calls(), started, first_at)
+
+    def _whole(self, body: dict[str, Any]) -> Iterator[TokenEvent | Generation]:
+        """One request answered whole (``stream`` false), played back as a stream: its text
+        as one event, then each tool call as one delta, then the generation."""
+        body = {k: v for k, v in body.items() if k != "stream_options"} | {"stream": False}
+        started = time.perf_counter()
+        try:
+            response = self._client.post(self._url, json=body)
+        except httpx.HTTPError as exc:
+            raise BackendUnavailable(
+                f"local server {self._config.server_url} did not answer ({type(exc).__name__})"
+            ) from exc
+        if response.status_code in (400, 422):
+            raise self._refused(response)
+        if response.status_code >= 400:
+            raise BackendUnavailable(f"local server {self._config.server_url} answered "
+                                     f"{response.status_code}; see its log")
+        data = _json_object(response)
+        choice = (data.get("choices") or [{}])[0]
+        message = choice.get("message") or {}
+        text = message.get("content") or ""
+        logprobs = _token_logprobs(choice)
+        top_k = int(body.get("top_logprobs") or 0)
+        unscored = sum(1 for t in logprobs if top_k and not t.top)
+        calls = tuple(
+            ToolCall(id=call.get("id") or f"call_{n}",
+                     name=(call.get("function") or {}).get("name") or "",
+                     arguments=(call.get("function") or {}).get("arguments") or "")
+            for n, call in enumerate(message.get("tool_calls") or ()))
+        first_at = time.perf_counter()
+        if text:
+            yield TokenEvent(text, logprobs[-1] if logprobs else None)
+        for n, call in enumerate(calls):
+            yield TokenEvent("", tool_call=ToolCallDelta(n, call.id, call.name, call.arguments))
+        raw = data.get("usage") or {}
+        usage = Usage(int(raw.get("prompt_tokens", 0)),
+                      int(raw.get("completion_tokens", len(logprobs))))
+        details = raw.get("prompt_tokens_details") or {}
+        cached = int(details["cached_tokens"]) if details.get("cached_tokens") is not None \
+            else None
+        timings = data.get("timings") if isinstance(data.get("timings"), dict) else {}
+        yield self._generation(text, _finish(choice.get("finish_reason")), usage, timings or {},
+                               cached, logprobs, unscored, calls, started, first_at)
+
+    def _refused(self, response: httpx.Response) -> RequestRefused:
+        error = _json_object(response).get("error")
+        said = error.get("message") if isinstance(error, dict) else None
+        return RequestRefused(f"the local server {self._config.server_url} refused the tool "
+                              f"turn ({response.status_code}): {said or response.text[:200]}")
+
+    def _generation(self, text: str, finish: FinishReason, usage: Usage,
+                    timings: dict[str, Any], cached: int | None, logprobs: list[TokenLogprob],
+                    unscored: int, tool_calls: tuple[ToolCall, ...], started: float,
+                    first_at: float | None) -> Generation:
         total = time.perf_counter() - started
         extra: dict[str, object] = {}
         if "cache_n" in timings:
@@ -310,8 +424,8 @@ class RemoteLocalBackend(Backend):
                         len(logprobs))
             extra["unscored_tokens"] = unscored
         rate = timings.get("predicted_per_second")
-        yield Generation(
-            text="".join(parts),
+        return Generation(
+            text=text,
             model=self._config.model,
             finish_reason=finish,
             usage=usage,
@@ -320,6 +434,7 @@ class RemoteLocalBackend(Backend):
                             decode_tokens_per_s=float(rate) if rate else None),
             logprobs=tuple(logprobs) if logprobs and not unscored else None,
             extra=extra,
+            tool_calls=tool_calls,
         )
 
     def infill(self, request: InfillRequest) -> Iterator[TokenEvent | Generation]:
@@ -403,6 +518,26 @@ class RemoteLocalBackend(Backend):
 
     def close(self) -> None:
         self._client.close()
+
+
+PROBE_TOOL = {"type": "function", "function": {
+    "name": "probe", "description": "asks whether the server takes tools",
+    "parameters": {"type": "object", "properties": {}}}}
+
+
+def _finish(reason: str) -> FinishReason:
+    return reason if reason in ("length", "tool_calls") else "stop"  # type: ignore[return-value]
+
+
+def _deltas(delta: dict[str, Any]) -> list[ToolCallDelta]:
+    """The tool-call pieces of one streamed chunk's delta."""
+    out = []
+    for n, piece in enumerate(delta.get("tool_calls") or ()):
+        function = piece.get("function") or {}
+        out.append(ToolCallDelta(index=int(piece.get("index", n)), id=piece.get("id") or None,
+                                 name=function.get("name") or None,
+                                 arguments=function.get("arguments") or ""))
+    return out
 
 
 def _infill_text(chunk: dict[str, Any]) -> tuple[str, FinishReason | None, Usage | None]:
