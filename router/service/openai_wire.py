@@ -11,9 +11,9 @@ from router.run.outcome import RouteRecord
 
 
 def finish_reason(reason: str | None) -> str:
-    """Our finish reasons in OpenAI's words: ``length`` when max_tokens cut the answer, else
-    ``stop``."""
-    return "length" if reason == "length" else "stop"
+    """Our finish reasons in OpenAI's words: ``length`` when max_tokens cut the answer,
+    ``tool_calls`` when it calls tools, else ``stop``."""
+    return reason if reason in ("length", "tool_calls") else "stop"
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:

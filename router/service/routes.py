@@ -19,12 +19,15 @@ from router.graph import spend
 from router.run.caller import Caller as RunCaller
 from router.run.outcome import RouteRecord
 from router.run.runner import Run
+from router.service import chat_turns, turns
 from router.service import openai_wire as wire
 from router.service.accounting import account, admit
 from router.service.deps import CallerDep
 from router.service.errors import APIError
+from router.service.model_names import listed, route_for
 from router.service.routed_stream import routed_stream
 from router.service.schemas import ChatCompletionRequest
+from router.service.turn_caller import turn_caller
 
 router = APIRouter(prefix="/v1")
 
@@ -36,14 +39,15 @@ def _tiers(request: Request) -> dict[str, Backend]:
 
 @router.get("/models")
 async def list_models(request: Request, _: CallerDep) -> dict[str, Any]:
-    models = [{"id": "auto", "object": "model", "created": 0, "owned_by": "smallcode",
-               "backend": "router"}]
-    models += [
+    """What a client may send as ``model``: auto (routed), the tiers, and the aliases that
+    are names (globs such as ``claude-*`` match the names clients send)."""
+    tiers = _tiers(request)
+    aliases = request.app.state.settings.models.aliases
+    backends = {"auto": "router", **{name: b.model_name for name, b in tiers.items()}}
+    return {"object": "list", "data": [
         {"id": name, "object": "model", "created": 0, "owned_by": "smallcode",
-         "backend": backend.model_name}
-        for name, backend in _tiers(request).items()
-    ]
-    return {"object": "list", "data": models}
+         "backend": backends.get(name, aliases.get(name, "router"))}
+        for name in listed(aliases)]}
 
 
 def task_from_chat(body: ChatCompletionRequest) -> dict[str, Any]:
@@ -51,12 +55,12 @@ def task_from_chat(body: ChatCompletionRequest) -> dict[str, Any]:
     travel with it as messages (``history``), the system messages as its system prompt."""
     last = max(i for i, m in enumerate(body.messages) if m.role == "user")  # the schema has one
     history = [{"role": m.role, "content": m.text()} for m in body.messages[:last]
-               if m.role != "system"]
+               if m.role not in ("system", "developer")]
     task: dict[str, Any] = {"prompt": body.messages[last].text(), "max_tokens": body.limit,
                             "route": body.route or "auto"}
     if history:
         task["history"] = history
-    system = [m.text() for m in body.messages if m.role == "system"]
+    system = [m.text() for m in body.messages if m.role in ("system", "developer")]
     if system:
         task["system"] = "\n\n".join(system)
     for key in ("files", "repo", "team", "type"):
@@ -89,42 +93,37 @@ async def _routed(body: ChatCompletionRequest, request: Request, completion_id: 
 async def chat_completions(body: ChatCompletionRequest, request: Request,
                            identity: CallerDep) -> Any:
     tiers = _tiers(request)
-    team = identity.serving_team(body.team)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
-    if body.model != "auto" and body.model not in tiers:
-        raise APIError(404, f"model {body.model!r} does not exist: use auto, "
-                       f"{', '.join(tiers)}", param="model", code="model_not_found")
+    route = route_for(body.model, request.app.state.settings.models.aliases)
     if body.top_logprobs and not body.logprobs:
         raise APIError(400, "top_logprobs: requires logprobs to be true", param="top_logprobs")
-    if body.logprobs and (body.model == "auto" or not tiers[body.model].supports_logprobs):
+    if body.logprobs and (route == "auto" or not tiers[route].supports_logprobs):
         raise APIError(400, f"logprobs: model {body.model!r} cannot return them; ask model "
                        "'local' for logprobs, or leave logprobs and top_logprobs out",
                        param="logprobs")
-    caller = identity.run_as(request, team)
-    refusal = caller.cloud_refusal() if body.model == "cloud" else None
-    if refusal == "key":
-        raise APIError(403, "model: this key is local-only; use model 'local' or 'auto'",
-                       type_="permission_error", param="model", code="local_only")
-    if refusal == "team":
-        raise APIError(403, f"model: team {team!r} is local-only (privacy policy); use model "
-                       "'local' or 'auto'", type_="permission_error", param="model",
-                       code="local_only")
+    caller = turn_caller(request, identity, route, body.team)
     await admit(request, caller)
-    if body.model == "auto":
+    if body.agent_turn:  # tools: routed as an agent's turn, whatever tier it names
+        turn = turns.Turn(request, caller, chat_turns.task(body, route),
+                          request_id=completion_id, source="chat")
+        return await chat_turns.respond(turn, body, completion_id=completion_id,
+                                        created=created)
+    if route == "auto":
         return await _routed(body, request, completion_id, created, caller)
-    request.state.route, request.state.route_reason = body.model, "requested"
-    backend = tiers[body.model]
+    request.state.route, request.state.route_reason = route, "requested"
+    backend = tiers[route]
     started = time.perf_counter()
     k = body.top_logprobs or 0
     generation_request = GenerationRequest(
-        messages=tuple(Message(m.role, m.text()) for m in body.messages),
+        messages=tuple(Message("system" if m.role == "developer" else m.role, m.text())
+                       for m in body.messages),
         max_tokens=body.limit,
         temperature=body.temperature,
         top_logprobs=max(k, 2),
         stop=tuple(body.stop or ()),
     )
-    gate = caller.gate if body.model == "cloud" else None
+    gate = caller.gate if route == "cloud" else None
     priced = _priced(request, generation_request)
     if body.stream:
         # Start the stream before answering, so a bad request (or one over budget) fails as
@@ -136,8 +135,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request,
         async def done(generation: Generation | None, streamed: int) -> RouteRecord:
             """Record what ran: the whole answer, or what was streamed before the client went
             away (then the generation was stopped, and its budget charged that much)."""
-            record = (_direct_record(request, body.model, generation) if generation else
-                      _partial_record(request, body.model, generation_request, streamed))
+            record = (_direct_record(request, route, generation) if generation else
+                      _partial_record(request, route, generation_request, streamed))
             await account(request, caller, request_id=completion_id, source="chat",
                           record=record, started=started, generation=generation)
             return record
@@ -149,7 +148,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request,
     generation = await run_in_threadpool(functools.partial(
         spend.metered, gate, functools.partial(backend.generate, generation_request),
         priced=priced, max_tokens=generation_request.max_tokens))
-    record = _direct_record(request, body.model, generation)
+    record = _direct_record(request, route, generation)
     await account(request, caller, request_id=completion_id, source="chat",
                   record=record, started=started, generation=generation)
     logprobs = None

@@ -49,15 +49,43 @@ class TextPart(BaseModel):
     text: str
 
 
+class FunctionCall(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    name: str
+    arguments: str = "{}"
+
+
+class ToolCallIn(BaseModel):
+    """A call an earlier assistant turn made (OpenAI's ``tool_calls`` entry)."""
+
+    model_config = ConfigDict(extra="ignore")
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    role: Literal["system", "user", "assistant"]
-    content: str | list[TextPart]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[TextPart] | None = None
+    tool_calls: list[ToolCallIn] | None = None
+    tool_call_id: str | None = None
 
     def text(self) -> str:
+        if self.content is None:
+            return ""
         if isinstance(self.content, str):
             return self.content
         return "".join(part.text for part in self.content)
+
+    def turn(self) -> dict[str, Any]:
+        """This message as a turn of an agent's conversation (:mod:`router.graph.agent_turn`)."""
+        out: dict[str, Any] = {"role": self.role, "content": self.text() or None}
+        if self.tool_calls:
+            out["tool_calls"] = [call.model_dump() for call in self.tool_calls]
+        if self.role == "tool":
+            out["tool_call_id"] = self.tool_call_id
+        return out
 
 
 class StreamOptions(BaseModel):
@@ -80,9 +108,11 @@ class ChatCompletionRequest(TextBody):
     top_logprobs: int | None = Field(None, ge=0, le=20)
     stop: str | list[str] | None = None
     n: int = Field(1, ge=1, le=1, description="only one choice is generated")
-    # Function calling is not supported yet: refused, never silently ignored.
-    tools: list[Any] | None = None
+    # Function calling: an agent's turn (the graph checks the tools and the conversation).
+    # The legacy ``functions`` / ``function_call`` are refused, never silently ignored.
+    tools: list[dict[str, Any]] | None = None
     tool_choice: Any = None
+    parallel_tool_calls: bool | None = None
     functions: list[Any] | None = None
     function_call: Any = None
     # SmallCode extensions, used by model "auto" (the routed tier); OpenAI SDKs send them
@@ -104,23 +134,20 @@ class ChatCompletionRequest(TextBody):
                 "needs at least one user message: a system message alone asks no task")
         return messages
 
-    @field_validator("tools", "functions")
+    @field_validator("functions", "function_call")
     @classmethod
-    def _no_tools(cls, value: list[Any] | None) -> list[Any] | None:
+    def _no_functions(cls, value: Any) -> Any:
         if value:
             raise PydanticCustomError(
-                "unsupported", "function calling is not supported yet: send the request "
-                "without tools (describe the task in the messages instead)")
+                "unsupported", "the legacy functions API is not supported: send tools and "
+                "tool_choice instead")
         return None
 
-    @field_validator("tool_choice", "function_call")
-    @classmethod
-    def _no_tool_choice(cls, value: Any) -> Any:
-        if value is not None and value != "none":
-            raise PydanticCustomError(
-                "unsupported", "function calling is not supported yet: leave it out or "
-                "set it to 'none'")
-        return None
+    @property
+    def agent_turn(self) -> bool:
+        """Whether this is an agent's turn: it offers tools, or its conversation holds tool
+        calls or results (then it travels structured)."""
+        return bool(self.tools) or any(m.tool_calls or m.role == "tool" for m in self.messages)
 
     @field_validator("repo")
     @classmethod

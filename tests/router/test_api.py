@@ -91,7 +91,7 @@ def test_models_and_health(base_url: str, client: openai.OpenAI) -> None:
 
 def test_unknown_model_is_a_404_in_openai_shape(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as info:
-        client.chat.completions.create(model="gpt-9", messages=PROMPT)
+        client.chat.completions.create(model="llama-70b", messages=PROMPT)
     error = info.value.body
     assert error["code"] == "model_not_found" and error["param"] == "model"
 
