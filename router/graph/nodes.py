@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from langgraph.runtime import Runtime
 
-from agents.base import Generation, GenerationRequest, Message, TokenEvent
+from agents.base import Generation, GenerationRequest, Message, TokenEvent, ToolCall
 from agents.cloud import price
 from agents.errors import BackendUnavailable, LocalUnavailable
 from policies.privacy import privacy_rule
@@ -20,7 +20,7 @@ from retrieval import api
 from router.checks.code import extract_code_blocks
 from router.checks.edits import client_edit as read_client_edit
 from router.checks.edits import without_instructions
-from router.graph import agent_turn, agreement, decide, edit_prompt, signals, spend
+from router.graph import agent_turn, agreement, decide, edit_prompt, signals, spend, tool_calls
 from router.graph import repair as prompts
 from router.graph.context import RouterContext
 from router.graph.errors import BudgetExceeded, InvalidTask, PolicyViolation, TaskTooLarge
@@ -116,6 +116,27 @@ def count_prompt(ctx: RouterContext, messages: list[Message],
     return counted + (ctx.count_tokens(agent_turn.tools_text(tools)) if tools else 0)
 
 
+def with_recovered_calls(state: RouterState, generation: Generation | None) -> Generation | None:
+    """A local answer that wrote its tool call as text (:func:`tool_calls.recovered`), as
+    the call it is: the client runs calls, not JSON in prose."""
+    if generation is None or generation.tool_calls or not state.get("tools"):
+        return generation
+    calls = tool_calls.recovered(generation.text, state["tools"])
+    if not calls:
+        return generation
+    return dataclasses.replace(generation, text="", finish_reason="tool_calls",
+                               tool_calls=tuple(ToolCall(*call) for call in calls),
+                               extra={**generation.extra, "tool_calls_from_text": True})
+
+
+def uses_tools(state: RouterState) -> bool:
+    """An agent's turn that offers tools or carries tool calls or results: only a local tier
+    that can call tools renders it."""
+    return bool(state.get("tools")) or any(
+        turn.get("tool_calls") or turn.get("role") == "tool"
+        for turn in state.get("conversation") or [])
+
+
 def tool_request(state: RouterState) -> dict[str, Any]:
     """The tools of an agent's turn, as a :class:`GenerationRequest` takes them."""
     if not state.get("tools"):
@@ -166,7 +187,7 @@ def policy(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any
     fit = local_fit(ctx, rules.context_margin_tokens, state["prompt_tokens"], max_tokens)
     # Files found through the index's references are context, not files the task changes:
     # they are listed in the record but do not count toward max_local_files.
-    tools_local = bool(state.get("tools")) and not ctx.local.supports_tools
+    tools_local = uses_tools(state) and not ctx.local.supports_tools
     if tools_local and (forced == "local" or privacy):
         why = "the request asked for local" if forced == "local" else privacy
         raise PolicyViolation("tools", f"the local model ({ctx.local.model_name}) cannot take "
@@ -298,7 +319,7 @@ def local_generate(state: RouterState, runtime: Runtime[RouterContext]) -> dict[
         return local_unavailable(state, exc)
     finally:
         getattr(events, "close", lambda: None)()
-    return {"local": final, "aborted": aborted,
+    return {"local": with_recovered_calls(state, final), "aborted": aborted,
             "signals": {"local_prompt": "client" if own is None else "router_edit_format"}}
 
 
@@ -414,7 +435,8 @@ def repair(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any
                                                imports=imports)),
         max_tokens=state["max_tokens"], **tool_request(state))
     started = time.perf_counter()
-    generation = ctx.local.generate(request)
+    generation = with_recovered_calls(state, ctx.local.generate(request))
+    assert generation is not None
     attempt = {
         "round": len(state.get("local_attempts") or []) + 1,
         "trigger": prompts.trigger(checks),

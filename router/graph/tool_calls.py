@@ -9,6 +9,8 @@ and then to the cloud (``failed_checks``). Pure functions of the calls and the t
 from __future__ import annotations
 
 import json
+import re
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -81,6 +83,32 @@ def check(calls: Sequence[Call], tools: Sequence[Mapping[str, Any]],
             where = "/".join(str(p) for p in first.path)
             problems.append(f"{call.name}: {first.message}{f' (at {where})' if where else ''}")
     return {"passed": not problems, "calls": len(calls), "problems": problems}
+
+
+_WRAPPED = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)|```(?:json)?\s*(.*?)\s*```",
+                      re.DOTALL)
+
+
+def recovered(text: str, tools: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
+    """The calls a model wrote as text instead of in its template's tool-call format (the
+    small Qwen coders write bare JSON, or JSON in a fence, which llama-server then returns as
+    text): each ``(id, name, arguments)`` of ``{"name": ..., "arguments": {...}}`` objects
+    naming an offered tool. Empty where the text is anything else (then it is an answer)."""
+    names = {tool_name(tool) for tool in tools}
+    found = [a or b for a, b in _WRAPPED.findall(text)] or [text]
+    calls: list[tuple[str, str, str]] = []
+    for chunk in found:
+        try:
+            parsed = json.loads(chunk.strip())
+        except json.JSONDecodeError:
+            return []
+        for item in parsed if isinstance(parsed, list) else [parsed]:
+            if not isinstance(item, dict) or item.get("name") not in names:
+                return []
+            arguments = item.get("arguments", item.get("parameters", {}))
+            calls.append((f"call_{uuid.uuid4().hex[:24]}", item["name"],
+                          arguments if isinstance(arguments, str) else json.dumps(arguments)))
+    return calls
 
 
 def repair_message(verdict: Mapping[str, Any]) -> str:

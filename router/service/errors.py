@@ -12,6 +12,7 @@ status line went out. No stack trace or secret reaches a body.
     InvalidTask                   400, naming the field
     PolicyViolation               403 policy_violation
     RequestRefused                400 upstream_refused
+    ToolsUnsupported              400 tools_unsupported
     BackendUnavailable            504 / 429 / 502 / 503 by kind, Retry-After where known
     ModelNotFound                 503
     anything else                 500, its type logged, never its message"""
@@ -38,6 +39,7 @@ from agents.errors import (
     ModelNotFound,
     PromptTooLong,
     RequestRefused,
+    ToolsUnsupported,
 )
 from router.graph.errors import BudgetExceeded, InvalidTask, PolicyViolation, TaskTooLarge
 from router.service import anthropic_wire
@@ -140,6 +142,8 @@ def describe(exc: BaseException) -> Described:
         return Described(403, str(exc), "permission_error", exc.field, "policy_violation")
     if isinstance(exc, RequestRefused):
         return Described(400, str(exc), code="upstream_refused")
+    if isinstance(exc, ToolsUnsupported):
+        return Described(400, str(exc), param="tools", code="tools_unsupported")
     if isinstance(exc, BackendUnavailable):
         status, kind, code = _UPSTREAM.get(type(exc), (503, "service_unavailable", None))
         log.warning("backend unavailable: %s", exc)
@@ -163,5 +167,6 @@ def install(app: FastAPI) -> None:
 
     for kind in (APIError, BudgetExceeded, RedisError, RequestValidationError,
                  StarletteHTTPException, PromptTooLong, TaskTooLarge, InvalidTask,
-                 PolicyViolation, RequestRefused, BackendUnavailable, ModelNotFound, Exception):
+                 PolicyViolation, RequestRefused, ToolsUnsupported, BackendUnavailable,
+                 ModelNotFound, Exception):
         app.add_exception_handler(kind, handle)

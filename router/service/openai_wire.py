@@ -44,7 +44,7 @@ def logprob(entry: TokenLogprob, k: int) -> dict[str, Any]:
     }
 
 
-def chat_completion(completion_id: str, created: int, model: str, text: str,
+def chat_completion(completion_id: str, created: int, model: str, text: str | None,
                     finish: str | None, usage: dict[str, int], logprobs: Any = None,
                     **extra: Any) -> dict[str, Any]:
     """A ``chat.completion``: one assistant message, its finish reason in OpenAI's words and

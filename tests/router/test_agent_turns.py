@@ -154,3 +154,39 @@ def test_bad_agent_turns_are_refused_naming_the_field(task: dict[str, Any], fiel
         route(local, cloud, **task)
     assert refused.value.field == field
     assert not local.requests and not cloud.requests
+
+
+@pytest.mark.parametrize("text", [
+    '{"name": "read_file", "arguments": {"path": "calc.py"}}',
+    '```json\n{"name": "read_file", "arguments": {"path": "calc.py"}}\n```',
+    '<tool_call>\n{"name": "read_file", "arguments": {"path": "calc.py"}}\n</tool_call>',
+])
+def test_a_call_the_small_model_wrote_as_text_is_served_as_the_call(text: str) -> None:
+    local, cloud = tiers(text)
+    answer = route(local, cloud)
+    assert answer.record["final"] == "local" and answer.text == ""
+    assert [(c.name, json.loads(c.arguments)) for c in answer.tool_calls] == [
+        ("read_file", {"path": "calc.py"})]
+    assert answer.finish_reason == "tool_calls"
+
+
+def test_prose_or_json_naming_no_offered_tool_stays_an_answer() -> None:
+    for text in ("The bug is in add: it subtracts.", '{"name": "rm_rf", "arguments": {}}'):
+        local, cloud = tiers(text)
+        answer = route(local, cloud)
+        assert answer.text == text and answer.tool_calls == ()
+
+
+def test_tool_history_without_tools_goes_to_the_cloud_when_the_local_tier_cannot_render_it(
+        ) -> None:
+    conversation = [
+        {"role": "user", "content": ASK},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function",
+             "function": {"name": "read_file", "arguments": '{"path": "calc.py"}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "def add(a, b): ..."},
+    ]
+    local, cloud = tiers("unused", tools=False)
+    answer = route(local, cloud, conversation=conversation, tools=[])
+    assert (answer.record["final"], answer.record["reason"]) == ("cloud", "tools")
+    assert not local.requests
