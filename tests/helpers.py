@@ -5,7 +5,11 @@ branches."""
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +25,8 @@ from starlette.routing import Route
 
 from agents.scripted import Scripted
 from tests.conftest import free_port
+
+REPO = Path(__file__).resolve().parents[1]
 
 __all__ = ["Scripted", "alive", "children", "descendants", "refusing_provider", "serving", "silent_provider",
            "wait_until_ok"]
@@ -129,3 +135,15 @@ def children(pid: int) -> dict[int, str]:
         if int(fields[1]) == pid and fields[0] != "Z":
             found[int(entry.name)] = cmdline
     return found
+
+
+def worker_process(tmp_path: Path, config: dict[str, Any], name: str) -> subprocess.Popen[bytes]:
+    """``smallcode worker --no-retrieval`` in its own process with ``config`` (the settings
+    tree as a dict), its output in ``tmp_path/<name>.log``."""
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(json.dumps(config))  # YAML is a superset of JSON
+    with (tmp_path / f"{name}.log").open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "router.cli.main", "--config", str(path), "worker",
+             "--no-retrieval"], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(REPO)})

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,9 +28,7 @@ from router.service.app import create_app
 from router.settings import Settings
 from router.store import budgets, ledger, tasks
 from router.store.names import Names
-from tests.helpers import serving
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import serving, worker_process
 
 ADMIN = "admin-run-layer-" + "q" * 16
 TEAM = "metered"
@@ -314,8 +310,7 @@ def _worker_process(tmp_path: Path, config: Settings, model_cache: Path,
                     name: str) -> subprocess.Popen[bytes]:
     """``smallcode worker`` in its own process, with the service's cloud, policies and
     store, a 2 s lease (a killed worker's task runs again 2 s later) and SmolLM2 local."""
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(json.dumps({  # YAML is a superset of JSON
+    return worker_process(tmp_path, {
         "data_dir": str(tmp_path / "data"),
         "models": {"cache_dir": str(model_cache)},
         "local": {"model": "smollm2-135m", "n_ctx": 2048, "n_threads": 1},
@@ -323,12 +318,7 @@ def _worker_process(tmp_path: Path, config: Settings, model_cache: Path,
         "policies": POLICIES,
         "redis": {"url": config.redis.url, "prefix": config.redis.prefix},
         "tasks": {"lease_s": 2, "poll_s": 0.05, "heartbeat_s": 1},
-    }))
-    with (tmp_path / f"{name}.log").open("wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "router.cli.main", "--config", str(path), "worker",
-             "--no-retrieval"], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": str(REPO)})
+    }, name)
 
 
 def test_a_worker_killed_mid_cloud_call_is_rerun_and_charged_what_the_ledger_records(

@@ -7,10 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -29,11 +27,10 @@ from router.store import apikeys, ledger, tasks
 from router.store.names import Names
 from router.store.server import EmbeddedRedis
 from router.worker import EmbeddedWorker, _close, build_worker
-from tests.helpers import serving
+from tests.helpers import serving, worker_process
 
 PREFIX = "tasks-test"
 NAMES = Names(PREFIX)
-REPO = Path(__file__).resolve().parents[2]
 DEAD_CLOUD = "http://127.0.0.1:9/v1"  # nothing listens: a cloud call would fail loudly
 SHORT = "Write a Python function that adds two numbers."
 LONG = "Count from 1 to 500, one number per line."
@@ -354,8 +351,7 @@ def test_redis_unreachable_on_submit_is_a_503_never_an_accepted_task(
 
 def _worker_process(tmp_path: Path, redis_url: str, model_cache: Path,
                     name: str) -> subprocess.Popen[bytes]:
-    config = tmp_path / "config.yaml"
-    config.write_text(json.dumps({  # YAML is a superset of JSON
+    return worker_process(tmp_path, {
         "data_dir": str(tmp_path / "data"),
         "models": {"cache_dir": str(model_cache)},
         "local": {"model": "smollm2-135m", "n_ctx": 2048, "n_threads": 1},
@@ -363,12 +359,7 @@ def _worker_process(tmp_path: Path, redis_url: str, model_cache: Path,
         "policies": {"default": {"local_only": True}},
         "redis": {"url": redis_url, "prefix": PREFIX},
         "tasks": {"lease_s": 2, "poll_s": 0.05, "heartbeat_s": 1},
-    }))
-    with (tmp_path / f"{name}.log").open("wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "router.cli.main", "--config", str(config), "worker",
-             "--no-retrieval"], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": str(REPO)})
+    }, name)
 
 
 def test_a_worker_killed_mid_task_is_rerun_by_another_and_charged_once(
