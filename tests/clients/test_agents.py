@@ -3,7 +3,8 @@ one-line bug in a scratch repository through the service with a team key, as a n
 would configure them (README, "Coding agents"):
 
 - Claude Code (``claude -p``), through ``POST /v1/messages``, its key as ``x-api-key``;
-- Codex CLI (``codex exec``), through ``POST /v1/responses``, its key as a Bearer token.
+- Codex CLI (``codex exec``), through ``POST /v1/responses``, its key as a Bearer token;
+- opencode (``opencode run``), through ``POST /v1/chat/completions`` with tools.
 
 The cloud is a scripted OpenAI-compatible server on loopback (tests/scripted_cloud.py) that
 answers with tool calls, as a capable model would; the local tier is the in-process SmolLM2,
@@ -17,6 +18,7 @@ clone. The tests skip only when that install fails because npm's registry is unr
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import urllib.request
@@ -92,8 +94,10 @@ def service(smol: Any, redis_url: str, scratch: Path) -> Iterator[tuple[str, str
 
 def _run(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))}
-    return subprocess.run(command, cwd=cwd, env={**base, **env}, capture_output=True, text=True,
-                          timeout=CLIENT_TIMEOUT_S, stdin=subprocess.DEVNULL)
+    # PWD too: opencode takes its project directory from it, not from the process's cwd.
+    return subprocess.run(command, cwd=cwd, env={**base, "PWD": str(cwd), **env},
+                          capture_output=True, text=True, timeout=CLIENT_TIMEOUT_S,
+                          stdin=subprocess.DEVNULL)
 
 
 def _turns(url: str, key: str, source: str) -> list[dict[str, Any]]:
@@ -147,3 +151,19 @@ def test_codex_fixes_the_bug_through_the_responses_api(
     # The hosted web_search tool stayed here: only function tools reached the cloud.
     assert all(t["type"] == "function" for t in seen.bodies[0]["tools"])
     assert len(_turns(url, key, "responses")) >= 2
+
+
+def test_opencode_fixes_the_bug_through_the_chat_api_with_tools(
+        clients: Path, scratch: Path, service: tuple[str, str, Recorded],
+        tmp_path: Path) -> None:
+    url, key, _ = service
+    (scratch / "opencode.json").write_text(json.dumps({
+        "$schema": "https://opencode.ai/config.json",
+        "provider": {"sc": {"npm": "@ai-sdk/openai-compatible", "name": "SmallCode Router",
+                            "options": {"baseURL": f"{url}/v1", "apiKey": key},
+                            "models": {"auto": {"name": "auto"}}}},
+        "model": "sc/auto", "small_model": "sc/auto"}))
+    done = _run([str(clients / "opencode"), "run", "-m", "sc/auto", TASK], scratch,
+                {"HOME": str(tmp_path / "home"), "OPENCODE_DISABLE_AUTOUPDATE": "1"})
+    _fixed(scratch, done)
+    assert len(_turns(url, key, "chat")) >= 2
