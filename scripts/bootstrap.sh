@@ -25,8 +25,7 @@ key="$( { echo "$requirements"; cat scripts/bootstrap.sh; "$PYTHON" -c 'import s
 deps="$CACHE_ROOT/$key"
 
 if [ ! -f "$deps/.complete" ]; then
-    echo "bootstrap: building the dependency venv $deps"
-    echo "bootstrap: the first build compiles llama.cpp and takes 10-20 minutes on 2 cores"
+    echo "bootstrap: building the dependency venv $deps (a few minutes)"
     rm -rf "$deps"
     mkdir -p "$CACHE_ROOT"
     "$PYTHON" -m venv "$deps"
@@ -34,8 +33,20 @@ if [ ! -f "$deps/.complete" ]; then
     # The CPU build of torch first, so that nothing later pulls a CUDA build.
     "$deps/bin/pip" install --quiet "$(echo "$requirements" | grep '^torch==')"
     # llama-cpp-python compiles llama.cpp with llama-build-env.sh's flags: never from pip's
-    # wheel cache, which may hold a build made with other flags.
-    "$deps/bin/pip" install --quiet --no-cache-dir "$(echo "$requirements" | grep '^llama-cpp-python')"
+    # wheel cache, which may hold a build made with other flags. The wheel it builds is kept,
+    # keyed by its version and the flags, so a change to the other dependencies reinstalls
+    # in minutes instead of compiling again.
+    llama_req="$(echo "$requirements" | grep '^llama-cpp-python')"
+    wheels="$CACHE_ROOT/../wheels/$(echo "$llama_req $LLAMA_BUILD_KEY" | sha256sum | cut -c1-16)"
+    if ! ls "$wheels"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+        echo "bootstrap: compiling llama-cpp-python (10-20 minutes on 2 cores, once)"
+        rm -rf "$wheels.partial"
+        "$deps/bin/pip" wheel --quiet --no-deps --no-cache-dir --wheel-dir "$wheels.partial" \
+            "${llama_req%%\[*}==${llama_req##*==}"
+        rm -rf "$wheels" && mv "$wheels.partial" "$wheels"
+    fi
+    "$deps/bin/pip" install --quiet "$llama_req" --find-links "$wheels" --no-index \
+        --no-deps
     echo "$requirements" > "$deps/requirements.txt"
     "$deps/bin/pip" install --quiet -r "$deps/requirements.txt"
     touch "$deps/.complete"

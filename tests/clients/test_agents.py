@@ -117,7 +117,7 @@ def test_claude_code_fixes_the_bug_through_the_messages_api(
         clients: Path, scratch: Path, service: tuple[str, str, Recorded],
         tmp_path: Path) -> None:
     url, key, seen = service
-    done = _run([str(clients / "claude"), "-p", TASK, "--model", "claude-sonnet-4-5",
+    done = _run([str(clients / "claude"), "-p", TASK, "--model", "claude-sonnet-5-5",
                  "--permission-mode", "acceptEdits"], scratch,
                 {"ANTHROPIC_BASE_URL": url, "ANTHROPIC_API_KEY": key,
                  "HOME": str(tmp_path / "home"), "DISABLE_TELEMETRY": "1",

@@ -1,0 +1,169 @@
+"""The Anthropic Messages API against its published shapes, with the official ``anthropic``
+SDK as the client: whole, streamed (every event type, the streaming helper), tool use and tool
+results, count_tokens, models by the names Claude Code sends, and its error shape.
+
+The local tier is the in-process SmolLM2 (it cannot call tools: a turn with tools goes to the
+cloud, reason ``tools``); the cloud is a scripted OpenAI-compatible server on loopback that
+answers with tool calls (tests/scripted_cloud.py), reached through litellm. What reached it is
+recorded: bad input never does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import anthropic
+import httpx
+import pytest
+
+from tests.scripted_cloud import FIX_NEW as NEW
+from tests.scripted_cloud import FIX_OLD as OLD
+from tests.scripted_cloud import FIX_PATH as PATH
+from tests.scripted_cloud import Recorded
+
+READ = {"name": "Read", "description": "Read a file",
+        "input_schema": {"type": "object", "properties": {"file_path": {"type": "string"}},
+                         "required": ["file_path"]}}
+EDIT = {"name": "Edit", "description": "Replace text in a file",
+        "input_schema": {"type": "object", "required": ["file_path", "old_string", "new_string"],
+                         "properties": {"file_path": {"type": "string"},
+                                        "old_string": {"type": "string"},
+                                        "new_string": {"type": "string"}}}}
+SYSTEM = [{"type": "text", "text": "You are a coding agent."},
+          {"type": "text", "text": "Working directory: /work/repo",
+           "cache_control": {"type": "ephemeral"}}]
+ASK = "Fix the bug in calc.py: add must return a + b."
+
+
+@pytest.fixture
+def claude(agent_service: str) -> Iterator[anthropic.Anthropic]:
+    with anthropic.Anthropic(base_url=agent_service, api_key="unused", max_retries=0) as client:
+        yield client
+
+
+def _first_turn(client: anthropic.Anthropic, **extra: Any) -> Any:
+    return client.messages.create(model="claude-sonnet-5-5", max_tokens=512, system=SYSTEM,
+                                  tools=[READ, EDIT], messages=[{"role": "user", "content": ASK}],
+                                  **extra)
+
+
+def test_a_claude_turn_with_tools_comes_back_as_a_tool_use_block(
+        claude: anthropic.Anthropic, agent_cloud: tuple[str, Recorded]) -> None:
+    sent = len(agent_cloud[1].bodies)
+    message = _first_turn(claude)
+    assert message.stop_reason == "tool_use"
+    [block] = [b for b in message.content if b.type == "tool_use"]
+    assert block.name == "Read" and block.input == {"file_path": PATH}
+    route = message.model_extra["smallcode"]["route"]
+    assert route["final"] == "cloud" and route["reason"] == "tools"
+    # The tools reached the cloud as function tools, the system blocks as one system message.
+    body = agent_cloud[1].bodies[sent]
+    assert [t["function"]["name"] for t in body["tools"]] == ["Read", "Edit"]
+    assert body["messages"][0]["role"] == "system"
+    assert "Working directory: /work/repo" in body["messages"][0]["content"]
+
+
+def test_the_tool_result_turn_gets_the_edit_then_the_answer(claude: anthropic.Anthropic,
+                                                             agent_cloud: tuple[str, Recorded]) -> None:
+    first = _first_turn(claude)
+    [read] = [b for b in first.content if b.type == "tool_use"]
+    history: list[Any] = [{"role": "user", "content": ASK},
+                          {"role": "assistant", "content": [b.model_dump() for b in first.content]},
+                          {"role": "user", "content": [
+                              {"type": "tool_result", "tool_use_id": read.id,
+                               "content": "def add(a, b):\n    return a - b\n"}]}]
+    second = claude.messages.create(model="claude-sonnet-5-5", max_tokens=512, system=SYSTEM,
+                                    tools=[READ, EDIT], messages=history)
+    [edit] = [b for b in second.content if b.type == "tool_use"]
+    assert edit.name == "Edit"
+    assert edit.input == {"file_path": PATH, "old_string": OLD, "new_string": NEW}
+    # The cloud saw the call and its result as a structured tool exchange, not as text.
+    body = agent_cloud[1].bodies[-1]
+    assert body["messages"][-2]["tool_calls"][0]["id"] == read.id
+    assert body["messages"][-1] == {"role": "tool", "tool_call_id": read.id,
+                                    "content": "def add(a, b):\n    return a - b\n"}
+    history += [{"role": "assistant", "content": [b.model_dump() for b in second.content]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": edit.id,
+                                              "content": "edited"}]}]
+    third = claude.messages.create(model="claude-sonnet-5-5", max_tokens=512, system=SYSTEM,
+                                   tools=[READ, EDIT], messages=history)
+    assert third.stop_reason == "end_turn"
+    assert third.content[0].type == "text" and "a + b" in third.content[0].text
+
+
+def test_the_streamed_turn_carries_every_event_type_and_the_helper_assembles_it(
+        claude: anthropic.Anthropic) -> None:
+    kinds = []
+    with claude.messages.stream(model="claude-haiku-5-5", max_tokens=512, system=SYSTEM,
+                                tools=[READ, EDIT],
+                                messages=[{"role": "user", "content": ASK}]) as stream:
+        for event in stream:
+            kinds.append(event.type)
+        final = stream.get_final_message()
+    for kind in ("message_start", "content_block_start", "content_block_delta",
+                 "content_block_stop", "message_delta", "message_stop"):
+        assert kind in kinds, kinds
+    assert final.stop_reason == "tool_use"
+    [block] = [b for b in final.content if b.type == "tool_use"]
+    assert block.name == "Read" and block.input == {"file_path": PATH}
+
+
+def test_the_raw_stream_opens_with_message_start_and_a_ping(agent_service: str) -> None:
+    body = {"model": "claude-sonnet-5-5", "max_tokens": 64, "stream": True,
+            "messages": [{"role": "user", "content": "Say hi."}]}
+    with httpx.stream("POST", f"{agent_service}/v1/messages", json=body, timeout=120,
+                      headers={"anthropic-version": "2023-06-01",
+                               "anthropic-beta": "prompt-caching-2024-07-31"}) as response:
+        assert response.status_code == 200
+        events = [line.removeprefix("event: ") for line in response.iter_lines()
+                  if line.startswith("event: ")]
+    assert events[:2] == ["message_start", "ping"]
+    assert events[-2:] == ["message_delta", "message_stop"]
+
+
+def test_count_tokens_counts_the_system_the_messages_and_the_tools(
+        claude: anthropic.Anthropic) -> None:
+    bare = claude.messages.count_tokens(model="claude-sonnet-5-5",
+                                        messages=[{"role": "user", "content": ASK}])
+    full = claude.messages.count_tokens(model="claude-sonnet-5-5", system=SYSTEM,
+                                        tools=[READ, EDIT],
+                                        messages=[{"role": "user", "content": ASK}])
+    assert 0 < bare.input_tokens < full.input_tokens
+
+
+@pytest.mark.parametrize(("content", "field"), [
+    ([{"type": "video", "url": "x"}], "messages[0].content[0].type"),
+    ([{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA=="}}],
+     "messages[0].content[0]"),
+    ([{"type": "tool_result", "tool_use_id": "toolu_nothing", "content": "x"}], "messages"),
+])
+def test_bad_blocks_are_refused_in_anthropic_s_error_shape_naming_the_field(
+        agent_service: str, agent_cloud: tuple[str, Recorded], content: Any, field: str) -> None:
+    sent = len(agent_cloud[1].bodies)
+    response = httpx.post(f"{agent_service}/v1/messages", timeout=60, json={
+        "model": "claude-sonnet-5-5", "max_tokens": 64,
+        "messages": [{"role": "user", "content": content}]})
+    assert response.status_code == 400
+    body = response.json()
+    assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
+    assert body["error"]["message"].startswith(field), body
+    assert len(agent_cloud[1].bodies) == sent  # nothing reached a model
+
+
+def test_a_tool_schema_that_is_not_json_schema_is_refused(claude: anthropic.Anthropic,
+                                                          agent_cloud: tuple[str, Recorded]) -> None:
+    sent = len(agent_cloud[1].bodies)
+    bad = {**READ, "input_schema": {"type": "object", "properties": {"x": {"type": 12}}}}
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        claude.messages.create(model="claude-sonnet-5-5", max_tokens=64, tools=[bad],
+                               messages=[{"role": "user", "content": ASK}])
+    assert "tools[0].function.parameters" in refused.value.message
+    assert len(agent_cloud[1].bodies) == sent
+
+
+def test_an_unknown_model_name_is_a_404_naming_the_setting(claude: anthropic.Anthropic) -> None:
+    with pytest.raises(anthropic.NotFoundError) as missing:
+        claude.messages.create(model="llama-70b", max_tokens=64,
+                               messages=[{"role": "user", "content": ASK}])
+    assert "models.aliases" in missing.value.message
