@@ -23,6 +23,7 @@ from typing import Any
 
 from router.graph.answer import RoutedAnswer
 from router.graph.errors import InvalidTask
+from router.graph.validation import MAX_TOKENS_LIMIT
 from router.run.outcome import RouteRecord
 
 # Block types the tiers can take (text, tool use and results) or that are safe to drop.
@@ -181,8 +182,10 @@ def task(body: Mapping[str, Any], headers: Mapping[str, str]) -> dict[str, Any]:
         raise InvalidTask("max_tokens", "is required: a positive integer")
     turns = conversation(body)
     prompt = next((t["content"] for t in reversed(turns) if t["role"] == "user"), "")
+    # A ceiling, not a length to reach: Claude Code asks for up to 64,000 tokens; the router
+    # caps an answer at MAX_TOKENS_LIMIT (and the tiers at what their windows leave).
     out: dict[str, Any] = {"conversation": turns, "prompt": prompt or "(continue)",
-                           "max_tokens": max_tokens}
+                           "max_tokens": min(max_tokens, MAX_TOKENS_LIMIT)}
     system = system_text(body.get("system"))
     if system:
         out["system"] = system

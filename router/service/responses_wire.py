@@ -22,6 +22,7 @@ from typing import Any
 
 from router.graph.answer import RoutedAnswer
 from router.graph.errors import InvalidTask
+from router.graph.validation import MAX_TOKENS_LIMIT
 from router.run.outcome import RouteRecord
 
 TEXT_PARTS = ("input_text", "output_text", "text")
@@ -143,8 +144,8 @@ def task(body: Mapping[str, Any], headers: Mapping[str, str]) -> dict[str, Any]:
         system.insert(0, body["instructions"])
     prompt = next((t["content"] for t in reversed(turns) if t["role"] == "user"), "")
     out: dict[str, Any] = {"conversation": turns, "prompt": prompt or "(continue)"}
-    if max_tokens is not None:
-        out["max_tokens"] = max_tokens
+    if max_tokens is not None:  # a ceiling (see anthropic_wire.task)
+        out["max_tokens"] = min(max_tokens, MAX_TOKENS_LIMIT)
     if system:
         out["system"] = "\n\n".join(system)
     functions, hosted = tools(body)

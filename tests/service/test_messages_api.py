@@ -110,7 +110,8 @@ def test_the_streamed_turn_carries_every_event_type_and_the_helper_assembles_it(
 
 
 def test_the_raw_stream_opens_with_message_start_and_a_ping(agent_service: str) -> None:
-    body = {"model": "claude-sonnet-5-5", "max_tokens": 64, "stream": True,
+    # Claude Code asks for up to 64,000 tokens: a ceiling, taken as the router's own cap.
+    body = {"model": "claude-sonnet-5-5", "max_tokens": 64_000, "stream": True,
             "messages": [{"role": "user", "content": "Say hi."}]}
     with httpx.stream("POST", f"{agent_service}/v1/messages", json=body, timeout=120,
                       headers={"anthropic-version": "2023-06-01",
