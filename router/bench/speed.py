@@ -26,6 +26,32 @@ MAX_TOKENS = 128
 
 def run(settings: object, config: LocalConfig, model_path: Path, *, rounds: int = 3,
         log: Callable[[str], None] = print) -> dict[str, object]:
+    """The layers measured with ``settings``; the HTTP API layers run without auth on
+    loopback (a key check is one Redis read, not what is measured here) and on an embedded
+    Valkey when ``redis.url`` is empty, as ``smallcode serve`` would start one."""
+    import tempfile
+
+    from router.store.server import EmbeddedRedis
+
+    with tempfile.TemporaryDirectory() as scratch, EmbeddedRedis(Path(scratch)) as redis:
+        url = settings.redis.url or redis.url  # type: ignore[attr-defined]
+        served = settings.model_copy(update={  # type: ignore[attr-defined]
+            "auth": settings.auth.model_copy(update={"enabled": False}),  # type: ignore[attr-defined]
+            "server": settings.server.model_copy(update={"host": "127.0.0.1"}),  # type: ignore[attr-defined]
+            "redis": settings.redis.model_copy(update={"url": url}),  # type: ignore[attr-defined]
+            "tasks": settings.tasks.model_copy(update={"embedded_worker": False})})  # type: ignore[attr-defined]
+        return _run(served, config, model_path, rounds=rounds, log=log)
+
+
+def _ok(response: httpx.Response) -> httpx.Response:
+    """A layer that answered with an error measured nothing: stop, saying why."""
+    if response.status_code != 200:
+        raise RuntimeError(f"the HTTP API answered {response.status_code}: {response.text[:200]}")
+    return response
+
+
+def _run(settings: object, config: LocalConfig, model_path: Path, *, rounds: int,
+         log: Callable[[str], None]) -> dict[str, object]:
     import uvicorn
 
     from agents.cloud import CloudBackend
@@ -69,6 +95,7 @@ def run(settings: object, config: LocalConfig, model_path: Path, *, rounds: int 
 
     def api_stream() -> None:
         with httpx.stream("POST", url, json={**body, "stream": True}, timeout=300) as response:
+            _ok(response)
             for _ in response.iter_lines():
                 pass
 
@@ -79,7 +106,7 @@ def run(settings: object, config: LocalConfig, model_path: Path, *, rounds: int 
         "backend stream (logprobs)": stream,
         "router graph, ask --route local": lambda: run_task(
             graph, {"prompt": LONG_ANSWER, "route": "local", "max_tokens": MAX_TOKENS}, context),
-        "HTTP API /v1/chat/completions": lambda: httpx.post(url, json=body, timeout=300),
+        "HTTP API /v1/chat/completions": lambda: _ok(httpx.post(url, json=body, timeout=300)),
         "HTTP API /v1/chat/completions, SSE": api_stream,
     }
     times: dict[str, list[float]] = {name: [] for name in layers}

@@ -59,6 +59,7 @@ class RouteRecord(BaseModel):
     task_type: str | None = None
     finish_reason: str | None = None
     timings_ms: dict[str, float] = Field(default_factory=dict)
+    agent: dict[str, Any] | None = None  # an agent's turn: its session, tools and calls
 
     @classmethod
     def routed(cls, record: dict[str, Any]) -> RouteRecord:
@@ -132,6 +133,7 @@ def ledger_entry(*, request_id: str, team: str, key_id: str | None, source: str,
         "escalated_local_ms": float(record.timings_ms.get("local_generate", 0.0))
         if escalated else 0.0,
         "latency_ms": round(latency_ms, 1),
+        "session": (record.agent or {}).get("session"),
     }
 
 

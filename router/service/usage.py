@@ -64,10 +64,16 @@ async def usage(caller: CallerDep, redis: RedisDep, names: NamesDep, settings: S
     rows = await ledger.rollup_rows(redis, names, first=first, last=last, team=scope,
                                     route=route)
     price = settings.usage.local_usd_per_hour
+    grouped = rows
+    if group_by == "session":  # agent sessions' totals (every route: not kept per session)
+        if route is not None:
+            raise APIError(400, "route: cannot be combined with group_by=session",
+                           param="route")
+        grouped = await ledger.session_rows(redis, names, first=first, last=last, team=scope)
     return {"object": "usage", "from": first.isoformat(), "to": last.isoformat(),
             "team": scope, "route": route, "group_by": group_by,
             "totals": ledger.summarize(rows, None, local_usd_per_hour=price)[0],
-            "data": ledger.summarize(rows, group_by, local_usd_per_hour=price)
+            "data": ledger.summarize(grouped, group_by, local_usd_per_hour=price)
             if group_by else []}
 
 

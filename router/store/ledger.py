@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 
 from router.store.names import Names
 
-GroupBy = Literal["day", "team", "route", "reason"]
+GroupBy = Literal["day", "team", "route", "reason", "session"]
 Route = Literal["local", "cloud"]
 METRICS = ("tasks", "local", "cloud", "escalated", "prompt_tokens", "completion_tokens",
            "local_tokens", "cloud_tokens", "cost_usd", "counterfactual_usd",
@@ -30,9 +30,10 @@ METRICS = ("tasks", "local", "cloud", "escalated", "prompt_tokens", "completion_
 LATENCY_BUCKETS_MS = (50, 100, 250, 500, 1000, 2000, 5000, 10000, 20000, 40000, 80000, 160000)
 CONFIDENCE_BINS = 20
 
-# KEYS: entry, by-time, team by-time, rollup, rollup days, key spend, record, histograms.
-# ARGV: entry JSON, time, id, day, ttl, day ordinal, key id, cost, record JSON ('' for none),
-# the index where the histogram pairs start, then the rollup pairs, then the histogram pairs.
+# KEYS: entry, by-time, team by-time, rollup, rollup days, key spend, record, histograms,
+# sessions. ARGV: entry JSON, time, id, day, ttl, day ordinal, key id, cost, record JSON ('' for
+# none), the index where the histogram pairs start, the index where the session pairs start,
+# then the rollup pairs, the histogram pairs and the session pairs (none: not an agent's turn).
 _WRITE = """
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[5]) then return 0 end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
@@ -41,16 +42,21 @@ redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[2] - ARGV[5])
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[2] - ARGV[5])
 redis.call('ZADD', KEYS[5], ARGV[6], ARGV[4])
 local split = tonumber(ARGV[10])
-for i = 11, split - 1, 2 do redis.call('HINCRBYFLOAT', KEYS[4], ARGV[i], ARGV[i + 1]) end
+local sessions = tonumber(ARGV[11])
+for i = 12, split - 1, 2 do redis.call('HINCRBYFLOAT', KEYS[4], ARGV[i], ARGV[i + 1]) end
 redis.call('EXPIRE', KEYS[4], ARGV[5])
 if ARGV[7] ~= '' then
   redis.call('HINCRBYFLOAT', KEYS[6], ARGV[7], ARGV[8])
   redis.call('EXPIRE', KEYS[6], ARGV[5])
 end
 if ARGV[9] ~= '' then redis.call('SET', KEYS[7], ARGV[9], 'EX', ARGV[5]) end
-if split <= #ARGV then
-  for i = split, #ARGV, 2 do redis.call('HINCRBYFLOAT', KEYS[8], ARGV[i], ARGV[i + 1]) end
+if split < sessions then
+  for i = split, sessions - 1, 2 do redis.call('HINCRBYFLOAT', KEYS[8], ARGV[i], ARGV[i + 1]) end
   redis.call('EXPIRE', KEYS[8], ARGV[5])
+end
+if sessions <= #ARGV then
+  for i = sessions, #ARGV, 2 do redis.call('HINCRBYFLOAT', KEYS[9], ARGV[i], ARGV[i + 1]) end
+  redis.call('EXPIRE', KEYS[9], ARGV[5])
 end
 return 1
 """
@@ -100,14 +106,19 @@ async def write_entry(redis: Redis, names: Names, entry: dict[str, Any], *,
     histogram: list[Any] = []
     for field, amount in _histogram_increments(entry).items():
         histogram += [field, amount]
+    session: list[Any] = []
+    if entry.get("session"):  # an agent's turn: its session's totals too
+        for metric, amount in _increments(entry).items():
+            session += [f"{entry['team']}|{entry['session']}|{metric}", amount]
     args: list[Any] = [json.dumps(entry), entry["time"], entry["id"], day,
                        retention_days * 86400, dt.date.fromisoformat(day).toordinal(),
                        entry["key_id"] or "", entry["cost_usd"],
                        json.dumps(record) if record is not None else "",
-                       11 + len(rollup), *rollup, *histogram]
+                       12 + len(rollup), 12 + len(rollup) + len(histogram),
+                       *rollup, *histogram, *session]
     keys = [names.entry(entry["id"]), names.entries(), names.team_entries(entry["team"]),
             names.rollup(day), names.rollup_days(), names.key_spend(day[:7]),
-            names.entry_record(entry["id"]), names.histograms(day)]
+            names.entry_record(entry["id"]), names.histograms(day), names.sessions(day)]
     written = await redis.eval(_WRITE, len(keys), *keys, *args)  # type: ignore[misc]
     return bool(written)
 
@@ -156,6 +167,7 @@ class Row:
     route: str
     reason: str
     metrics: dict[str, float]
+    session: str = ""
 
 
 def _days(first: dt.date, last: dt.date) -> list[dt.date]:
@@ -179,6 +191,27 @@ async def rollup_rows(redis: Redis, names: Names, *, first: dt.date, last: dt.da
             if (team is None or row_team == team) and (route is None or row_route == route):
                 grouped[(row_team, row_route, reason)][metric] = float(value)
         rows += [Row(day.isoformat(), *group, metrics) for group, metrics in grouped.items()]
+    return rows
+
+
+async def session_rows(redis: Redis, names: Names, *, first: dt.date, last: dt.date,
+                       team: str | None) -> list[Row]:
+    """The per-day totals of each agent session from ``first`` to ``last`` (inclusive), for
+    one team or all (route and reason are not kept per session)."""
+    days = _days(first, last)
+    async with redis.pipeline(transaction=False) as pipe:
+        for day in days:
+            pipe.hgetall(names.sessions(day.isoformat()))
+        raws = await pipe.execute()
+    rows = []
+    for day, raw in zip(days, raws, strict=True):
+        grouped: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
+        for field, value in raw.items():
+            row_team, session, metric = field.decode().rsplit("|", 2)
+            if team is None or row_team == team:
+                grouped[(row_team, session)][metric] = float(value)
+        rows += [Row(day.isoformat(), row_team, "", "", metrics, session)
+                 for (row_team, session), metrics in grouped.items()]
     return rows
 
 

@@ -51,6 +51,10 @@ class Names:
         """The full route record of a ledger entry (what a dashboard row opens)."""
         return f"{self.prefix}:ledger:record:{request_id}"
 
+    def sessions(self, day: str) -> str:
+        """Per-day totals of each agent session (fields ``team|session|metric``)."""
+        return f"{self.prefix}:ledger:sessions:{day}"
+
     def histograms(self, day: str) -> str:
         """Per-day histograms: latency per route, confidence of local answers kept and
         escalated (fields ``team|kind|series|bucket``)."""

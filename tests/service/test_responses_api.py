@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -134,3 +135,14 @@ def test_the_route_record_names_the_session_the_tools_and_what_was_left_out(
     assert agent == {"session": "s-42", "pinned": None,
                      "tools": ["read_file", "edit_file"],
                      "hosted_tools_left_out": ["web_search"], "calls": ["read_file"]}
+
+
+def test_usage_groups_a_session_s_turns(oai: openai.OpenAI, agent_service: str) -> None:
+    for _ in range(2):
+        oai.responses.create(model="gpt-5-codex", input=ASK, tools=CODEX_TOOLS, store=False,
+                             extra_body={"prompt_cache_key": "usage-session"})
+    found = httpx.get(f"{agent_service}/v1/usage", params={"group_by": "session"}, timeout=30)
+    assert found.status_code == 200, found.text
+    [session] = [g for g in found.json()["data"] if g["session"] == "usage-session"]
+    assert session["tasks"] == 2 and session["cloud"] == 2
+    assert session["cloud_spend_usd"] > 0 and session["counterfactual_usd"] > 0
