@@ -25,6 +25,12 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     routing.add_argument("--tasks", type=int, default=1000, help="synthetic tasks")
     routing.add_argument("--json", action="store_true", help="print one JSON object")
     routing.set_defaults(handler=_router)
+    agents = targets.add_parser("agents", help="Claude Code, Codex and opencode each fix a bug "
+                                "through the router: turns, tiers, cost, router time per turn")
+    agents.add_argument("--clients", default="claude,codex,opencode",
+                        help="comma-separated, some of claude,codex,opencode")
+    agents.add_argument("--json", action="store_true", help="print one JSON object")
+    agents.set_defaults(handler=_agents)
     speed = targets.add_parser("speed", help="the local tier through each layer vs the raw call")
     speed.add_argument("--rounds", type=int, default=3, help="alternating rounds per layer")
     speed.add_argument("--json", action="store_true", help="print one JSON object")
@@ -215,6 +221,37 @@ def _local(args: argparse.Namespace) -> int:
     print(f"prompt lookup (edit task, {lookup['completion_tokens']} tokens): "  # type: ignore[index]
           f"{lookup['total_s_off']:.1f} s off, {lookup['total_s_on']:.1f} s on, "  # type: ignore[index]
           f"speedup {lookup['speedup']:.2f}x, same text: {lookup['same_text']}")  # type: ignore[index]
+    return 0
+
+
+def _agents(args: argparse.Namespace) -> int:
+    from agents.local import LocalBackend
+    from router.bench import agent_clients, agents
+
+    clients = tuple(c.strip() for c in args.clients.split(",") if c.strip())
+    if not clients or any(c not in agent_clients.CLIENTS for c in clients):
+        _stderr(f"smallcode: --clients must be some of {','.join(agent_clients.CLIENTS)}, "
+                f"got {args.clients!r}")
+        return 2
+    settings = load_settings(args.config)
+    path = resolve(settings.local.model, settings.models.cache_dir)
+    local = LocalBackend(settings.local, path)
+    try:
+        result = agents.run(settings, local, clients=clients, log=_stderr)
+    except agent_clients.InstallFailed as failed:
+        _stderr(f"smallcode: the agent clients could not be installed: {failed}")
+        return 1
+    finally:
+        local.close()
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"local model {result['local_model']}; router time per turn outside the models")
+    for row in result["clients"]:
+        print(f"{row['client']:<9} done={row['done']!s:<5} turns={row['turns']:>2} "
+              f"local={row['local']} cloud={row['cloud']} ({', '.join(row['reasons'])}) "
+              f"cost ${row['cost_usd']:.4f} vs all-cloud ${row['all_cloud_usd']:.4f}  "
+              f"router p50 {row['router_ms_p50']} ms  wall {row['wall_s']} s")
     return 0
 
 

@@ -21,7 +21,7 @@ import hashlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -64,6 +64,7 @@ class Turn:
     task: dict[str, Any]
     request_id: str
     source: str
+    started: float = field(default_factory=time.perf_counter)  # its latency counts from here
 
     def _pin_key(self) -> str:
         state = self.request.app.state
@@ -87,18 +88,17 @@ class Turn:
         else:
             await redis.delete(self._pin_key())
 
-    async def account(self, record: RouteRecord, started: float) -> None:
+    async def account(self, record: RouteRecord) -> None:
         await account(self.request, self.caller, request_id=self.request_id,
-                      source=self.source, record=record, started=started)
+                      source=self.source, record=record, started=self.started)
         self.request.state.route, self.request.state.route_reason = record.final, record.reason
 
 
 async def answer(turn: Turn) -> tuple[RoutedAnswer, RouteRecord]:
     """The turn run whole: its routed answer and record (accounted)."""
-    started = time.perf_counter()
     routed = await (await turn.run(report=False)).answer()
     record = RouteRecord.routed(routed.record)
-    await turn.account(record, started)
+    await turn.account(record)
     await turn.pin(routed, record)
     return routed, record
 
@@ -133,7 +133,6 @@ async def stream(turn: Turn, run: Run, *, opening: Iterable[str], keepalive: str
     """The turn begun (:func:`begin`) as server-sent events: ``opening`` at once,
     ``keepalive`` every ``KEEPALIVE_S`` while it runs, then ``events`` of the routed answer,
     or ``error`` of what failed (the failure a plain response would have carried)."""
-    started = time.perf_counter()
     accounted = False
     try:
         for line in opening:
@@ -152,7 +151,7 @@ async def stream(turn: Turn, run: Run, *, opening: Iterable[str], keepalive: str
         routed = run.work.result()
         record = RouteRecord.routed(routed.record)
         accounted = True
-        await turn.account(record, started)
+        await turn.account(record)
         await turn.pin(routed, record)
         for line in events(routed, record):
             yield line
@@ -163,4 +162,4 @@ async def stream(turn: Turn, run: Run, *, opening: Iterable[str], keepalive: str
                 run.pending()
                 stopped = run.stopped_record("client_disconnected")
                 if stopped is not None:
-                    await turn.account(stopped, started)
+                    await turn.account(stopped)

@@ -1,25 +1,23 @@
 """The coding agents teams deploy, the real clients at pinned versions from npm, each fixing a
-one-line bug in a scratch repository through the service with a team key, as a new user
-would configure them (README, "Coding agents"):
+one-line bug in a scratch repository through the service with a team key, configured as the
+README shows (:mod:`router.bench.agent_clients`):
 
 - Claude Code (``claude -p``), through ``POST /v1/messages``, its key as ``x-api-key``;
 - Codex CLI (``codex exec``), through ``POST /v1/responses``, its key as a Bearer token;
 - opencode (``opencode run``), through ``POST /v1/chat/completions`` with tools.
 
-The cloud is a scripted OpenAI-compatible server on loopback (tests/scripted_cloud.py) that
-answers with tool calls, as a capable model would; the local tier is the in-process SmolLM2,
-which cannot call tools, so every turn is routed to the cloud (reason ``tools``, or
+The cloud is a scripted OpenAI-compatible server on loopback (router/bench/scripted_cloud.py)
+that answers with tool calls, as a capable model would; the local tier is the in-process
+SmolLM2, which cannot call tools, so every turn is routed to the cloud (reason ``tools``, or
 ``context`` where the client's prompt overflows the local window). Each turn is a routed task
 with its own ledger entry under the key's team, grouped by the client's session.
 
-The clients are installed by ``scripts/agent-clients.sh`` into a folder cached outside the
-clone. The tests skip only when that install fails because npm's registry is unreachable.
+The tests skip only when the clients cannot be installed because npm's registry is
+unreachable.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import urllib.request
 from collections.abc import Iterator
@@ -31,18 +29,17 @@ import pytest
 
 from agents.cloud import CloudBackend
 from agents.config import CloudConfig
+from router.bench import agent_clients
+from router.bench.scripted_cloud import Recorded, fix_one_line, scripted_cloud
 from router.service.app import create_app
 from router.settings import Settings
 from tests.helpers import serving
-from tests.scripted_cloud import Recorded, fix_one_line, scripted_cloud
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
 ADMIN = "agents-admin-key-0123456789abcdef"
 TASK = "Fix the bug in calc.py: add must return a + b."
 OLD, NEW = "    return a - b", "    return a + b"
-CLIENT_TIMEOUT_S = 300
 
 
 def _registry_reachable() -> bool:
@@ -55,25 +52,18 @@ def _registry_reachable() -> bool:
 
 @pytest.fixture(scope="session")
 def clients() -> Path:
-    installed = subprocess.run(["bash", str(REPO / "scripts" / "agent-clients.sh")],
-                               capture_output=True, text=True, timeout=1800)
-    if installed.returncode != 0:
+    try:
+        return agent_clients.install()
+    except agent_clients.InstallFailed as failed:
         if not _registry_reachable():
             pytest.skip("the agent clients could not be installed: npm's registry is "
                         "unreachable")
-        pytest.fail(f"scripts/agent-clients.sh failed:\n{installed.stderr[-3000:]}")
-    return Path(installed.stdout.strip().splitlines()[-1])
+        pytest.fail(f"scripts/agent-clients.sh failed:\n{failed}")
 
 
 @pytest.fixture
 def scratch(tmp_path: Path) -> Path:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    (repo / "calc.py").write_text(f"def add(a, b):\n{OLD}\n")
-    for args in (["init", "-q", "-b", "main"], ["add", "."],
-                 ["-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-qm", "x"]):
-        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
-    return repo
+    return agent_clients.scratch_repo(tmp_path / "repo", {"calc.py": f"def add(a, b):\n{OLD}\n"})
 
 
 @pytest.fixture
@@ -92,14 +82,6 @@ def service(smol: Any, redis_url: str, scratch: Path) -> Iterator[tuple[str, str
             yield url, made.json()["key"], seen
 
 
-def _run(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))}
-    # PWD too: opencode takes its project directory from it, not from the process's cwd.
-    return subprocess.run(command, cwd=cwd, env={**base, "PWD": str(cwd), **env},
-                          capture_output=True, text=True, timeout=CLIENT_TIMEOUT_S,
-                          stdin=subprocess.DEVNULL)
-
-
 def _turns(url: str, key: str, source: str) -> list[dict[str, Any]]:
     """The ledger entries of the key's team that came by ``source`` (the API)."""
     found = httpx.get(f"{url}/v1/usage/entries", params={"limit": 500}, timeout=30,
@@ -113,41 +95,31 @@ def _fixed(scratch: Path, done: subprocess.CompletedProcess[str]) -> None:
     assert (scratch / "calc.py").read_text() == f"def add(a, b):\n{NEW}\n", done.stdout[-2000:]
 
 
+def _run(client: str, clients: Path, service: tuple[str, str, Recorded], scratch: Path,
+         tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    url, key, _ = service
+    return agent_clients.run(client, bin_dir=clients, url=url, key=key, repo=scratch,
+                             home=tmp_path / "home", task=TASK)
+
+
 def test_claude_code_fixes_the_bug_through_the_messages_api(
         clients: Path, scratch: Path, service: tuple[str, str, Recorded],
         tmp_path: Path) -> None:
+    _fixed(scratch, _run("claude", clients, service, scratch, tmp_path))
     url, key, seen = service
-    done = _run([str(clients / "claude"), "-p", TASK, "--model", "claude-sonnet-5-5",
-                 "--permission-mode", "acceptEdits"], scratch,
-                {"ANTHROPIC_BASE_URL": url, "ANTHROPIC_API_KEY": key,
-                 "HOME": str(tmp_path / "home"), "DISABLE_TELEMETRY": "1",
-                 "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"})
-    _fixed(scratch, done)
     # Read, Edit, then the answer: three turns at least, each routed and recorded.
     assert len(seen.bodies) >= 3
     assert {t["function"]["name"] for t in seen.bodies[0]["tools"]} >= {"Read", "Edit", "Bash"}
     turns = _turns(url, key, "messages")
     assert len(turns) >= 3 and {t["team"] for t in turns} == {"platform"}
+    assert len({t["session"] for t in turns}) == 1  # one session: the client's own id
 
 
 def test_codex_fixes_the_bug_through_the_responses_api(
         clients: Path, scratch: Path, service: tuple[str, str, Recorded],
         tmp_path: Path) -> None:
+    _fixed(scratch, _run("codex", clients, service, scratch, tmp_path))
     url, key, seen = service
-    home = tmp_path / "codex"
-    home.mkdir()
-    (home / "config.toml").write_text(
-        'model = "gpt-5-codex"\nmodel_provider = "smallcode"\n\n'
-        "[model_providers.smallcode]\n"
-        'name = "SmallCode Router"\n'
-        f'base_url = "{url}/v1"\n'
-        'env_key = "SMALLCODE_API_KEY"\n'
-        'wire_api = "responses"\n')
-    done = _run([str(clients / "codex"), "exec", "--skip-git-repo-check",
-                 "--dangerously-bypass-approvals-and-sandbox", TASK], scratch,
-                {"CODEX_HOME": str(home), "SMALLCODE_API_KEY": key,
-                 "HOME": str(tmp_path / "home")})
-    _fixed(scratch, done)
     # The hosted web_search tool stayed here: only function tools reached the cloud.
     assert all(t["type"] == "function" for t in seen.bodies[0]["tools"])
     assert len(_turns(url, key, "responses")) >= 2
@@ -156,14 +128,6 @@ def test_codex_fixes_the_bug_through_the_responses_api(
 def test_opencode_fixes_the_bug_through_the_chat_api_with_tools(
         clients: Path, scratch: Path, service: tuple[str, str, Recorded],
         tmp_path: Path) -> None:
+    _fixed(scratch, _run("opencode", clients, service, scratch, tmp_path))
     url, key, _ = service
-    (scratch / "opencode.json").write_text(json.dumps({
-        "$schema": "https://opencode.ai/config.json",
-        "provider": {"sc": {"npm": "@ai-sdk/openai-compatible", "name": "SmallCode Router",
-                            "options": {"baseURL": f"{url}/v1", "apiKey": key},
-                            "models": {"auto": {"name": "auto"}}}},
-        "model": "sc/auto", "small_model": "sc/auto"}))
-    done = _run([str(clients / "opencode"), "run", "-m", "sc/auto", TASK], scratch,
-                {"HOME": str(tmp_path / "home"), "OPENCODE_DISABLE_AUTOUPDATE": "1"})
-    _fixed(scratch, done)
     assert len(_turns(url, key, "chat")) >= 2

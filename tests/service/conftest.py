@@ -10,10 +10,10 @@ import pytest
 
 from agents.cloud import CloudBackend
 from agents.config import CloudConfig
+from router.bench.scripted_cloud import FIX_NEW, FIX_OLD, FIX_PATH, Recorded, fix_one_line, scripted_cloud
 from router.service.app import create_app
 from router.settings import Settings
 from tests.helpers import serving
-from tests.scripted_cloud import FIX_NEW, FIX_OLD, FIX_PATH, Recorded, fix_one_line, scripted_cloud
 
 
 @pytest.fixture(scope="module")

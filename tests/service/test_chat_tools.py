@@ -12,10 +12,10 @@ from typing import Any
 import openai
 import pytest
 
-from tests.scripted_cloud import FIX_NEW as NEW
-from tests.scripted_cloud import FIX_OLD as OLD
-from tests.scripted_cloud import FIX_PATH as PATH
-from tests.scripted_cloud import Recorded
+from router.bench.scripted_cloud import FIX_NEW as NEW
+from router.bench.scripted_cloud import FIX_OLD as OLD
+from router.bench.scripted_cloud import FIX_PATH as PATH
+from router.bench.scripted_cloud import Recorded
 
 ASK = [{"role": "system", "content": "You are opencode."},
        {"role": "user", "content": "Fix the bug in calc.py: add must return a + b."}]

@@ -17,10 +17,10 @@ import anthropic
 import httpx
 import pytest
 
-from tests.scripted_cloud import FIX_NEW as NEW
-from tests.scripted_cloud import FIX_OLD as OLD
-from tests.scripted_cloud import FIX_PATH as PATH
-from tests.scripted_cloud import Recorded
+from router.bench.scripted_cloud import FIX_NEW as NEW
+from router.bench.scripted_cloud import FIX_OLD as OLD
+from router.bench.scripted_cloud import FIX_PATH as PATH
+from router.bench.scripted_cloud import Recorded
 
 READ = {"name": "Read", "description": "Read a file",
         "input_schema": {"type": "object", "properties": {"file_path": {"type": "string"}},

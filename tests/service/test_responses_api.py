@@ -14,10 +14,10 @@ import httpx
 import openai
 import pytest
 
-from tests.scripted_cloud import FIX_NEW as NEW
-from tests.scripted_cloud import FIX_OLD as OLD
-from tests.scripted_cloud import FIX_PATH as PATH
-from tests.scripted_cloud import Recorded
+from router.bench.scripted_cloud import FIX_NEW as NEW
+from router.bench.scripted_cloud import FIX_OLD as OLD
+from router.bench.scripted_cloud import FIX_PATH as PATH
+from router.bench.scripted_cloud import Recorded
 
 ASK = "Fix the bug in calc.py: add must return a + b."
 

@@ -1,4 +1,5 @@
-"""A scripted "cloud" on loopback for the agent tests: a real OpenAI-compatible chat server
+"""A scripted "cloud" on loopback for the agent tests and ``smallcode bench agents``: a real
+OpenAI-compatible chat server
 (whole and streamed answers, tool calls and their streamed deltas) whose answers a script
 chooses from the request, as a capable model would. It records every request body, so a
 test sees what left the machine. litellm reaches it as it reaches any provider.
@@ -11,18 +12,18 @@ then say it is done. It finds the tools by their shape, whatever the client name
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
-
-from tests.helpers import serving
 
 # The one-line bug of the agent tests: the path a client is told, the line, its fix.
 FIX_PATH = "/work/repo/calc.py"
@@ -131,6 +132,25 @@ def _chunks(body: Mapping[str, Any], message: dict[str, Any]) -> Iterator[dict[s
     finish = "tool_calls" if message.get("tool_calls") else "stop"
     yield {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}],
            "usage": _usage(body, message)}
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """Serve ``app`` on a free loopback port until the block ends; yield its base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                           loop="asyncio", http="h11"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the scripted cloud did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=60)
 
 
 @contextmanager

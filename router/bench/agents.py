@@ -1,0 +1,105 @@
+"""`smallcode bench agents`: each coding agent (Claude Code, Codex, opencode) fixes a one-line
+bug in a scratch repository through the router, and its session is read back from the ledger:
+its turns, where each was served and why, the tokens served locally and in the cloud, its cost
+against all-cloud, the time the router added per turn outside the models, and whether the
+task was done.
+
+The cloud is the scripted server of the agent tests (:mod:`router.bench.scripted_cloud`): it
+answers with the tool calls a capable model would make, at once, so what is timed is the
+router, not a model. The local tier is the configured model, in-process (it cannot call
+tools: an agent's turns go to the cloud, reason ``tools``, or ``context`` where the prompt
+overflows its window). The service runs with auth on and a team key, on an embedded Valkey.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from agents.base import Backend
+from agents.cloud import CloudBackend
+from router.bench import agent_clients
+from router.bench.scripted_cloud import fix_one_line, scripted_cloud, serving
+from router.graph.signals import quantile
+from router.service.app import create_app
+from router.settings import Settings
+from router.store.server import EmbeddedRedis
+
+TASK = "Fix the bug in calc.py: add must return a + b."
+OLD, NEW = "    return a - b", "    return a + b"
+ADMIN = "bench-agents-admin-key-0123456789"
+MODEL_NODES = ("local_generate", "cloud_generate", "repair", "sample")
+
+
+def router_ms(entry: dict[str, Any], record: dict[str, Any]) -> float:
+    """The time the router added to a turn: its latency less the models' own calls."""
+    timings = record.get("timings_ms") or {}
+    return max(0.0, entry["latency_ms"] - sum(timings.get(node, 0.0) for node in MODEL_NODES))
+
+
+def session(client: str, *, settings: Settings, local: Backend, bin_dir: Path,
+            scratch: Path) -> dict[str, Any]:
+    """One client's session through a fresh service: its figures."""
+    repo = agent_clients.scratch_repo(scratch / "repo", {"calc.py": f"def add(a, b):\n{OLD}\n"})
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    with EmbeddedRedis(scratch / "valkey") as redis, \
+            scripted_cloud(fix_one_line(str(repo / "calc.py"), OLD, NEW)) as (cloud_url, _):
+        served = settings.model_copy(update={
+            "admin_key": SecretStr(ADMIN), "auth": settings.auth.model_copy(update={"enabled": True}),
+            "redis": settings.redis.model_copy(update={"url": redis.url}),
+            "tasks": settings.tasks.model_copy(update={"embedded_worker": False})})
+        cloud = CloudBackend(settings.cloud.model_copy(update={
+            "model": "openai/scripted", "api_base": cloud_url, "num_retries": 0,
+            "n_ctx": 200_000}))
+        app = create_app(served, local=local, cloud=cloud, with_retrieval=False)
+        with serving(app) as url:
+            key = httpx.post(f"{url}/v1/keys", json={"team": "bench"}, headers=admin,
+                             timeout=30).json()["key"]
+            started = time.perf_counter()
+            done = agent_clients.run(client, bin_dir=bin_dir, url=url, key=key, repo=repo,
+                                     home=scratch / "home", task=TASK)
+            wall_s = time.perf_counter() - started
+            entries = httpx.get(f"{url}/v1/usage/entries", params={"limit": 500},
+                                headers=admin, timeout=30).json()["data"]
+            records = [httpx.get(f"{url}/v1/usage/entries/{e['id']}", headers=admin,
+                                 timeout=30).json()["record"] for e in entries]
+    added = [router_ms(e, r) for e, r in zip(entries, records, strict=True)]
+    local_turns = [e for e in entries if e["route"] == "local"]
+    return {
+        "client": client,
+        "done": done.returncode == 0 and (repo / "calc.py").read_text()
+        == f"def add(a, b):\n{NEW}\n",
+        "turns": len(entries), "local": len(local_turns),
+        "cloud": len(entries) - len(local_turns),
+        "reasons": sorted({e["reason"] for e in entries}),
+        "sessions": len({e.get("session") for e in entries}),
+        "tokens": {"local": sum(e["tokens"]["local"] for e in entries),
+                   "cloud": sum(e["tokens"]["cloud"] for e in entries),
+                   "prompt_max": max((e["tokens"]["prompt"] for e in entries), default=0)},
+        "cost_usd": round(sum(e["cost_usd"] for e in entries), 6),
+        "all_cloud_usd": round(sum(e["counterfactual_usd"] for e in entries), 6),
+        "router_ms_p50": round(quantile(added, 0.5), 2) if added else None,
+        "router_ms_max": round(max(added), 2) if added else None,
+        "wall_s": round(wall_s, 1),
+    }
+
+
+def run(settings: Settings, local: Backend, *, clients: tuple[str, ...] = agent_clients.CLIENTS,
+        log: Callable[[str], None] = print) -> dict[str, Any]:
+    bin_dir = agent_clients.install()
+    results = []
+    for client in clients:
+        log(f"{client}: fixing a one-line bug through the router ...")
+        with tempfile.TemporaryDirectory() as scratch:
+            results.append(session(client, settings=settings, local=local, bin_dir=bin_dir,
+                                   scratch=Path(scratch)))
+    added = [r["router_ms_p50"] for r in results if r["router_ms_p50"] is not None]
+    return {"local_model": local.model_name, "clients": results,
+            "router_ms_p50_median": round(statistics.median(added), 2) if added else None}
