@@ -4,6 +4,8 @@
     context.py      run-time dependencies handed to the nodes (backends, policies, retrieval,
                     the budget gate)
     validation.py   the intake's checks: bad input refused before anything runs
+    agent_turn.py   an agent's turn: its structured conversation and tools, checked
+    tool_calls.py   the judge of a local answer's tool calls (and calls written as text)
     signals.py      small pure functions of a task's features (confidence, context fit, files,
                     type)
     decide.py       the one place where signals meet thresholds
