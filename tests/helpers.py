@@ -28,8 +28,18 @@ from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
-__all__ = ["Scripted", "alive", "children", "descendants", "refusing_provider", "serving", "silent_provider",
-           "wait_until_ok"]
+__all__ = ["REPO", "Scripted", "alive", "children", "descendants", "refusing_provider", "serving",
+           "silent_provider", "smallcode", "wait_until_ok"]
+
+
+def smallcode(*args: str | bytes,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the ``smallcode`` command line from the repository root, without the caller's
+    SMALLCODE_ settings (``env`` adds some)."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SMALLCODE_")}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "router.cli.main", *args], cwd=REPO,
+                          env=full_env, capture_output=True, text=True, timeout=300, check=False)
 
 
 @contextmanager

@@ -31,7 +31,7 @@ TASK = "Write a Python function add(a, b) that returns a + b."
 def base_url(coder, valkey_server) -> Iterator[str]:
     os.environ["SMALLCODE_CLOUD__API_KEY"] = CANARY  # what an attacker would be after
     # repair_rounds 0: each test reads what one check run of the first answer saw (a repair
-    # round would judge a new answer; repair is tested in tests/router).
+    # round would judge a new answer; repair is tested in tests/graph).
     settings = Settings(redis={"url": valkey_server.url}, auth={"enabled": False},
                         tasks={"embedded_worker": False},
                         policies={"default": {"local_only": True, "repair_rounds": 0}})

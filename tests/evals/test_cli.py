@@ -14,7 +14,7 @@ from router.evals.humaneval import load_problems, select
 from router.evals.run import EvalError, prepare_out, run
 from router.settings import load_settings
 from tests.evals.records import record
-from tests.router.test_cli import REPO, smallcode
+from tests.helpers import REPO, smallcode
 
 
 def write(path: Path, records: list[dict]) -> Path:

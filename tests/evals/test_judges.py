@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from router.evals.humaneval import split_of
-from tests.router.test_cli import smallcode
+from tests.helpers import smallcode
 
 
 def records(tmp_path: Path) -> tuple[Path, Path]:

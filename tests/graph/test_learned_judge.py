@@ -18,7 +18,7 @@ from router.graph import judge_model
 from router.graph.context import RouterContext
 from router.graph.graph import RoutedAnswer, build_graph, run_task
 from router.settings import ConfigError, load_settings
-from tests.router.test_cli import smallcode
+from tests.helpers import smallcode
 
 GOOD = "```python\ndef add(a: int, b: int) -> int:\n    return a + b\n```"
 SAME = "```python\ndef add(a: int, b: int) -> int:\n    return sum((a, b))\n```"

@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import free_port
+from tests.helpers import smallcode
 
-REPO = Path(__file__).resolve().parents[2]
 ADD = "Write a Python function add(a, b) that returns a + b."
-
-
-def smallcode(*args: str | bytes, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SMALLCODE_")}
-    full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "router.cli.main", *args], cwd=REPO,
-                          env=full_env, capture_output=True, text=True, timeout=300, check=False)
 
 
 def test_ask_local_json_has_logprobs(model_cache) -> None:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from router.settings import load_settings
-from tests.router.test_cli import smallcode
+from tests.helpers import smallcode
 
 
 def outcomes(tmp_path: Path) -> Path:
