@@ -16,8 +16,9 @@ This module checks them (naming the field) and turns them into the models' messa
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from agents.base import Message, ToolCall
@@ -122,6 +123,17 @@ def tool_paths(conversation: Sequence[Mapping[str, Any]]) -> list[str]:
 def tools_text(tools: Sequence[Mapping[str, Any]]) -> str:
     """The tools as the model reads them (their JSON), to count against a window."""
     return json.dumps(list(tools)) if tools else ""
+
+
+def tools_tokens(count: Callable[[str], int], tools: Sequence[Mapping[str, Any]]) -> int:
+    """The tools' tokens by ``count``: counted once per distinct set (an agent sends the
+    same tools every turn, thousands of tokens of them)."""
+    return _tokens(count, tools_text(tools))
+
+
+@functools.lru_cache(maxsize=256)
+def _tokens(count: Callable[[str], int], text: str) -> int:
+    return int(count(text))
 
 
 def names(tools: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -113,7 +113,7 @@ def count_prompt(ctx: RouterContext, messages: list[Message],
     if counted is None:
         counted = sum(ctx.count_tokens(m.content + "".join(c.arguments for c in m.tool_calls))
                       + 4 for m in messages)
-    return counted + (ctx.count_tokens(agent_turn.tools_text(tools)) if tools else 0)
+    return counted + (agent_turn.tools_tokens(ctx.count_tokens, tools) if tools else 0)
 
 
 def with_recovered_calls(state: RouterState, generation: Generation | None) -> Generation | None:

@@ -8,6 +8,7 @@ and then to the cloud (``failed_checks``). Pure functions of the calls and the t
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import uuid
@@ -36,6 +37,14 @@ def schema_problem(schema: Any) -> str | None:
     it is one)."""
     if not isinstance(schema, dict):
         return "must be a JSON Schema object"
+    return _schema_problem(json.dumps(schema, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=1024)
+def _schema_problem(text: str) -> str | None:
+    """Checked once per distinct schema: an agent sends the same tools every turn, and the
+    check against the metaschema costs milliseconds per tool."""
+    schema = json.loads(text)
     try:
         validators.validator_for(schema).check_schema(schema)
     except schema_errors.SchemaError as exc:
