@@ -88,10 +88,17 @@ def test_a_judged_task_keeps_the_client_alive_then_sends_the_served_answer(base_
     record = next(c for c in events if c["choices"] and c["choices"][0]["finish_reason"]
                   )["smallcode"]["route"]
     assert record["final"] == "local" and content(events).strip()
-    # Kept alive: never silent for long, whether keep-alives or content filled the wait (the
-    # answer may also stream as it is made: on a fast machine no keep-alive was due).
+    # Kept alive: a wait long enough for keep-alives to be due had them (on a fast machine the
+    # answer may come before any was due), and the client was never silent for long (proxies
+    # drop a stream idle for 30-60 s). The bound is loose on purpose: a shared 2-core machine
+    # stalled a healthy stream for 3.7 s once; a stream without keep-alives fails the count.
+    started = lines[0][0]
+    answered = next(at for at, line in lines[1:] if line.startswith("data: "))
+    kept = [at for at, line in lines if line.startswith(":") and at < answered]
+    if answered - started > 4 * KEEPALIVE_S:
+        assert len(kept) >= (answered - started) / (8 * KEEPALIVE_S), (answered - started, kept)
     times = [at for at, _ in lines]
-    assert max(b - a for a, b in itertools.pairwise(times)) < 4 * KEEPALIVE_S + 1.0  # loaded CI
+    assert max(b - a for a, b in itertools.pairwise(times)) < 10.0
 
 
 def test_the_sdk_reads_a_routed_stream(base_url: str) -> None:
