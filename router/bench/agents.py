@@ -26,7 +26,8 @@ from pydantic import SecretStr
 from agents.base import Backend
 from agents.cloud import CloudBackend
 from router.bench import agent_clients
-from router.bench.scripted_cloud import fix_one_line, scripted_cloud, serving
+from router.bench.scripted_cloud import fix_one_line, scripted_cloud
+from router.bench.serving import serving
 from router.graph.signals import quantile
 from router.service.app import create_app
 from router.settings import Settings

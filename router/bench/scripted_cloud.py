@@ -12,18 +12,18 @@ then say it is done. It finds the tools by their shape, whatever the client name
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from router.bench.serving import serving
 
 # The one-line bug of the agent tests: the path a client is told, the line, its fix.
 FIX_PATH = "/work/repo/calc.py"
@@ -135,25 +135,6 @@ def _chunks(body: Mapping[str, Any], message: dict[str, Any]) -> Iterator[dict[s
 
 
 @contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """Serve ``app`` on a free loopback port until the block ends; yield its base URL."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                           loop="asyncio", http="h11"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the scripted cloud did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=60)
-
-
-@contextmanager
 def scripted_cloud(script: Script) -> Iterator[tuple[str, Recorded]]:
     """Yield (base_url ending in /v1, recorded): an OpenAI-compatible chat server answering
     as ``script`` says."""
@@ -181,5 +162,5 @@ def scripted_cloud(script: Script) -> Iterator[tuple[str, Recorded]]:
 
     app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"]),
                             Route("/v1/models", models, methods=["GET"])])
-    with serving(app) as url:
+    with serving(app, loop="asyncio", http="h11") as url:
         yield f"{url}/v1", recorded

@@ -20,13 +20,12 @@ its kind's is counted under the route it took (``routes`` says how many of each)
 from __future__ import annotations
 
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from router.bench.serving import serving
 from router.graph.signals import quantile
 
 ESCALATING_TEAM = "bench-escalate"
@@ -50,30 +49,6 @@ TASKS = (
 FILES = [{"path": f"lib/m{i}.py", "content": f"def helper_{i}(x):\n    return x + {i}\n"}
          for i in range(3)]
 KINDS = ("local_kept", "escalated", "straight_to_cloud")
-
-
-@contextmanager
-def _serving(app: Any) -> Iterator[str]:
-    """``app`` on uvicorn in a thread, on a free loopback port, until the block ends."""
-    import uvicorn
-
-    from router.store.server import free_port
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the API did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=60)
 
 
 def _body(kind: str, task: str, max_tokens: int) -> dict[str, Any]:
@@ -145,7 +120,7 @@ def run(config_file: Path | None, *, rounds: int = 3, max_tokens: int = 128,
             update={"api_base": server.base_url, "n_ctx": config.n_ctx}))
         try:
             app = create_app(served, local=local, cloud=cloud, with_retrieval=False)
-            with _serving(app) as base_url:
+            with serving(app) as base_url:
                 # Warm both tiers (weights paged in) with a request of each kind, not counted.
                 for kind in KINDS:
                     measure(base_url, _body(kind, "Write a Python function add(a, b).", 16))

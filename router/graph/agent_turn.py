@@ -83,6 +83,16 @@ def validate(task: Mapping[str, Any]) -> None:
                               "matches no tool call of an earlier assistant turn")
 
 
+def unanswered(conversation: Sequence[Mapping[str, Any]]) -> str | None:
+    """The id of the first tool result that answers no earlier assistant call, or None."""
+    called: set[str] = set()
+    for turn in conversation:
+        if turn.get("role") == "tool" and turn.get("tool_call_id") not in called:
+            return str(turn.get("tool_call_id"))
+        called.update(call.get("id") for call in turn.get("tool_calls") or [])
+    return None
+
+
 def messages(conversation: Sequence[Mapping[str, Any]]) -> list[Message]:
     """The conversation as the models' messages, tool turns kept structured."""
     out = []

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from router.graph import agent_turn
 from router.graph.answer import RoutedAnswer
 from router.graph.errors import InvalidTask
 from router.graph.validation import MAX_TOKENS_LIMIT
@@ -152,12 +153,10 @@ def conversation(body: Mapping[str, Any]) -> list[dict[str, Any]]:
             out.extend(results)
             if texts:
                 out.append({"role": "user", "content": "\n".join(texts)})
-    for i, turn in enumerate(out):
-        if turn["role"] == "tool" and not any(
-                call["id"] == turn["tool_call_id"] for earlier in out[:i]
-                for call in earlier.get("tool_calls") or []):
-            raise InvalidTask("messages", f"tool_result tool_use_id "
-                              f"{turn['tool_call_id']!r} matches no earlier tool_use block")
+    orphan = agent_turn.unanswered(out)
+    if orphan is not None:
+        raise InvalidTask("messages", f"tool_result tool_use_id {orphan!r} matches no earlier "
+                          "tool_use block")
     return out
 
 

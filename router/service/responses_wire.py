@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from router.graph import agent_turn
 from router.graph.answer import RoutedAnswer
 from router.graph.errors import InvalidTask
 from router.graph.validation import MAX_TOKENS_LIMIT
@@ -118,12 +119,10 @@ def conversation(body: Mapping[str, Any]) -> list[dict[str, Any]]:
         else:
             raise InvalidTask(f"{field}.type", f"unknown input item {kind!r}: use message, "
                               "function_call or function_call_output")
-    for i, turn in enumerate(out):
-        if turn["role"] == "tool" and not any(
-                call["id"] == turn["tool_call_id"] for earlier in out[:i]
-                for call in earlier.get("tool_calls") or []):
-            raise InvalidTask("input", f"function_call_output call_id "
-                              f"{turn['tool_call_id']!r} matches no earlier function_call")
+    orphan = agent_turn.unanswered(out)
+    if orphan is not None:
+        raise InvalidTask("input", f"function_call_output call_id {orphan!r} matches no "
+                          "earlier function_call")
     return out
 
 

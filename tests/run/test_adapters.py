@@ -215,21 +215,29 @@ def test_every_adapter_records_the_same_task_once_and_charges_the_same(api: Api)
     assert entries["cloud direct"]["cost_usd"] > 0 and entries["cloud direct streamed"]["cost_usd"] > 0
 
 
+def _hang_up_mid_answer(response: httpx.Response, pieces: int = 3) -> str | None:
+    """Read a chat stream until ``pieces`` content chunks came, then stop reading (the
+    caller's ``with`` block closes the connection: the client hangs up mid-answer); the
+    stream's request id."""
+    assert response.status_code == 200
+    request_id, seen = None, 0
+    for line in response.iter_lines():
+        if line.startswith("data: ") and line != "data: [DONE]":
+            chunk = json.loads(line[6:])
+            request_id = chunk["id"]
+            if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                seen += 1
+                if seen == pieces:
+                    break
+    return request_id
+
+
 def test_a_client_gone_mid_stream_is_charged_what_the_ledger_records(api: Api) -> None:
     before = api.spent_usd()
     with httpx.stream("POST", f"{api.url}/v1/chat/completions", headers=api.headers,
                       timeout=120, json={"model": "auto", "stream": True, "messages": MESSAGES,
                                          "files": FILES, "max_tokens": 400}) as response:
-        assert response.status_code == 200
-        request_id, seen = None, 0
-        for line in response.iter_lines():
-            if line.startswith("data: ") and line != "data: [DONE]":
-                chunk = json.loads(line[6:])
-                request_id = chunk["id"]
-                if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
-                    seen += 1
-                    if seen == 3:
-                        break  # hang up mid-answer (a multi-file task: the cloud's answer)
+        request_id = _hang_up_mid_answer(response)  # a multi-file task: the cloud's answer
     assert request_id is not None
     entry = api.entry(request_id)
     assert entry["reason"] == "client_disconnected" and entry["route"] == "cloud", entry
@@ -249,16 +257,7 @@ def test_a_client_gone_mid_direct_cloud_stream_is_charged_what_the_ledger_record
                       timeout=120, json={"model": "cloud", "stream": True,
                                          "messages": [{"role": "user", "content": LONG}],
                                          "max_tokens": 400}) as response:
-        assert response.status_code == 200
-        request_id, seen = None, 0
-        for line in response.iter_lines():
-            if line.startswith("data: ") and line != "data: [DONE]":
-                chunk = json.loads(line[6:])
-                request_id = chunk["id"]
-                if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
-                    seen += 1
-                    if seen == 3:
-                        break  # hang up mid-answer
+        request_id = _hang_up_mid_answer(response)
     assert request_id is not None
     entry = api.entry(request_id)
     assert (entry["route"], entry["reason"]) == ("cloud", "requested"), entry
