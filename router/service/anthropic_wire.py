@@ -163,7 +163,10 @@ def conversation(body: Mapping[str, Any]) -> list[dict[str, Any]]:
 def session_id(body: Mapping[str, Any], headers: Mapping[str, str]) -> str | None:
     """The client's session: Claude Code's ``metadata.user_id`` is JSON text holding a
     ``session_id`` (older ones end ``_session_<id>``); else the ``x-session-id`` header."""
-    user_id = (body.get("metadata") or {}).get("user_id")
+    metadata = body.get("metadata")
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise InvalidTask("metadata", "must be an object ({\"user_id\": ...})")
+    user_id = (metadata or {}).get("user_id")
     if isinstance(user_id, str):
         try:
             found = json.loads(user_id).get("session_id")

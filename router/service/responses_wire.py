@@ -155,7 +155,10 @@ def task(body: Mapping[str, Any], headers: Mapping[str, str]) -> dict[str, Any]:
             out["parallel_tool_calls"] = body["parallel_tool_calls"]
     if hosted:
         out["hosted_tools"] = hosted
-    session = (body.get("prompt_cache_key") or (body.get("client_metadata") or {}).get(
+    client_metadata = body.get("client_metadata")
+    if client_metadata is not None and not isinstance(client_metadata, Mapping):
+        raise InvalidTask("client_metadata", "must be an object")
+    session = (body.get("prompt_cache_key") or (client_metadata or {}).get(
         "session_id") or headers.get("session_id") or headers.get("x-session-id"))
     if isinstance(session, str) and session:
         out["session"] = session

@@ -168,3 +168,11 @@ def test_an_unknown_model_name_is_a_404_naming_the_setting(claude: anthropic.Ant
         claude.messages.create(model="llama-70b", max_tokens=64,
                                messages=[{"role": "user", "content": ASK}])
     assert "models.aliases" in missing.value.message
+
+
+def test_metadata_that_is_not_an_object_is_a_400_naming_it(agent_service: str) -> None:
+    response = httpx.post(f"{agent_service}/v1/messages", timeout=60, json={
+        "model": "claude-sonnet-5-5", "max_tokens": 64, "metadata": "user-1",
+        "messages": [{"role": "user", "content": "hi"}]})
+    assert response.status_code == 400
+    assert response.json()["error"]["message"].startswith("metadata")

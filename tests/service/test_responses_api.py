@@ -146,3 +146,10 @@ def test_usage_groups_a_session_s_turns(oai: openai.OpenAI, agent_service: str) 
     [session] = [g for g in found.json()["data"] if g["session"] == "usage-session"]
     assert session["tasks"] == 2 and session["cloud"] == 2
     assert session["cloud_spend_usd"] > 0 and session["counterfactual_usd"] > 0
+
+
+def test_client_metadata_that_is_not_an_object_is_a_400_naming_it(oai: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        oai.responses.create(model="gpt-5-codex", input="hi",
+                             extra_body={"client_metadata": "session-1"})
+    assert refused.value.body["param"] == "client_metadata"
