@@ -111,21 +111,29 @@ def _run(settings: object, config: LocalConfig, model_path: Path, *, rounds: int
     }
     times: dict[str, list[float]] = {name: [] for name in layers}
     log(f"{len(layers)} layers x {rounds} rounds, {MAX_TOKENS} tokens each ...")
-    for _ in range(rounds):
-        for name, call in layers.items():
+    names = list(layers)
+    for r in range(rounds):
+        # Each round starts one layer further on, so no layer always runs first (or right
+        # after another that leaves the machine warmer).
+        for name in names[r % len(names):] + names[:r % len(names)]:
             started = time.perf_counter()
-            call()
+            layers[name]()
             times[name].append(time.perf_counter() - started)
     server.should_exit = True
     thread.join(timeout=10)
     tokens = local.generate(request).usage.completion_tokens
     local.close()
-    base = statistics.median(times["raw llama-cpp create_completion"])
+    raw_times = times["raw llama-cpp create_completion"]
+    base = statistics.median(raw_times)
     return {
         "model": model_path.name, "n_threads": config.n_threads, "completion_tokens": tokens,
         "rounds": rounds,
         "layers": {name: {"median_s": statistics.median(t),
                           "tokens_per_s": tokens / statistics.median(t),
-                          "ratio_vs_raw": statistics.median(t) / base}
+                          "ratio_vs_raw": statistics.median(t) / base,
+                          # the host's pace drifts between rounds: the ratio within each
+                          # round, then their median, is the steadier figure
+                          "paired_ratio_vs_raw": statistics.median(
+                              a / b for a, b in zip(t, raw_times, strict=True))}
                    for name, t in times.items()},
     }

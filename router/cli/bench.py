@@ -267,7 +267,7 @@ def _speed(args: argparse.Namespace) -> int:
     print(f"{result['model']}, {result['n_threads']} threads, {result['completion_tokens']} tokens")
     for name, row in result["layers"].items():  # type: ignore[attr-defined]
         print(f"{name:<42} {row['median_s']:6.2f} s  {row['tokens_per_s']:5.1f} tok/s  "
-              f"x{row['ratio_vs_raw']:.3f}")
+              f"x{row['ratio_vs_raw']:.3f}  paired x{row['paired_ratio_vs_raw']:.3f}")
     return 0
 
 

@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import ConfigDict, Field, field_validator
-from starlette.concurrency import run_in_threadpool
 
 from agents.base import Backend, Generation, InfillRequest, TokenEvent
 from agents.cloud import price
 from agents.errors import FimUnsupported
+from router.run.ahead import ReadAhead
 from router.run.outcome import RouteRecord
 from router.service import openai_wire as wire
 from router.service.accounting import account, admit
@@ -138,11 +138,11 @@ async def completions(body: CompletionRequest, request: Request, caller: CallerD
     completion_id = f"cmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     started = time.perf_counter()
-    events = backend.infill(infill)
+    events = ReadAhead(backend.infill(infill))
     try:
         # The first step runs here, so a refusal (no FIM tokens, prompt too long) is an error
         # response, not a broken stream.
-        first = await run_in_threadpool(next, events, None)
+        first = await events.next()
     except FimUnsupported as exc:
         raise APIError(400, str(exc), param="suffix", code="fim_unsupported") from None
 
@@ -156,23 +156,23 @@ async def completions(body: CompletionRequest, request: Request, caller: CallerD
             "model": body.model}
     if body.stream:
         return StreamingResponse(_sse(events, first, base, done), media_type="text/event-stream")
-    generation = await run_in_threadpool(_drain, events, first)
+    generation = await _drain(events, first)
     record = await done(generation, 0)
     return wire.text_completion(base, generation.text, wire.finish_reason(generation.finish_reason),
                                 usage=wire.generation_usage(generation),
                                 smallcode={"route": record.to_json()})
 
 
-def _drain(events: Iterator[TokenEvent | Generation], first: Any) -> Generation:
+async def _drain(events: ReadAhead[TokenEvent | Generation], first: Any) -> Generation:
     item = first
     while item is not None:
         if isinstance(item, Generation):
             return item
-        item = next(events, None)
+        item = await events.next()
     raise RuntimeError("the local backend ended its stream without a result")  # pragma: no cover
 
 
-async def _sse(events: Iterator[TokenEvent | Generation], first: Any, base: dict[str, Any],
+async def _sse(events: ReadAhead[TokenEvent | Generation], first: Any, base: dict[str, Any],
                done: Any) -> AsyncIterator[str]:
     """Server-sent events: one chunk per piece of text, a last one with the finish reason, the
     usage and the route record, then ``[DONE]``. A client that hangs up stops the model; what
@@ -192,12 +192,12 @@ async def _sse(events: Iterator[TokenEvent | Generation], first: Any, base: dict
                 streamed += 1
                 if item.text:
                     yield chunk(item.text)
-            item = await run_in_threadpool(next, events, None)
+            item = await events.next()
     finally:
-        close = getattr(events, "close", None)
-        if close is not None:
-            close()
-        if not accounted:
-            with anyio.CancelScope(shield=True):
-                await done(None, streamed)
+        with anyio.CancelScope(shield=True):
+            await events.close()  # a client that hung up frees the model at its next token
+            if not accounted:
+                left = events.pending()
+                generation = next((i for i in left if isinstance(i, Generation)), None)
+                await done(generation, streamed + sum(isinstance(i, TokenEvent) for i in left))
     yield wire.DONE

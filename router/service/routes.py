@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from agents.base import Backend, Generation, GenerationRequest, Message
 from agents.cloud import price
 from router.graph import spend
+from router.run.ahead import ReadAhead
 from router.run.caller import Caller as RunCaller
 from router.run.outcome import RouteRecord
 from router.run.runner import Run
@@ -128,9 +129,10 @@ async def chat_completions(body: ChatCompletionRequest, request: Request,
     if body.stream:
         # Start the stream before answering, so a bad request (or one over budget) fails as
         # a normal error.
-        events = spend.metered_stream(gate, backend.stream(generation_request), priced=priced,
-                                      max_tokens=generation_request.max_tokens)
-        first = await run_in_threadpool(next, events, None)
+        events = ReadAhead(spend.metered_stream(gate, backend.stream(generation_request),
+                                                priced=priced,
+                                                max_tokens=generation_request.max_tokens))
+        first = await events.next()
 
         async def done(generation: Generation | None, streamed: int) -> RouteRecord:
             """Record what ran: the whole answer, or what was streamed before the client went
@@ -159,6 +161,13 @@ async def chat_completions(body: ChatCompletionRequest, request: Request,
                                 logprobs, smallcode={"route": record.to_json(),
                                                      "backend": generation.model,
                                                      "cost_usd": generation.cost_usd})
+
+
+def _left(items: list[Any]) -> tuple[Generation | None, int]:
+    """What a stream generated that its client did not get: its generation, if it finished,
+    and the number of tokens."""
+    generation = next((i for i in items if isinstance(i, Generation)), None)
+    return generation, sum(not isinstance(i, Generation) for i in items)
 
 
 def _priced(request: Request, generation_request: GenerationRequest) -> Callable[[int], float]:
@@ -197,7 +206,7 @@ def _direct_record(request: Request, model: str, generation: Generation) -> Rout
                               finish_reason=generation.finish_reason)
 
 
-async def _sse(events: Generator[Any, None, None], first: Any, body: ChatCompletionRequest, completion_id: str,
+async def _sse(events: ReadAhead[Any], first: Any, body: ChatCompletionRequest, completion_id: str,
                created: int, k: int,
                done: Callable[[Generation | None, int], Awaitable[RouteRecord]]) -> AsyncIterator[str]:
     """The stream's events as server-sent events; ``done`` runs once at the end, also when the
@@ -227,12 +236,13 @@ async def _sse(events: Generator[Any, None, None], first: Any, body: ChatComplet
                     if body.logprobs and item.logprob is not None:
                         logprobs = {"content": [wire.logprob(item.logprob, k)]}
                     yield chunk({"content": item.text}, logprobs=logprobs)
-            item = await run_in_threadpool(next, events, None)
+            item = await events.next()
     finally:
         with anyio.CancelScope(shield=True):  # the client is gone; the charge is not
-            # A client that hung up releases the model at once, and a cloud stream settles
-            # what it streamed (in a thread: the budget gate waits on this loop).
-            await run_in_threadpool(events.close)
+            # A client that hung up releases the model at its next token, and a cloud stream
+            # settles what it generated, sent or not.
+            await events.close()
             if not accounted:
-                await done(None, streamed)
+                generation, ran = _left(events.pending())
+                await done(generation, streamed + ran)
     yield wire.DONE
