@@ -46,6 +46,7 @@ from retrieval.errors import RetrievalError
 from router.graph.errors import RouterError, TaskCancelled
 from router.run.caller import Caller
 from router.run.outcome import RouteRecord, StopReason, write_ledger
+from router.run.ratelimit import RateLimits
 from router.run.runner import JOB, STOP_GRACE_S, Event, Run
 from router.store import tasks
 from router.store.apikeys import get_key
@@ -128,6 +129,7 @@ class TaskRunner:
                     key_id=task["key_id"], source="task", record=record, latency_ms=latency_ms,
                     retention_days=retention_days,
                     status="cancelled" if stopped == "cancelled" else "failed")
+                await self._charge(caller, task_id, record)
         if isinstance(outcome, TaskCancelled):
             return "cancelled"
         if isinstance(outcome, BaseException):
@@ -143,6 +145,7 @@ class TaskRunner:
         await write_ledger(redis, self.names, request_id=task_id, team=task["team"],
                            key_id=task["key_id"], source="task", record=record,
                            latency_ms=latency_ms, retention_days=retention_days)
+        await self._charge(caller, task_id, record)
         finished = await tasks.finish(redis, self.names, task_id, status="done", keep_s=keep_s,
                                       answer=outcome.text, route=record.to_json(),
                                       finish_reason=outcome.finish_reason)
@@ -150,11 +153,24 @@ class TaskRunner:
 
     async def _caller(self, redis: ArqRedis, task: dict[str, Any]) -> Caller:
         """The task's caller: its key (looked up again: revoked or changed since it was
-        queued), its team's policy and budget gate."""
+        queued), its team's policy and budget gate, and its key's rate limits (the API
+        admitted the task; the tokens it runs are charged here, as a chat's are)."""
         key = await get_key(redis, self.names, task["key_id"]) if task.get("key_id") else None
+        limits = None
+        if key is not None and key.tpm is not None and self.settings.redis.url:
+            limits = RateLimits(redis, self.settings.redis.url, self.names.rate_limits())
         return Caller.resolve(redis, self.names, key=key, key_id=task["key_id"],
                               team=task["team"], policies=self.settings.policies,
-                              cloud=self.settings.cloud)
+                              cloud=self.settings.cloud, limits=limits)
+
+    @staticmethod
+    async def _charge(caller: Caller, task_id: str, record: RouteRecord) -> None:
+        """The task's tokens against its key's tokens per minute (best effort: the ledger
+        entry is written; a Redis blip here loses one rate-limit count, not a record)."""
+        try:
+            await caller.charge(record)
+        except RedisError:
+            log.warning("task %s: its tokens were not counted against its key's limit", task_id)
 
     async def _pump(self, redis: ArqRedis, task_id: str, run: Run) -> None:
         """Write the run's progress events as they come, tokens batched (one entry per batch),

@@ -18,6 +18,7 @@ from agents.base import Backend
 from router.backends import build_cloud, build_local
 from router.checks.sandbox import isolation_mode
 from router.graph.graph import build_graph
+from router.run.ratelimit import RateLimits
 from router.runtime import build_context
 from router.service import (
     anthropic_api,
@@ -35,7 +36,6 @@ from router.service import (
 from router.service.admission import Admission, ReleaseAdmission
 from router.service.metrics import Metrics
 from router.service.middleware import AccessLog, BodyLimit
-from router.service.ratelimit import RateLimits
 from router.service.tasks import open_queue
 from router.settings import ConfigError, Settings
 from router.store import tasks as task_store

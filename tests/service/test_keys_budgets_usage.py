@@ -149,6 +149,22 @@ def test_requests_per_minute_hold_with_retry_after(base_url: str) -> None:
     assert codes[2].json()["error"]["type"] == "rate_limit_error"
 
 
+def test_tokens_per_minute_hold_once_a_key_has_used_them(base_url: str) -> None:
+    """A key's tokens per minute count what its requests used (prompt and answer): the
+    request that fills the window runs, the next one is refused until the window moves."""
+    key = create_key(base_url, team="tokenlimited", tpm=30)
+    body = {"model": "local", "messages": ASK, "max_tokens": 8}
+    headers = {"Authorization": f"Bearer {key['key']}"}
+    first = httpx.post(f"{base_url}/v1/chat/completions", json=body, headers=headers, timeout=60)
+    assert first.status_code == 200
+    assert first.json()["usage"]["total_tokens"] >= 30  # this one request fills the window
+    second = httpx.post(f"{base_url}/v1/chat/completions", json=body, headers=headers,
+                        timeout=60)
+    assert second.status_code == 429
+    assert "tokens per minute" in second.json()["error"]["message"]
+    assert 1 <= int(second.headers["Retry-After"]) <= 60
+
+
 def test_fifty_concurrent_cloud_calls_against_a_budget_for_one(base_url: str,
                                                              valkey_server) -> None:
     # The worst case is dominated by max_tokens: the budget has room for one, not two.

@@ -214,6 +214,23 @@ def test_a_keys_requests_per_minute_hold_for_tasks_too(queue_only: str, redis_ur
     assert store(redis_url, lambda r, n: r.zcard(n.queue())) == 2  # the refused one never queued
 
 
+def test_the_tokens_a_task_ran_count_against_its_keys_tokens_per_minute(
+        api: str, redis_url: str) -> None:
+    """The worker charges a task's tokens to its key as a chat request is charged: once a
+    task has used the key's tokens per minute, the next request is refused."""
+    _, secret = store(redis_url, apikeys.create_key, team="payments", tpm=30)
+    key = {"Authorization": f"Bearer {secret}"}
+    accepted = submit(api, key, {"prompt": SHORT, "max_tokens": 8})
+    assert accepted.status_code == 202
+    task = wait_for(api, key, accepted.json()["id"])
+    assert task["status"] == "done", task
+    used = task["route"]["tokens"]
+    assert used["prompt"] + used["completion"] >= 30  # more than the key's minute allows
+    refused = submit(api, key, {"prompt": SHORT, "max_tokens": 8})
+    assert refused.status_code == 429
+    assert "tokens per minute" in refused.json()["error"]["message"]
+
+
 def test_another_teams_task_is_a_404(queue_only: str, redis_url: str) -> None:
     payments, search = new_key(redis_url, "payments"), new_key(redis_url, "search")
     task_id = submit(queue_only, payments, {"prompt": SHORT}).json()["id"]
