@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -40,6 +41,7 @@ from arq.constants import in_progress_key_prefix
 from arq.worker import Worker, func
 from redis.exceptions import RedisError
 
+from agents.cloud import price
 from agents.errors import AgentError
 from policies.errors import PolicyError
 from retrieval.errors import RetrievalError
@@ -47,8 +49,8 @@ from router.graph.errors import RouterError, TaskCancelled
 from router.run.caller import Caller
 from router.run.outcome import RouteRecord, StopReason, write_ledger
 from router.run.ratelimit import RateLimits
-from router.run.runner import JOB, STOP_GRACE_S, Event, Run
-from router.store import tasks
+from router.run.runner import JOB, STOP_GRACE_S, Event, Run, Tally
+from router.store import budgets, ledger, tasks
 from router.store.apikeys import get_key
 from router.store.names import Names
 
@@ -97,6 +99,11 @@ class TaskRunner:
             return "gone"
         log.info("task %s: attempt %d on %s", task_id, attempt, self.worker_id)
         caller = await self._caller(redis, task)
+        if attempt > 1:  # an earlier attempt's worker died or stopped: its spend counts
+            await self._lost_attempt(redis, task, caller, attempt - 1)
+        if caller.gate is not None:
+            caller.gate.on_hold = functools.partial(tasks.note_holds, redis, self.names,
+                                                    task_id, attempt=attempt)
         started = time.perf_counter()
         run = Run(self.graph, caller.task(task["request"]), caller.context(self.context))
         pump = asyncio.create_task(self._pump(redis, task_id, run))
@@ -105,9 +112,11 @@ class TaskRunner:
         try:
             try:
                 outcome = await run.answer(config.timeout_s)
-            except asyncio.CancelledError:  # the worker is stopping: back to the queue
+            except asyncio.CancelledError:  # the worker is stopping: record, back to the queue
                 await run.stop()
-                raise
+                outcome = asyncio.CancelledError()
+                if run.work.done() and run.failure() is None:
+                    outcome = run.work.result()  # it finished before it noticed: serve it
             except TimeoutError:
                 await run.stop()
                 outcome = TimeoutError(f"the task ran past tasks.timeout_s "
@@ -120,6 +129,19 @@ class TaskRunner:
             await pump  # every progress event lands before the final one
         latency_ms = (time.perf_counter() - started) * 1000
         retention_days = self.settings.redis.retention_days
+        if isinstance(outcome, asyncio.CancelledError):
+            # What this attempt ran is recorded under its own id (the task's own entry is
+            # its final run's), its budget already settled at that; then arq queues it again.
+            record = run.stopped_record("worker_stopped")
+            if record is not None:
+                await write_ledger(redis, self.names, request_id=attempt_id(task_id, attempt),
+                                   team=task["team"], key_id=task["key_id"], source="task",
+                                   record=record, latency_ms=latency_ms,
+                                   retention_days=retention_days, status="requeued")
+                await self._charge(caller, task_id, record)
+            log.info("task %s: attempt %d stopped with its worker; it runs again", task_id,
+                     attempt)
+            raise outcome
         if isinstance(outcome, TaskCancelled | TimeoutError):  # stopped here: record what ran
             stopped: StopReason = "cancelled" if isinstance(outcome, TaskCancelled) else "timeout"
             record = run.stopped_record(stopped)
@@ -163,6 +185,39 @@ class TaskRunner:
                               team=task["team"], policies=self.settings.policies,
                               cloud=self.settings.cloud, limits=limits)
 
+    async def _lost_attempt(self, redis: ArqRedis, task: dict[str, Any], caller: Caller,
+                            attempt: int) -> None:
+        """Attempt ``attempt`` of ``task`` ended without an answer. A worker that stopped
+        recorded it itself (its entry is there); one that died mid run could not: its cloud
+        spend is priced here from its progress events, its budget reservations settled at
+        that (once: one settled already stays as it was), and it gets its ledger entry
+        (status ``lost``). A lower bound: tokens its last events did not carry are not
+        counted. One cloud call per run is the graph's rule, so the last call's reservations
+        carry the whole of it."""
+        entry_id = attempt_id(task["id"], attempt)
+        if await ledger.get_entry(redis, self.names, entry_id) is not None:
+            return
+        tally = Tally()
+        for event in await tasks.attempt_events(redis, self.names, task["id"], attempt=attempt):
+            tally.note(event)
+        cloud, local, prompt = tally.tokens["cloud"], tally.tokens["local"], tally.prompt_tokens
+        if not cloud:
+            return  # nothing was spent (a local attempt costs nothing)
+        cost = price(self.context.price_as, prompt, cloud)
+        calls = await tasks.holds(redis, self.names, task["id"], attempt=attempt)
+        for n, call in enumerate(calls):
+            for reservation in call:
+                await budgets.settle(redis, reservation, cost if n == len(calls) - 1 else 0.0)
+        record = RouteRecord.stopped("worker_lost", prompt_tokens=prompt, local_tokens=local,
+                                     cloud_tokens=cloud, cost_usd=cost,
+                                     counterfactual_usd=cost)
+        await write_ledger(redis, self.names, request_id=entry_id, team=task["team"],
+                           key_id=task["key_id"], source="task", record=record, latency_ms=0.0,
+                           retention_days=self.settings.redis.retention_days, status="lost")
+        await self._charge(caller, task["id"], record)
+        log.warning("task %s: attempt %d's worker died mid run; charged what its events show "
+                    "it ran ($%.6f)", task["id"], attempt, cost)
+
     @staticmethod
     async def _charge(caller: Caller, task_id: str, record: RouteRecord) -> None:
         """The task's tokens against its key's tokens per minute (best effort: the ledger
@@ -189,8 +244,9 @@ class TaskRunner:
                 if kind == "token" and last and last[0] == "token" and \
                         last[1]["tier"] == data["tier"]:
                     last[1]["text"] += data["text"]
+                    last[1]["tokens"] += 1
                 else:
-                    events.append((kind, dict(data)))
+                    events.append((kind, {**data, "tokens": 1} if kind == "token" else dict(data)))
             with contextlib.suppress(Exception):  # progress is best effort; the outcome is not
                 await tasks.add_events(redis, self.names, task_id, events)
 
@@ -231,6 +287,12 @@ async def _discard(worker: Worker) -> None:
         with contextlib.suppress(RedisError, OSError):
             await pool.aclose(close_connection_pool=True)
         worker._pool = None  # type: ignore[assignment]
+
+
+def attempt_id(task_id: str, attempt: int) -> str:
+    """The ledger id of a task's attempt that ended without an answer (its worker stopped or
+    died); the task's own entry, under its id, is its final run's."""
+    return f"{task_id}#{attempt}"
 
 
 def new_worker_id() -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -48,7 +48,9 @@ class BudgetGate:
     """One request's gate: reserves the worst case against every budget it draws on (the
     team's and the key's) for the current period, all or none, each for at most ``hold_s``.
     ``settled_usd``: what its calls were charged, so that a run stopped midway records in
-    the ledger exactly what its budgets were charged."""
+    the ledger exactly what its budgets were charged. ``on_hold``: told of each reservation
+    as it is taken (a queued task keeps them with the task, so that if its worker is killed
+    mid call, the next attempt can settle them at what the dead one ran)."""
 
     def __init__(self, redis: Redis, names: Names, scopes: list[Scope],
                  loop: asyncio.AbstractEventLoop, *, hold_s: float) -> None:
@@ -56,6 +58,7 @@ class BudgetGate:
         self.redis, self.names, self.scopes, self.loop = redis, names, scopes, loop
         self.hold_s = hold_s
         self.settled_usd = 0.0
+        self.on_hold: Callable[[list[budgets.Reservation]], Awaitable[None]] | None = None
         now = dt.datetime.now(dt.UTC)
         self.retry_after_s = max(retry_after_s(scope.period, now) for scope in scopes)
 
@@ -76,6 +79,8 @@ class BudgetGate:
                     await budgets.release(self.redis, taken)
                 return None
             held.append(reservation)
+        if self.on_hold is not None:
+            await self.on_hold(held)
         return held
 
     def settle(self, token: object, usd: float) -> None:

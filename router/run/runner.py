@@ -46,8 +46,8 @@ class Tally:
 
     def note(self, event: Event) -> None:
         kind, data = event
-        if kind == "token":
-            self.tokens[data["tier"]] += 1
+        if kind == "token":  # one token, or a batch of them as a queued task stores them
+            self.tokens[data["tier"]] += int(data.get("tokens", 1))
         elif kind == "node" and data.get("node") == "intake":
             self.prompt_tokens = int(data.get("prompt_tokens") or 0)
 

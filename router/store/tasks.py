@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from redis.asyncio import Redis
 
+from router.store import budgets
 from router.store.names import Names
 
 Status = Literal["queued", "running", "done", "failed", "cancelled"]
@@ -276,3 +277,37 @@ async def live_workers(redis: Redis, names: Names) -> list[dict[str, Any]]:
         return []
     raws = await redis.mget([names.worker_heartbeat(i.decode()) for i in ids])
     return [{"worker": i.decode(), **json.loads(r)} for i, r in zip(ids, raws, strict=True) if r]
+
+
+async def note_holds(redis: Redis, names: Names, task_id: str,
+                     held: list[budgets.Reservation], *, attempt: int) -> None:
+    """Keep the budget reservations attempt ``attempt`` took for one cloud call, with the
+    task: if its worker dies mid call, the next attempt settles them (:func:`holds`)."""
+    field = f"holds:{attempt}"
+    kept = json.loads(await redis.hget(names.task(task_id), field) or "[]")
+    kept.append([[r.key, r.id, r.amount_usd] for r in held])
+    await redis.hset(names.task(task_id), field, json.dumps(kept))
+
+
+async def holds(redis: Redis, names: Names, task_id: str, *,
+                attempt: int) -> list[list[budgets.Reservation]]:
+    """The reservations attempt ``attempt`` took, one list per cloud call, in order."""
+    kept = json.loads(await redis.hget(names.task(task_id), f"holds:{attempt}") or "[]")
+    return [[budgets.Reservation(key, rid, float(amount)) for key, rid, amount in call]
+            for call in kept]
+
+
+async def attempt_events(redis: Redis, names: Names, task_id: str, *,
+                         attempt: int) -> list[tuple[str, dict[str, Any]]]:
+    """The progress events attempt ``attempt`` wrote (those between its ``started`` event and
+    the next one), as (kind, data)."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    started = 0
+    for _id, fields in await redis.xrange(names.task_events(task_id)):
+        kind = fields[b"event"].decode()
+        if kind == "started":
+            started += 1
+            continue
+        if started == attempt:
+            found.append((kind, json.loads(fields[b"data"])))
+    return found
