@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from agents.errors import FimUnsupported
+
 Role = Literal["system", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "aborted", "tool_calls"]
 
@@ -262,8 +264,6 @@ class Backend(abc.ABC):
     def infill(self, request: InfillRequest) -> Iterator[TokenEvent | Generation]:
         """Inline completion, streamed like ``stream``. Backends that cannot do it raise
         :class:`agents.errors.FimUnsupported` (naming what to change) before any token."""
-        from agents.errors import FimUnsupported
-
         raise FimUnsupported(f"{self.model_name} does not do inline completion")
 
     def unavailable(self) -> str | None:

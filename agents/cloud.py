@@ -40,7 +40,7 @@ from agents.errors import AgentError, BackendMisconfigured, BackendUnavailable, 
 def import_litellm() -> Any:
     """Import litellm with its bundled price map (it would otherwise fetch one at import)."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
+    import litellm  # deferred: heavy, and loaded only when a cloud tier is used
 
     litellm.telemetry = False
     litellm.suppress_debug_info = True

@@ -60,7 +60,7 @@ def with_scratch_sequence(llama: Any) -> Any:
     its highest cached position, so :func:`apply` evaluates the tokens between moved runs in
     sequence 1, then hands their cells to sequence 0. llama-cpp-python makes a context of one
     sequence and has no parameter for more, so the context is made again."""
-    from llama_cpp import _internals
+    from llama_cpp import _internals  # deferred: loads llama_cpp (heavy)
 
     params = llama.context_params
     params.n_seq_max, params.kv_unified = 2, True
@@ -72,7 +72,7 @@ def with_scratch_sequence(llama: Any) -> Any:
 
 
 def can_move(llama: Any) -> bool:
-    import llama_cpp
+    import llama_cpp  # deferred: heavy
 
     memory = llama._ctx.memory
     return (memory is not None and llama.context_params.n_seq_max >= 2

@@ -74,6 +74,7 @@ class LocalBackend(Backend):
     supports_tools = False  # see the module's docstring
 
     def __init__(self, config: LocalConfig, model_path: Path, *, name: str | None = None) -> None:
+        # deferred: llama_cpp is heavy; importing this module must not load it
         import llama_cpp
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
         from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
@@ -238,7 +239,7 @@ class LocalBackend(Backend):
 
     def _fim_context(self) -> Any:
         if self._fim_llama is None:
-            import llama_cpp
+            import llama_cpp  # deferred: heavy
 
             self._fim_llama = kv_reuse.with_scratch_sequence(llama_cpp.Llama(**self._fim_kwargs))
         return self._fim_llama
@@ -324,7 +325,7 @@ class LocalBackend(Backend):
         and answer (what greedy decoding saw, had it produced these tokens). For scoring
         recorded answers without decoding them again; a context of its own that keeps the
         logits of every position is made at the first call."""
-        import llama_cpp
+        import llama_cpp  # deferred: heavy
 
         prompt = self.tokenize(self.render(request))
         answer = self.code_tokens(text)

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from retrieval.languages import spec_for
 from retrieval.search import CLOSE, OPEN, Hit, _attr, _neutralise, _overlaps
 
 NAMED_BOOST = 0.3  # the task names the symbol (or its class)
@@ -169,8 +170,6 @@ def task_languages(prompt: str, files: Sequence[Mapping[str, Any]] = ()) -> tupl
     """The languages a task's snippets should be in: those of its attached code files (by
     suffix) and those its text names, each with its family; None (no filter) when neither
     says."""
-    from retrieval.languages import spec_for
-
     found: set[str] = set()
     for item in files:
         spec = spec_for(str(item.get("path", "")))

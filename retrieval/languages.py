@@ -122,7 +122,7 @@ def language_of(path: str) -> str:
 @cache
 def parser_for(spec: LanguageSpec) -> Parser | None:
     """A parser for the language, or None when its grammar package is not installed."""
-    from tree_sitter import Language, Parser
+    from tree_sitter import Language, Parser  # deferred: loaded only when a file is parsed
 
     try:
         module = importlib.import_module(spec.module)

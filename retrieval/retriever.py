@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from retrieval import store as chroma
+from retrieval.api import module_paths
 from retrieval.config import RetrievalConfig
 from retrieval.embed import Embedder, load_embedder
 from retrieval.index import IndexSummary, Progress, index_repository
@@ -86,16 +87,12 @@ class Retriever:
 
     def modules(self, repo: str) -> dict[str, str]:
         """Each indexed Python file's dotted module (``retrieval.api.module_paths``)."""
-        from retrieval.api import module_paths
-
         repo_store = chroma.RepoStore.open(self.client, repo)
         return module_paths(repo_store.file_records(), Path(repo_store.root or repo).name)
 
     def symbol_table(self, repo: str) -> dict[str, frozenset[str]]:
         """Each indexed module and the names it defines or imports: what
         ``from module import name`` can reach in this repo."""
-        from retrieval.api import module_paths
-
         repo_store = chroma.RepoStore.open(self.client, repo)
         documents = repo_store.symbol_documents()
         modules = module_paths(documents, Path(repo_store.root or repo).name)

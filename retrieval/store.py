@@ -34,6 +34,7 @@ PAGE = 2000
 
 def open_client(config: RetrievalConfig, data_dir: Path) -> ClientAPI:
     """A Chroma server client when ``chroma_url`` is set, else an embedded persistent one."""
+    # deferred: chromadb is heavy; importing this module must not load it
     import chromadb
     from chromadb.config import Settings
 
@@ -127,7 +128,7 @@ class RepoStore:
 
     @classmethod
     def open(cls, client: ClientAPI, repo: str) -> RepoStore:
-        from chromadb.errors import NotFoundError
+        from chromadb.errors import NotFoundError  # deferred: loads chromadb (heavy)
 
         check_repo_name(repo)
         try:
@@ -271,7 +272,7 @@ def symbol_document(definitions: Iterable[str], references: Iterable[str]) -> st
 
 
 def _vector(values: Sequence[float]) -> Any:
-    import numpy as np
+    import numpy as np  # deferred: numpy is not loaded by importing retrieval
 
     return np.asarray(values, dtype=np.float32)
 

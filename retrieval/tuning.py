@@ -153,6 +153,7 @@ def tune(
     out = Path(out).expanduser()
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise TuningError(f"{out} exists and is not empty: choose another --out or pass --force")
+    # deferred: torch is heavy; only tuning itself needs it
     import torch
     import torch.nn.functional as F
 
