@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from agents.base import Backend
+from agents.cloud import CloudBackend
 from agents.config import CloudConfig
+from agents.errors import BackendMisconfigured
 from agents.model_store import MODELS, resolve
+from agents.pool import LocalPool
+from agents.remote import RemoteLocalBackend
 from agents.standin import base_url as standin_url
 from router.settings import Settings
 
@@ -15,9 +19,6 @@ def build_local(settings: Settings) -> Backend:
     llama-server), one server, or a pool of several."""
     config = settings.local
     if config.mode == "server":
-        from agents.errors import BackendMisconfigured
-        from agents.remote import RemoteLocalBackend
-
         urls = config.urls
         if not urls:
             raise BackendMisconfigured("local.mode is 'server' but local.server_url is empty: "
@@ -26,9 +27,8 @@ def build_local(settings: Settings) -> Backend:
         if len(urls) == 1:
             return RemoteLocalBackend(config.model_copy(update={"server_url": urls[0],
                                                                 "server_urls": ()}))
-        from agents.pool import LocalPool
-
         return LocalPool(config)
+    # deferred: agents.local loads numpy, and llama_cpp once built; server mode needs neither
     from agents.local import LocalBackend
 
     path = resolve(config.model, settings.models.cache_dir)
@@ -36,8 +36,6 @@ def build_local(settings: Settings) -> Backend:
 
 
 def build_cloud(settings: Settings) -> Backend:
-    from agents.cloud import CloudBackend
-
     return CloudBackend(cloud_config(settings))
 
 

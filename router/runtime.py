@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from agents.base import Backend
+from retrieval.retriever import Retriever
 from router.checks.sandbox import open_sandbox
 from router.graph.context import RouterContext, token_counter
 from router.settings import Settings
@@ -13,8 +14,6 @@ def build_context(settings: Settings, local: Backend, cloud: Backend, *,
     """The context the graph runs with; the execution checks' sandbox is tried here, once."""
     retrieval = None
     if with_retrieval:
-        from retrieval.retriever import Retriever
-
         retrieval = Retriever(settings.retrieval, settings.data_dir)
     return RouterContext(
         local=local,

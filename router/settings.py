@@ -8,6 +8,7 @@ with :class:`ConfigError`, whose message names the key and the allowed values.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
@@ -34,6 +35,8 @@ from agents.model_store import default_cache_dir
 from policies.config import PoliciesConfig
 from retrieval.config import RetrievalConfig
 from router.checks.config import ChecksConfig
+from router.graph.judge_model import JudgeModelError
+from router.graph.judge_model import load as load_judge_model
 from router.service.config import CompletionsSettings
 from router.store.config import AuthSettings, RedisSettings, TaskSettings, UsageSettings
 
@@ -121,14 +124,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _judge_models_load(self) -> Settings:
-        from router.graph.judge_model import JudgeModelError, load
-
         for team, rules in [("default", self.policies.default),
                             *((t, self.policies.for_team(t)) for t in self.policies.teams)]:
             if rules.judge_model is not None:
                 key = "policies.default" if team == "default" else f"policies.teams.{team}"
                 try:
-                    load(rules.judge_model)
+                    load_judge_model(rules.judge_model)
                 except JudgeModelError as exc:
                     raise ValueError(f"{key}.judge_model: {exc}") from None
         return self
@@ -163,8 +164,6 @@ class _SecretFreeYaml(YamlConfigSettingsSource):
 
 
 def is_loopback(host: str) -> bool:
-    import ipaddress
-
     if host == "localhost":
         return True
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from router.checks import names
 from router.checks.code import extract_code_blocks, syntax_ok
 from router.checks.edits import check_edits, client_edit, is_edit_block, without_instructions
 from router.checks.examples import as_test_code, find_examples
@@ -79,8 +80,6 @@ def unresolved_names(python: str, prompt: str, files: Sequence[Mapping[str, obje
     """The answer's undefined names and unresolvable imports (``router.checks.names``);
     names the task's files, its prompt (when it is code) and the code blocks of the prompt
     and the chat's earlier turns define count as defined."""
-    from router.checks import names
-
     known = names.defined_names(prompt)
     for item in files:
         if str(item["path"]).endswith(".py"):

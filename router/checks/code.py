@@ -131,7 +131,7 @@ def _looks_like_python_code(text: str) -> bool:
 
 @cache
 def _parser(language: str) -> Parser | None:
-    from tree_sitter import Language, Parser
+    from tree_sitter import Language, Parser  # deferred: loaded only when code is parsed
 
     module_name, factory = _GRAMMARS[language]
     try:

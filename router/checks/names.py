@@ -54,7 +54,7 @@ def _parse(code: str) -> ast.Module | None:
 
 
 def _undefined(tree: ast.Module, known: set[str]) -> list[str]:
-    from pyflakes import checker, messages
+    from pyflakes import checker, messages  # deferred: optional; only this check needs it
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

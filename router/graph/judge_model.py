@@ -197,6 +197,7 @@ def fit(rows: Sequence[Mapping[str, float]], labels: Sequence[bool], *,
         threshold: float = 0.5, meta: Mapping[str, Any] | None = None) -> JudgeModel:
     """A logistic regression (L2, its strength chosen by 5-fold cross-validated log loss) on
     standardised features. A feature that never varies gets weight 0."""
+    # deferred: numpy and sklearn are heavy; only fitting needs them, not loading
     import numpy as np
     from sklearn.linear_model import LogisticRegressionCV
 

@@ -8,6 +8,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from retrieval.chunking import analyse
 from router.review.diff import FileDiff
 
 Kind = Literal["review", "test", "document"]
@@ -54,8 +55,6 @@ def enclosing(path: str, text: str, lines: list[int], *, max_chars: int = 6000) 
     """The definitions of ``text`` (functions, classes; tree-sitter where the language is
     known, else windows of lines) that hold the given 1-based lines, in file order, within
     ``max_chars``."""
-    from retrieval.chunking import analyse
-
     chunks = analyse(path, text, max_chunk_lines=200, window_lines=40).chunks
     wanted = set(lines)
     picked = [c for c in chunks if any(c.start_line <= n <= c.end_line for n in wanted)]

@@ -6,6 +6,7 @@ tokens per minute, local-only.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import re
 import secrets
@@ -15,6 +16,7 @@ from typing import Any, Literal
 
 from redis.asyncio import Redis
 
+from router.store.ledger import key_spend
 from router.store.names import Names
 
 TEAM_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -133,10 +135,6 @@ def _decode(raw: dict[bytes, bytes]) -> ApiKey:
 
 async def with_spend(redis: Redis, names: Names, keys: list[ApiKey]) -> list[dict[str, Any]]:
     """Each key's public fields and its cloud spend this month (from the ledger)."""
-    import datetime as dt
-
-    from router.store.ledger import key_spend
-
     month = dt.datetime.now(dt.UTC).strftime("%Y-%m")
     spend = await key_spend(redis, names, month)
     return [{**k.public(), "spend_usd_this_month": round(spend.get(k.id, 0.0), 6)} for k in keys]

