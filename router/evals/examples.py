@@ -20,7 +20,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from policies.config import PolicyConfig
-from router.checks.sandbox import Sandbox
+from router.checks.answer import check_answer
+from router.checks.examples import find_examples
+from router.checks.sandbox import Sandbox, doctest_examples
 from router.evals.humaneval import Problem, task_prompt
 
 Record = dict[str, Any]
@@ -35,8 +37,6 @@ def verdicts(problem: Problem, answer: str, sandbox: Sandbox,
              rules: PolicyConfig) -> dict[str, bool | None]:
     """Whether ``answer`` passes the problem's ``>>>`` examples (``doctest``) and all its
     examples (``all``); None where the prompt has none of that kind."""
-    from router.checks.answer import check_answer
-
     checks = check_answer(task_prompt(problem), [], answer, sandbox,
                           enabled=rules.execution_checks, timeout_s=rules.execution_timeout_s)
     execution = checks.get("execution")
@@ -52,9 +52,6 @@ def verdicts(problem: Problem, answer: str, sandbox: Sandbox,
 
 
 def _has_examples(problem: Problem) -> dict[str, bool]:
-    from router.checks.examples import find_examples
-    from router.checks.sandbox import doctest_examples
-
     prompt = task_prompt(problem)
     doctest = doctest_examples(prompt) is not None
     return {"doctest": doctest, "all": doctest or bool(find_examples(prompt))}

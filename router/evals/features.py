@@ -26,8 +26,10 @@ from typing import Any
 
 from agents.base import Backend, Generation, GenerationRequest, Message, Timings, Usage
 from policies.config import PolicyConfig
+from router.checks.answer import check_answer
 from router.checks.sandbox import Sandbox
 from router.evals.humaneval import Problem, extract_program, score, split_of, task_prompt
+from router.graph import repair
 
 Record = dict[str, Any]
 DIGITS = 4
@@ -52,8 +54,6 @@ def _answer(problem: Problem, generation: Generation, sandbox: Sandbox) -> Recor
 
 def checks_of(prompt: str, text: str, rules: PolicyConfig, sandbox: Sandbox) -> Record:
     """The router's checks of an answer, as the judge runs them."""
-    from router.checks.answer import check_answer
-
     checks = check_answer(prompt, [], text, sandbox, enabled=rules.execution_checks,
                           timeout_s=rules.execution_timeout_s)
     execution = checks.get("execution")
@@ -151,8 +151,6 @@ def score_repairs(problems: Sequence[Problem], repairs: dict[str, Record], *, lo
     answer's checks found), and its recorded answer scored; its checks run again. One line
     per problem with rounds: ``{"task_id", "split", "rounds": [{"lp", "top", "checks",
     "passed", "tokens"}]}``, up to ``rounds`` rounds."""
-    from router.graph import repair
-
     done = read_records(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("a", encoding="utf-8") as sink:
@@ -165,8 +163,6 @@ def score_repairs(problems: Sequence[Problem], repairs: dict[str, Record], *, lo
             answer = recorded["initial_answer"]
             scored_rounds = []
             for entry in recorded["rounds"][:rounds]:
-                from router.checks.answer import check_answer
-
                 checks = check_answer(prompt, [], answer, sandbox, enabled=True,
                                       timeout_s=rules.execution_timeout_s)
                 request = GenerationRequest(messages=tuple(repair.messages(task, answer, checks)),

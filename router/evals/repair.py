@@ -28,24 +28,22 @@ from typing import Any
 from agents.base import Backend, GenerationRequest, Message
 from policies.calibration import Outcome, sweep
 from policies.config import PolicyConfig
+from router.checks.answer import check_answer
 from router.checks.sandbox import Sandbox
 from router.evals.humaneval import Problem, extract_program, score, task_prompt
 from router.evals.report import apgr, threshold_for_goal
+from router.graph import decide, repair, signals
 
 Record = dict[str, Any]
 
 
 def _checks(problem: Problem, answer: str, rules: PolicyConfig,
             sandbox: Sandbox) -> dict[str, Any]:
-    from router.checks.answer import check_answer
-
     return check_answer(task_prompt(problem), [], answer, sandbox,
                         enabled=rules.execution_checks, timeout_s=rules.execution_timeout_s)
 
 
 def _verdict(checks: dict[str, Any]) -> dict[str, Any]:
-    from router.graph import repair
-
     execution = checks.get("execution")
     return {"trigger": repair.trigger(checks), "syntax_errors": checks["syntax_errors"],
             "examples_passed": None if execution is None else execution["passed"]}
@@ -55,8 +53,6 @@ def repair_problem(problem: Problem, recorded: Record, local: Backend, sandbox: 
                    rules: PolicyConfig, rounds: int, max_tokens: int,
                    style: str = "hint") -> Record:
     """The initial verdict and up to ``rounds`` repair rounds of one problem."""
-    from router.graph import repair, signals
-
     answer = recorded["local"]["answer"]
     checks = _checks(problem, answer, rules, sandbox)
     initial = {**_verdict(checks), "confidence": recorded["signals"]["logprob_confidence"],
@@ -142,8 +138,6 @@ def final(record: Record, allowed: int) -> Record:
 def route_score(state: Record) -> float | None:
     """The router's score for an answer's state: 0.0 when its checks still fail (escalated
     whatever the threshold), else :func:`router.graph.decide.judge_score`."""
-    from router.graph import decide
-
     if state["examples_passed"] is False:
         return 0.0
     return decide.judge_score(state["confidence"], syntax_errors=state["syntax_errors"],

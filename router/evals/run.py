@@ -28,12 +28,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from agents.base import Generation, GenerationRequest, Message
 from policies.config import PolicyConfig
+from router.backends import build_cloud, build_local
 from router.checks.sandbox import Sandbox
 from router.evals.humaneval import Problem, extract_program, score, split_of, task_prompt
 from router.evals.replay import ReplayBackend
 from router.graph.context import RouterContext
+from router.graph.graph import build_graph, run_task
+from router.graph.judge import judge_answer as judge
+from router.graph.signals import confidence
+from router.runtime import build_context
 from router.settings import Settings
 from router.standin_demand import cloud_available
 
@@ -104,9 +111,6 @@ def prepare_out(path: Path, resume: bool) -> list[dict[str, Any]]:
 def judge_answer(prompt: str, generation: Generation, rules: PolicyConfig,
                  sandbox: Sandbox) -> dict[str, Any]:
     """The router's judge on an answer: the same function the graph runs."""
-    from router.graph import signals
-    from router.graph.judge import judge_answer as judge
-
     state: dict[str, Any] = {"prompt": prompt, "policy": rules, "local": generation,
                              "aborted": None}
     judged = judge(state, sandbox)  # type: ignore[arg-type]
@@ -120,7 +124,7 @@ def judge_answer(prompt: str, generation: Generation, rules: PolicyConfig,
         examples_score = (execution["ran"] - execution["failed"]) / execution["ran"]
     logprobs = [t.logprob for t in generation.logprobs or ()]
     return {
-        "logprob_confidence": signals.confidence(logprobs),
+        "logprob_confidence": confidence(logprobs),
         "examples_score": examples_score,
         "examples": None if execution is None else {
             k: execution[k] for k in ("passed", "ran", "failed")},
@@ -158,8 +162,6 @@ def _tier(problem: Problem, generation: Generation, sandbox: Sandbox) -> dict[st
 
 
 def evaluate(problem: Problem, harness: Harness) -> dict[str, Any]:
-    from router.graph.graph import run_task
-
     prompt = task_prompt(problem)
     request = GenerationRequest(messages=(Message("user", prompt),),
                                 max_tokens=harness.max_tokens)
@@ -241,12 +243,6 @@ def run(problems: Sequence[Problem], *, settings: Settings, out: Path, resume: b
         log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Evaluate ``problems`` into ``out``; return the records of these problems (those done
     before, when resuming, included)."""
-    from tqdm import tqdm
-
-    from router.backends import build_cloud, build_local
-    from router.graph.graph import build_graph
-    from router.runtime import build_context
-
     done = {r["task_id"]: r for r in prepare_out(out, resume)}
     wanted = {p.task_id for p in problems}
     records = [r for r in done.values() if r["task_id"] in wanted]

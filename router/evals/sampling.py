@@ -7,6 +7,7 @@ recorded the samples.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -28,8 +29,6 @@ def agreement_of(record: Record, prompt: str, k: int, sandbox: Sandbox,
                  rules: PolicyConfig) -> dict[str, Any] | None:
     """The agreement of the first k answers of a record (greedy first), the answer it would
     serve, and the sandbox time; None when k answers are not recorded or no function."""
-    import time
-
     answers = [record["local"], *record.get("samples", [])][:k]
     target = agreement.target_function(prompt)
     if len(answers) < k or target is None:
