@@ -15,6 +15,7 @@ all on loopback against an embedded Valkey:
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import tempfile
 import time
@@ -22,30 +23,39 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
+from redis.asyncio import Redis
+
 from agents.base import Generation, GenerationRequest, Message
 from agents.config import LocalConfig
+from agents.scripted import Scripted
+from router.graph.graph import build_graph
 from router.graph.signals import quantile
+from router.run.outcome import RouteRecord, ledger_entry
+from router.runtime import build_context
+from router.settings import Settings
+from router.store import apikeys, ledger
+from router.store.names import Names
+from router.store.server import EmbeddedRedis, free_port
+from router.worker import serve_worker
 
 ADMIN = "bench-admin-key-0123456789abcdef"
 PREFIX = "bench"
 
 
 def _settings(redis_url: str) -> Any:
-    from router.settings import Settings
-
     return Settings(redis={"url": redis_url, "prefix": PREFIX}, admin_key=ADMIN,
                     tasks={"embedded_worker": False}, log_level="warning")
 
 
 def _replay_tiers(recorded: Generation) -> tuple[Any, Any]:
-    from agents.scripted import Scripted
-
     counter = lambda request: max(1, sum(len(m.content) for m in request.messages) // 4)  # noqa: E731
     return (Scripted(recorded, name="replay", prompt_counter=counter),
             Scripted(recorded, name="replay", prompt_counter=counter))
 
 
 def _serve_api(redis_url: str, recorded: Generation, port: int) -> None:  # in a child process
+    # deferred: uvicorn and the whole service are heavy, and only the API's child process needs them
     import uvicorn
 
     from router.service.app import create_app
@@ -56,13 +66,6 @@ def _serve_api(redis_url: str, recorded: Generation, port: int) -> None:  # in a
 
 
 def _run_worker(redis_url: str, recorded: Generation) -> None:  # in a child process
-    import logging
-
-    from router.graph.graph import build_graph
-    from router.runtime import build_context
-    from router.store.names import Names
-    from router.worker import serve_worker
-
     logging.basicConfig(level=logging.WARNING)
     settings = _settings(redis_url)
     local, cloud = _replay_tiers(recorded)
@@ -74,8 +77,6 @@ def _run_worker(redis_url: str, recorded: Generation) -> None:  # in a child pro
 async def _load(n_clients: int, duration_s: float,
                 make: Callable[[int], Any]) -> tuple[list[float], int, float]:
     """``n_clients`` each sending one request after another for ``duration_s``."""
-    import httpx
-
     latencies: list[float] = []
     errors = 0
     deadline = time.perf_counter() + duration_s
@@ -103,12 +104,7 @@ async def _load(n_clients: int, duration_s: float,
 
 def run(config: LocalConfig, model_path: Path, *, tasks: int = 1000, duration_s: float = 20,
         log: Callable[[str], None] = print) -> dict[str, Any]:
-    import httpx
-
-    from agents.local import LocalBackend
-    from router.store import apikeys, ledger
-    from router.store.names import Names
-    from router.store.server import EmbeddedRedis, free_port
+    from agents.local import LocalBackend  # deferred: loads numpy, and llama_cpp once built
 
     local = LocalBackend(config, model_path)
     recorded = local.generate(GenerationRequest(
@@ -135,8 +131,6 @@ def run(config: LocalConfig, model_path: Path, *, tasks: int = 1000, duration_s:
                 time.sleep(0.2)
 
             async def make_key() -> str:
-                from redis.asyncio import Redis
-
                 redis = Redis.from_url(valkey.url)
                 try:
                     return (await apikeys.create_key(redis, Names(PREFIX), team="bench"))[1]
@@ -223,8 +217,6 @@ def run(config: LocalConfig, model_path: Path, *, tasks: int = 1000, duration_s:
 
 
 async def _statuses(base: str, ids: list[str], headers: dict[str, str]) -> dict[str, int]:
-    import httpx
-
     counts: dict[str, int] = {}
     async with httpx.AsyncClient(timeout=30) as client:
         semaphore = asyncio.Semaphore(50)
@@ -241,11 +233,6 @@ async def _statuses(base: str, ids: list[str], headers: dict[str, str]) -> dict[
 
 
 async def _ledger_cost(url: str, ledger: Any) -> dict[str, float]:
-    from redis.asyncio import Redis
-
-    from router.run.outcome import RouteRecord, ledger_entry
-    from router.store.names import Names
-
     redis = Redis.from_url(url)
     record = RouteRecord.routed({
         "final": "local", "reason": "confident", "escalated": False,

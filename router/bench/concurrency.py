@@ -21,8 +21,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from agents import llama_server
 from agents.base import Backend, GenerationRequest, Message
 from agents.config import LocalConfig
+from agents.remote import RemoteLocalBackend
+from router.bench.serve_http import ServeApi
 
 TASK = ("Write a Python module implementing a binary search tree class with insert, delete, "
         "search, minimum, maximum and in-order traversal methods. Give every method a docstring.")
@@ -74,10 +77,7 @@ def aggregate(generate: Callable[[GenerationRequest], int], concurrency: int, to
 def run(config: LocalConfig, path: Path, *, levels: Sequence[int] = (1, 4, 8), tokens: int = 128,
         rounds: int = 2, through: Sequence[str] = ("engine",), config_file: Path | None = None,
         log: Callable[[str], None] = print) -> dict[str, Any]:
-    from agents import llama_server
-    from agents.local import LocalBackend
-    from agents.remote import RemoteLocalBackend
-    from router.bench.serve_http import ServeApi
+    from agents.local import LocalBackend  # deferred: loads numpy, and llama_cpp once built
 
     unknown = [way for way in through if way not in THROUGH]
     if unknown or not through:

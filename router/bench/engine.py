@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import contextlib
 import statistics
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from agents import llama_server
 from agents.base import Generation, GenerationRequest, Message
 from agents.config import LocalConfig
+from agents.remote import RemoteLocalBackend
 from router.bench.local_speed import LONG_ANSWER, edit_prompt
 
 QUESTIONS = ("Which functions in this module wrap text?",
@@ -35,8 +38,6 @@ QUESTIONS = ("Which functions in this module wrap text?",
 def module_prefix(n_tokens: int, count: Callable[[str], int]) -> str:
     """About ``n_tokens`` of real Python (the standard library's textwrap, repeated as
     needed), cut at a line boundary."""
-    import textwrap
-
     source = Path(textwrap.__file__).read_text()
     lines = (source * 4).splitlines()
     low, high = 1, len(lines)
@@ -51,9 +52,6 @@ def module_prefix(n_tokens: int, count: Callable[[str], int]) -> str:
 
 def multiturn(config: LocalConfig, path: Path, *, prefix_tokens: int = 3000, turns: int = 5,
               max_tokens: int = 32, log: Callable[[str], None] = print) -> dict[str, Any]:
-    from agents import llama_server
-    from agents.remote import RemoteLocalBackend
-
     rows: list[dict[str, Any]] = []
     log(f"llama-server ({config.server_parallel} slots of {config.n_ctx} tokens): starting")
     with llama_server.start(config, path, alias=config.model) as server:
@@ -93,9 +91,6 @@ def _decode(generations: list[Generation]) -> dict[str, Any]:
 
 def speculation(config: LocalConfig, path: Path, *, rounds: int = 2, max_tokens: int = 512,
                 log: Callable[[str], None] = print) -> dict[str, Any]:
-    from agents import llama_server
-    from agents.remote import RemoteLocalBackend
-
     spec_type = config.spec_type if config.spec_type != "none" else "ngram-simple"
     tasks = {"edit": edit_prompt(), "scratch": LONG_ANSWER}
     requests = {name: GenerationRequest(messages=(Message("user", prompt),),

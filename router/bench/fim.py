@@ -21,16 +21,20 @@ with the ``local`` settings `smallcode serve` gives it) through ``/infill``, the
 from __future__ import annotations
 
 import statistics
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agents import llama_server
 from agents.base import Backend, Generation, InfillRequest
 from agents.config import LocalConfig
 from agents.local import LocalBackend
+from agents.remote import RemoteLocalBackend
 from router.checks.config import ChecksConfig
+from router.checks.sandbox import open_sandbox
 from router.evals.humaneval import Problem, load_problems, score
 
 Log = Callable[[str], None]
@@ -91,8 +95,6 @@ def quality(backend: Backend, order: str, *, limit: int | None, log: Log,
     line shorter (the line before the cursor not typed yet, 1 token generated), so a cache that
     moves runs (``reuse``) answers from keys and values computed before the line was
     typed, as it would while the user types."""
-    from router.checks.sandbox import open_sandbox
-
     sandbox = open_sandbox(ChecksConfig())
     if sandbox is None:
         raise RuntimeError("no sandbox to run HumanEval's tests in: install bubblewrap "
@@ -129,8 +131,6 @@ def sample_file(backend: LocalBackend, n_tokens: int = 2000) -> tuple[str, str, 
     """About ``n_tokens`` of real Python (the standard library's ``textwrap``, repeated if
     short), split at the start of a line in a function body about 60% in: (prefix, suffix,
     a line to type at the cursor)."""
-    import textwrap
-
     source = Path(textwrap.__file__).read_text()
     while len(backend.code_tokens(source)) < n_tokens:
         source += "\n\n" + source
@@ -225,9 +225,6 @@ def run(config: LocalConfig, model_path: Path, *, orders: list[str], limit: int 
 def _on_llama_server(config: LocalConfig, model_path: Path, *, rounds: int, prefix_tokens: int,
                      suffix_tokens: int, skip_quality: bool, limit: int | None, log: Log,
                      warm_quality: bool, sample: tuple[str, str, str]) -> dict[str, Any]:
-    from agents import llama_server
-    from agents.remote import RemoteLocalBackend
-
     log(f"llama-server ({config.server_parallel} slots): starting")
     with llama_server.start(config, model_path, alias=config.model) as server:
         remote = RemoteLocalBackend(config.model_copy(

@@ -7,6 +7,7 @@ comparison is reported as a ratio of two figures taken in the same run.
 from __future__ import annotations
 
 import statistics
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,8 +40,6 @@ def edit_prompt() -> str:
 
 def prompt_of_tokens(backend: LocalBackend, n_tokens: int, salt: int) -> str:
     """About ``n_tokens`` of real code; ``salt`` changes the start so no KV prefix is reused."""
-    import textwrap
-
     source = Path(textwrap.__file__).read_text()
     tokens = backend.tokenize(source)[:n_tokens]
     return f"# run {salt}\n" + backend._llama.detokenize(tokens).decode(errors="replace")

@@ -23,6 +23,9 @@ added.
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
+import re
 import shutil
 import statistics
 import tempfile
@@ -31,22 +34,29 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from router.bench.rag_tasks import TASKS, RagTask
-from router.checks.sandbox import Sandbox
+import requests
+
+from agents.base import GenerationRequest, Message
+from agents.cloud import CloudBackend
+from agents.config import CloudConfig
+from policies.config import PoliciesConfig
+from retrieval.retriever import Retriever
+from router.bench.rag_tasks import MODES, TASKS, RagTask
+from router.checks.code import extract_code_blocks
+from router.checks.sandbox import Sandbox, interpreter, open_sandbox
+from router.graph.context import RouterContext, token_counter
+from router.graph.graph import build_graph, run_task
 
 if TYPE_CHECKING:
     from router.graph.state import TaskInput
 
 CHECK_TIMEOUT_S = 10.0
-MODES = ("without", "with", "repair")
 LOCAL_ONLY_TEAM = "bench-local-only"  # the repair mode's team: privacy keeps it local
 ONE_ANSWER_TEAM = "bench-one-answer"  # the other modes': repair_rounds 0
 
 
 def answer_code(text: str) -> str:
     """The answer's Python code blocks, joined (the whole text when it has none)."""
-    from router.checks.code import extract_code_blocks
-
     blocks = [b.code for b in extract_code_blocks(text) if b.language in ("python", "")]
     return "\n\n".join(blocks) if blocks else text
 
@@ -64,8 +74,6 @@ def imports_helper(code: str, task: RagTask) -> bool:
 
 def copy_package(package: str, into: Path) -> Path:
     """The installed package's Python files, copied under ``into/<package>``."""
-    import importlib.util
-
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError(f"package {package!r} is not installed here")
@@ -78,10 +86,6 @@ def copy_package(package: str, into: Path) -> Path:
 def dependency_dirs(package: str) -> list[Path]:
     """The installed directories (or single modules) of the package's required dependencies
     (extras left out), so that the sandbox can import the package."""
-    import importlib.metadata
-    import importlib.util
-    import re
-
     wanted = set()
     for requirement in importlib.metadata.requires(package) or []:
         if "extra ==" in requirement:
@@ -107,8 +111,6 @@ def checker(settings: Any, package_dirs: Sequence[Path],
     """The router's own sandbox for the judge (None where it has none), and the one that
     scores the answers, with the package importable (the same harness unisolated where
     bubblewrap cannot run here: the bench's tasks and prompts are fixed)."""
-    from router.checks.sandbox import interpreter, open_sandbox
-
     judge = open_sandbox(settings.checks)
     scoring = judge or Sandbox("unisolated", interpreter(), settings.checks)
     if judge is None:
@@ -132,8 +134,6 @@ def bench_policies(policies: Any, repair_rounds: int | None) -> Any:
     """The settings' policies, plus the repair mode's local-only team (its repair rounds the
     default policy's unless ``repair_rounds`` is given) and the other modes' team, which
     repairs nothing (a forced local route is repaired too)."""
-    from policies.config import PoliciesConfig
-
     team: dict[str, Any] = {"local_only": True}
     if repair_rounds is not None:
         team["repair_rounds"] = repair_rounds
@@ -145,15 +145,7 @@ def bench_policies(policies: Any, repair_rounds: int | None) -> Any:
 def run(settings: Any, model_path: Path, *, tasks: Sequence[RagTask] = TASKS,
         max_tokens: int = 320, modes: Sequence[str] = MODES, repair_rounds: int | None = None,
         log: Callable[[str], None] = print) -> dict[str, Any]:
-    import requests
-
-    from agents.base import GenerationRequest, Message
-    from agents.cloud import CloudBackend
-    from agents.config import CloudConfig
-    from agents.local import LocalBackend
-    from retrieval.retriever import Retriever
-    from router.graph.context import RouterContext, token_counter
-    from router.graph.graph import build_graph, run_task
+    from agents.local import LocalBackend  # deferred: loads numpy, and llama_cpp once built
 
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The bench's modes (router.bench.rag), here so the CLI lists them without loading the bench
+MODES = ("without", "with", "repair")
+
 
 @dataclass(frozen=True)
 class RagTask:

@@ -21,6 +21,7 @@ from retrieval.docstrings import Documented, strip_docstrings
 from retrieval.retriever import Retriever
 from retrieval.search import rank
 from retrieval.store import RepoStore
+from retrieval.tuning import MANIFEST, collect_pairs, tune
 from router.graph.signals import quantile
 
 PACKAGES = ("json", "email", "asyncio")
@@ -91,8 +92,6 @@ def tune_on_stdlib(
     left out), dropping any pair whose docstring is also one of the benchmark's, so no query
     is seen in training. An existing tuned model at ``out`` is reused.
     """
-    from retrieval.tuning import MANIFEST, collect_pairs, tune
-
     if (out / MANIFEST).is_file():
         return {"reused": str(out), **json.loads((out / MANIFEST).read_text())}
     stdlib = Path(sysconfig.get_paths()["stdlib"])
@@ -180,7 +179,7 @@ def _latency(
 
 def _fill(store: RepoStore, total: int, dimension: int) -> int:
     """Add random unit vectors until the collection holds ``total`` chunks."""
-    import numpy as np
+    import numpy as np  # deferred: importing this bench must not load numpy
 
     missing = total - store.chunks.count()
     rng = np.random.default_rng(0)

@@ -18,6 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from router.backends import build_cloud, build_local
+from router.graph.graph import build_graph, run_task
+from router.review import diff as diffs
+from router.review.findings import enclosing, parse_findings, task_text
+from router.runtime import build_context
+from router.settings import load_settings
+
 
 @dataclass(frozen=True)
 class Case:
@@ -73,9 +80,6 @@ def diff_of(case: Case) -> str:
 
 def task_for(case: Case, max_tokens: int, route: str) -> tuple[dict[str, Any], Any]:
     """The routed task ``smallcode review`` sends for this change, and the parsed file."""
-    from router.review import diff as diffs
-    from router.review.findings import enclosing, task_text
-
     [file] = diffs.parse(f"diff --git a/{case.path} b/{case.path}\n{diff_of(case)}")
     task: dict[str, Any] = {"prompt": task_text("review", [file]), "type": "review",
                             "max_tokens": max_tokens, "route": route}
@@ -95,12 +99,6 @@ def score(case: Case, findings: list[Any]) -> dict[str, Any]:
 
 def run(config_file: Path | None, *, route: str = "local", max_tokens: int = 256,
         log: Callable[[str], None] = print) -> dict[str, Any]:
-    from router.backends import build_cloud, build_local
-    from router.graph.graph import build_graph, run_task
-    from router.review.findings import parse_findings
-    from router.runtime import build_context
-    from router.settings import load_settings
-
     settings = load_settings(config_file)
     local = build_local(settings)
     rows = []

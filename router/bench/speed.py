@@ -9,6 +9,7 @@ raw llama-cpp-python (`create_completion`, plain and streamed), our backend (`ge
 from __future__ import annotations
 
 import statistics
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -17,9 +18,13 @@ from pathlib import Path
 import httpx
 
 from agents.base import GenerationRequest, Message
+from agents.cloud import CloudBackend
 from agents.config import LocalConfig
 from agents.local import LocalBackend
 from router.bench.local_speed import LONG_ANSWER
+from router.graph.graph import build_graph, run_task
+from router.runtime import build_context
+from router.store.server import EmbeddedRedis
 
 MAX_TOKENS = 128
 
@@ -29,10 +34,6 @@ def run(settings: object, config: LocalConfig, model_path: Path, *, rounds: int 
     """The layers measured with ``settings``; the HTTP API layers run without auth on
     loopback (a key check is one Redis read, not what is measured here) and on an embedded
     Valkey when ``redis.url`` is empty, as ``smallcode serve`` would start one."""
-    import tempfile
-
-    from router.store.server import EmbeddedRedis
-
     with tempfile.TemporaryDirectory() as scratch, EmbeddedRedis(Path(scratch)) as redis:
         url = settings.redis.url or redis.url  # type: ignore[attr-defined]
         served = settings.model_copy(update={  # type: ignore[attr-defined]
@@ -52,11 +53,9 @@ def _ok(response: httpx.Response) -> httpx.Response:
 
 def _run(settings: object, config: LocalConfig, model_path: Path, *, rounds: int,
          log: Callable[[str], None]) -> dict[str, object]:
+    # deferred: uvicorn and the whole service are heavy; only the HTTP layers need them
     import uvicorn
 
-    from agents.cloud import CloudBackend
-    from router.graph.graph import build_graph, run_task
-    from router.runtime import build_context
     from router.service.app import create_app
 
     local = LocalBackend(config, model_path)

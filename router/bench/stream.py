@@ -19,14 +19,22 @@ its kind's is counted under the route it took (``routes`` says how many of each)
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from agents import model_store, standin
+from agents.cloud import CloudBackend
+from router.backends import build_local, cloud_config, standin_alias
 from router.bench.serving import serving
 from router.graph.signals import quantile
+from router.settings import load_settings
+from router.store.server import EmbeddedRedis, free_port
 
 ESCALATING_TEAM = "bench-escalate"
 TASKS = (
@@ -63,10 +71,6 @@ def _body(kind: str, task: str, max_tokens: int) -> dict[str, Any]:
 
 def measure(base_url: str, body: dict[str, Any]) -> dict[str, Any]:
     """One routed stream: first byte, first content token and end (ms), and its route."""
-    import json
-
-    import httpx
-
     started = time.perf_counter()
     first_byte = first_content = None
     route: dict[str, Any] = {}
@@ -94,12 +98,7 @@ def measure(base_url: str, body: dict[str, Any]) -> dict[str, Any]:
 
 def run(config_file: Path | None, *, rounds: int = 3, max_tokens: int = 128,
         log: Callable[[str], None] = print) -> dict[str, Any]:
-    from agents import model_store, standin
-    from agents.cloud import CloudBackend
-    from router.backends import build_local, cloud_config, standin_alias
-    from router.service.app import create_app
-    from router.settings import load_settings
-    from router.store.server import EmbeddedRedis, free_port
+    from router.service.app import create_app  # deferred: the whole service (FastAPI) is heavy
 
     settings = load_settings(config_file)
     if rounds * len(KINDS) > len(TASKS):
