@@ -12,6 +12,7 @@ from router.backends import build_cloud, build_local
 from router.graph.errors import InvalidTask
 from router.graph.state import TaskInput
 from router.graph.validation import DEFAULT_MAX_TOKENS
+from router.runtime import build_context
 from router.settings import load_settings
 from router.standin_demand import StartsStandin
 
@@ -72,8 +73,8 @@ def build_task(args: argparse.Namespace) -> TaskInput:
 
 
 def run(args: argparse.Namespace) -> int:
+    # deferred on purpose: the graph (langgraph) loads only when this command runs
     from router.graph.graph import build_graph, run_task
-    from router.runtime import build_context
 
     settings = load_settings(args.config)
     task = build_task(args)

@@ -9,7 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from agents.model_store import resolve
-from router.bench.rag import MODES as RAG_MODES
+from router.bench import agent_clients, concurrency
+from router.bench.rag_tasks import MODES as RAG_MODES
+from router.bench.rag_tasks import TASKS as RAG_TASKS
+from router.cli.index import register_bench
 from router.graph.validation import DEFAULT_MAX_TOKENS
 from router.settings import ConfigError, load_settings
 
@@ -114,8 +117,6 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
                      "of running")
     rag.add_argument("--json", action="store_true", help="print one JSON object")
     rag.set_defaults(handler=_rag)
-    from router.cli.index import register_bench
-
     register_bench(targets)
 
 
@@ -129,8 +130,7 @@ def _local_model(args: argparse.Namespace) -> tuple[Any, Path]:
 
 
 def _rag(args: argparse.Namespace) -> int:
-    from router.bench import rag
-    from router.bench.rag_tasks import TASKS
+    from router.bench import rag  # deferred on purpose: each bench loads only for its command
 
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not modes or any(m not in RAG_MODES for m in modes):
@@ -139,8 +139,8 @@ def _rag(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         _stderr("smallcode: --limit must be at least 1")
         return 2
-    if not 0 <= args.offset < len(TASKS):
-        _stderr(f"smallcode: --offset must be from 0 to {len(TASKS) - 1}")
+    if not 0 <= args.offset < len(RAG_TASKS):
+        _stderr(f"smallcode: --offset must be from 0 to {len(RAG_TASKS) - 1}")
         return 2
     if args.repair_rounds is not None and not 0 <= args.repair_rounds <= 5:
         _stderr("smallcode: --repair-rounds must be from 0 to 5")
@@ -158,7 +158,7 @@ def _rag(args: argparse.Namespace) -> int:
         settings = load_settings(args.config)
         path = resolve(settings.local.model, settings.models.cache_dir)
         end = None if args.limit is None else args.offset + args.limit
-        result = rag.run(settings, path, tasks=TASKS[args.offset:end], modes=modes,
+        result = rag.run(settings, path, tasks=RAG_TASKS[args.offset:end], modes=modes,
                          repair_rounds=args.repair_rounds, max_tokens=args.max_tokens,
                          log=_stderr)
     if args.json:
@@ -182,7 +182,7 @@ def _rag(args: argparse.Namespace) -> int:
 
 
 def _router(args: argparse.Namespace) -> int:
-    from router.bench import router_speed
+    from router.bench import router_speed  # deferred on purpose: each bench loads only for its command
 
     config, path = _local_model(args)
     result = router_speed.run(config, path, tasks=args.tasks, log=_stderr)
@@ -199,7 +199,7 @@ def _router(args: argparse.Namespace) -> int:
 
 
 def _local(args: argparse.Namespace) -> int:
-    from router.bench import local_speed
+    from router.bench import local_speed  # deferred on purpose: each bench loads only for its command
 
     config, path = _local_model(args)
     result = local_speed.run(config, path, rounds=args.rounds, log=_stderr)
@@ -225,8 +225,9 @@ def _local(args: argparse.Namespace) -> int:
 
 
 def _agents(args: argparse.Namespace) -> int:
+    # deferred on purpose: agents.local loads numpy, the agents bench the whole service
     from agents.local import LocalBackend
-    from router.bench import agent_clients, agents
+    from router.bench import agents
 
     clients = tuple(c.strip() for c in args.clients.split(",") if c.strip())
     if not clients or any(c not in agent_clients.CLIENTS for c in clients):
@@ -256,7 +257,7 @@ def _agents(args: argparse.Namespace) -> int:
 
 
 def _speed(args: argparse.Namespace) -> int:
-    from router.bench import speed
+    from router.bench import speed  # deferred on purpose: each bench loads only for its command
 
     settings = load_settings(args.config)
     path = resolve(settings.local.model, settings.models.cache_dir)
@@ -272,8 +273,6 @@ def _speed(args: argparse.Namespace) -> int:
 
 
 def _concurrency(args: argparse.Namespace) -> int:
-    from router.bench import concurrency
-
     through = [way.strip() for way in args.through.split(",") if way.strip()]
     if not through or any(way not in concurrency.THROUGH for way in through):
         _stderr(f"smallcode: --through must be some of {','.join(concurrency.THROUGH)}, "
@@ -304,7 +303,7 @@ def _concurrency(args: argparse.Namespace) -> int:
 
 
 def _multiturn(args: argparse.Namespace) -> int:
-    from router.bench import engine
+    from router.bench import engine  # deferred on purpose: each bench loads only for its command
 
     config, path = _local_model(args)
     result = engine.multiturn(config, path, prefix_tokens=args.prefix_tokens, turns=args.turns,
@@ -322,7 +321,7 @@ def _multiturn(args: argparse.Namespace) -> int:
 
 
 def _speculation(args: argparse.Namespace) -> int:
-    from router.bench import engine
+    from router.bench import engine  # deferred on purpose: each bench loads only for its command
 
     config, path = _local_model(args)
     result = engine.speculation(config, path, rounds=args.rounds, max_tokens=args.max_tokens,
@@ -341,7 +340,7 @@ def _speculation(args: argparse.Namespace) -> int:
 
 
 def _api(args: argparse.Namespace) -> int:
-    from router.bench import api
+    from router.bench import api  # deferred on purpose: each bench loads only for its command
 
     config, path = _local_model(args)
     result = api.run(config, path, tasks=args.tasks, duration_s=args.duration, log=_stderr)
@@ -366,7 +365,7 @@ def _given(value: int | None, default: int) -> int:
 
 
 def _fim(args: argparse.Namespace) -> int:
-    from router.bench import fim
+    from router.bench import fim  # deferred on purpose: each bench loads only for its command
 
     settings = load_settings(args.config)
     path = resolve(settings.local.model, settings.models.cache_dir)
@@ -404,7 +403,7 @@ def _fim(args: argparse.Namespace) -> int:
 
 
 def _stream(args: argparse.Namespace) -> int:
-    from router.bench import stream
+    from router.bench import stream  # deferred on purpose: each bench loads only for its command
 
     if not 1 <= args.rounds <= len(stream.TASKS) // len(stream.KINDS):
         raise ConfigError(f"--rounds: 1 to {len(stream.TASKS) // len(stream.KINDS)}")
@@ -422,7 +421,7 @@ def _stream(args: argparse.Namespace) -> int:
 
 
 def _review(args: argparse.Namespace) -> int:
-    from router.bench import review
+    from router.bench import review  # deferred on purpose: each bench loads only for its command
 
     result = review.run(args.config, route=args.route, max_tokens=args.max_tokens, log=_stderr)
     if args.json:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import re
 import sys
@@ -11,10 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from redis.asyncio import Redis
 
-from policies.calibration import calibrate, load_outcomes
+from policies.calibration import calibrate, judge_rows_from_feedback, load_outcomes, outcomes_from_feedback
 from policies.errors import CalibrationError
+from router.cli.evals import load_set
+from router.evals import features, judges
+from router.evals.humaneval import task_prompt
+from router.graph.judge_model import JudgeModelError, save
 from router.settings import DEFAULT_CONFIG, load_settings
+from router.store import tasks
+from router.store.connect import command_redis
+from router.store.names import Names
 
 _DEFAULT_KEY = re.compile(r"^(\s+confidence_threshold:\s*)([0-9.]+)", re.M)
 
@@ -117,23 +126,12 @@ def _report(args: argparse.Namespace, summary: dict[str, Any], text: str, *,
 
 
 def _feedback_outcomes(settings: Any, team: str | None) -> list[Any]:
-    from policies.calibration import outcomes_from_feedback
-
     return outcomes_from_feedback(_labelled_tasks(settings, team))
 
 
 def _labelled_tasks(settings: Any, team: str | None) -> list[dict[str, Any]]:
     """The tasks clients labelled (``POST /v1/tasks/{id}/feedback``), a team's or all."""
-    import asyncio
-
-    from router.store.connect import command_redis
-
     async def labelled(url: str) -> list[dict[str, Any]]:
-        from redis.asyncio import Redis
-
-        from router.store import tasks
-        from router.store.names import Names
-
         redis = Redis.from_url(url)
         try:
             found = await tasks.with_feedback(redis, Names(settings.redis.prefix))
@@ -146,8 +144,6 @@ def _labelled_tasks(settings: Any, team: str | None) -> list[dict[str, Any]]:
 
 
 def _fit(args: argparse.Namespace, settings: Any) -> int:
-    from router.graph.judge_model import JudgeModelError
-
     try:
         fitted = _fit_feedback(args, settings) if args.from_feedback else _fit_records(args)
     except (JudgeModelError, CalibrationError) as exc:
@@ -161,9 +157,6 @@ def _fit(args: argparse.Namespace, settings: Any) -> int:
 
 def _fit_feedback(args: argparse.Namespace, settings: Any) -> Any:
     """The learned judge fitted on the features and labels of the tasks clients labelled."""
-    from policies.calibration import judge_rows_from_feedback
-    from router.evals import judges
-
     rows = judge_rows_from_feedback(_labelled_tasks(settings, args.team))
     if not rows:
         return ("no task served locally has both feedback and judge features yet (POST "
@@ -175,9 +168,7 @@ def _fit_feedback(args: argparse.Namespace, settings: Any) -> Any:
 
 def _fit_records(args: argparse.Namespace) -> Any:
     """The learned judge fitted on records of `smallcode eval features`."""
-    from router.cli.evals import load_set
-    from router.evals import features, judges
-    from router.evals.humaneval import task_prompt
+    # deferred on purpose: router.evals.run loads the graph (langgraph); only this command needs it
     from router.evals.run import read_results
 
     if args.outcomes is None or not args.outcomes.is_file():
@@ -204,8 +195,6 @@ def _fit_records(args: argparse.Namespace) -> Any:
 
 
 def _write_model(args: argparse.Namespace, settings: Any, model: Any, point: Any) -> int:
-    from router.graph.judge_model import save
-
     out = args.model_out or settings.data_dir / "judge-model.json"
     save(model, out)
     summary: dict[str, Any] = {"model": str(out), "threshold": model.threshold, "n": point.n,

@@ -9,6 +9,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from router.backends import build_cloud, build_local
+from router.checks.sandbox import open_sandbox
+from router.evals import curve, edgecases, examples, features, humaneval, judges, repair, report, sampling
+from router.evals.humaneval import task_prompt
 from router.graph.validation import DEFAULT_MAX_TOKENS, MAX_TOKENS_LIMIT
 from router.settings import load_settings
 
@@ -105,7 +109,8 @@ def _fail(message: str) -> int:
 
 
 def _humaneval(args: argparse.Namespace) -> int:
-    from router.evals import humaneval, report, run
+    # deferred on purpose: router.evals.run loads the graph (langgraph); only this command needs it
+    from router.evals import run
 
     if args.limit is not None and args.limit < 1:
         return _fail("--limit must be at least 1")
@@ -129,6 +134,7 @@ def _humaneval(args: argparse.Namespace) -> int:
 
 
 def _load(path: Path) -> list[dict[str, object]] | None:
+    # deferred on purpose: router.evals.run loads the graph (langgraph); only this command needs it
     from router.evals.run import read_results
 
     records = read_results(path)
@@ -136,8 +142,6 @@ def _load(path: Path) -> list[dict[str, object]] | None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from router.evals import report
-
     records = _load(args.results)
     if records is None:
         return _fail(f"{args.results} holds no results: run `smallcode eval humaneval` first")
@@ -150,8 +154,6 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _curve(args: argparse.Namespace) -> int:
-    from router.evals import curve
-
     records = _load(args.results)
     if records is None:
         return _fail(f"{args.results} holds no results: run `smallcode eval humaneval` first")
@@ -174,9 +176,6 @@ def _curve(args: argparse.Namespace) -> int:
 
 
 def _examples(args: argparse.Namespace) -> int:
-    from router.checks.sandbox import open_sandbox
-    from router.evals import examples, humaneval
-
     settings = load_settings(args.config)
     sandbox = open_sandbox(settings.checks)
     if sandbox is None:
@@ -195,9 +194,6 @@ def _examples(args: argparse.Namespace) -> int:
 
 
 def _repair(args: argparse.Namespace) -> int:
-    from router.checks.sandbox import open_sandbox
-    from router.evals import humaneval, repair
-
     if not 0 <= args.rounds <= 5:
         return _fail("--rounds must be from 0 to 5")
     settings = load_settings(args.config)
@@ -212,8 +208,6 @@ def _repair(args: argparse.Namespace) -> int:
         problems = [p for p in humaneval.load_problems()
                     if args.split == "all" or humaneval.split_of(p.task_id) == args.split]
         problems = problems[:args.limit] if args.limit else problems
-        from router.backends import build_local
-
         local = build_local(settings)
         try:
             repair.run(problems, results, local, sandbox, out=args.out, rules=rules,
@@ -234,17 +228,13 @@ def _repair(args: argparse.Namespace) -> int:
 def load_set(name: str) -> list[Problem]:
     """The problems of a named set: ``humaneval`` or ``edge`` (router/evals/edgecases.py)."""
     if name == "edge":
-        from router.evals import edgecases
-
         return list(edgecases.load_problems())
-    from router.evals import humaneval
-
     return list(humaneval.load_problems())
 
 
 def _features(args: argparse.Namespace) -> int:
-    from router.checks.sandbox import open_sandbox
-    from router.evals import features, run
+    # deferred on purpose: router.evals.run loads the graph (langgraph); only this command needs it
+    from router.evals import run
 
     if not 0 <= args.samples <= 10:
         return _fail("--samples must be from 0 to 10")
@@ -255,8 +245,7 @@ def _features(args: argparse.Namespace) -> int:
     if sandbox is None:
         return _fail("the tests cannot run isolated here: install bubblewrap")
     problems = load_set(args.problem_set)[:args.limit] if args.limit else load_set(args.problem_set)
-    from agents.local import LocalBackend
-    from router.backends import build_cloud, build_local
+    from agents.local import LocalBackend  # deferred on purpose: loads numpy, and llama_cpp once built
 
     recorded = None
     if args.recorded:
@@ -273,12 +262,10 @@ def _features(args: argparse.Namespace) -> int:
         if recorded is not None and not isinstance(local, LocalBackend):
             return _fail("--recorded needs local.mode: inprocess (teacher forcing)")
         if args.repairs:
-            from router.evals.repair import read_records as read_repairs
-
             if recorded is None:
                 return _fail("--repairs needs --recorded (the answers repaired)")
             repairs = {task: {**r, "initial_answer": recorded[task]["local"]["answer"]}
-                       for task, r in read_repairs(args.repairs).items() if task in recorded}
+                       for task, r in repair.read_records(args.repairs).items() if task in recorded}
             done = features.score_repairs(problems, repairs, local=local,  # type: ignore[arg-type]
                                           sandbox=sandbox, rules=settings.policies.for_team(None),
                                           out=args.out, log=log)
@@ -295,9 +282,7 @@ def _features(args: argparse.Namespace) -> int:
 
 
 def _judges(args: argparse.Namespace) -> int:
-    from router.checks.sandbox import open_sandbox
-    from router.evals import features, judges, sampling
-    from router.evals.humaneval import task_prompt
+    # deferred on purpose: router.evals.run loads the graph (langgraph); only this command needs it
     from router.evals.run import read_results
 
     for path in (args.humaneval, args.results):

@@ -9,7 +9,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from retrieval.retriever import Retriever
+from router.bench.retrieval import format_report, run_retrieval_bench
 from router.settings import load_settings
 
 
@@ -134,8 +137,6 @@ def _references(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from router.bench.retrieval import format_report, run_retrieval_bench
-
     result = run_retrieval_bench(load_settings(args.config).retrieval, functions=args.functions,
                                  fill=args.fill, n_queries=args.queries,
                                  tune_dir=Path(args.tune) if args.tune else None)
@@ -155,8 +156,6 @@ class _ProgressBar:
     def start(self, total_files: int) -> None:
         if not self.enabled:
             return
-        from tqdm import tqdm
-
         self._started = time.perf_counter()
         self._bar = tqdm(total=total_files, unit="file", desc="indexing", file=sys.stderr)
 

@@ -7,7 +7,12 @@ import asyncio
 import json
 from typing import Any
 
+from redis.asyncio import Redis
+
 from router.settings import load_settings
+from router.store import apikeys
+from router.store.connect import command_redis
+from router.store.names import Names
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -31,19 +36,12 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 
 def run(args: argparse.Namespace) -> int:
-    from router.store.connect import command_redis
-
     settings = load_settings(args.config)
     with command_redis(settings.redis.url, settings.data_dir) as url:
         return asyncio.run(_run(args, url, settings.redis.prefix))
 
 
 async def _run(args: argparse.Namespace, url: str, prefix: str) -> int:
-    from redis.asyncio import Redis
-
-    from router.store import apikeys
-    from router.store.names import Names
-
     names = Names(prefix)
     redis = Redis.from_url(url)
     try:

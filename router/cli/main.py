@@ -11,6 +11,7 @@ from pathlib import Path
 from agents.errors import AgentError
 from policies.errors import CalibrationError, OutcomesError, PolicyError
 from retrieval.errors import RetrievalError
+from router.cli import ask, bench, calibrate, evals, index, keys, models, review, serve, tune, usage, worker
 from router.graph.errors import RouterError
 from router.settings import ConfigError
 
@@ -18,8 +19,6 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from router.cli import ask, bench, calibrate, evals, index, keys, models, review, serve, tune, usage, worker
-
     parser = argparse.ArgumentParser(
         prog="smallcode", description="SmallCode Router: local-first coding assistant gateway"
     )

@@ -19,10 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from router.backends import build_cloud, build_local
 from router.graph.errors import InvalidTask
 from router.graph.validation import DEFAULT_MAX_TOKENS
 from router.review import diff as diffs
 from router.review.findings import SEVERITIES, Finding, Kind, at_or_above, enclosing, parse_findings, task_text
+from router.runtime import build_context
+from router.settings import load_settings
+from router.standin_demand import StartsStandin
 
 #: Rendered diff per request before it is split per file (about 1,700 tokens of code).
 SPLIT_CHARS = 6000
@@ -133,11 +139,8 @@ def build_tasks(chunks: list[list[diffs.FileDiff]], origin: str, kind: Kind,
 
 
 def run_in_process(args: argparse.Namespace, tasks: list[dict[str, Any]]) -> list[Answer]:
-    from router.backends import build_cloud, build_local
+    # deferred on purpose: the graph (langgraph) loads only when this command runs in-process
     from router.graph.graph import build_graph, run_task
-    from router.runtime import build_context
-    from router.settings import load_settings
-    from router.standin_demand import StartsStandin
 
     settings = load_settings(args.config)
     local = build_local(settings)
@@ -168,8 +171,6 @@ class ServiceError(Exception):
 
 
 def run_on_service(url: str, tasks: list[dict[str, Any]], timeout_s: float = 900) -> list[Answer]:
-    import httpx
-
     base = url.rstrip("/")
     endpoint = (base if base.endswith("/v1") else base + "/v1") + "/chat/completions"
     headers = {}

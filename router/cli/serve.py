@@ -8,9 +8,11 @@ import logging
 import signal
 import threading
 
-from agents import model_store, standin
+from agents import llama_server, model_store, standin
+from agents.errors import BackendMisconfigured
 from router.backends import standin_alias
 from router.settings import ConfigError, Settings, load_settings
+from router.store.connect import serving_redis
 
 log = logging.getLogger("smallcode.serve")
 
@@ -32,8 +34,6 @@ def _start_standin(settings: Settings) -> standin.Standin:
 
 
 def _start_llama_server(settings: Settings) -> standin.Standin:
-    from agents import llama_server
-
     config = settings.local
     path = model_store.resolve(config.model, settings.models.cache_dir)
     log.info("starting llama-server (%s, %d parallel slots of %d tokens, speculation %s) as "
@@ -46,9 +46,6 @@ def starts_llama_server(settings: Settings) -> bool:
     """Whether serve runs llama-server as the local engine: ``local.mode`` server with no URL
     (it must), or auto where a llama-server is built (else the model runs in-process, and the
     log says why). A configured ``local.llama_server`` that is not there stops the start."""
-    from agents import llama_server
-    from agents.errors import BackendMisconfigured
-
     config = settings.local
     if config.mode == "server":
         return not config.urls
@@ -74,6 +71,7 @@ def _interrupt(signum: int, _frame: object) -> None:
 
 
 def serve(args: argparse.Namespace) -> int:
+    # deferred on purpose: uvicorn and the whole service load only for `smallcode serve`
     import uvicorn
 
     from router.service.app import create_app
@@ -89,8 +87,6 @@ def serve(args: argparse.Namespace) -> int:
                           f"be used ({problem}): stop what holds it, or pass --port")
     signal.signal(signal.SIGTERM, _interrupt)
     with contextlib.ExitStack() as stack:
-        from router.store.connect import serving_redis
-
         url = stack.enter_context(serving_redis(settings.redis.url, settings.data_dir,
                                                 port=settings.redis.port))
         settings = settings.model_copy(update={"redis": settings.redis.model_copy(

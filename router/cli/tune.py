@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from retrieval import tuning
 from router.settings import load_settings
 
 
@@ -29,19 +30,17 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 
 def _tune(args: argparse.Namespace) -> int:
-    from retrieval.tuning import TuneOptions, collect_pairs, tune
-
     settings = load_settings(args.config)
-    options = TuneOptions(args.epochs, args.batch_size, args.learning_rate)
+    options = tuning.TuneOptions(args.epochs, args.batch_size, args.learning_rate)
     options.check()  # before walking the repositories
-    pairs = [p for root in args.paths for p in collect_pairs(root, settings.retrieval, args.exclude)]
+    pairs = [p for root in args.paths for p in tuning.collect_pairs(root, settings.retrieval, args.exclude)]
     print(f"{len(pairs)} docstring → code pairs from {len(args.paths)} folder(s)", file=sys.stderr)
 
     def progress(step: int, steps: int, loss: float) -> None:
         if step == steps or step % 10 == 0:
             print(f"step {step}/{steps}  loss {loss:.3f}", file=sys.stderr, flush=True)
 
-    summary = tune(
+    summary = tuning.tune(
         args.base or settings.retrieval.embedding_model, pairs, args.out, options,
         overwrite=args.force, progress=progress,
     )

@@ -11,7 +11,12 @@ import json
 import sys
 from typing import Any
 
+from redis.asyncio import Redis
+
 from router.settings import load_settings
+from router.store import ledger
+from router.store.connect import command_redis
+from router.store.names import Names
 
 COLUMNS = ("day", "team", "tasks", "local", "cloud", "escalated", "cloud_spend_usd",
            "counterfactual_usd", "savings_usd", "savings_pct")
@@ -31,8 +36,6 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 
 def run(args: argparse.Namespace) -> int:
-    from router.store.connect import command_redis
-
     settings = load_settings(args.config)
     last = args.end or dt.datetime.now(dt.UTC).date()
     first = args.start or last - dt.timedelta(days=29)
@@ -56,11 +59,6 @@ def run(args: argparse.Namespace) -> int:
 
 async def _rows(url: str, prefix: str, first: dt.date, last: dt.date,
                 team: str | None) -> list[dict[str, Any]]:
-    from redis.asyncio import Redis
-
-    from router.store import ledger
-    from router.store.names import Names
-
     redis = Redis.from_url(url)
     try:
         rows = await ledger.rollup_rows(redis, Names(prefix), first=first, last=last, team=team)

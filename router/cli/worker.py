@@ -7,7 +7,10 @@ import argparse
 import asyncio
 import logging
 
+from router.backends import build_cloud, build_local
+from router.runtime import build_context
 from router.settings import ConfigError, load_settings
+from router.store.names import Names
 
 log = logging.getLogger("smallcode.worker")
 
@@ -29,10 +32,8 @@ def run(args: argparse.Namespace) -> int:
                           "one is private to its `smallcode serve`, which runs its own worker")
     if args.concurrency is not None and args.concurrency < 1:
         raise ConfigError("--concurrency: must be 1 or more")
-    from router.backends import build_cloud, build_local
+    # deferred on purpose: the graph (langgraph) and the worker load only for this command
     from router.graph.graph import build_graph
-    from router.runtime import build_context
-    from router.store.names import Names
     from router.worker import serve_worker
 
     local = build_local(settings)
