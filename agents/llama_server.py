@@ -184,7 +184,10 @@ def start(config: LocalConfig, model_path: Path, *, alias: str, timeout_s: float
                                    "empty for a free port")
     process = subprocess.Popen(command(binary, config, model_path, alias=alias, port=port),
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT)
+                               stderr=subprocess.STDOUT,
+                               # its own process group: a terminal's Ctrl-C reaches serve,
+                               # which stops it after the requests it serves are done
+                               start_new_session=True)
     server = LlamaServer(process, f"http://{HOST}:{port}/v1", quiet=quiet)
     try:
         wait_ready(server.base_url, process, timeout_s, what="llama-server")

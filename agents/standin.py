@@ -109,7 +109,10 @@ def start(config: StandinConfig, model_path: Path, *, alias: str, quiet: bool = 
             "and point cloud.api_base at it"
         )
     out = subprocess.DEVNULL if quiet else None
-    process = subprocess.Popen(command(config, model_path, alias=alias), stdout=out, stderr=out)
+    # Its own process group: a terminal's Ctrl-C reaches serve, which stops it after the
+    # requests it serves are done.
+    process = subprocess.Popen(command(config, model_path, alias=alias), stdout=out, stderr=out,
+                               start_new_session=True)
     standin = Standin(process, base_url(config))
     try:
         wait_ready(standin.base_url, process, config.start_timeout_s)

@@ -69,6 +69,10 @@ class ServerSettings(BaseModel):
     max_generating: int = Field(
         64, ge=1, le=10_000, description="generating requests one API process holds at once "
         "(running or waiting for a model); past it: 429 with Retry-After")
+    shutdown_grace_s: float = Field(
+        30.0, ge=0, le=3600, description="on SIGTERM or Ctrl-C, how long requests in flight "
+        "may run on before they are stopped (each is recorded either way); a second Ctrl-C "
+        "stops at once")
 
 
 Route = Literal["auto", "local", "cloud"]

@@ -72,8 +72,7 @@ def _interrupt(signum: int, _frame: object) -> None:
 
 def serve(args: argparse.Namespace) -> int:
     # deferred on purpose: uvicorn and the whole service load only for `smallcode serve`
-    import uvicorn
-
+    from router.service import server as api_server
     from router.service.app import create_app
 
     overrides = {}
@@ -98,8 +97,7 @@ def serve(args: argparse.Namespace) -> int:
             settings = settings.model_copy(update={"local": settings.local.model_copy(
                 update={"mode": "server", "server_url": local_url})})
         app = create_app(settings)
-        uvicorn.run(app, host=settings.server.host, port=settings.server.port,
-                    log_level=settings.log_level, access_log=False)
+        api_server.run(app, settings)
     return 0
 
 

@@ -11,6 +11,7 @@ network or the client.
     item = await ahead.next()     the next item; None after the last; raises the stream's error
     await ahead.close()           stop at the next item, close the stream in its thread, wait
     ahead.pending()               the items read but not taken (what a stopped stream ran)
+    ahead.cut()                   the server is stopping: the reader's next ``next`` raises
 
 The stream is closed in the thread that read it (a generator cannot be closed while another
 thread runs it), so a budget gate around it settles there, as it would have in lockstep.
@@ -23,9 +24,12 @@ import threading
 from collections.abc import Iterator
 from typing import Generic, TypeVar
 
+from router.run.stopping import ServerStopping
+
 T = TypeVar("T")
 
 _END = object()
+_CUT = object()
 
 
 class ReadAhead(Generic[T]):
@@ -52,8 +56,11 @@ class ReadAhead(Generic[T]):
         self._work.add_done_callback(lambda _: self._items.put_nowait(_END))
 
     async def next(self) -> T | None:
-        """The next item, None once the stream has ended; raises what the stream raised."""
+        """The next item, None once the stream has ended; raises what the stream raised, or
+        :class:`ServerStopping` once :meth:`cut`."""
         item = await self._items.get()
+        if item is _CUT:
+            raise ServerStopping()
         if item is _END:
             self._items.put_nowait(_END)  # every later call sees the end too
             failure = self._work.exception()
@@ -61,6 +68,13 @@ class ReadAhead(Generic[T]):
                 raise failure
             return None
         return item  # type: ignore[return-value]
+
+    def cut(self) -> None:
+        """The server is stopping: the reader's next :meth:`next` raises
+        :class:`ServerStopping`, ahead of the items still queued (they count as pending)."""
+        queued = [self._items.get_nowait() for _ in range(self._items.qsize())]
+        for item in [_CUT, *queued]:
+            self._items.put_nowait(item)
 
     async def close(self) -> None:
         """Stop reading at the next item and wait until the stream is closed in its thread
@@ -75,6 +89,8 @@ class ReadAhead(Generic[T]):
         found: list[T] = []
         while not self._items.empty():
             item = self._items.get_nowait()
+            if item is _CUT:
+                continue
             if item is _END:
                 self._items.put_nowait(_END)
                 break

@@ -26,9 +26,10 @@ from router.store.names import Names
 Route = Literal["local", "cloud"]
 # Why a run stopped before it answered; each is also the record's reason and finish reason.
 # ``worker_stopped``: its worker shut down (the task runs again); ``worker_lost``: its worker
-# died mid run (the task runs again; the record is what its progress events showed).
+# died mid run (the task runs again; the record is what its progress events showed);
+# ``server_stopping``: a stream the server cut when it stopped (router/run/stopping.py).
 StopReason = Literal["client_disconnected", "cancelled", "timeout", "worker_stopped",
-                     "worker_lost"]
+                     "worker_lost", "server_stopping"]
 
 
 class Tokens(BaseModel):

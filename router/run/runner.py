@@ -34,6 +34,7 @@ JOB = "run_task"  # the arq function name every queued task is enqueued and run 
 
 Event = tuple[str, dict[str, Any]]
 END: Event = ("end", {})
+CUT: Event = ("cut", {})  # the server is stopping (router/run/stopping.py)
 
 
 @dataclass
@@ -106,6 +107,13 @@ class Run:
         while not self.events.empty():
             found.append(self._noted(self.events.get_nowait()))
         return found
+
+    def cut(self) -> None:
+        """The server is stopping: the reader's next event is ``("cut", {})``, ahead of the
+        events still queued (:meth:`pending` reads them)."""
+        queued = [self.events.get_nowait() for _ in range(self.events.qsize())]
+        for event in [CUT, *queued]:
+            self.events.put_nowait(event)
 
     def end(self) -> None:
         """Wake a reader with ``END`` now, though the thread may still run (it was stopped

@@ -19,6 +19,7 @@ from router.backends import build_cloud, build_local
 from router.checks.sandbox import isolation_mode
 from router.graph.graph import build_graph
 from router.run.ratelimit import RateLimits
+from router.run.stopping import Stopping
 from router.runtime import build_context
 from router.service import (
     anthropic_api,
@@ -100,6 +101,7 @@ def create_app(settings: Settings, *, local: Backend | None = None,
 
     app = FastAPI(title="SmallCode Router", lifespan=lifespan)
     app.state.settings = settings
+    app.state.stopping = Stopping()  # told by `smallcode serve` when it is asked to stop
     app.state.metrics = Metrics()
     app.state.admission = Admission(settings.server.max_generating)
     errors.install(app)

@@ -82,8 +82,7 @@ def chunks(answer: RoutedAnswer, record: RouteRecord, *, completion_id: str, cre
 
 def error_chunk(found: Described) -> str:
     """An error once the stream has begun, in OpenAI's error shape, then ``[DONE]``."""
-    return wire.event({"error": {"message": found.message, "type": found.type,
-                                 "param": found.param, "code": found.code}}) + wire.DONE
+    return wire.error_event(found.message, found.type, found.param, found.code) + wire.DONE
 
 
 async def respond(turn: turns.Turn, body: ChatCompletionRequest, *, completion_id: str,

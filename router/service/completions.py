@@ -21,11 +21,13 @@ from agents.base import Backend, Generation, InfillRequest, TokenEvent
 from agents.cloud import price
 from agents.errors import FimUnsupported
 from router.run.ahead import ReadAhead
-from router.run.outcome import RouteRecord
+from router.run.outcome import RouteRecord, StopReason
+from router.run.stopping import REASON as STOPPING
+from router.run.stopping import ServerStopping, Stopping
 from router.service import openai_wire as wire
 from router.service.accounting import account, admit
 from router.service.deps import CallerDep
-from router.service.errors import APIError
+from router.service.errors import APIError, describe
 from router.service.schemas import TextBody, stop_list
 
 router = APIRouter(prefix="/v1")
@@ -83,7 +85,7 @@ def _local(request: Request) -> Backend:
 
 
 def _record(request: Request, generation: Generation | None, *, streamed: int = 0,
-            started: float) -> RouteRecord:
+            started: float, stopped: StopReason = "client_disconnected") -> RouteRecord:
     """The route record of a completion: local by task type, free, with what it would have
     cost in the cloud."""
     prompt = generation.usage.prompt_tokens if generation else 0
@@ -102,7 +104,7 @@ def _record(request: Request, generation: Generation | None, *, streamed: int = 
         route="local", prompt_tokens=prompt, completion_tokens=completion, cost_usd=0.0,
         counterfactual_usd=counterfactual, reason="task_type", task_type="complete",
         timings_ms=timings_ms,
-        finish_reason="client_disconnected" if generation is None else None, **extra)
+        finish_reason=stopped if generation is None else None, **extra)
 
 
 @router.post("/completions", response_model=None)
@@ -146,8 +148,10 @@ async def completions(body: CompletionRequest, request: Request, caller: CallerD
     except FimUnsupported as exc:
         raise APIError(400, str(exc), param="suffix", code="fim_unsupported") from None
 
-    async def done(generation: Generation | None, streamed: int) -> RouteRecord:
-        record = _record(request, generation, streamed=streamed, started=started)
+    async def done(generation: Generation | None, streamed: int,
+                   stopped: StopReason = "client_disconnected") -> RouteRecord:
+        record = _record(request, generation, streamed=streamed, started=started,
+                         stopped=stopped)
         await account(request, run_caller, request_id=completion_id, source="completions",
                       record=record, started=started, generation=generation)
         return record
@@ -155,7 +159,8 @@ async def completions(body: CompletionRequest, request: Request, caller: CallerD
     base = {"id": completion_id, "object": "text_completion", "created": created,
             "model": body.model}
     if body.stream:
-        return StreamingResponse(_sse(events, first, base, done), media_type="text/event-stream")
+        return StreamingResponse(_sse(events, first, base, done, request.app.state.stopping),
+                                 media_type="text/event-stream")
     generation = await _drain(events, first)
     record = await done(generation, 0)
     return wire.text_completion(base, generation.text, wire.finish_reason(generation.finish_reason),
@@ -173,31 +178,41 @@ async def _drain(events: ReadAhead[TokenEvent | Generation], first: Any) -> Gene
 
 
 async def _sse(events: ReadAhead[TokenEvent | Generation], first: Any, base: dict[str, Any],
-               done: Any) -> AsyncIterator[str]:
+               done: Any, stopping: Stopping) -> AsyncIterator[str]:
     """Server-sent events: one chunk per piece of text, a last one with the finish reason, the
-    usage and the route record, then ``[DONE]``. A client that hangs up stops the model; what
-    ran is recorded either way."""
+    usage and the route record, then ``[DONE]``. A client that hangs up stops the model, and
+    so does the server's stop (then an error event says so); what ran is recorded either way."""
     def chunk(text: str, finish: str | None = None, **extra: Any) -> str:
         return wire.event(wire.text_completion(base, text, finish, **extra))
 
     item, streamed, accounted = first, 0, False
+    reason: StopReason = "client_disconnected"
+    cut: ServerStopping | None = None
     try:
-        while item is not None:
-            if isinstance(item, Generation):
-                accounted = True
-                record = await done(item, streamed)
-                yield chunk("", wire.finish_reason(item.finish_reason),
-                            usage=wire.generation_usage(item), smallcode={"route": record.to_json()})
-            else:
-                streamed += 1
-                if item.text:
-                    yield chunk(item.text)
-            item = await events.next()
+        with stopping.watch(events.cut):
+            while item is not None:
+                if isinstance(item, Generation):
+                    accounted = True
+                    record = await done(item, streamed)
+                    yield chunk("", wire.finish_reason(item.finish_reason),
+                                usage=wire.generation_usage(item),
+                                smallcode={"route": record.to_json()})
+                else:
+                    streamed += 1
+                    if item.text:
+                        yield chunk(item.text)
+                item = await events.next()
+    except ServerStopping as exc:
+        cut, reason = exc, STOPPING
     finally:
         with anyio.CancelScope(shield=True):
             await events.close()  # a client that hung up frees the model at its next token
             if not accounted:
                 left = events.pending()
                 generation = next((i for i in left if isinstance(i, Generation)), None)
-                await done(generation, streamed + sum(isinstance(i, TokenEvent) for i in left))
+                await done(generation, streamed + sum(isinstance(i, TokenEvent) for i in left),
+                           reason)
+    if cut is not None:
+        found = describe(cut)
+        yield wire.error_event(found.message, found.type, found.param, found.code)
     yield wire.DONE

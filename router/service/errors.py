@@ -15,6 +15,7 @@ status line went out. No stack trace or secret reaches a body.
     ToolsUnsupported              400 tools_unsupported
     BackendUnavailable            504 / 429 / 502 / 503 by kind, Retry-After where known
     ModelNotFound                 503
+    ServerStopping                503 server_stopping (a stream cut when the server stops)
     anything else                 500, its type logged, never its message"""
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from agents.errors import (
     ToolsUnsupported,
 )
 from router.graph.errors import BudgetExceeded, InvalidTask, PolicyViolation, TaskTooLarge
+from router.run.stopping import ServerStopping
 from router.service import anthropic_wire
 
 log = logging.getLogger("smallcode.api")
@@ -155,6 +157,9 @@ def describe(exc: BaseException) -> Described:
         return Described(status, str(exc), kind, None, code, headers)
     if isinstance(exc, ModelNotFound):
         return Described(503, str(exc), "service_unavailable")
+    if isinstance(exc, ServerStopping):
+        return Described(503, str(exc), "service_unavailable", None, "server_stopping",
+                         {"Retry-After": "5"})
     log.error("unexpected error: %s", type(exc).__name__)  # no message: it may hold data
     return Described(500, "internal error; see the server log", "server_error")
 

@@ -71,6 +71,12 @@ def event(payload: dict[str, Any]) -> str:
     return f"data: {json.dumps(payload)}\n\n"
 
 
+def error_event(message: str, type_: str, param: str | None = None,
+                code: str | None = None) -> str:
+    """An error once a stream has begun (its status line went out), in OpenAI's shape."""
+    return event({"error": {"message": message, "type": type_, "param": param, "code": code}})
+
+
 DONE = "data: [DONE]\n\n"
 KEEPALIVE = ": keep-alive\n\n"
 

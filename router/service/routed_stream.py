@@ -22,8 +22,10 @@ from fastapi import Request
 from fastapi.responses import StreamingResponse
 
 from router.run.caller import Caller
-from router.run.outcome import RouteRecord
+from router.run.outcome import RouteRecord, StopReason
 from router.run.runner import Event, Run
+from router.run.stopping import REASON as STOPPING
+from router.run.stopping import ServerStopping
 from router.service import openai_wire as wire
 from router.service.accounting import account
 
@@ -93,20 +95,27 @@ async def _events(request: Request, run: Run, held: list[Event], *, caller: Call
                   completion_id: str, created: int, include_usage: bool,
                   started: float) -> AsyncIterator[str]:
     accounted = False
+    reason: StopReason = "client_disconnected"
     try:
         yield _chunk(completion_id, created, {"role": "assistant", "content": ""})
         streamed: list[str] = []
-        while True:
-            event = held.pop(0) if held else await run.next_event(KEEPALIVE_S)
-            if event is None:
-                yield wire.KEEPALIVE
-                continue
-            kind, data = event
-            if kind == "end":
-                break
-            if kind == "token" and data["tier"] == "cloud":
-                streamed.append(data["text"])
-                yield _chunk(completion_id, created, {"content": data["text"]})
+        with request.app.state.stopping.watch(run.cut):
+            while True:
+                event = held.pop(0) if held else await run.next_event(KEEPALIVE_S)
+                if event is None:
+                    yield wire.KEEPALIVE
+                    continue
+                kind, data = event
+                if kind == "end":
+                    break
+                if kind == "cut":  # the server is stopping: stop here, recorded below
+                    reason = STOPPING
+                    yield await _error_event(request, ServerStopping())
+                    yield wire.DONE
+                    return
+                if kind == "token" and data["tier"] == "cloud":
+                    streamed.append(data["text"])
+                    yield _chunk(completion_id, created, {"content": data["text"]})
         failure = run.failure()
         if failure is not None:
             accounted = True  # a failed request writes no ledger entry (as a plain one)
@@ -131,11 +140,11 @@ async def _events(request: Request, run: Run, held: list[Event], *, caller: Call
             yield _chunk(completion_id, created, None, usage=usage)
         yield wire.DONE
     finally:
-        if not accounted:  # the client left: stop the run, record what ran
+        if not accounted:  # the client left, or the server stops: stop the run, record it
             with anyio.CancelScope(shield=True):
                 await run.stop()
                 run.pending()  # count what it streamed before it stopped
-                stopped = run.stopped_record("client_disconnected")
+                stopped = run.stopped_record(reason)
                 if stopped is not None:  # None: it failed on its own (no entry, as a plain one)
                     await account(request, caller, request_id=completion_id, source="chat",
                                   record=stopped, started=started)

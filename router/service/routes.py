@@ -18,13 +18,15 @@ from agents.cloud import price
 from router.graph import spend
 from router.run.ahead import ReadAhead
 from router.run.caller import Caller as RunCaller
-from router.run.outcome import RouteRecord
+from router.run.outcome import RouteRecord, StopReason
 from router.run.runner import Run
+from router.run.stopping import REASON as STOPPING
+from router.run.stopping import ServerStopping, Stopping
 from router.service import chat_turns, turns
 from router.service import openai_wire as wire
 from router.service.accounting import account, admit
 from router.service.deps import CallerDep
-from router.service.errors import APIError
+from router.service.errors import APIError, describe
 from router.service.model_names import listed, route_for
 from router.service.routed_stream import routed_stream
 from router.service.schemas import ChatCompletionRequest
@@ -134,17 +136,20 @@ async def chat_completions(body: ChatCompletionRequest, request: Request,
                                                 max_tokens=generation_request.max_tokens))
         first = await events.next()
 
-        async def done(generation: Generation | None, streamed: int) -> RouteRecord:
-            """Record what ran: the whole answer, or what was streamed before the client went
-            away (then the generation was stopped, and its budget charged that much)."""
+        async def done(generation: Generation | None, streamed: int,
+                       reason: StopReason) -> RouteRecord:
+            """Record what ran: the whole answer, or what was streamed before it stopped (the
+            client went away, or the server is stopping: then the generation was stopped, and
+            its budget charged that much)."""
             record = (_direct_record(request, route, generation) if generation else
-                      _partial_record(request, route, generation_request, streamed))
+                      _partial_record(request, route, generation_request, streamed, reason))
             await account(request, caller, request_id=completion_id, source="chat",
                           record=record, started=started, generation=generation)
             return record
 
         return StreamingResponse(
-            _sse(events, first, body, completion_id, created, k, done),
+            _sse(events, first, body, completion_id, created, k, done,
+                 request.app.state.stopping),
             media_type="text/event-stream",
         )
     generation = await run_in_threadpool(functools.partial(
@@ -184,12 +189,12 @@ def _prompt_tokens(request: Request, generation_request: GenerationRequest) -> i
 
 
 def _partial_record(request: Request, model: str, generation_request: GenerationRequest,
-                    streamed: int) -> RouteRecord:
-    """What a stream the client left cost: its prompt and the tokens generated so far."""
+                    streamed: int, reason: StopReason) -> RouteRecord:
+    """What a stream that stopped early cost: its prompt and the tokens generated so far."""
     prompt = _prompt_tokens(request, generation_request)
     priced = price(request.app.state.settings.cloud.price_as, prompt, streamed)
     cloud = model == "cloud"
-    return RouteRecord.stopped("client_disconnected", prompt_tokens=prompt,
+    return RouteRecord.stopped(reason, prompt_tokens=prompt,
                                local_tokens=0 if cloud else streamed,
                                cloud_tokens=streamed if cloud else 0,
                                cost_usd=priced if cloud else 0.0, counterfactual_usd=priced,
@@ -208,9 +213,11 @@ def _direct_record(request: Request, model: str, generation: Generation) -> Rout
 
 async def _sse(events: ReadAhead[Any], first: Any, body: ChatCompletionRequest, completion_id: str,
                created: int, k: int,
-               done: Callable[[Generation | None, int], Awaitable[RouteRecord]]) -> AsyncIterator[str]:
+               done: Callable[[Generation | None, int, StopReason], Awaitable[RouteRecord]],
+               stopping: Stopping) -> AsyncIterator[str]:
     """The stream's events as server-sent events; ``done`` runs once at the end, also when the
-    client hangs up (then with what was streamed so far, after the generation is stopped)."""
+    client hangs up or the server stops (then with what was generated so far, after the
+    generation is stopped)."""
     def chunk(delta: dict[str, Any] | None, finish: str | None = None,
               logprobs: Any = None, **extra: Any) -> str:
         return wire.chat_chunk(completion_id, created, body.model, delta, finish, logprobs,
@@ -218,25 +225,30 @@ async def _sse(events: ReadAhead[Any], first: Any, body: ChatCompletionRequest, 
 
     item = first
     streamed, accounted = 0, False
+    reason: StopReason = "client_disconnected"
+    cut: ServerStopping | None = None
     try:
-        yield chunk({"role": "assistant", "content": ""})
-        while item is not None:
-            if isinstance(item, Generation):
-                usage = wire.generation_usage(item)
-                finish = wire.finish_reason(item.finish_reason)
-                accounted = True
-                record = await done(item, streamed)
-                yield chunk({}, finish, usage=usage, smallcode={"route": record.to_json()})
-                if body.include_usage:
-                    yield chunk(None, usage=usage)
-            else:
-                streamed += 1
-                if item.text or (body.logprobs and item.logprob is not None):
-                    logprobs = None
-                    if body.logprobs and item.logprob is not None:
-                        logprobs = {"content": [wire.logprob(item.logprob, k)]}
-                    yield chunk({"content": item.text}, logprobs=logprobs)
-            item = await events.next()
+        with stopping.watch(events.cut):
+            yield chunk({"role": "assistant", "content": ""})
+            while item is not None:
+                if isinstance(item, Generation):
+                    usage = wire.generation_usage(item)
+                    finish = wire.finish_reason(item.finish_reason)
+                    accounted = True
+                    record = await done(item, streamed, reason)
+                    yield chunk({}, finish, usage=usage, smallcode={"route": record.to_json()})
+                    if body.include_usage:
+                        yield chunk(None, usage=usage)
+                else:
+                    streamed += 1
+                    if item.text or (body.logprobs and item.logprob is not None):
+                        logprobs = None
+                        if body.logprobs and item.logprob is not None:
+                            logprobs = {"content": [wire.logprob(item.logprob, k)]}
+                        yield chunk({"content": item.text}, logprobs=logprobs)
+                item = await events.next()
+    except ServerStopping as exc:
+        cut, reason = exc, STOPPING
     finally:
         with anyio.CancelScope(shield=True):  # the client is gone; the charge is not
             # A client that hung up releases the model at its next token, and a cloud stream
@@ -244,5 +256,8 @@ async def _sse(events: ReadAhead[Any], first: Any, body: ChatCompletionRequest, 
             await events.close()
             if not accounted:
                 generation, ran = _left(events.pending())
-                await done(generation, streamed + ran)
+                await done(generation, streamed + ran, reason)
+    if cut is not None:
+        found = describe(cut)
+        yield wire.error_event(found.message, found.type, found.param, found.code)
     yield wire.DONE

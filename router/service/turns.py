@@ -29,8 +29,10 @@ from fastapi import Request
 
 from router.graph.answer import RoutedAnswer
 from router.run.caller import Caller
-from router.run.outcome import RouteRecord
+from router.run.outcome import RouteRecord, StopReason
 from router.run.runner import Run
+from router.run.stopping import REASON as STOPPING
+from router.run.stopping import ServerStopping
 from router.service.accounting import account
 from router.service.errors import Described, describe
 
@@ -134,15 +136,21 @@ async def stream(turn: Turn, run: Run, *, opening: Iterable[str], keepalive: str
     ``keepalive`` every ``KEEPALIVE_S`` while it runs, then ``events`` of the routed answer,
     or ``error`` of what failed (the failure a plain response would have carried)."""
     accounted = False
+    reason: StopReason = "client_disconnected"
     try:
         for line in opening:
             yield line
-        while True:
-            event = await run.next_event(KEEPALIVE_S)
-            if event is None:
-                yield keepalive
-            elif event[0] == "end":
-                break
+        with turn.request.app.state.stopping.watch(run.cut):
+            while True:
+                event = await run.next_event(KEEPALIVE_S)
+                if event is None:
+                    yield keepalive
+                elif event[0] == "end":
+                    break
+                elif event[0] == "cut":  # the server is stopping: stop here, recorded below
+                    reason = STOPPING
+                    yield error(describe(ServerStopping()))
+                    return
         failure = run.failure()
         if failure is not None:
             accounted = True  # a failed request writes no ledger entry (as a plain one)
@@ -156,10 +164,10 @@ async def stream(turn: Turn, run: Run, *, opening: Iterable[str], keepalive: str
         for line in events(routed, record):
             yield line
     finally:
-        if not accounted:  # the client left: stop the run, record what ran
+        if not accounted:  # the client left, or the server stops: stop the run, record it
             with anyio.CancelScope(shield=True):
                 await run.stop()
                 run.pending()
-                stopped = run.stopped_record("client_disconnected")
+                stopped = run.stopped_record(reason)
                 if stopped is not None:
                     await turn.account(stopped)

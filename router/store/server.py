@@ -87,8 +87,11 @@ class EmbeddedRedis:
         # Valkey logs to its log file once it has opened it; what it says before (a bad
         # argument, a log file it cannot open) goes to stderr, kept here to quote on failure.
         self._stderr = tempfile.TemporaryFile(prefix="valkey-stderr-")  # noqa: SIM115
+        # Its own process group: a terminal's Ctrl-C reaches only its owner, which stops it
+        # last, once every request's record is written.
         self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL, stderr=self._stderr)
+                                        stdout=subprocess.DEVNULL, stderr=self._stderr,
+                                        start_new_session=True)
         self._wait_ready(logfile)
         log.info("embedded Valkey on 127.0.0.1:%d, data in %s", self.port, self.data_dir)
         return self

@@ -154,3 +154,33 @@ def test_a_client_that_leaves_stops_the_run_and_what_ran_is_recorded(base_url: s
     assert entry is not None, "the stream the client left was not recorded"
     assert entry["route"] == "cloud" and 3 <= entry["tokens"]["completion"] < 400
     assert entry["cost_usd"] > 0
+
+
+def test_a_stream_running_when_the_server_stops_ends_with_an_error_event_and_is_recorded(
+        smol, smol_standin_url: str, valkey_server) -> None:
+    """The server is asked to stop (SIGTERM, Ctrl-C; here its grace period is already over):
+    a routed stream still running stops its run, tells its client why in an error event
+    (code ``server_stopping``, the SDK's error shape) and is recorded with what it ran."""
+    cloud = CloudBackend(CloudConfig(api_base=smol_standin_url))
+    app = create_app(_settings(valkey_server.url), local=smol, cloud=cloud, with_retrieval=False)
+    with serving(app) as url:
+        lines = []
+        with httpx.stream("POST", f"{url}/v1/chat/completions", timeout=120, json={
+                "model": "auto", "stream": True, "messages": TASK, "max_tokens": 400,
+                "files": FILES}) as response:
+            for line in response.iter_lines():
+                if not line:
+                    continue
+                lines.append(line)
+                if sum('"content": "' in seen and '"content": ""' not in seen
+                       for seen in lines) == 3:
+                    app.state.stopping.begin(0)  # what `smallcode serve` does on a signal
+        errors = [json.loads(line[6:])["error"] for line in lines
+                  if line.startswith("data: {") and '"error"' in line]
+        assert [e["code"] for e in errors] == ["server_stopping"], lines[-3:]
+        assert "shutdown_grace_s" in errors[0]["message"]
+        assert lines[-1] == "data: [DONE]"
+        page = httpx.get(f"{url}/v1/usage/entries", params={"limit": 50}).json()["data"]
+        entry = next(e for e in page if e["reason"] == "server_stopping")
+        assert entry["route"] == "cloud" and 3 <= entry["tokens"]["completion"] < 400
+        assert entry["cost_usd"] > 0
