@@ -103,7 +103,9 @@ async def _load(n_clients: int, duration_s: float,
 
 
 def run(config: LocalConfig, model_path: Path, *, tasks: int = 1000, duration_s: float = 20,
-        log: Callable[[str], None] = print) -> dict[str, Any]:
+        apis: int = 1, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """``apis``: API processes; the reads' clients are spread over them (as a balancer
+    would), the tasks are enqueued through the first."""
     from agents.local import LocalBackend  # deferred: loads numpy, and llama_cpp once built
 
     local = LocalBackend(config, model_path)
@@ -111,24 +113,19 @@ def run(config: LocalConfig, model_path: Path, *, tasks: int = 1000, duration_s:
         messages=(Message("user", "Write a Python function add(a, b) that returns a + b."),),
         max_tokens=64))
     local.close()
-    result: dict[str, Any] = {"tasks": tasks, "duration_s": duration_s}
+    result: dict[str, Any] = {"tasks": tasks, "duration_s": duration_s, "api_processes": apis}
     spawn = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory() as data, EmbeddedRedis(Path(data) / "redis") as valkey:
-        port = free_port()
-        api = spawn.Process(target=_serve_api, args=(valkey.url, recorded, port), daemon=True)
-        api.start()
-        base = f"http://127.0.0.1:{port}"
+        ports = [free_port() for _ in range(apis)]
+        processes = [spawn.Process(target=_serve_api, args=(valkey.url, recorded, port),
+                                   daemon=True) for port in ports]
+        for process in processes:
+            process.start()
+        bases = [f"http://127.0.0.1:{port}" for port in ports]
+        base = bases[0]
         try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline or not api.is_alive():
-                    raise RuntimeError("the API process did not start")
-                time.sleep(0.2)
+            for url, process in zip(bases, processes, strict=True):
+                _wait_healthy(url, process)
 
             async def make_key() -> str:
                 redis = Redis.from_url(valkey.url)
@@ -195,12 +192,15 @@ def run(config: LocalConfig, model_path: Path, *, tasks: int = 1000, duration_s:
                                  "ledger_entries": usage["totals"]["tasks"],
                                  "lost": len(ids) - done, "seconds": round(drained, 1),
                                  "tasks_per_s": round(done / drained, 1)}
-            log(f"load: 100 clients for {duration_s:g} s on GET /v1/tasks/{{id}} and /v1/usage")
+            log(f"load: 100 clients for {duration_s:g} s on GET /v1/tasks/{{id}} and /v1/usage"
+                f" over {apis} API process(es)")
 
             def request(i: int) -> tuple[str, str, dict[str, Any]]:
-                if i % 2:
-                    return "GET", f"{base}/v1/usage", {"headers": headers}
-                return "GET", f"{base}/v1/tasks/{ids[i % len(ids)]}", {"headers": headers}
+                # client u sends requests u, u + 100, ...: always to the same API process
+                at = bases[(i % 100) % apis]
+                if (i // 100) % 2:
+                    return "GET", f"{at}/v1/usage", {"headers": headers}
+                return "GET", f"{at}/v1/tasks/{ids[i % len(ids)]}", {"headers": headers}
 
             latencies, errors, elapsed = asyncio.run(_load(100, duration_s, request))
             result["read_endpoints"] = {
@@ -209,11 +209,25 @@ def run(config: LocalConfig, model_path: Path, *, tasks: int = 1000, duration_s:
                 "p50_ms": round(quantile(latencies, 0.5), 1),
                 "p99_ms": round(quantile(latencies, 0.99), 1)}
         finally:
-            api.terminate()
-            api.join(30)
+            for process in processes:
+                process.terminate()
+                process.join(30)
         log("ledger: 2,000 sequential writes")
         result["ledger_write_ms"] = asyncio.run(_ledger_cost(valkey.url, ledger))
     return result
+
+
+def _wait_healthy(url: str, process: Any) -> None:
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or not process.is_alive():
+            raise RuntimeError("an API process did not start")
+        time.sleep(0.2)
 
 
 async def _statuses(base: str, ids: list[str], headers: dict[str, str]) -> dict[str, int]:

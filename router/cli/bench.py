@@ -68,6 +68,8 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
                              "read endpoints under 100 clients, ledger writes")
     api.add_argument("--tasks", type=int, default=1000, help="tasks to enqueue and drain")
     api.add_argument("--duration", type=float, default=20, help="seconds of read load")
+    api.add_argument("--apis", type=int, default=1, choices=range(1, 9), metavar="N",
+                     help="API processes the read load is spread over (1-8)")
     api.add_argument("--json", action="store_true", help="print one JSON object")
     api.set_defaults(handler=_api)
     fim = targets.add_parser("fim", help="inline completion: HumanEval single-line infilling "
@@ -343,7 +345,8 @@ def _api(args: argparse.Namespace) -> int:
     from router.bench import api  # deferred on purpose: each bench loads only for its command
 
     config, path = _local_model(args)
-    result = api.run(config, path, tasks=args.tasks, duration_s=args.duration, log=_stderr)
+    result = api.run(config, path, tasks=args.tasks, duration_s=args.duration, apis=args.apis,
+                     log=_stderr)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -353,7 +356,8 @@ def _api(args: argparse.Namespace) -> int:
     print(f"2 workers: {workers['done']}/{workers['accepted']} done in {workers['seconds']} s "
           f"({workers['tasks_per_s']} tasks/s), {workers['ledger_entries']} ledger entries, "
           f"{workers['lost']} lost")
-    print(f"reads, {reads['clients']} clients: {reads['requests_per_s']} req/s, p50 "
+    print(f"reads, {reads['clients']} clients over {result['api_processes']} API process(es): "
+          f"{reads['requests_per_s']} req/s, p50 "
           f"{reads['p50_ms']} ms, p99 {reads['p99_ms']} ms, {reads['errors']} errors")
     print(f"ledger write: p50 {result['ledger_write_ms']['p50']} ms, "
           f"p99 {result['ledger_write_ms']['p99']} ms")

@@ -35,6 +35,7 @@ from router.service import (
     usage,
 )
 from router.service.admission import Admission, ReleaseAdmission
+from router.service.key_cache import KeyCache
 from router.service.metrics import Metrics
 from router.service.middleware import AccessLog, BodyLimit
 from router.service.tasks import open_queue
@@ -102,6 +103,7 @@ def create_app(settings: Settings, *, local: Backend | None = None,
     app = FastAPI(title="SmallCode Router", lifespan=lifespan)
     app.state.settings = settings
     app.state.stopping = Stopping()  # told by `smallcode serve` when it is asked to stop
+    app.state.key_cache = KeyCache(settings.auth.key_cache_s)
     app.state.metrics = Metrics()
     app.state.admission = Admission(settings.server.max_generating)
     errors.install(app)

@@ -17,7 +17,6 @@ from redis.asyncio import Redis
 from router.run import caller as run_caller
 from router.service.errors import APIError
 from router.settings import Settings
-from router.store import apikeys
 from router.store.apikeys import ApiKey
 from router.store.names import Names
 
@@ -92,7 +91,7 @@ async def caller(request: Request) -> Caller:
     admin = config.admin_key.get_secret_value() if config.admin_key else None
     if admin and hmac.compare_digest(secret.encode(), admin.encode()):
         return Caller(team=None, key=None, admin=True)
-    key = await apikeys.lookup(redis(request), names(request), secret)
+    key = await request.app.state.key_cache.lookup(redis(request), names(request), secret)
     if key is None:
         raise APIError(401, "invalid or revoked API key", type_="authentication_error",
                        code="invalid_api_key")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from router.service.deps import AdminDep, NamesDep, RedisDep
@@ -41,7 +41,9 @@ async def list_keys(_: AdminDep, redis: RedisDep, names: NamesDep,
 
 
 @router.delete("/{key_id}")
-async def revoke(key_id: str, _: AdminDep, redis: RedisDep, names: NamesDep) -> dict[str, Any]:
+async def revoke(key_id: str, request: Request, _: AdminDep, redis: RedisDep,
+                 names: NamesDep) -> dict[str, Any]:
     if not await apikeys.revoke(redis, names, key_id):
         raise APIError(404, f"no key with id {key_id!r}", param="key_id", code="not_found")
+    request.app.state.key_cache.forget(key_id)  # here at once; elsewhere within auth.key_cache_s
     return {"id": key_id, "revoked": True}

@@ -25,6 +25,10 @@ class AuthSettings(BaseModel):
     enabled: bool = Field(
         True, description="every /v1 route needs `Authorization: Bearer <key>`; false is "
         "allowed only when the server binds to a loopback address")
+    key_cache_s: float = Field(
+        5.0, ge=0, le=300, description="how long an API process keeps a key it looked up: a "
+        "key revoked elsewhere is refused by every process within this; 0 reads Redis on "
+        "every request")
 
 
 class TaskSettings(BaseModel):
