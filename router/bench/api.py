@@ -74,9 +74,11 @@ def _run_worker(redis_url: str, recorded: Generation) -> None:  # in a child pro
                              context=context, concurrency=8))
 
 
-async def _load(n_clients: int, duration_s: float,
-                make: Callable[[int], Any]) -> tuple[list[float], int, float]:
-    """``n_clients`` each sending one request after another for ``duration_s``."""
+async def _load(n_clients: int, duration_s: float, make: Callable[[int], Any],
+                by_path: dict[str, list[float]] | None = None,
+                ) -> tuple[list[float], int, float]:
+    """``n_clients`` each sending one request after another for ``duration_s``; each
+    latency also under its path's first two segments in ``by_path``."""
     latencies: list[float] = []
     errors = 0
     deadline = time.perf_counter() + duration_s
@@ -94,6 +96,9 @@ async def _load(n_clients: int, duration_s: float,
                 except Exception:  # counted, not raised: the figure is the error count
                     errors += 1
                 latencies.append((time.perf_counter() - started) * 1000)
+                if by_path is not None:
+                    path = "/".join(httpx.URL(url).path.split("/")[:3])
+                    by_path.setdefault(path, []).append(latencies[-1])
                 i += n_clients
 
         started = time.perf_counter()
@@ -202,12 +207,17 @@ def run(config: LocalConfig, model_path: Path, *, tasks: int = 1000, duration_s:
                     return "GET", f"{at}/v1/usage", {"headers": headers}
                 return "GET", f"{at}/v1/tasks/{ids[i % len(ids)]}", {"headers": headers}
 
-            latencies, errors, elapsed = asyncio.run(_load(100, duration_s, request))
+            by_path: dict[str, list[float]] = {}
+            latencies, errors, elapsed = asyncio.run(_load(100, duration_s, request, by_path))
             result["read_endpoints"] = {
                 "clients": 100, "requests": len(latencies), "errors": errors,
                 "requests_per_s": round(len(latencies) / elapsed, 1),
                 "p50_ms": round(quantile(latencies, 0.5), 1),
-                "p99_ms": round(quantile(latencies, 0.99), 1)}
+                "p99_ms": round(quantile(latencies, 0.99), 1),
+                "by_path": {path: {"requests": len(times),
+                                   "p50_ms": round(quantile(times, 0.5), 1),
+                                   "p99_ms": round(quantile(times, 0.99), 1)}
+                            for path, times in sorted(by_path.items())}}
         finally:
             for process in processes:
                 process.terminate()

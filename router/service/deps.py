@@ -60,23 +60,26 @@ class Caller:
                                          cloud=state.settings.cloud, limits=state.rate_limits)
 
 
-def settings(request: Request) -> Settings:
+# The dependencies are coroutines even where they only read app.state: FastAPI runs a plain
+# function dependency in its thread pool, a thread hand-off per dependency per request (three
+# for a usage read: measurable under load on a small machine).
+async def settings(request: Request) -> Settings:
     value: Settings = request.app.state.settings
     return value
 
 
-def redis(request: Request) -> Redis:
+async def redis(request: Request) -> Redis:
     client: Redis = request.app.state.redis
     return client
 
 
-def names(request: Request) -> Names:
+async def names(request: Request) -> Names:
     value: Names = request.app.state.names
     return value
 
 
 async def caller(request: Request) -> Caller:
-    config = settings(request)
+    config: Settings = request.app.state.settings
     if not config.auth.enabled:
         return Caller(team=None, key=None, admin=True)
     header = request.headers.get("authorization", "")
@@ -91,7 +94,8 @@ async def caller(request: Request) -> Caller:
     admin = config.admin_key.get_secret_value() if config.admin_key else None
     if admin and hmac.compare_digest(secret.encode(), admin.encode()):
         return Caller(team=None, key=None, admin=True)
-    key = await request.app.state.key_cache.lookup(redis(request), names(request), secret)
+    state = request.app.state
+    key = await state.key_cache.lookup(state.redis, state.names, secret)
     if key is None:
         raise APIError(401, "invalid or revoked API key", type_="authentication_error",
                        code="invalid_api_key")
