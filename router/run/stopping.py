@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 
 from router.run.outcome import StopReason
@@ -36,6 +37,7 @@ class Stopping:
         self._watchers: set[Callable[[], None]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the streams' loop, once seen
+        self._due: float | None = None  # when to cut, asked before any stream ran
 
     def begin(self, grace_s: float, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Cut every stream still running ``grace_s`` from now, on ``loop`` (the streams'
@@ -43,8 +45,10 @@ class Stopping:
         handler or another thread (it only schedules, through the loop's thread-safe
         wake-up)."""
         loop = loop or self._loop
-        if loop is not None:
-            loop.call_soon_threadsafe(self._schedule, grace_s, loop)
+        if loop is None:  # no stream has run yet: the first one to watch starts the clock
+            self._due = time.monotonic() + grace_s
+            return
+        loop.call_soon_threadsafe(self._schedule, grace_s, loop)
 
     def _schedule(self, grace_s: float, loop: asyncio.AbstractEventLoop) -> None:
         if self._timer is None and not self.cut:
@@ -60,6 +64,8 @@ class Stopping:
         """While the block runs, ``cut`` is called when the grace period ends (at once if it
         has ended already)."""
         self._loop = asyncio.get_running_loop()
+        if self._due is not None:
+            self._schedule(max(0.0, self._due - time.monotonic()), self._loop)
         self._watchers.add(cut)
         if self.cut:
             cut()

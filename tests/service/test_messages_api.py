@@ -10,6 +10,7 @@ recorded: bad input never does.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,10 +18,15 @@ import anthropic
 import httpx
 import pytest
 
+from agents.cloud import CloudBackend
+from agents.config import CloudConfig
 from router.bench.scripted_cloud import FIX_NEW as NEW
 from router.bench.scripted_cloud import FIX_OLD as OLD
 from router.bench.scripted_cloud import FIX_PATH as PATH
 from router.bench.scripted_cloud import Recorded
+from router.service.app import create_app
+from router.settings import Settings
+from tests.helpers import serving
 
 READ = {"name": "Read", "description": "Read a file",
         "input_schema": {"type": "object", "properties": {"file_path": {"type": "string"}},
@@ -176,3 +182,29 @@ def test_metadata_that_is_not_an_object_is_a_400_naming_it(agent_service: str) -
         "messages": [{"role": "user", "content": "hi"}]})
     assert response.status_code == 400
     assert response.json()["error"]["message"].startswith("metadata")
+
+
+def test_a_turn_streamed_while_the_server_stops_ends_with_an_error_event_and_is_recorded(
+        smol: Any, valkey_server: Any, agent_cloud: tuple[str, Recorded]) -> None:
+    """The server was asked to stop and its grace period is over: a Messages stream still
+    running ends with Anthropic's ``error`` event naming the stop, and what ran is recorded
+    (one ledger entry)."""
+    settings = Settings(redis={"url": valkey_server.url, "prefix": "agent-stopping"},
+                        auth={"enabled": False}, tasks={"embedded_worker": False})
+    cloud = CloudBackend(CloudConfig(model="openai/scripted", api_base=agent_cloud[0],
+                                     num_retries=0))
+    app = create_app(settings, local=smol, cloud=cloud, with_retrieval=False)
+    app.state.stopping.begin(0)  # what `smallcode serve` does on SIGTERM, grace over
+    body = {"model": "claude-sonnet-5-5", "max_tokens": 512, "stream": True, "tools": [READ],
+            "messages": [{"role": "user", "content": ASK}]}
+    with serving(app) as url:
+        with httpx.stream("POST", f"{url}/v1/messages", json=body, timeout=120,
+                          headers={"anthropic-version": "2023-06-01"}) as response:
+            assert response.status_code == 200  # the stream had begun
+            lines = [line for line in response.iter_lines() if line]
+        events = [line.removeprefix("event: ") for line in lines if line.startswith("event: ")]
+        assert events[0] == "message_start" and events[-1] == "error", events
+        error = json.loads(lines[-1].removeprefix("data: "))["error"]
+        assert "stopping" in error["message"] and "shutdown_grace_s" in error["message"]
+        page = httpx.get(f"{url}/v1/usage/entries", params={"limit": 10}).json()["data"]
+        assert len(page) == 1, page  # recorded once, whatever it ran before the stop
