@@ -12,8 +12,9 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -44,6 +45,33 @@ def run(settings: object, config: LocalConfig, model_path: Path, *, rounds: int 
         return _run(served, config, model_path, rounds=rounds, log=log)
 
 
+class _Timed:
+    """The local backend as the graph and the API see it, timing each call to the model: a
+    layer's own cost is then its call's time less the model's, measured in the same call,
+    whatever pace the host sets (it moved by 46% between two runs on a shared machine)."""
+
+    def __init__(self, inner: LocalBackend) -> None:
+        self.inner = inner
+        self.model_s = 0.0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def stream(self, request: GenerationRequest) -> Iterator[Any]:
+        started = time.perf_counter()
+        try:
+            yield from self.inner.stream(request)
+        finally:
+            self.model_s = time.perf_counter() - started
+
+    def generate(self, request: GenerationRequest) -> Any:
+        started = time.perf_counter()
+        try:
+            return self.inner.generate(request)
+        finally:
+            self.model_s = time.perf_counter() - started
+
+
 def _ok(response: httpx.Response) -> httpx.Response:
     """A layer that answered with an error measured nothing: stop, saying why."""
     if response.status_code != 200:
@@ -66,9 +94,10 @@ def _run(settings: object, config: LocalConfig, model_path: Path, *, rounds: int
     # One answer per graph run, as the other layers give (a cut-off module would be repaired).
     one_answer = settings.policies.model_copy(update={  # type: ignore[attr-defined]
         "default": settings.policies.default.model_copy(update={"repair_rounds": 0})})  # type: ignore[attr-defined]
+    timed = _Timed(local)
     context = build_context(settings.model_copy(update={"policies": one_answer}),  # type: ignore[attr-defined]
-                            local, cloud)  # type: ignore[arg-type]
-    app = create_app(settings, local=local, cloud=cloud, with_retrieval=False)  # type: ignore[arg-type]
+                            timed, cloud)  # type: ignore[arg-type]
+    app = create_app(settings, local=timed, cloud=cloud, with_retrieval=False)  # type: ignore[arg-type]
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
                                            loop="asyncio", http="h11"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -109,15 +138,24 @@ def _run(settings: object, config: LocalConfig, model_path: Path, *, rounds: int
         "HTTP API /v1/chat/completions, SSE": api_stream,
     }
     times: dict[str, list[float]] = {name: [] for name in layers}
+    # The layers above the model: each call's time less its model call's (ms).
+    over = ("router graph, ask --route local", "HTTP API /v1/chat/completions",
+            "HTTP API /v1/chat/completions, SSE")
+    overhead_ms: dict[str, list[float]] = {name: [] for name in over}
+    model_s: dict[str, list[float]] = {name: [] for name in over}
     log(f"{len(layers)} layers x {rounds} rounds, {MAX_TOKENS} tokens each ...")
     names = list(layers)
     for r in range(rounds):
         # Each round starts one layer further on, so no layer always runs first (or right
         # after another that leaves the machine warmer).
         for name in names[r % len(names):] + names[:r % len(names)]:
+            timed.model_s = 0.0
             started = time.perf_counter()
             layers[name]()
             times[name].append(time.perf_counter() - started)
+            if name in overhead_ms:
+                overhead_ms[name].append((times[name][-1] - timed.model_s) * 1000)
+                model_s[name].append(timed.model_s)
     server.should_exit = True
     thread.join(timeout=10)
     tokens = local.generate(request).usage.completion_tokens
@@ -135,4 +173,11 @@ def _run(settings: object, config: LocalConfig, model_path: Path, *, rounds: int
                           "paired_ratio_vs_raw": statistics.median(
                               a / b for a, b in zip(t, raw_times, strict=True))}
                    for name, t in times.items()},
+        "above_the_model": {name: {
+            "overhead_ms_p50": round(statistics.median(overhead_ms[name]), 1),
+            "overhead_ms_max": round(max(overhead_ms[name]), 1),
+            "ratio_vs_its_model_call": round(statistics.median(
+                (o / 1000 + m) / m for o, m in zip(overhead_ms[name], model_s[name],
+                                                    strict=True)), 4)}
+            for name in over},
     }

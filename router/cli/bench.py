@@ -271,6 +271,9 @@ def _speed(args: argparse.Namespace) -> int:
     for name, row in result["layers"].items():  # type: ignore[attr-defined]
         print(f"{name:<42} {row['median_s']:6.2f} s  {row['tokens_per_s']:5.1f} tok/s  "
               f"x{row['ratio_vs_raw']:.3f}  paired x{row['paired_ratio_vs_raw']:.3f}")
+    for name, row in result["above_the_model"].items():  # type: ignore[attr-defined]
+        print(f"{name:<42} {row['overhead_ms_p50']:6.1f} ms above its model call "
+              f"(max {row['overhead_ms_max']} ms): x{row['ratio_vs_its_model_call']:.4f}")
     return 0
 
 
