@@ -11,6 +11,7 @@ from typing import Any
 from fastapi.responses import StreamingResponse
 
 from router.graph.answer import RoutedAnswer
+from router.graph.errors import InvalidTask
 from router.run.outcome import RouteRecord
 from router.service import openai_wire as wire
 from router.service import turns
@@ -23,6 +24,12 @@ SYSTEM_ROLES = ("system", "developer")
 def task(body: ChatCompletionRequest, route: str) -> dict[str, Any]:
     """The routed task of a chat request with tools: system messages as its system prompt,
     the rest as its conversation, the last user text as its prompt."""
+    called: set[str] = set()
+    for i, message in enumerate(body.messages):  # named as the client numbers its messages
+        if message.role == "tool" and message.tool_call_id not in called:
+            raise InvalidTask(f"messages[{i}].tool_call_id",
+                              "matches no tool call of an earlier assistant message")
+        called.update(call.id for call in message.tool_calls or [])
     system = [m.text() for m in body.messages if m.role in SYSTEM_ROLES]
     conversation = [m.turn() for m in body.messages if m.role not in SYSTEM_ROLES]
     prompt = next((m.text() for m in reversed(body.messages) if m.role == "user"), "")

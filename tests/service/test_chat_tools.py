@@ -75,3 +75,20 @@ def test_a_chat_without_tools_is_unchanged(oai: openai.OpenAI) -> None:
                                        messages=[{"role": "user", "content": "Say hi."}])
     assert done.choices[0].message.tool_calls is None
     assert done.model_extra["smallcode"]["route"]["reason"] == "requested"
+
+
+def test_a_tool_result_that_answers_no_call_is_a_400_naming_the_message(
+        oai: openai.OpenAI, agent_cloud: tuple[str, Recorded]) -> None:
+    """Counted as the client counts its messages (the system message included), and refused
+    before anything reaches a model."""
+    _, recorded = agent_cloud
+    before = len(recorded.bodies)
+    with pytest.raises(openai.BadRequestError) as refused:
+        oai.chat.completions.create(model="auto", tools=TOOLS, messages=[
+            *ASK, {"role": "tool", "tool_call_id": "call_nobody_made", "content": "x = 1"}])
+    body = refused.value.body
+    assert isinstance(body, dict)
+    error = body.get("error", body)
+    assert error["param"] == "messages[2].tool_call_id", error
+    assert "matches no tool call" in error["message"]
+    assert len(recorded.bodies) == before
