@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +64,30 @@ class Tally:
                                    cloud_tokens=cloud, cost_usd=cost,
                                    counterfactual_usd=price(context.price_as, self.prompt_tokens,
                                                             cloud or local))
+
+
+class Quiet:
+    """When a stream owes its client a keep-alive: ``every_s`` after it last sent anything,
+    whatever events its run had meanwhile (a local model's tokens are events the client
+    never sees)."""
+
+    def __init__(self, every_s: float) -> None:
+        self.every_s = every_s
+        self._last = time.monotonic()
+
+    def sent(self) -> None:
+        self._last = time.monotonic()
+
+    def left_s(self) -> float:
+        """How long until a keep-alive is due."""
+        return max(0.0, self.every_s - (time.monotonic() - self._last))
+
+    def due(self) -> bool:
+        """Whether one is due now (then it counts as sent)."""
+        if time.monotonic() - self._last < self.every_s:
+            return False
+        self._last = time.monotonic()
+        return True
 
 
 class Run:

@@ -23,7 +23,7 @@ from fastapi.responses import StreamingResponse
 
 from router.run.caller import Caller
 from router.run.outcome import RouteRecord, StopReason
-from router.run.runner import Event, Run
+from router.run.runner import Event, Quiet, Run
 from router.run.stopping import REASON as STOPPING
 from router.run.stopping import ServerStopping
 from router.service import openai_wire as wire
@@ -99,11 +99,13 @@ async def _events(request: Request, run: Run, held: list[Event], *, caller: Call
     try:
         yield _chunk(completion_id, created, {"role": "assistant", "content": ""})
         streamed: list[str] = []
+        quiet = Quiet(KEEPALIVE_S)
         with request.app.state.stopping.watch(run.cut):
             while True:
-                event = held.pop(0) if held else await run.next_event(KEEPALIVE_S)
+                event = held.pop(0) if held else await run.next_event(quiet.left_s())
+                if quiet.due():  # the local model's tokens are events, but the client hears
+                    yield wire.KEEPALIVE  # nothing of them: keep it alive by the clock
                 if event is None:
-                    yield wire.KEEPALIVE
                     continue
                 kind, data = event
                 if kind == "end":
@@ -115,6 +117,7 @@ async def _events(request: Request, run: Run, held: list[Event], *, caller: Call
                     return
                 if kind == "token" and data["tier"] == "cloud":
                     streamed.append(data["text"])
+                    quiet.sent()
                     yield _chunk(completion_id, created, {"content": data["text"]})
         failure = run.failure()
         if failure is not None:

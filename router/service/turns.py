@@ -30,7 +30,7 @@ from fastapi import Request
 from router.graph.answer import RoutedAnswer
 from router.run.caller import Caller
 from router.run.outcome import RouteRecord, StopReason
-from router.run.runner import Run
+from router.run.runner import Quiet, Run
 from router.run.stopping import REASON as STOPPING
 from router.run.stopping import ServerStopping
 from router.service.accounting import account
@@ -140,12 +140,15 @@ async def stream(turn: Turn, run: Run, *, opening: Iterable[str], keepalive: str
     try:
         for line in opening:
             yield line
+        quiet = Quiet(KEEPALIVE_S)
         with turn.request.app.state.stopping.watch(run.cut):
             while True:
-                event = await run.next_event(KEEPALIVE_S)
-                if event is None:
+                event = await run.next_event(quiet.left_s())
+                if quiet.due():  # by the clock: the run's own events reach no client
                     yield keepalive
-                elif event[0] == "end":
+                if event is None:
+                    continue
+                if event[0] == "end":
                     break
                 elif event[0] == "cut":  # the server is stopping: stop here, recorded below
                     reason = STOPPING

@@ -134,7 +134,7 @@ def test_invalid_json_has_no_byte_offset_for_a_param(base_url: str) -> None:
         ({"tools": [{"type": "function", "function": {"name": "f"}}],
           "tool_choice": {"type": "function", "function": {"name": "g"}}}, "tool_choice"),
         ({"messages": [*ASK, {"role": "tool", "tool_call_id": "call_x", "content": "x"}]},
-         "conversation[1].tool_call_id"),
+         "messages[1].tool_call_id"),
     ],
 )
 def test_bad_function_calling_is_refused_naming_the_field(base_url: str, model: str,

@@ -95,8 +95,10 @@ def test_a_judged_task_keeps_the_client_alive_then_sends_the_served_answer(base_
     started = lines[0][0]
     answered = next(at for at, line in lines[1:] if line.startswith("data: "))
     kept = [at for at, line in lines if line.startswith(":") and at < answered]
-    if answered - started > 4 * KEEPALIVE_S:
-        assert len(kept) >= (answered - started) / (8 * KEEPALIVE_S), (answered - started, kept)
+    # By the clock: the local model's tokens, which the client does not see, do not put the
+    # keep-alives off (they did, and a long local answer left the client in silence).
+    if answered - started > 2 * KEEPALIVE_S:
+        assert len(kept) >= (answered - started) / (4 * KEEPALIVE_S), (answered - started, kept)
     times = [at for at, _ in lines]
     assert max(b - a for a, b in itertools.pairwise(times)) < 10.0
 
