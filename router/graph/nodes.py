@@ -25,6 +25,7 @@ from router.graph import repair as prompts
 from router.graph.context import RouterContext
 from router.graph.errors import BudgetExceeded, InvalidTask, PolicyViolation, TaskTooLarge
 from router.graph.judge import judge_answer
+from router.graph.prompt_tokens import conversation_tokens
 from router.graph.state import FileRef, RouterState
 from router.graph.validation import DEFAULT_MAX_TOKENS, validate
 
@@ -107,8 +108,13 @@ def changed_files(refs: list[FileRef]) -> list[FileRef]:
 
 
 def count_prompt(ctx: RouterContext, messages: list[Message],
-                 tools: list[dict[str, Any]] | None = None) -> int:
-    """The prompt's tokens as the local model sees them, the tools' schemas included."""
+                 tools: list[dict[str, Any]] | None = None, *, by_message: bool = False) -> int:
+    """The prompt's tokens as the local model sees them, the tools' schemas included.
+    ``by_message``: an agent's turn, its messages counted once each across turns
+    (:mod:`router.graph.prompt_tokens`: the same count or a few tokens more)."""
+    if by_message:
+        return (conversation_tokens(ctx.local, ctx.count_tokens, messages)
+                + (agent_turn.tools_tokens(ctx.count_tokens, tools) if tools else 0))
     counted = ctx.local.count_prompt_tokens(GenerationRequest(messages=tuple(messages)))
     if counted is None:
         counted = sum(ctx.count_tokens(m.content + "".join(c.arguments for c in m.tool_calls))
@@ -154,7 +160,8 @@ def intake(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any
     messages = build_messages(state, state.get("files") or [])
     task_type = state.get("type") or signals.classify_task(task_text(state))
     files = collect_files(state, ctx)
-    prompt_tokens = count_prompt(ctx, messages, state.get("tools"))
+    prompt_tokens = count_prompt(ctx, messages, state.get("tools"),
+                                 by_message=agent_turn.is_agent_turn(state))
     return {
         "messages": messages,
         "task_type": task_type,
@@ -224,7 +231,8 @@ def trim_for_local(state: RouterState, ctx: RouterContext, margin: int,
     notes = []
     while True:
         messages = build_messages(state, files)
-        prompt_tokens = count_prompt(ctx, messages, state.get("tools"))
+        prompt_tokens = count_prompt(ctx, messages, state.get("tools"),
+                                     by_message=agent_turn.is_agent_turn(state))
         room = ctx.local_window - margin - prompt_tokens
         if room >= max_tokens or not files:
             break
