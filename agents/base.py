@@ -39,18 +39,23 @@ class ToolCall:
 @dataclass(frozen=True)
 class Message:
     """One turn. An assistant turn may call tools (``tool_calls``); a ``tool`` turn is the
-    result of the call ``tool_call_id`` (``name``: the tool's name, where the client gave it)."""
+    result of the call ``tool_call_id`` (``name``: the tool's name, where the client gave it).
+    ``cache``: the client marked the conversation up to the end of this turn for a provider's
+    prompt cache (Anthropic's ``cache_control`` breakpoint)."""
 
     role: Role
     content: str
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
     name: str | None = None
+    cache: bool = False
 
-    def to_openai(self) -> dict[str, Any]:
+    def to_openai(self, *, cache_marks: bool = False) -> dict[str, Any]:
         """This turn as an OpenAI chat message (litellm's and llama-server's input). An
         assistant turn that only calls tools has ``content`` null, as OpenAI writes it
-        (providers refuse an empty text block)."""
+        (providers refuse an empty text block). With ``cache_marks``, a ``cache`` turn's text
+        is one content part carrying ``cache_control``, the form litellm hands to providers
+        that cache prompts (Anthropic, Bedrock, Vertex)."""
         out: dict[str, Any] = {"role": self.role, "content": self.content}
         if self.tool_calls:
             out["content"] = self.content or None
@@ -61,6 +66,9 @@ class Message:
             out["tool_call_id"] = self.tool_call_id
         if self.name is not None:
             out["name"] = self.name
+        if cache_marks and self.cache and self.content:
+            out["content"] = [{"type": "text", "text": self.content,
+                               "cache_control": {"type": "ephemeral"}}]
         return out
 
 
@@ -88,8 +96,8 @@ class GenerationRequest:
         (a backend without ``supports_tools`` cannot render either)."""
         return bool(self.tools) or any(m.tool_calls or m.role == "tool" for m in self.messages)
 
-    def openai_messages(self) -> list[dict[str, Any]]:
-        return [m.to_openai() for m in self.messages]
+    def openai_messages(self, *, cache_marks: bool = False) -> list[dict[str, Any]]:
+        return [m.to_openai(cache_marks=cache_marks) for m in self.messages]
 
     def openai_tools(self) -> dict[str, Any]:
         """``tools``, ``tool_choice`` and ``parallel_tool_calls`` for an OpenAI chat body;
@@ -146,8 +154,14 @@ class TokenLogprob:
 
 @dataclass(frozen=True)
 class Usage:
+    """A call's tokens. ``prompt_tokens`` counts every prompt token, those a provider read
+    from its prompt cache (``cache_read_tokens``) and wrote to it (``cache_write_tokens``)
+    included, as litellm reports them; each of the three has its own price."""
+
     prompt_tokens: int
     completion_tokens: int
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:

@@ -59,13 +59,30 @@ def check_price_as(name: str) -> None:
         )
 
 
-def price(price_as: str, prompt_tokens: int, completion_tokens: int) -> float:
-    """USD cost of a call of this size at ``price_as``'s list price."""
+def price(price_as: str, prompt_tokens: int, completion_tokens: int, *,
+          cache_read_tokens: int = 0, cache_write_tokens: int = 0) -> float:
+    """USD cost of a call of this size at ``price_as``'s list price. Of the prompt tokens,
+    those read from the provider's prompt cache and written to it are priced at the model's
+    cache-read and cache-write prices, as litellm prices them."""
     litellm = import_litellm()
     prompt_usd, completion_usd = litellm.cost_per_token(
-        model=price_as, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
+        model=price_as, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+        cache_read_input_tokens=cache_read_tokens,
+        cache_creation_input_tokens=cache_write_tokens,
     )
     return float(prompt_usd + completion_usd)
+
+
+def usage_of(reported: Any) -> Usage:
+    """A provider's usage as litellm reports it, its prompt-cache reads and writes included
+    (``cache_read_input_tokens`` / ``cache_creation_input_tokens``, which litellm also fills
+    from OpenAI's ``prompt_tokens_details.cached_tokens``)."""
+    details = getattr(reported, "prompt_tokens_details", None)
+    read = getattr(reported, "cache_read_input_tokens", None) or getattr(
+        details, "cached_tokens", None) or 0
+    written = getattr(reported, "cache_creation_input_tokens", None) or 0
+    return Usage(reported.prompt_tokens, reported.completion_tokens,
+                 cache_read_tokens=int(read), cache_write_tokens=int(written))
 
 
 def context_window(config: CloudConfig) -> int | None:
@@ -130,6 +147,9 @@ class CloudBackend(Backend):
         self.supports_logprobs = config.request_logprobs
         self.supports_tools = True
         self._n_ctx = context_window(config)
+        self._cache_marks = config.cache_control == "on" or (
+            config.cache_control == "auto"
+            and bool(self._litellm.utils.supports_prompt_caching(config.model)))
         # Per process: each API process and worker finds a dead provider out for itself.
         self.breaker = CircuitBreaker(config.breaker_failures, config.breaker_reset_s)
 
@@ -145,7 +165,7 @@ class CloudBackend(Backend):
         config = self._config
         kwargs: dict[str, Any] = {
             "model": config.model,
-            "messages": request.openai_messages(),
+            "messages": request.openai_messages(cache_marks=self._cache_marks),
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
             "timeout": config.timeout_s,
@@ -220,7 +240,9 @@ class CloudBackend(Backend):
                 decode_tokens_per_s=rate,
             ),
             logprobs=logprobs,
-            cost_usd=price(self._config.price_as, usage.prompt_tokens, usage.completion_tokens),
+            cost_usd=price(self._config.price_as, usage.prompt_tokens, usage.completion_tokens,
+                           cache_read_tokens=usage.cache_read_tokens,
+                           cache_write_tokens=usage.cache_write_tokens),
             tool_calls=tool_calls,
         )
 
@@ -228,7 +250,7 @@ class CloudBackend(Backend):
         started = time.perf_counter()
         response = self._call(request, stream=False)
         choice = response.choices[0]
-        usage = Usage(response.usage.prompt_tokens, response.usage.completion_tokens)
+        usage = usage_of(response.usage)
         return self._result(
             choice.message.content or "", usage, _finish(choice.finish_reason), started,
             None, _logprobs(choice), _tool_calls(choice.message),
@@ -243,7 +265,7 @@ class CloudBackend(Backend):
         usage: Usage | None = None
         for chunk in self._chunks(request):
             if getattr(chunk, "usage", None) and chunk.usage.completion_tokens is not None:
-                usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                usage = usage_of(chunk.usage)
             if not chunk.choices:
                 continue
             choice = chunk.choices[0]

@@ -95,6 +95,9 @@ class CloudConfig(_Section):
     price_as: str = Field(
         "claude-sonnet-4-5", description="litellm price-map model name used for costs"
     )
+    cache_control: Literal["auto", "on", "off"] = Field(
+        "auto", description="pass a client's prompt-cache markers (Anthropic cache_control) to "
+        "the provider: auto: where litellm's model map says the model caches prompts")
     timeout_s: float = Field(300.0, gt=0, le=3600, description="per-request timeout")
     num_retries: int = Field(2, ge=0, le=10, description="retries with backoff")
     fallbacks: list[str] = Field(default_factory=list, description="litellm models to try next")

@@ -2,7 +2,8 @@
 OpenAI-compatible chat server
 (whole and streamed answers, tool calls and their streamed deltas) whose answers a script
 chooses from the request, as a capable model would. It records every request body, so a
-test sees what left the machine. litellm reaches it as it reaches any provider.
+test sees what left the machine. litellm reaches it as it reaches any provider. Requests
+that mark prefixes with ``cache_control`` meet a prompt cache (:class:`PromptCache`).
 
 ``fix_one_line`` is the script of the agent tests: read the file with the client's read tool,
 replace one line with its edit tool (or a patch / a shell command, as the client offers),
@@ -104,14 +105,50 @@ def _message(answer: Answer) -> dict[str, Any]:
             **({"tool_calls": calls} if calls else {})}
 
 
-def _usage(body: Mapping[str, Any], message: Mapping[str, Any]) -> dict[str, int]:
-    prompt = len(json.dumps(body["messages"])) // 4
-    completion = max(1, len(json.dumps(message)) // 4)
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion}
+def _tokens(value: Any) -> int:
+    return len(json.dumps(value)) // 4
 
 
-def _chunks(body: Mapping[str, Any], message: dict[str, Any]) -> Iterator[dict[str, Any]]:
+class PromptCache:
+    """A provider's prompt cache as Anthropic keeps one: a request's prefix up to a message
+    marked ``cache_control`` is written to the cache, and read from it when a later request
+    starts with the same prefix (the same tools and messages up to that mark). Reported as
+    litellm reads a provider's usage: ``cache_read_input_tokens`` (also OpenAI's
+    ``prompt_tokens_details.cached_tokens``) and ``cache_creation_input_tokens``."""
+
+    def __init__(self) -> None:
+        self._kept: set[str] = set()
+
+    def use(self, body: Mapping[str, Any]) -> tuple[int, int]:
+        """(tokens read, tokens written) for this request, remembering its marked prefixes."""
+        messages = body["messages"]
+        marks = [i for i, m in enumerate(messages) if isinstance(m.get("content"), list)
+                 and any(part.get("cache_control") for part in m["content"])]
+        if not marks:
+            return 0, 0
+        tools = json.dumps(body.get("tools") or [])
+        prefixes = [(tools + json.dumps(messages[:i + 1]), _tokens(messages[:i + 1]))
+                    for i in marks]
+        read = max((n for key, n in prefixes if key in self._kept), default=0)
+        self._kept.update(key for key, _ in prefixes)
+        return read, max(0, prefixes[-1][1] - read)
+
+
+def _usage(body: Mapping[str, Any], message: Mapping[str, Any],
+           cache: tuple[int, int] = (0, 0)) -> dict[str, Any]:
+    prompt = _tokens(body["messages"])
+    completion = max(1, _tokens(message))
+    out: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
+                           "total_tokens": prompt + completion}
+    read, written = cache
+    if read or written:
+        out.update(prompt_tokens_details={"cached_tokens": read},
+                   cache_read_input_tokens=read, cache_creation_input_tokens=written)
+    return out
+
+
+def _chunks(body: Mapping[str, Any], message: dict[str, Any],
+            usage: dict[str, Any]) -> Iterator[dict[str, Any]]:
     base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
             "created": int(time.time()), "model": body.get("model", "scripted")}
     yield {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
@@ -131,7 +168,7 @@ def _chunks(body: Mapping[str, Any], message: dict[str, Any]) -> Iterator[dict[s
                                 "function": {"arguments": arguments[start:start + 16]}}]}}]}
     finish = "tool_calls" if message.get("tool_calls") else "stop"
     yield {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}],
-           "usage": _usage(body, message)}
+           "usage": usage}
 
 
 @contextmanager
@@ -139,14 +176,16 @@ def scripted_cloud(script: Script) -> Iterator[tuple[str, Recorded]]:
     """Yield (base_url ending in /v1, recorded): an OpenAI-compatible chat server answering
     as ``script`` says."""
     recorded = Recorded()
+    cache = PromptCache()
 
     async def chat(request: Request) -> Response:
         body = await request.json()
         recorded.bodies.append(body)
         message = _message(script(body))
+        usage = _usage(body, message, cache.use(body))
         if body.get("stream"):
             async def events() -> AsyncIterator[str]:
-                for chunk in _chunks(body, message):
+                for chunk in _chunks(body, message, usage):
                     yield f"data: {json.dumps(chunk)}\n\n"
                 yield "data: [DONE]\n\n"
             return StreamingResponse(events(), media_type="text/event-stream")
@@ -155,7 +194,7 @@ def scripted_cloud(script: Script) -> Iterator[tuple[str, Recorded]]:
             "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion",
             "created": int(time.time()), "model": body.get("model", "scripted"),
             "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-            "usage": _usage(body, message)})
+            "usage": usage})
 
     async def models(_: Request) -> Response:
         return JSONResponse({"object": "list", "data": [{"id": "scripted", "object": "model"}]})

@@ -7,7 +7,8 @@ carry them too:
 
 - ``conversation``: OpenAI chat messages, ``{"role": "user"|"assistant"|"tool"|"system",
   "content": str|None, "tool_calls": [{"id", "type": "function", "function": {"name",
-  "arguments"}}], "tool_call_id": str}``;
+  "arguments"}}], "tool_call_id": str, "cache": bool}`` (``cache``: a prompt-cache
+  breakpoint the client set at the end of the turn);
 - ``tools``: OpenAI function tools; ``tool_choice``; ``parallel_tool_calls``;
 - ``prompt``: the instruction the turn works on (the last user text), for the signals.
 
@@ -69,6 +70,9 @@ def validate(task: Mapping[str, Any]) -> None:
         content = turn.get("content")
         if content is not None and not isinstance(content, str):
             raise InvalidTask(f"{field}.content", "must be the turn's text")
+        if not isinstance(turn.get("cache", False), bool):
+            raise InvalidTask(f"{field}.cache", "must be true or false (a prompt-cache "
+                              "breakpoint at the end of this turn)")
         for j, call in enumerate(turn.get("tool_calls") or []):
             function = call.get("function") if isinstance(call, Mapping) else None
             if not isinstance(function, Mapping) or not isinstance(call.get("id"), str):
@@ -101,7 +105,8 @@ def messages(conversation: Sequence[Mapping[str, Any]]) -> list[Message]:
                                arguments=c["function"].get("arguments") or "{}")
                       for c in turn.get("tool_calls") or [])
         out.append(Message(turn["role"], turn.get("content") or "", tool_calls=calls,
-                           tool_call_id=turn.get("tool_call_id")))
+                           tool_call_id=turn.get("tool_call_id"),
+                           cache=bool(turn.get("cache"))))
     return out
 
 

@@ -61,7 +61,8 @@ def build_messages(state: RouterState, files: list[Any]) -> list[Message]:
     were, then the task with its attached files."""
     messages = []
     if state.get("system"):
-        messages.append(Message("system", state["system"]))
+        messages.append(Message("system", state["system"],
+                                cache=bool(state.get("system_cache"))))
     if agent_turn.is_agent_turn(state):  # an agent's turn: its conversation, as it is
         return [*messages, *agent_turn.messages(state["conversation"])]
     messages.extend(Message(turn["role"], turn["content"]) for turn in state.get("history") or [])

@@ -59,6 +59,11 @@ def build_record(state: RouterState, *, price: Any, models: dict[str, str]) -> d
             "repair_prompt": sum(a["prompt_tokens"] for a in attempts),
             "repair_completion": sum(a["completion_tokens"] for a in attempts),
             "sample_completion": (state.get("agreement") or {}).get("completion_tokens", 0),
+            # the prompt as the cloud counted it (what it bills), and of those, the tokens
+            # read from and written to its prompt cache
+            "cloud_prompt": cloud.usage.prompt_tokens if cloud else 0,
+            "cloud_cache_read": cloud.usage.cache_read_tokens if cloud else 0,
+            "cloud_cache_write": cloud.usage.cache_write_tokens if cloud else 0,
         },
         "local_attempts": attempts,
         "agreement": state.get("agreement"),
@@ -72,8 +77,12 @@ def build_record(state: RouterState, *, price: Any, models: dict[str, str]) -> d
         "cached_prompt_tokens": local_cached(local),
         "local_server": local.extra.get("local_server") if local else None,
         "cost_usd": cloud.cost_usd if cloud else 0.0,
-        # All-cloud: the same prompt, and the answer's length (the cloud's own when it ran).
-        "counterfactual_cost_usd": price(cloud_prompt, completion if cloud else local_completion),
+        # All-cloud: the cloud's own call when it ran (its prompt-cache reads and writes
+        # priced as they were); else the same prompt and the local answer's length, at list
+        # price (no cache assumed).
+        "counterfactual_cost_usd": (
+            cloud.cost_usd if cloud is not None and cloud.cost_usd is not None
+            else price(cloud_prompt, completion if cloud else local_completion)),
         "flags": flags,
         "notes": state.get("context_notes", []),
     }

@@ -35,6 +35,7 @@ class TaskInput(TypedDict, total=False):
     prompt: str
     history: list[Turn]
     system: str
+    system_cache: bool  # the client marked the system prompt for a provider's prompt cache
     files: list[AttachedFile]
     repo: str
     team: str

@@ -42,6 +42,11 @@ class Tokens(BaseModel):
     prompt: int
     completion: int
     local_completion: int = 0
+    # the prompt as the cloud counted it (0: no cloud call), and of those, the tokens read
+    # from and written to its prompt cache
+    cloud_prompt: int = 0
+    cloud_cache_read: int = 0
+    cloud_cache_write: int = 0
 
 
 class RouteRecord(BaseModel):
@@ -131,7 +136,9 @@ def ledger_entry(*, request_id: str, team: str, key_id: str | None, source: str,
                    "local": (tokens.prompt + tokens.local_completion)
                    if (final == "local" or escalated) else 0,
                    "cloud": (tokens.prompt + tokens.completion) if final == "cloud" else 0,
-                   "local_completion": tokens.local_completion},
+                   "local_completion": tokens.local_completion,
+                   "cloud_cache_read": tokens.cloud_cache_read,
+                   "cloud_cache_write": tokens.cloud_cache_write},
         "cost_usd": float(record.cost_usd),
         "counterfactual_usd": float(record.counterfactual_cost_usd),
         "escalated_local_ms": float(record.timings_ms.get("local_generate", 0.0))

@@ -7,11 +7,14 @@ must come out as the router's task (a structured conversation plus tools) and go
 routed answer, and bad input must be refused naming its field in this API's error shape;
 the adapter translates whole provider calls and passes unknown blocks through.
 
+``cache_control`` markers travel as the turns' ``cache`` flags (``system_cache`` for the
+top-level system): the cloud tier hands them to a provider that caches prompts (litellm
+turns them back into Anthropic's breakpoints), and the local engine caches every prefix
+anyway. A marker on a block marks the turn the block becomes, up to its end.
+
 What is dropped on the way in, and why: ``thinking`` blocks (neither tier reasons in
-Anthropic's format; the client resends them, they are not the task), ``cache_control``
-markers (the local engine caches every prefix; a cloud provider that honours them gets the
-turn through litellm's own Anthropic route), ``thinking`` / ``context_management`` /
-``metadata`` settings (read for the session id only).
+Anthropic's format; the client resends them, they are not the task), ``thinking`` /
+``context_management`` / ``metadata`` settings (read for the session id only).
 """
 
 from __future__ import annotations
@@ -57,8 +60,14 @@ def _text(content: Any, field: str) -> str:
 
 
 def system_text(system: Any) -> str:
-    """The top-level ``system``: text, or text blocks (``cache_control`` markers dropped)."""
+    """The top-level ``system``: text, or text blocks."""
     return "" if system is None else _text(system, "system")
+
+
+def marked(content: Any) -> bool:
+    """Whether any block of ``content`` carries a ``cache_control`` marker."""
+    return isinstance(content, list) and any(
+        isinstance(block, Mapping) and block.get("cache_control") for block in content)
 
 
 def tools(body: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -113,7 +122,8 @@ def conversation(body: Mapping[str, Any]) -> list[dict[str, Any]]:
             raise InvalidTask(f"{field}.role", "must be user or assistant")
         content = message.get("content")
         if role == "system":  # Claude Code sends its environment as a system message here
-            out.append({"role": "system", "content": _text(content, f"{field}.content")})
+            out.append({"role": "system", "content": _text(content, f"{field}.content"),
+                        **_cache(marked(content))})
             continue
         if isinstance(content, str):
             out.append({"role": role, "content": content})
@@ -121,11 +131,13 @@ def conversation(body: Mapping[str, Any]) -> list[dict[str, Any]]:
         if not isinstance(content, list):
             raise InvalidTask(f"{field}.content", "must be text or a list of content blocks")
         texts, calls, results = [], [], []
+        text_cached = False
         for j, block in enumerate(content):
             where = f"{field}.content[{j}]"
             kind = block.get("type") if isinstance(block, Mapping) else None
             if kind == "text":
                 texts.append(_text([block], where))
+                text_cached = text_cached or bool(block.get("cache_control"))
             elif kind in DROPPED:
                 continue
             elif kind == "tool_use" and role == "assistant":
@@ -139,7 +151,7 @@ def conversation(body: Mapping[str, Any]) -> list[dict[str, Any]]:
                 if block.get("is_error"):
                     text = f"Error: {text}"
                 results.append({"role": "tool", "tool_call_id": block.get("tool_use_id"),
-                                "content": text})
+                                "content": text, **_cache(bool(block.get("cache_control")))})
             elif kind in ("image", "document"):
                 raise InvalidTask(where, f"{kind} blocks cannot be taken by the models here "
                                   "(text only): send the content as text")
@@ -148,16 +160,21 @@ def conversation(body: Mapping[str, Any]) -> list[dict[str, Any]]:
                                   "message")
         if role == "assistant":
             out.append({"role": "assistant", "content": "\n".join(texts) or None,
-                        **({"tool_calls": calls} if calls else {})})
+                        **({"tool_calls": calls} if calls else {}), **_cache(text_cached)})
         else:
             out.extend(results)
             if texts:
-                out.append({"role": "user", "content": "\n".join(texts)})
+                out.append({"role": "user", "content": "\n".join(texts),
+                            **_cache(text_cached)})
     orphan = agent_turn.unanswered(out)
     if orphan is not None:
         raise InvalidTask("messages", f"tool_result tool_use_id {orphan!r} matches no earlier "
                           "tool_use block")
     return out
+
+
+def _cache(flag: bool) -> dict[str, bool]:
+    return {"cache": True} if flag else {}
 
 
 def session_id(body: Mapping[str, Any], headers: Mapping[str, str]) -> str | None:
@@ -191,6 +208,8 @@ def task(body: Mapping[str, Any], headers: Mapping[str, str]) -> dict[str, Any]:
     system = system_text(body.get("system"))
     if system:
         out["system"] = system
+        if marked(body.get("system")):
+            out["system_cache"] = True
     offered = tools(body)
     if offered:
         out["tools"] = offered
@@ -215,8 +234,15 @@ def content(answer: RoutedAnswer) -> list[dict[str, Any]]:
 
 
 def usage(record: RouteRecord) -> dict[str, int]:
-    return {"input_tokens": record.tokens.prompt, "output_tokens": record.tokens.completion,
-            "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+    """Anthropic's usage: ``input_tokens`` are the prompt tokens no cache read or wrote
+    (their sum with the two cache counts is the whole prompt, as the cloud counted it where
+    it ran)."""
+    tokens = record.tokens
+    read, written = tokens.cloud_cache_read, tokens.cloud_cache_write
+    prompt = tokens.cloud_prompt if read or written else tokens.prompt
+    return {"input_tokens": max(0, prompt - read - written),
+            "output_tokens": tokens.completion,
+            "cache_creation_input_tokens": written, "cache_read_input_tokens": read}
 
 
 def message_id() -> str:
@@ -270,7 +296,9 @@ def answer_events(answer: RoutedAnswer, record: RouteRecord, *,
     yield event("message_delta", {
         "delta": {"stop_reason": STOP_REASONS.get(answer.finish_reason, "end_turn"),
                   "stop_sequence": None},
-        "usage": {"output_tokens": record.tokens.completion},
+        # the whole usage, as Anthropic's message_delta may carry it (message_start went out
+        # before the route, and with it the prompt-cache counts, were known)
+        "usage": usage(record),
         "smallcode": {"route": record.to_json()}})
     yield event("message_stop", {})
 

@@ -26,9 +26,13 @@ def generation_usage(generation: Generation) -> dict[str, int]:
     return usage(generation.usage.prompt_tokens, generation.usage.completion_tokens)
 
 
-def record_usage(record: RouteRecord) -> dict[str, int]:
-    """The usage of a routed answer, as its route record counts it."""
-    return usage(record.tokens.prompt, record.tokens.completion)
+def record_usage(record: RouteRecord) -> dict[str, Any]:
+    """The usage of a routed answer, as its route record counts it (with the prompt tokens
+    the cloud read from its prompt cache, where it did)."""
+    out: dict[str, Any] = usage(record.tokens.prompt, record.tokens.completion)
+    if record.tokens.cloud_cache_read:
+        out["prompt_tokens_details"] = {"cached_tokens": record.tokens.cloud_cache_read}
+    return out
 
 
 def logprob(entry: TokenLogprob, k: int) -> dict[str, Any]:

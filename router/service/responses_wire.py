@@ -185,7 +185,7 @@ def output(answer: RoutedAnswer, *, id_: str) -> list[dict[str, Any]]:
 def usage(record: RouteRecord) -> dict[str, Any]:
     return {"input_tokens": record.tokens.prompt, "output_tokens": record.tokens.completion,
             "total_tokens": record.tokens.prompt + record.tokens.completion,
-            "input_tokens_details": {"cached_tokens": 0},
+            "input_tokens_details": {"cached_tokens": record.tokens.cloud_cache_read},
             "output_tokens_details": {"reasoning_tokens": 0}}
 
 
