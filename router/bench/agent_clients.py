@@ -1,6 +1,7 @@
 """The coding agents a team deploys, run as a new user configures them (README, "Coding
 agents") against a SmallCode Router at ``url`` with a key: Claude Code through the Anthropic
-Messages API, Codex CLI through the Responses API, opencode through the chat API with tools.
+Messages API, Codex CLI through the Responses API, opencode and Continue's CLI (``cn``, its
+agent mode headless) through the chat API with tools.
 
 ``scripts/agent-clients.sh`` installs them at pinned versions from npm, cached outside the
 clone; :func:`install` runs it. The agent tests and ``smallcode bench agents`` both start the
@@ -14,7 +15,7 @@ import os
 import subprocess
 from pathlib import Path
 
-CLIENTS = ("claude", "codex", "opencode")
+CLIENTS = ("claude", "codex", "opencode", "continue")
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 300
 
@@ -64,7 +65,24 @@ def command(client: str, *, bin_dir: Path, url: str, key: str, repo: Path, home:
             "model": "sc/auto", "small_model": "sc/auto"}))
         return ([str(bin_dir / "opencode"), "run", "-m", "sc/auto", task],
                 {**env, "OPENCODE_DISABLE_AUTOUPDATE": "1"})
+    if client == "continue":
+        # A local config file: no hub login. Headless, cn leaves out the tools that would ask
+        # first (Edit, MultiEdit, Write); --allow Edit offers its edit tool.
+        config = home / ".continue" / "config.yaml"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(continue_config(url, key))
+        return ([str(bin_dir / "cn"), "-p", task, "--config", str(config), "--allow", "Edit"],
+                {**env, "CONTINUE_CLI_ENABLE_TELEMETRY": "0"})
     raise ValueError(f"unknown client {client!r}: use one of {', '.join(CLIENTS)}")
+
+
+def continue_config(url: str, key: str) -> str:
+    """Continue's ``config.yaml`` (the CLI's; the IDE extension reads the same file): the
+    router as an OpenAI-compatible model ``auto`` that may call tools."""
+    return ("name: SmallCode\nversion: 1.0.0\nschema: v1\nmodels:\n"
+            "  - name: SmallCode\n    provider: openai\n    model: auto\n"
+            f"    apiBase: {url}/v1\n    apiKey: {key}\n"
+            "    roles: [chat]\n    capabilities: [tool_use]\n")
 
 
 def run(client: str, *, bin_dir: Path, url: str, key: str, repo: Path, home: Path,
@@ -73,7 +91,7 @@ def run(client: str, *, bin_dir: Path, url: str, key: str, repo: Path, home: Pat
     line, env = command(client, bin_dir=bin_dir, url=url, key=key, repo=repo, home=home,
                         task=task)
     base = {k: v for k, v in os.environ.items()
-            if not k.startswith(("ANTHROPIC_", "OPENAI_", "SMALLCODE_"))}
+            if not k.startswith(("ANTHROPIC_", "OPENAI_", "SMALLCODE_", "CONTINUE_", "OTEL_"))}
     return subprocess.run(line, cwd=repo, env={**base, **env}, capture_output=True, text=True,
                           timeout=TIMEOUT_S, stdin=subprocess.DEVNULL)
 

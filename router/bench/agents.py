@@ -1,8 +1,8 @@
-"""`smallcode bench agents`: each coding agent (Claude Code, Codex, opencode) fixes a one-line
-bug in a scratch repository through the router, and its session is read back from the ledger:
-its turns, where each was served and why, the tokens served locally and in the cloud, its cost
-against all-cloud, the time the router added per turn outside the models, and whether the
-task was done.
+"""`smallcode bench agents`: each coding agent (Claude Code, Codex, opencode, Continue's CLI)
+fixes a one-line bug in a scratch repository through the router, and its session is read back
+from the ledger: its turns, where each was served and why, the tokens served locally and in the
+cloud, its cost against all-cloud, the time the router added per turn outside the models, and
+whether the task was done.
 
 The cloud is the scripted server of the agent tests (:mod:`router.bench.scripted_cloud`): it
 answers with the tool calls a capable model would make, at once, so what is timed is the

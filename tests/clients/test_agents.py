@@ -4,7 +4,9 @@ README shows (:mod:`router.bench.agent_clients`):
 
 - Claude Code (``claude -p``), through ``POST /v1/messages``, its key as ``x-api-key``;
 - Codex CLI (``codex exec``), through ``POST /v1/responses``, its key as a Bearer token;
-- opencode (``opencode run``), through ``POST /v1/chat/completions`` with tools.
+- opencode (``opencode run``), through ``POST /v1/chat/completions`` with tools;
+- Continue's CLI (``cn -p``, its agent mode headless, a local config file: no hub login), through
+  ``POST /v1/chat/completions`` with tools, its key as a Bearer token.
 
 The cloud is a scripted OpenAI-compatible server on loopback (router/bench/scripted_cloud.py)
 that answers with tool calls, as a capable model would; the local tier is the in-process
@@ -131,3 +133,18 @@ def test_opencode_fixes_the_bug_through_the_chat_api_with_tools(
     _fixed(scratch, _run("opencode", clients, service, scratch, tmp_path))
     url, key, _ = service
     assert len(_turns(url, key, "chat")) >= 2
+
+
+def test_continue_fixes_the_bug_through_the_chat_api_with_tools(
+        clients: Path, scratch: Path, service: tuple[str, str, Recorded],
+        tmp_path: Path) -> None:
+    _fixed(scratch, _run("continue", clients, service, scratch, tmp_path))
+    url, key, seen = service
+    # Its own read and edit tools (Edit offered by --allow Edit), then the answer.
+    assert {t["function"]["name"] for t in seen.bodies[0]["tools"]} >= {"Read", "Edit", "Bash"}
+    called = [c["function"]["name"] for m in seen.bodies[-1]["messages"]
+              for c in m.get("tool_calls") or []]
+    assert called == ["Read", "Edit"]
+    turns = _turns(url, key, "chat")
+    assert len(turns) >= 3 and {t["team"] for t in turns} == {"platform"}
+    assert len({t["session"] for t in turns}) == 1
