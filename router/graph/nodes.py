@@ -15,7 +15,7 @@ from agents.base import Generation, GenerationRequest, Message, TokenEvent, Tool
 from agents.cloud import price
 from agents.errors import BackendUnavailable, LocalUnavailable
 from policies.privacy import privacy_rule
-from policies.redaction import redact
+from policies.redaction import redact_kept
 from retrieval import api
 from router.checks.code import extract_code_blocks
 from router.checks.edits import client_edit as read_client_edit
@@ -471,7 +471,7 @@ def cloud_generate(state: RouterState, runtime: Runtime[RouterContext]) -> dict[
     for message in state["messages"]:
         texts = [message.content, *(call.arguments for call in message.tool_calls)]
         if state["policy"].redact_secrets:  # tool results and tool arguments too
-            found = [redact(text) for text in texts]
+            found = [redact_kept(text) for text in texts]  # each text scanned once
             texts = [r.text for r in found]
             count += sum(r.count for r in found)
             kinds.extend(kind for r in found for kind in r.kinds)
