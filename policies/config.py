@@ -55,6 +55,10 @@ class PolicyConfig(BaseModel):
     task_type_routes: dict[TaskType, Route] = Field(
         default_factory=dict, description="task types pinned to a route, e.g. refactor: cloud"
     )
+    model_routes: dict[str, Literal["auto", "local", "cloud"]] = Field(
+        default_factory=dict, description="model names (globs) the team's clients send, each "
+        "auto, local or cloud, looked up before models.aliases: e.g. {'claude-haiku-*': local} "
+        "keeps Claude Code's small, fast model (titles, summaries, command checks) local")
     local_only: bool = Field(False, description="privacy: this team never reaches the cloud")
     local_only_repos: list[str] = Field(
         default_factory=list, description="repositories whose tasks never reach the cloud"
@@ -119,6 +123,15 @@ class PolicyConfig(BaseModel):
     sample_temperature: float = Field(
         0.7, gt=0, le=2, description="the temperature of sampling agreement's extra answers")
 
+    @model_validator(mode="after")
+    def _model_routes_allowed(self) -> PolicyConfig:
+        pinned = [name for name, route in self.model_routes.items() if route != "auto"]
+        if pinned and not self.allow_forced_routes:
+            raise ValueError(f"model_routes: {pinned[0]!r} names a tier, but "
+                             "allow_forced_routes is false: route it auto, or allow forced "
+                             "routes")
+        return self
+
     @field_validator("judge_model")
     @classmethod
     def _absolute_judge_file(cls, value: str | None) -> str | None:
@@ -178,6 +191,11 @@ class PoliciesConfig(BaseModel):
         routes = override.get("task_type_routes")
         if isinstance(routes, dict):
             merged["task_type_routes"] = {**base["task_type_routes"], **routes}
+        models = override.get("model_routes")
+        if isinstance(models, dict):  # globs match in order: the team's come first
+            merged["model_routes"] = {**models, **{
+                name: route for name, route in base["model_routes"].items()
+                if name not in models}}
         try:
             return PolicyConfig.model_validate(merged)
         except ValidationError as exc:

@@ -61,7 +61,7 @@ def fix_one_line(path: str, old: str, new: str) -> Script:
         patch = _find(tools, "apply_patch")
         shell = _find(tools, "shell") or _find(tools, "bash") or _find(tools, "exec")
         if not results and read is not None and edit is not None:
-            where = _key(read, "file_path", "filePath", "path")
+            where = _key(read, "file_path", "filePath", "path", "filepath")
             return {"tool_calls": [{"name": read["function"]["name"],
                                     "arguments": {where: path}}]}
         edited = any(m.get("tool_calls") and any(

@@ -30,8 +30,8 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     routing.set_defaults(handler=_router)
     agents = targets.add_parser("agents", help="Claude Code, Codex and opencode each fix a bug "
                                 "through the router: turns, tiers, cost, router time per turn")
-    agents.add_argument("--clients", default="claude,codex,opencode",
-                        help="comma-separated, some of claude,codex,opencode")
+    agents.add_argument("--clients", default=",".join(agent_clients.CLIENTS),
+                        help=f"comma-separated, some of {','.join(agent_clients.CLIENTS)}")
     agents.add_argument("--json", action="store_true", help="print one JSON object")
     agents.set_defaults(handler=_agents)
     speed = targets.add_parser("speed", help="the local tier through each layer vs the raw call")

@@ -17,7 +17,7 @@ from router.service import anthropic_wire as wire
 from router.service import turns
 from router.service.accounting import admit
 from router.service.deps import CallerDep
-from router.service.model_names import route_for
+from router.service.model_names import team_route
 from router.service.turn_caller import turn_caller
 
 router = APIRouter(prefix="/v1")
@@ -27,7 +27,7 @@ JsonObject = Annotated[dict[str, Any], Body()]
 
 @router.post("/messages", response_model=None)
 async def messages(body: JsonObject, request: Request, identity: CallerDep) -> Any:
-    route = route_for(body.get("model"), request.app.state.settings.models.aliases)
+    route = team_route(request, body.get("model"), identity.serving_team(None))
     task = {**wire.task(body, request.headers), "route": route}
     caller = turn_caller(request, identity, route)
     await admit(request, caller)

@@ -27,7 +27,7 @@ from router.service import openai_wire as wire
 from router.service.accounting import account, admit
 from router.service.deps import CallerDep
 from router.service.errors import APIError, describe
-from router.service.model_names import listed, route_for
+from router.service.model_names import listed, team_route
 from router.service.routed_stream import routed_stream
 from router.service.schemas import ChatCompletionRequest
 from router.service.turn_caller import turn_caller
@@ -41,11 +41,15 @@ def _tiers(request: Request) -> dict[str, Backend]:
 
 
 @router.get("/models")
-async def list_models(request: Request, _: CallerDep) -> dict[str, Any]:
-    """What a client may send as ``model``: auto (routed), the tiers, and the aliases that
-    are names (globs such as ``claude-*`` match the names clients send)."""
+async def list_models(request: Request, identity: CallerDep) -> dict[str, Any]:
+    """What a client may send as ``model``: auto (routed), the tiers, and the names of the
+    caller's team's ``model_routes`` and of the aliases (globs such as ``claude-*`` match the
+    names clients send)."""
     tiers = _tiers(request)
-    aliases = request.app.state.settings.models.aliases
+    settings = request.app.state.settings
+    team_routes = settings.policies.for_team(identity.serving_team(None)).model_routes
+    aliases = {**team_routes, **{name: route for name, route in settings.models.aliases.items()
+                                 if name not in team_routes}}
     backends = {"auto": "router", **{name: b.model_name for name, b in tiers.items()}}
     return {"object": "list", "data": [
         {"id": name, "object": "model", "created": 0, "owned_by": "smallcode",
@@ -98,7 +102,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request,
     tiers = _tiers(request)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
-    route = route_for(body.model, request.app.state.settings.models.aliases)
+    route = team_route(request, body.model, identity.serving_team(body.team))
     if body.top_logprobs and not body.logprobs:
         raise APIError(400, "top_logprobs: requires logprobs to be true", param="top_logprobs")
     if body.logprobs and (route == "auto" or not tiers[route].supports_logprobs):
