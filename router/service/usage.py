@@ -58,23 +58,33 @@ async def usage(caller: CallerDep, redis: RedisDep, names: NamesDep, settings: S
                 start: str | None = Query(None, alias="from"),
                 end: str | None = Query(None, alias="to"),
                 group_by: ledger.GroupBy | None = None,
-                team: str | None = None, route: ledger.Route | None = None) -> dict[str, Any]:
+                team: str | None = None, route: ledger.Route | None = None,
+                limit: int | None = Query(None, ge=1, le=1000, description=(
+                    "with group_by=session: the costliest sessions only"))) -> dict[str, Any]:
+    """Totals for the window, and, with ``group_by``, per group. Per session (agent turns):
+    each session's team and the first and last day it ran, the costliest first, at most
+    ``limit`` of them (``has_more``), with ``sessions``: how many, and their totals."""
     first, last = window(start, end)
     scope = team_filter(caller, team)
     rows = await ledger.rollup_rows(redis, names, first=first, last=last, team=scope,
                                     route=route)
     price = settings.usage.local_usd_per_hour
-    grouped = rows
-    if group_by == "session":  # agent sessions' totals (every route: not kept per session)
-        if route is not None:
-            raise APIError(400, "route: cannot be combined with group_by=session",
-                           param="route")
-        grouped = await ledger.session_rows(redis, names, first=first, last=last, team=scope)
-    return {"object": "usage", "from": first.isoformat(), "to": last.isoformat(),
+    body = {"object": "usage", "from": first.isoformat(), "to": last.isoformat(),
             "team": scope, "route": route, "group_by": group_by,
-            "totals": ledger.summarize(rows, None, local_usd_per_hour=price)[0],
-            "data": ledger.summarize(grouped, group_by, local_usd_per_hour=price)
-            if group_by else []}
+            "totals": ledger.summarize(rows, None, local_usd_per_hour=price)[0]}
+    if limit is not None and group_by != "session":
+        raise APIError(400, "limit: only with group_by=session", param="limit")
+    if group_by != "session":
+        return {**body, "data": ledger.summarize(rows, group_by, local_usd_per_hour=price)
+                if group_by else []}
+    if route is not None:  # every route: not kept per session
+        raise APIError(400, "route: cannot be combined with group_by=session", param="route")
+    turns = await ledger.session_rows(redis, names, first=first, last=last, team=scope)
+    sessions = ledger.summarize_sessions(turns, local_usd_per_hour=price)
+    shown = sessions[:limit] if limit is not None else sessions
+    return {**body, "data": shown, "has_more": len(shown) < len(sessions),
+            "sessions": {"count": len(sessions),
+                         **ledger.summarize(turns, None, local_usd_per_hour=price)[0]}}
 
 
 @router.get("/entries")

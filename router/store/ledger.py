@@ -207,7 +207,9 @@ async def session_rows(redis: Redis, names: Names, *, first: dt.date, last: dt.d
     for day, raw in zip(days, raws, strict=True):
         grouped: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
         for field, value in raw.items():
-            row_team, session, metric = field.decode().rsplit("|", 2)
+            # A team name has no '|' (apikeys.TEAM_RULE); a client's session id may.
+            row_team, rest = field.decode().split("|", 1)
+            session, metric = rest.rsplit("|", 1)
             if team is None or row_team == team:
                 grouped[(row_team, session)][metric] = float(value)
         rows += [Row(day.isoformat(), row_team, "", "", metrics, session)
@@ -230,6 +232,27 @@ def summarize(rows: Iterable[Row], group_by: GroupBy | None, *,
     return [{**({group_by: name} if group_by else {}),
              **usage_figures(totals, local_usd_per_hour=local_usd_per_hour)}
             for name, totals in sorted(groups.items())]
+
+
+def summarize_sessions(rows: Iterable[Row], *,
+                       local_usd_per_hour: float = 0.0) -> list[dict[str, Any]]:
+    """Each agent session's usage (a session is its team's: one id in two teams is two
+    sessions) with the first and last day it ran, the costliest first (then the latest,
+    then the busiest)."""
+    groups: dict[tuple[str, str], dict[str, float]] = defaultdict(
+        lambda: dict.fromkeys(METRICS, 0.0))
+    days: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for row in rows:
+        for metric, value in row.metrics.items():
+            if metric in METRICS:
+                groups[(row.team, row.session)][metric] += value
+        days[(row.team, row.session)].append(row.day)
+    out = [{"session": session, "team": team, "first_day": min(days[(team, session)]),
+            "last_day": max(days[(team, session)]),
+            **usage_figures(totals, local_usd_per_hour=local_usd_per_hour)}
+           for (team, session), totals in sorted(groups.items())]
+    out.sort(key=lambda s: (s["cloud_spend_usd"], s["last_day"], s["tasks"]), reverse=True)
+    return out
 
 
 def usage_figures(totals: dict[str, float], *, local_usd_per_hour: float = 0.0) -> dict[str, Any]:

@@ -180,3 +180,53 @@ def test_every_series_the_grafana_dashboard_queries_is_in_metrics(served) -> Non
     queried |= set(re.findall(r"smallcode_[a-z_]+", json.dumps(dashboard["templating"])))
     assert len(queried) >= 8
     assert queried <= served_names, queried - served_names
+
+
+def agent_turn(url: str, key: str, tiers: Tiers, logprob: float,
+               session: str) -> dict[str, Any]:
+    """One turn of an agent's session on the Messages API (Claude Code's session header)."""
+    tiers.local.logprob = logprob
+    response = httpx.post(f"{url}/v1/messages", timeout=60,
+                          headers={"x-api-key": key, "x-session-id": session},
+                          json={"model": "claude-sonnet-4-5", "max_tokens": 16, "messages": [
+                              {"role": "user", "content": f"Double a number ({session})."}]})
+    assert response.status_code == 200, response.text
+    return dict(response.json()["smallcode"]["route"])
+
+
+def test_sessions_come_with_their_team_costliest_first_and_bounded(redis_url: str) -> None:
+    tiers = Tiers()
+    config = Settings(redis={"url": redis_url, "prefix": "usage-sessions"},  # type: ignore[arg-type]
+                      admin_key=ADMIN, tasks={"embedded_worker": False})  # type: ignore[arg-type]
+    app = create_app(config, local=tiers.local, cloud=tiers.cloud, with_retrieval=False)
+    with serving(app) as url:
+        alpha, beta = key_for(url, "alpha"), key_for(url, "beta")
+        made = {("alpha", "s|1"): [agent_turn(url, alpha, tiers, lp, "s|1")
+                                   for lp in (-0.01, -0.02, -3.0)],
+                ("alpha", "s-2"): [agent_turn(url, alpha, tiers, -0.01, "s-2")],
+                ("beta", "s|1"): [agent_turn(url, beta, tiers, lp, "s|1") for lp in (-3.0, -3.0)]}
+        ask(url, alpha, tiers, -0.01)  # a chat request without a session: in no session
+        every = get(url, "/v1/usage", ADMIN, group_by="session").json()
+        top = get(url, "/v1/usage", ADMIN, group_by="session", limit=2).json()
+        mine = get(url, "/v1/usage", beta, group_by="session").json()
+        filtered = get(url, "/v1/usage", ADMIN, group_by="session", team="alpha").json()
+        no_limit = get(url, "/v1/usage", ADMIN, group_by="day", limit=2)
+    found = {(s["team"], s["session"]): s for s in every["data"]}
+    assert set(found) == set(made)  # one id in two teams is two sessions; '|' survives
+    for name, records in made.items():
+        assert found[name]["tasks"] == len(records)
+        assert found[name]["local"] == sum(r["final"] == "local" for r in records)
+        assert found[name]["cloud"] == sum(r["final"] == "cloud" for r in records)
+        assert found[name]["counterfactual_usd"] == pytest.approx(
+            sum(r["counterfactual_cost_usd"] for r in records), abs=1e-6)
+        assert found[name]["first_day"] == found[name]["last_day"] == every["to"]
+    assert found[("beta", "s|1")]["cloud"] == 2 and found[("alpha", "s-2")]["local"] == 1
+    # Costliest first: the scripted cloud costs nothing, so then the busiest.
+    assert [s["tasks"] for s in every["data"]] == [3, 2, 1]
+    assert every["sessions"]["count"] == 3 and every["sessions"]["tasks"] == 6
+    assert every["totals"]["tasks"] == 7 and every["has_more"] is False
+    assert [s["session"] for s in top["data"]] == ["s|1", "s|1"] and top["has_more"] is True
+    assert top["sessions"]["count"] == 3
+    assert [(s["team"], s["session"]) for s in mine["data"]] == [("beta", "s|1")]
+    assert {s["team"] for s in filtered["data"]} == {"alpha"} and len(filtered["data"]) == 2
+    assert no_limit.status_code == 400 and no_limit.json()["error"]["param"] == "limit"
