@@ -12,11 +12,15 @@ README shows).
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,8 @@ from agents.cloud import CloudBackend
 from agents.config import CloudConfig
 from router.service.app import create_app
 from router.settings import Settings
+from router.store import ledger
+from router.store.names import Names
 from tests.helpers import Scripted, serving
 
 CHROMIUM = "/usr/bin/chromium"
@@ -61,6 +67,15 @@ SEED: list[tuple[str, float, dict[str, Any]]] = [
     ("search", -1.50, {}),
 ]
 
+# Agents' sessions: (team, session id, how the client names it, the turns' logprobs). Seeded
+# first, so the newest recent task is still the last chat above.
+CLAUDE = "1b9d6bcd-bbfd-4b2d-9b5d-ab8dfbbd4bed"
+SESSIONS: list[tuple[str, str, str, tuple[float, ...]]] = [
+    ("payments", CLAUDE, "metadata", (-0.02, -0.05, -2.00)),
+    ("payments", "codex-7f3a", "header", (-0.05,)),
+    ("search", "opencode-session-0042", "header", (-1.50, -0.02)),
+]
+
 
 def settings(url: str, prefix: str) -> Settings:
     return Settings(redis={"url": url, "prefix": prefix}, admin_key=ADMIN,  # type: ignore[arg-type]
@@ -87,11 +102,29 @@ def chat(url: str, key: str, **extra: Any) -> dict[str, Any]:
     return dict(response.json()["smallcode"]["route"])
 
 
+def agent_turn(url: str, key: str, session: str, named_by: str) -> dict[str, Any]:
+    """An agent's turn on the Messages API, its session named as Claude Code does (JSON in
+    ``metadata.user_id``) or by the ``x-session-id`` header."""
+    body: dict[str, Any] = {"model": "claude-sonnet-4-5", "max_tokens": 16,
+                            "messages": [{"role": "user", "content": f"{ASK} ({session})"}]}
+    headers = {"x-api-key": key}
+    if named_by == "metadata":
+        body["metadata"] = {"user_id": json.dumps({"session_id": session})}
+    else:
+        headers["x-session-id"] = session
+    response = httpx.post(f"{url}/v1/messages", json=body, timeout=120, headers=headers)
+    assert response.status_code == 200, response.text
+    route = dict(response.json()["smallcode"]["route"])
+    assert route["agent"]["session"] == session
+    return route
+
+
 @dataclass
 class Seeded:
     url: str
     keys: dict[str, str]
     records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    sessions: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
 
     def all(self, team: str | None = None) -> list[dict[str, Any]]:
         return [r for t, rs in self.records.items() if team in (None, t) for r in rs]
@@ -105,6 +138,12 @@ def seeded(valkey_server: Any, smol_standin_url: str) -> Iterator[Seeded]:
                      with_retrieval=False)
     with serving(app) as url:
         run = Seeded(url, {team: create_key(url, team) for team in ("payments", "search")})
+        for team, session, named_by, logprobs in SESSIONS:
+            for logprob in logprobs:
+                local.logprob = logprob
+                record = agent_turn(url, run.keys[team], session, named_by)
+                run.records.setdefault(team, []).append(record)
+                run.sessions.setdefault((team, session), []).append(record)
         for team, logprob, extra in SEED:
             local.logprob = logprob  # requests go one at a time
             run.records.setdefault(team, []).append(chat(url, run.keys[team], **extra))
@@ -116,6 +155,42 @@ def empty(valkey_server: Any) -> Iterator[str]:
     """An app whose ledger has nothing in it (a prefix of its own)."""
     app = create_app(settings(valkey_server.url, f"dash-empty-{time.time_ns()}"),
                      local=Scripted(ANSWER), cloud=Scripted(ANSWER), with_retrieval=False)
+    with serving(app) as url:
+        yield url
+
+
+MANY = 53  # agent sessions, more than the page lists (50)
+
+
+async def write_sessions(url: str, prefix: str) -> None:
+    """One cloud turn in each of MANY sessions of team ``ops``, session ``s-NN`` costing NN
+    cents, written straight into the ledger (as a routed turn's entry is)."""
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(url)
+    try:
+        for n in range(1, MANY + 1):
+            entry = {"id": f"msg-many-{n}", "time": time.time(), "team": "ops",
+                     "key_id": None, "source": "messages", "status": "done",
+                     "task_type": "edit", "route": "cloud", "reason": "tools",
+                     "escalated": False, "confidence": None,
+                     "tokens": {"prompt": 100, "completion": 10, "local": 0, "cloud": 110,
+                                "local_completion": 0},
+                     "cost_usd": n / 100, "counterfactual_usd": n / 100,
+                     "escalated_local_ms": 0.0, "latency_ms": 900.0, "session": f"s-{n:02d}"}
+            assert await ledger.write_entry(redis, Names(prefix), entry, retention_days=30)
+    finally:
+        await redis.aclose()
+
+
+@pytest.fixture(scope="module")
+def many(valkey_server: Any) -> Iterator[str]:
+    """An app whose ledger holds MANY agent sessions."""
+    prefix = f"dash-many-{time.time_ns()}"
+    with ThreadPoolExecutor(1) as thread:  # Playwright runs an event loop in this thread
+        thread.submit(asyncio.run, write_sessions(valkey_server.url, prefix)).result()
+    app = create_app(settings(valkey_server.url, prefix), local=Scripted(ANSWER),
+                     cloud=Scripted(ANSWER), with_retrieval=False)
     with serving(app) as url:
         yield url
 
@@ -172,6 +247,16 @@ class Tab:
             "id => document.querySelectorAll(`#${id} .scatterlayer .point, #${id} .barlayer .point`).length",
             name))
 
+    def sessions(self) -> list[dict[str, str]]:
+        """The agent sessions table as a reader sees it: each row's text by column heading,
+        and ``Full id``, the session cell's title (what hovering shows)."""
+        return list(self.page.evaluate("""() => {
+            const heads = [...document.querySelectorAll('#sessions thead th')].map(th => th.innerText);
+            return [...document.querySelectorAll('#sessions tbody tr')].map(tr => ({
+                ...Object.fromEntries([...tr.cells].map((td, i) => [heads[i], td.innerText])),
+                'Full id': tr.cells[1].querySelector('code').title}));
+        }"""))
+
     def shot(self, name: str) -> None:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
@@ -211,13 +296,48 @@ def expected(records: list[dict[str, Any]]) -> dict[str, float]:
             "wasted_usd": wasted_ms / 3.6e6 * LOCAL_USD_PER_HOUR}
 
 
+def fixed(value: float, digits: int) -> str:
+    """``value`` as JavaScript's ``toFixed`` writes it: a tie rounds away from zero (56.25 to
+    1 digit is 56.3), where Python's format rounds to even (56.2)."""
+    return str(Decimal(value).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
+
+
+def session_row(team: str, session: str, records: list[dict[str, Any]]) -> dict[str, str]:
+    """The sessions table's row for ``records`` (one session's turns), as it should read."""
+    local = sum(r["final"] == "local" for r in records)
+    spend = sum(r["cost_usd"] for r in records)
+    counterfactual = sum(r["counterfactual_cost_usd"] for r in records)
+    saving = counterfactual - spend
+    tokens = sum(r["tokens"]["prompt"] + r["tokens"]["completion"] for r in records)
+    return {"Team": team, "Full id": session, "Last active": time.strftime("%Y-%m-%d", time.gmtime()),
+            "Turns": str(len(records)), "Local · cloud": f"{local} · {len(records) - local}",
+            "Local share": fixed(100 * round(local / len(records), 4), 1) + "%",
+            "Tokens": f"{tokens:,}", "Cost": "$" + fixed(spend, 4),
+            "All-cloud": "$" + fixed(counterfactual, 4),
+            "Saving": f"${fixed(saving, 4)} ({fixed(round(100 * saving / counterfactual, 2), 1)}%)"}
+
+
+def assert_sessions(tab: Tab, sessions: dict[tuple[str, str], list[dict[str, Any]]]) -> None:
+    """The table lists exactly ``sessions``, each with its figures, the costliest first."""
+    shown = tab.sessions()
+    assert {(row["Team"], row["Full id"]): {k: v for k, v in row.items() if k != "Session"}
+            for row in shown} == {name: session_row(*name, records)
+                                  for name, records in sessions.items()}
+    costs = [float(row["Cost"].lstrip("$")) for row in shown]
+    assert costs == sorted(costs, reverse=True)
+    assert tab.page.is_hidden("#sessions-empty") and tab.page.is_hidden("#sessions-more")
+    turns = sum(len(records) for records in sessions.values())
+    assert tab.page.inner_text("#sessions-summary").startswith(
+        f"{len(sessions)} session{'s' if len(sessions) > 1 else ''} · {turns} turns · ")
+
+
 def assert_tiles(tab: Tab, want: dict[str, float]) -> None:
     assert tab.tile("tasks") == want["tasks"]
     assert tab.tile_text("tasks") == str(int(want["tasks"]))
     assert tab.tile("local-share") == pytest.approx(want["local_share"], abs=1e-4)
-    assert tab.tile_text("local-share") == f"{100 * want['local_share']:.1f}%"
+    assert tab.tile_text("local-share") == fixed(100 * want["local_share"], 1) + "%"
     assert tab.tile("spend") == pytest.approx(want["spend"], rel=1e-4, abs=1e-6)
-    assert tab.tile_text("spend") == f"${want['spend']:.4f}"
+    assert tab.tile_text("spend") == "$" + fixed(want["spend"], 4)
     assert tab.tile("counterfactual") == pytest.approx(want["counterfactual"], rel=1e-4, abs=1e-6)
     assert tab.tile("savings") == pytest.approx(want["savings"], rel=1e-4, abs=1e-6)
     assert tab.tile("savings", "pct") == pytest.approx(want["savings_pct"], abs=0.01)
@@ -283,6 +403,52 @@ def test_the_seeded_totals_and_every_chart_show_for_the_admin_key(seeded: Seeded
     tab.assert_clean()
 
 
+def test_agent_sessions_show_their_turns_local_and_cloud_and_costs(seeded: Seeded,
+                                                                    tab: Tab) -> None:
+    sessions = seeded.sessions
+    routes = {r["final"] for records in sessions.values() for r in records}
+    assert routes == {"local", "cloud"}  # the seed served turns on both tiers
+    assert sum(r["cost_usd"] for records in sessions.values() for r in records) > 0
+    tab.open(seeded.url, "#period=7")
+    tab.sign_in(ADMIN)
+    assert_sessions(tab, sessions)
+    shown = {row["Full id"]: row["Session"] for row in tab.sessions()}
+    assert shown[CLAUDE] == "1b9d6bcd-bbfd…bd4bed"  # a long id shortened; its title is whole
+    assert shown["opencode-session-0042"] == "opencode-session-0042"
+    # The team filter narrows the sessions too; the route filter cannot (not kept per route).
+    tab.page.select_option("#f-team", "search")
+    tab.refreshed()
+    assert_sessions(tab, {k: v for k, v in sessions.items() if k[0] == "search"})
+    tab.page.select_option("#f-route", "local")
+    tab.refreshed()
+    assert_sessions(tab, {k: v for k, v in sessions.items() if k[0] == "search"})
+    assert "every route" in tab.page.inner_text("#sessions-summary")
+    # Two changes in a row (the second while the first's refresh runs) end on the second's.
+    tab.page.select_option("#f-route", "")
+    tab.page.select_option("#f-team", "")
+    tab.refreshed()
+    assert_sessions(tab, sessions)
+    tab.page.locator("#agents").scroll_into_view_if_needed()
+    tab.shot("sessions")
+    tab.assert_clean()
+
+
+def test_the_sessions_table_lists_the_costliest_50_and_counts_the_rest(many: str,
+                                                                         tab: Tab) -> None:
+    tab.open(many)
+    tab.sign_in(ADMIN)
+    shown = tab.sessions()
+    assert [row["Session"] for row in shown] == [f"s-{n:02d}" for n in range(MANY, MANY - 50, -1)]
+    assert shown[0]["Cost"] == f"${MANY / 100:.4f}" and shown[0]["Local · cloud"] == "0 · 1"
+    assert tab.page.inner_text("#sessions-more") == (
+        f"the 50 costliest shown; {MANY - 50} more sessions not shown")
+    spent = sum(range(1, MANY + 1)) / 100
+    assert tab.page.inner_text("#sessions-summary") == (
+        f"{MANY} sessions · {MANY} turns · 0.0% served locally · ${fixed(spent, 4)} spent · "
+        f"all-cloud ${fixed(spent, 4)} · saved $0.0000")
+    tab.assert_clean()
+
+
 def test_the_team_filter_changes_the_numbers_and_lives_in_the_url(seeded: Seeded,
                                                                     tab: Tab) -> None:
     tab.open(seeded.url)
@@ -316,6 +482,7 @@ def test_a_team_key_sees_only_its_team(seeded: Seeded, tab: Tab) -> None:
     assert tab.page.is_disabled("#f-team")
     assert tab.page.inner_text("#who") == "team payments"
     assert_tiles(tab, expected(seeded.all("payments")))
+    assert_sessions(tab, {k: v for k, v in seeded.sessions.items() if k[0] == "payments"})
     assert seeded.keys["payments"] not in tab.page.url
     tab.assert_clean()
 
@@ -364,6 +531,8 @@ def test_an_empty_ledger_shows_zeros_and_no_data_yet(empty: str, tab: Tab) -> No
     for chart in CHARTS:
         assert tab.page.inner_text(f"#{chart}") == "no data yet"
     assert tab.page.is_visible("#tasks-empty")
+    assert tab.page.inner_text("#sessions-empty") == "no agent sessions in this period"
+    assert tab.sessions() == [] and tab.page.inner_text("#sessions-summary") == ""
     tab.shot("empty")
     tab.assert_clean()
 

@@ -5,6 +5,7 @@
 
 const KEY = "smallcode.dashboard.key";
 const PAGE = 10;
+const SESSIONS = 50; // the costliest agent sessions shown; the rest are counted
 const PLOT = { responsive: true, displayModeBar: false };
 const COLORS = { local: "#2a9d8f", cloud: "#e76f51", escalated: "#f4a261",
                  spend: "#e76f51", counterfactual: "#264653", kept: "#2a9d8f" };
@@ -16,7 +17,7 @@ const REASONS = { confident: "confident (kept local)", low_confidence: "low conf
 
 const $ = (id) => document.getElementById(id);
 const state = { who: null, timer: null, cursors: [], before: null, rows: [], busy: false,
-                refreshS: 5 };
+                again: false, refreshS: 5 };
 
 // ---- formatting ------------------------------------------------------------------------
 const usd = (v) => "$" + (Math.abs(v) >= 100 ? v.toFixed(2) : v.toFixed(4));
@@ -137,7 +138,7 @@ function onFilter() {
   writeFilters({ period: $("f-period").value, team: $("f-team").value, route: $("f-route").value });
   state.cursors = [];
   state.before = null;
-  refresh();
+  refresh(true);
 }
 
 function setTeams(teams) {
@@ -152,26 +153,38 @@ function setTeams(teams) {
 }
 
 // ---- refresh -----------------------------------------------------------------------------
-async function refresh() {
-  if (state.busy || !state.who) return;
+// One refresh at a time: a timer tick while one runs is skipped; a change of filter or page
+// (`changed`) runs again once it lands, and the landing one, asked with the old filters, draws
+// nothing (so the page never shows one filter's figures under another's controls).
+async function refresh(changed) {
+  if (!state.who) return;
+  if (state.busy) {
+    if (changed === true) state.again = true;
+    return;
+  }
   state.busy = true;
+  state.again = false;
   const f = filters();
   const w = window_(f);
   const scope = { from: w.from, to: w.to, team: f.team, route: f.route };
   try {
-    const [totals, days, reasons, hist, budgets, page, teams] = await Promise.all([
+    const [totals, days, reasons, hist, budgets, page, sessions, teams] = await Promise.all([
       api("/v1/usage", scope),
       api("/v1/usage", { ...scope, group_by: "day" }),
       api("/v1/usage", { ...scope, group_by: "reason" }),
       api("/v1/usage/histograms", scope),
       api("/v1/usage/budgets", { team: f.team }),
       api("/v1/usage/entries", { ...scope, limit: PAGE, before: state.before }),
+      // Every route: a session's turns are not kept per route.
+      api("/v1/usage", { from: w.from, to: w.to, team: f.team, group_by: "session", limit: SESSIONS }),
       state.who.admin ? api("/v1/usage", { from: w.from, to: w.to, group_by: "team" }) : null,
     ]);
+    if (state.again) return;
     if (teams) setTeams(teams.data.map((row) => row.team));
     renderTiles(totals.totals, budgets.data);
     renderCharts(w.days, days.data, reasons.data, hist, totals.totals.tasks);
     renderTable(page);
+    renderSessions(sessions, f.route);
     document.body.dataset.state = totals.totals.tasks ? "loaded" : "empty";
     document.body.dataset.refreshed = String(Date.now());
     $("status").textContent = "updated " + new Date().toISOString().slice(11, 19) + " UTC";
@@ -180,6 +193,7 @@ async function refresh() {
     else $("status").textContent = "could not refresh: " + error.message;
   } finally {
     state.busy = false;
+    if (state.again) refresh(true);
   }
 }
 
@@ -318,17 +332,56 @@ function renderTable(page) {
   $("newer").disabled = state.cursors.length === 0;
 }
 
+// ---- agent sessions (Claude Code, Codex, opencode: one session, many turns) ----------------
+function shortId(id) {
+  return id.length <= 24 ? id : id.slice(0, 13) + "…" + id.slice(-6);
+}
+
+function renderSessions(found, route) {
+  const body = $("sessions").tBodies[0];
+  body.replaceChildren();
+  for (const s of found.data) {
+    const tr = body.insertRow();
+    cell(tr, s.team);
+    const id = document.createElement("code");
+    id.textContent = shortId(s.session);
+    id.title = s.session;
+    tr.insertCell().appendChild(id);
+    cell(tr, s.last_day);
+    if (s.first_day !== s.last_day) tr.cells[2].title = "first active " + s.first_day;
+    cell(tr, int(s.tasks), true);
+    cell(tr, `${int(s.local)} · ${int(s.cloud)}`, true);
+    tr.cells[4].title = `${int(s.escalated)} escalated from local`;
+    cell(tr, pct(s.local_share), true);
+    cell(tr, int(s.tokens.prompt + s.tokens.completion), true);
+    cell(tr, usd(s.cloud_spend_usd), true);
+    cell(tr, usd(s.counterfactual_usd), true);
+    cell(tr, `${usd(s.savings_usd)} (${s.savings_pct.toFixed(1)}%)`, true);
+  }
+  const all = found.sessions;
+  $("sessions-empty").hidden = all.count > 0;
+  $("sessions-summary").textContent = !all.count ? "" :
+    `${int(all.count)} session${all.count === 1 ? "" : "s"} · ${int(all.tasks)} turns · ` +
+    `${pct(all.local_share)} served locally · ${usd(all.cloud_spend_usd)} spent · ` +
+    `all-cloud ${usd(all.counterfactual_usd)} · saved ${usd(all.savings_usd)}` +
+    (route ? " · every route (sessions are not kept per route)" : "");
+  const more = all.count - found.data.length;
+  $("sessions-more").hidden = !found.has_more;
+  $("sessions-more").textContent = found.has_more
+    ? `the ${found.data.length} costliest shown; ${int(more)} more session${more === 1 ? "" : "s"} not shown` : "";
+}
+
 function older() {
   if (state.nextBefore == null) return;
   state.cursors.push(state.before);
   state.before = state.nextBefore;
-  refresh();
+  refresh(true);
 }
 
 function newer() {
   if (!state.cursors.length) return;
   state.before = state.cursors.pop();
-  refresh();
+  refresh(true);
 }
 
 async function openRecord(id) {
