@@ -34,6 +34,11 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
                         help=f"comma-separated, some of {','.join(agent_clients.CLIENTS)}")
     agents.add_argument("--json", action="store_true", help="print one JSON object")
     agents.set_defaults(handler=_agents)
+    turn = targets.add_parser("turn", help="the router's own time per agent turn (a "
+                              "Claude-Code-like session, the cloud scripted): first and next turn")
+    turn.add_argument("--sessions", type=int, default=20, help="sessions of two turns each")
+    turn.add_argument("--json", action="store_true", help="print one JSON object")
+    turn.set_defaults(handler=_turn)
     speed = targets.add_parser("speed", help="the local tier through each layer vs the raw call")
     speed.add_argument("--rounds", type=int, default=3, help="alternating rounds per layer")
     speed.add_argument("--json", action="store_true", help="print one JSON object")
@@ -255,6 +260,31 @@ def _agents(args: argparse.Namespace) -> int:
               f"local={row['local']} cloud={row['cloud']} ({', '.join(row['reasons'])}) "
               f"cost ${row['cost_usd']:.4f} vs all-cloud ${row['all_cloud_usd']:.4f}  "
               f"router p50 {row['router_ms_p50']} ms  wall {row['wall_s']} s")
+    return 0
+
+
+def _turn(args: argparse.Namespace) -> int:
+    # deferred on purpose: agents.local loads numpy, this bench the whole service
+    from agents.local import LocalBackend
+    from router.bench import turn_overhead
+
+    settings = load_settings(args.config)
+    local = LocalBackend(settings.local, resolve(settings.local.model, settings.models.cache_dir))
+    try:
+        result = turn_overhead.run(settings, local, sessions=args.sessions, log=_stderr)
+    finally:
+        local.close()
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"local model {result['local_model']} (its tokenizer); {result['sessions']} sessions; "
+          "router time per turn outside the models")
+    for kind in ("first", "next"):
+        row = result[kind]
+        print(f"{kind:<6} {row['prompt_tokens']:>6} tokens ({row['route']}, {row['reason']})  "
+              f"router p50 {row['router_ms_p50']} ms (min {row['router_ms_min']}, max "
+              f"{row['router_ms_max']})  intake p50 {row['intake_ms_p50']} ms  "
+              f"cloud_generate p50 {row['cloud_generate_ms_p50']} ms")
     return 0
 
 
