@@ -105,6 +105,23 @@ def redis_url(valkey_server: object) -> Iterator[str]:
     yield url
 
 
+@pytest.fixture(scope="session")
+def valkey_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A real three-primary Valkey cluster on loopback (``redis.cluster: true``), for the
+    whole session."""
+    from router.store.cluster import EmbeddedCluster
+
+    with EmbeddedCluster(tmp_path_factory.mktemp("valkey-cluster")) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def cluster_url(valkey_cluster: object) -> Iterator[str]:
+    """The session's cluster, every node flushed before each test that uses it."""
+    valkey_cluster.flush()  # type: ignore[attr-defined]
+    yield valkey_cluster.url  # type: ignore[attr-defined]
+
+
 def ask(prompt: str, **kwargs: object) -> GenerationRequest:
     return GenerationRequest(messages=(Message("user", prompt),), **kwargs)  # type: ignore[arg-type]
 

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -38,7 +39,7 @@ def valkey_binary() -> str:
     return path
 
 
-def _port_taken(port: int) -> bool:
+def port_taken(port: int) -> bool:
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will
         try:
@@ -57,13 +58,15 @@ def free_port() -> int:
 class EmbeddedRedis:
     """``with EmbeddedRedis(dir) as server: server.url`` — a running Valkey until the block ends."""
 
-    def __init__(self, data_dir: Path, *, port: int = 0, start_timeout_s: float = 20.0) -> None:
+    def __init__(self, data_dir: Path, *, port: int = 0, start_timeout_s: float = 20.0,
+                 extra_args: Sequence[str] = ()) -> None:
         # Absolute: Valkey changes into --dir before it opens --logfile, so a relative log
         # path would be looked up under the data directory itself.
         self.data_dir = Path(data_dir).absolute()
         self.requested_port = port
         self.port = 0
         self.start_timeout_s = start_timeout_s
+        self.extra_args = tuple(extra_args)  # more of valkey-server's options (absolute paths)
         self.process: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
         self._stderr_tail = ""
@@ -76,14 +79,14 @@ class EmbeddedRedis:
         binary = valkey_binary()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = self.requested_port or free_port()
-        if self.requested_port and _port_taken(self.port):
+        if self.requested_port and port_taken(self.port):
             raise RedisStartError(f"port {self.port} (redis.port) is already in use: choose "
                                   "another, or 0 for a free one")
         logfile = self.data_dir / "valkey.log"
         command = [sys.executable, "-m", "agents.dies_with_parent", str(os.getpid()), binary,
                    "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
                    "--appendonly", "yes", "--appendfsync", "always", "--save", "",
-                   "--daemonize", "no", "--logfile", str(logfile)]
+                   "--daemonize", "no", "--logfile", str(logfile), *self.extra_args]
         # Valkey logs to its log file once it has opened it; what it says before (a bad
         # argument, a log file it cannot open) goes to stderr, kept here to quote on failure.
         self._stderr = tempfile.TemporaryFile(prefix="valkey-stderr-")  # noqa: SIM115
