@@ -20,18 +20,29 @@ The sum is the whole prompt's count or a little more, never less:
   would merge across;
 - an assistant turn's tool calls count too (their id, name and arguments), which an
   in-process template that writes text only leaves out: a tier that renders them sees them.
+
+A long text is counted in pieces (:func:`pieces`), cut after blank lines chosen by the
+content of the paragraph before them, so that a text that changes in one place (the date or
+the working directory in an agent's system prompt, the user's words after a long reminder)
+keeps the counts of its other pieces: a new session's first turn tokenizes what is new in it.
+Each piece adds its margin (a few tokens in 10,000).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 from agents.base import Backend, GenerationRequest, Message
 
 BOUNDARY_TOKENS = 1  # per text: a tokenizer may merge a text's first token with its frame
+PIECE_CHARS = 4096  # a text this long or longer is counted in pieces
+CUT_ONE_IN = 4  # a piece ends after one blank line in about this many (about 2,000 characters)
+_BLANK = re.compile(r"\n\n+")
 ESTIMATED_FRAME_TOKENS = 4  # per message, where the tier cannot render its template
 MAX_TEXTS = 4096  # counts kept; about 100 bytes each
 
@@ -68,6 +79,24 @@ class TextTokens:
 TEXTS = TextTokens()
 
 
+def pieces(text: str) -> list[str]:
+    """``text`` in pieces that join to it: cut after the blank lines whose paragraph (the text
+    since the blank line before) hashes to 0 modulo :data:`CUT_ONE_IN`, so that where a piece
+    ends depends on what is near, not on where it is."""
+    if len(text) < PIECE_CHARS:
+        return [text]
+    out, start, paragraph = [], 0, 0
+    for blank in _BLANK.finditer(text):
+        end = blank.end()
+        if zlib.crc32(text[paragraph:end].encode("utf-8", "surrogatepass")) % CUT_ONE_IN == 0:
+            out.append(text[start:end])
+            start = end
+        paragraph = end
+    if start < len(text):
+        out.append(text[start:])
+    return out
+
+
 def frame_tokens(local: Backend, messages: Sequence[Message]) -> int:
     """The chat template's own tokens for these roles: the prompt rendered with every text
     empty; estimated where the tier cannot render it."""
@@ -80,7 +109,7 @@ def frame_tokens(local: Backend, messages: Sequence[Message]) -> int:
 def message_tokens(count: Callable[[str], int], message: Message,
                    texts: TextTokens = TEXTS) -> int:
     """One message's own tokens (its text and tool calls), without its frame."""
-    tokens = texts(count, message.content) + BOUNDARY_TOKENS
+    tokens = sum(texts(count, piece) + BOUNDARY_TOKENS for piece in pieces(message.content))
     for call in message.tool_calls:
         tokens += texts(count, call.id) + texts(count, call.name) + texts(count, call.arguments)
         tokens += 3 * BOUNDARY_TOKENS

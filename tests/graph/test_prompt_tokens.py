@@ -14,7 +14,7 @@ from agents.scripted import Scripted
 from policies.config import PoliciesConfig
 from router.graph.context import RouterContext, token_counter
 from router.graph.graph import build_graph, run_task
-from router.graph.prompt_tokens import BOUNDARY_TOKENS, TextTokens, conversation_tokens
+from router.graph.prompt_tokens import BOUNDARY_TOKENS, TextTokens, conversation_tokens, pieces
 
 CORPUS = "".join(p.read_text() for p in sorted(
     (Path(__file__).parents[2] / "router" / "graph").glob("*.py")))
@@ -25,9 +25,13 @@ EDGES = ["", " ", "\n", "\n\n", "  ", "\t", "é", "日本", "'s", "123", "<|im_e
 
 
 def texts(rng: random.Random) -> str:
-    size = rng.choice([0, 1, 5, 50, 500, 3000])
+    size = rng.choice([0, 1, 5, 50, 500, 3000, 6000, 12000])
     start = rng.randrange(0, len(CORPUS) - size)
-    return rng.choice(EDGES) + CORPUS[start:start + size] + rng.choice(EDGES)
+    text = CORPUS[start:start + size]
+    if size > 3000:  # long texts are counted in pieces cut after blank lines: edges there too
+        text = text.replace("\n\n", "\n\n" + rng.choice(EDGES), 3)
+        text = text.replace("\n\n", rng.choice(EDGES) + "\n\n\n", 3)
+    return rng.choice(EDGES) + text + rng.choice(EDGES)
 
 
 def conversation(rng: random.Random) -> list[Message]:
@@ -51,8 +55,9 @@ def test_an_agent_prompt_never_counts_fewer_tokens_than_the_model_sees(smol: Any
         calls = sum(count(c.id) + count(c.name) + count(c.arguments) + 3 * BOUNDARY_TOKENS
                     for m in messages for c in m.tool_calls)
         assert whole <= counted, messages
-        # A few tokens a message more at most (the template leaves tool calls out).
-        assert counted - calls <= whole + 3 * len(messages), messages
+        # A few tokens a message or piece more at most (the template leaves tool calls out).
+        cut = sum(len(pieces(m.content)) for m in messages)
+        assert counted - calls <= whole + 3 * len(messages) + 2 * cut, messages
 
 
 class Tokenizing(Wrapped):
@@ -98,6 +103,21 @@ def test_a_later_turn_of_a_session_tokenizes_only_the_messages_it_adds(smol: Any
                    context)
     assert local.chars < 200, "the second turn tokenized the conversation again"
     assert two.record["tokens"]["prompt"] > one.record["tokens"]["prompt"]
+
+
+def test_a_new_session_tokenizes_only_the_pieces_of_its_system_prompt_that_changed(
+        smol: Any) -> None:
+    local = Tokenizing(smol)
+    count = token_counter(local)
+    system = CORPUS[:30_000]
+    today = "Today's date: 2026-12-07. Working directory: /work/one.\n\n"
+    tomorrow = "Today's date: 2026-12-08. Working directory: /work/two.\n\n"
+    ask = [Message("user", "Fix the bug in calc.py.")]
+    kept = TextTokens()
+    conversation_tokens(local, count, [Message("system", system + today), *ask], kept)
+    local.chars = 0
+    conversation_tokens(local, count, [Message("system", system + tomorrow), *ask], kept)
+    assert local.chars < 10_000, "the new session tokenized its whole system prompt again"
 
 
 def test_the_counts_kept_are_bounded_and_the_latest_used_stay() -> None:
