@@ -33,7 +33,9 @@ async def responses(body: Annotated[dict[str, Any], Body()], request: Request,
         numbered = wire.Events()
         events = turns.stream(
             turn, await turns.begin(turn), opening=list(numbered.created(body, id_=id_, created=created)),
-            keepalive=": keep-alive\n\n",
+            # an event, not an SSE comment: Codex drops a stream after 300 s without one
+            # (its stream_idle_timeout_ms), and a local turn on a CPU can take that long
+            keepalive=lambda: numbered.in_progress(body, id_=id_, created=created),
             events=lambda routed, record: numbered.answer(body, routed, record, id_=id_,
                                                           created=created),
             error=lambda found: numbered.failed(body, id_=id_, created=created,

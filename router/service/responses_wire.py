@@ -227,6 +227,12 @@ class Events:
         yield self("response.created", {"response": started})
         yield self("response.in_progress", {"response": started})
 
+    def in_progress(self, body: Mapping[str, Any], *, id_: str, created: int) -> str:
+        """``response.in_progress`` again: the stream's keep-alive (a client that times out
+        an idle stream counts events, not SSE comments)."""
+        return self("response.in_progress", {"response": response(
+            body, id_=id_, created=created, status="in_progress")})
+
     def answer(self, body: Mapping[str, Any], answer: RoutedAnswer, record: RouteRecord, *,
                id_: str, created: int, chunk_chars: int = 64) -> Iterator[str]:
         """Each output item added, its text or arguments in deltas, done; then the response

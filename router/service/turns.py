@@ -129,12 +129,14 @@ async def begin(turn: Turn) -> Run:
         raise
 
 
-async def stream(turn: Turn, run: Run, *, opening: Iterable[str], keepalive: str,
+async def stream(turn: Turn, run: Run, *, opening: Iterable[str],
+                 keepalive: str | Callable[[], str],
                  events: Callable[[RoutedAnswer, RouteRecord], Iterable[str]],
                  error: Callable[[Described], str]) -> AsyncIterator[str]:
     """The turn begun (:func:`begin`) as server-sent events: ``opening`` at once,
-    ``keepalive`` every ``KEEPALIVE_S`` while it runs, then ``events`` of the routed answer,
-    or ``error`` of what failed (the failure a plain response would have carried)."""
+    ``keepalive`` (or what it makes, each time) every ``KEEPALIVE_S`` while it runs, then
+    ``events`` of the routed answer, or ``error`` of what failed (the failure a plain
+    response would have carried)."""
     accounted = False
     reason: StopReason = "client_disconnected"
     try:
@@ -145,7 +147,7 @@ async def stream(turn: Turn, run: Run, *, opening: Iterable[str], keepalive: str
             while True:
                 event = await run.next_event(quiet.left_s())
                 if quiet.due():  # by the clock: the run's own events reach no client
-                    yield keepalive
+                    yield keepalive if isinstance(keepalive, str) else keepalive()
                 if event is None:
                     continue
                 if event[0] == "end":

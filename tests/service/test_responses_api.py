@@ -7,6 +7,7 @@ streaming helper. The service and the scripted cloud are tests/service/conftest.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,10 +15,16 @@ import httpx
 import openai
 import pytest
 
+from agents.cloud import CloudBackend
+from agents.config import CloudConfig
 from router.bench.scripted_cloud import FIX_NEW as NEW
 from router.bench.scripted_cloud import FIX_OLD as OLD
 from router.bench.scripted_cloud import FIX_PATH as PATH
-from router.bench.scripted_cloud import Recorded
+from router.bench.scripted_cloud import Recorded, fix_one_line, scripted_cloud
+from router.service import turns
+from router.service.app import create_app
+from router.settings import Settings
+from tests.helpers import serving
 
 ASK = "Fix the bug in calc.py: add must return a + b."
 
@@ -153,3 +160,34 @@ def test_client_metadata_that_is_not_an_object_is_a_400_naming_it(oai: openai.Op
         oai.responses.create(model="gpt-5-codex", input="hi",
                              extra_body={"client_metadata": "session-1"})
     assert refused.value.body["param"] == "client_metadata"
+
+
+def test_a_slow_turn_s_stream_is_kept_alive_with_events_a_client_counts(
+        smol: Any, valkey_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a turn runs, the stream sends ``response.in_progress`` events, numbered in order,
+    not SSE comments: Codex drops a stream after 300 s without an event, and a local turn on
+    a CPU can take that long. The SDK's stream reads them as ordinary events."""
+    monkeypatch.setattr(turns, "KEEPALIVE_S", 0.2)
+
+    def slow(body: Any) -> dict[str, Any]:  # a model that thinks for 1.5 s
+        time.sleep(1.5)
+        return fix_one_line(PATH, OLD, NEW)(body)
+
+    settings = Settings(redis={"url": valkey_server.url, "prefix": "responses-slow"},
+                        auth={"enabled": False}, tasks={"embedded_worker": False})
+    with scripted_cloud(slow) as (cloud_url, _):
+        cloud = CloudBackend(CloudConfig(model="openai/scripted", api_base=cloud_url,
+                                         num_retries=0))
+        app = create_app(settings, local=smol, cloud=cloud, with_retrieval=False)
+        with serving(app) as url, openai.OpenAI(base_url=f"{url}/v1", api_key="unused",
+                                                max_retries=0) as client, \
+                client.responses.stream(model="gpt-5-codex", tools=CODEX_TOOLS[:2], input=ASK,
+                                        store=False) as stream:
+            seen = list(stream)
+            final = stream.get_final_response()
+    kinds = [event.type for event in seen]
+    numbers = [event.sequence_number for event in seen]
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+    waiting = kinds[:kinds.index("response.output_item.added")]
+    assert waiting.count("response.in_progress") >= 1 + 3, kinds  # the opening one, then kept
+    assert final.status == "completed" and numbers == sorted(set(numbers))  # in order, once
