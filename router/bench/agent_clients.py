@@ -86,14 +86,15 @@ def continue_config(url: str, key: str) -> str:
 
 
 def run(client: str, *, bin_dir: Path, url: str, key: str, repo: Path, home: Path,
-        task: str) -> subprocess.CompletedProcess[str]:
-    """Run ``client`` on ``task`` to its end (no input; output captured)."""
+        task: str, timeout_s: float = TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+    """Run ``client`` on ``task`` to its end (no input; output captured); raises
+    ``subprocess.TimeoutExpired`` after ``timeout_s``."""
     line, env = command(client, bin_dir=bin_dir, url=url, key=key, repo=repo, home=home,
                         task=task)
     base = {k: v for k, v in os.environ.items()
             if not k.startswith(("ANTHROPIC_", "OPENAI_", "SMALLCODE_", "CONTINUE_", "OTEL_"))}
     return subprocess.run(line, cwd=repo, env={**base, **env}, capture_output=True, text=True,
-                          timeout=TIMEOUT_S, stdin=subprocess.DEVNULL)
+                          timeout=timeout_s, stdin=subprocess.DEVNULL)
 
 
 def scratch_repo(path: Path, files: dict[str, str]) -> Path:

@@ -32,6 +32,9 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
                                 "through the router: turns, tiers, cost, router time per turn")
     agents.add_argument("--clients", default=",".join(agent_clients.CLIENTS),
                         help=f"comma-separated, some of {','.join(agent_clients.CLIENTS)}")
+    agents.add_argument("--real", action="store_true",
+                        help="real models on the whole session: the local model and the 1.5B "
+                        "coder as the cloud, each on llama-server --jinja (slow on CPU)")
     agents.add_argument("--json", action="store_true", help="print one JSON object")
     agents.set_defaults(handler=_agents)
     turn = targets.add_parser("turn", help="the router's own time per agent turn (a "
@@ -242,19 +245,29 @@ def _agents(args: argparse.Namespace) -> int:
                 f"got {args.clients!r}")
         return 2
     settings = load_settings(args.config)
-    path = resolve(settings.local.model, settings.models.cache_dir)
-    local = LocalBackend(settings.local, path)
     try:
-        result = agents.run(settings, local, clients=clients, log=_stderr)
+        if args.real:
+            # the router's context check reads the local window from the settings
+            settings = settings.model_copy(update={"local": settings.local.model_copy(
+                update={"n_ctx": agents.REAL_N_CTX})})
+            with agents.real_tiers(settings) as (real_local, cloud):
+                result = agents.run(settings, real_local, clients=clients, log=_stderr,
+                                    cloud=cloud)
+        else:
+            local = LocalBackend(settings.local,
+                                 resolve(settings.local.model, settings.models.cache_dir))
+            try:
+                result = agents.run(settings, local, clients=clients, log=_stderr)
+            finally:
+                local.close()
     except agent_clients.InstallFailed as failed:
         _stderr(f"smallcode: the agent clients could not be installed: {failed}")
         return 1
-    finally:
-        local.close()
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"local model {result['local_model']}; router time per turn outside the models")
+    print(f"local model {result['local_model']}, cloud {result['cloud_model']}; router time "
+          "per turn outside the models")
     for row in result["clients"]:
         print(f"{row['client']:<9} done={row['done']!s:<5} turns={row['turns']:>2} "
               f"local={row['local']} cloud={row['cloud']} ({', '.join(row['reasons'])}) "
