@@ -180,7 +180,7 @@ class TaskRunner:
         key = await get_key(redis, self.names, task["key_id"]) if task.get("key_id") else None
         limits = None
         if key is not None and key.tpm is not None and self.settings.redis.url:
-            limits = RateLimits(redis, self.settings.redis.url, self.names.rate_limits())
+            limits = RateLimits(redis, self.settings.redis, self.names.rate_limits())
         return Caller.resolve(redis, self.names, key=key, key_id=task["key_id"],
                               team=task["team"], policies=self.settings.policies,
                               cloud=self.settings.cloud, limits=limits)

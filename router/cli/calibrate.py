@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from redis.asyncio import Redis
 
 from policies.calibration import calibrate, judge_rows_from_feedback, load_outcomes, outcomes_from_feedback
 from policies.errors import CalibrationError
@@ -22,7 +21,7 @@ from router.evals.humaneval import task_prompt
 from router.graph.judge_model import JudgeModelError, save
 from router.settings import DEFAULT_CONFIG, load_settings
 from router.store import tasks
-from router.store.connect import command_redis
+from router.store.connect import client, command_redis
 from router.store.names import Names
 
 _DEFAULT_KEY = re.compile(r"^(\s+confidence_threshold:\s*)([0-9.]+)", re.M)
@@ -132,7 +131,7 @@ def _feedback_outcomes(settings: Any, team: str | None) -> list[Any]:
 def _labelled_tasks(settings: Any, team: str | None) -> list[dict[str, Any]]:
     """The tasks clients labelled (``POST /v1/tasks/{id}/feedback``), a team's or all."""
     async def labelled(url: str) -> list[dict[str, Any]]:
-        redis = Redis.from_url(url)
+        redis = client(settings.redis, url=url)
         try:
             found = await tasks.with_feedback(redis, Names(settings.redis.prefix))
         finally:

@@ -7,11 +7,10 @@ import asyncio
 import json
 from typing import Any
 
-from redis.asyncio import Redis
-
 from router.settings import load_settings
 from router.store import apikeys
-from router.store.connect import command_redis
+from router.store.config import RedisSettings
+from router.store.connect import client, command_redis
 from router.store.names import Names
 
 
@@ -38,12 +37,12 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     with command_redis(settings.redis.url, settings.data_dir) as url:
-        return asyncio.run(_run(args, url, settings.redis.prefix))
+        return asyncio.run(_run(args, settings.redis, url))
 
 
-async def _run(args: argparse.Namespace, url: str, prefix: str) -> int:
-    names = Names(prefix)
-    redis = Redis.from_url(url)
+async def _run(args: argparse.Namespace, store: RedisSettings, url: str) -> int:
+    names = Names(store.prefix)
+    redis = client(store, url=url)
     try:
         if args.action == "create":
             try:

@@ -11,11 +11,10 @@ import json
 import sys
 from typing import Any
 
-from redis.asyncio import Redis
-
 from router.settings import load_settings
 from router.store import ledger
-from router.store.connect import command_redis
+from router.store.config import RedisSettings
+from router.store.connect import client, command_redis
 from router.store.names import Names
 
 COLUMNS = ("day", "team", "tasks", "local", "cloud", "escalated", "cloud_spend_usd",
@@ -43,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         print("smallcode: --from must not be after --to", file=sys.stderr)
         return 2
     with command_redis(settings.redis.url, settings.data_dir) as url:
-        rows = asyncio.run(_rows(url, settings.redis.prefix, first, last, args.team))
+        rows = asyncio.run(_rows(settings.redis, url, first, last, args.team))
     if args.json:
         print(json.dumps({"from": first.isoformat(), "to": last.isoformat(), "rows": rows}))
     elif args.csv:
@@ -57,11 +56,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _rows(url: str, prefix: str, first: dt.date, last: dt.date,
+async def _rows(store: RedisSettings, url: str, first: dt.date, last: dt.date,
                 team: str | None) -> list[dict[str, Any]]:
-    redis = Redis.from_url(url)
+    redis = client(store, url=url)
     try:
-        rows = await ledger.rollup_rows(redis, Names(prefix), first=first, last=last, team=team)
+        rows = await ledger.rollup_rows(redis, Names(store.prefix), first=first, last=last, team=team)
     finally:
         await redis.aclose()
     out = []

@@ -30,6 +30,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("smallcode worker needs redis.url (or SMALLCODE_REDIS__URL): the "
                           "Redis that `smallcode serve` and the other workers use; an embedded "
                           "one is private to its `smallcode serve`, which runs its own worker")
+    if settings.redis.cluster:
+        raise ConfigError("redis.cluster: smallcode worker does not run on a Redis Cluster yet "
+                          "(arq's queue needs one server; see docs/deploy.md)")
     if args.concurrency is not None and args.concurrency < 1:
         raise ConfigError("--concurrency: must be 1 or more")
     # deferred on purpose: the graph (langgraph) and the worker load only for this command

@@ -2,7 +2,11 @@
 the ``limits`` library's moving windows (no window arithmetic of our own).
 
 The run layer's caller (:class:`router.run.caller.Caller`) holds them: it admits a request
-(:meth:`RateLimits.admit`, :class:`RateLimited` when over) and charges the tokens it used."""
+(:meth:`RateLimits.admit`, :class:`RateLimited` when over) and charges the tokens it used.
+
+Each window is one key per (key id, limit) and each of the library's scripts touches that one
+key, so the limits work on a Redis Cluster as they do on one server: there, the library's
+cluster storage (its own cluster client, closed by :meth:`RateLimits.aclose`)."""
 
 from __future__ import annotations
 
@@ -10,11 +14,12 @@ import math
 import time
 
 from limits import RateLimitItemPerMinute
-from limits.aio.storage import RedisStorage
+from limits.aio.storage import RedisClusterStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import Redis
 
 from router.store.apikeys import ApiKey
+from router.store.config import RedisSettings
 
 
 class RateLimited(Exception):
@@ -27,12 +32,30 @@ class RateLimited(Exception):
 
 
 class RateLimits:
-    def __init__(self, redis: Redis, redis_url: str, prefix: str) -> None:
-        # The app's own connection pool: closed with the app's client, nothing left open.
-        self.storage = RedisStorage(f"async+{redis_url}", implementation="redispy",
-                                    key_prefix=prefix,
-                                    connection_pool=redis.connection_pool)  # type: ignore[arg-type]
+    def __init__(self, redis: Redis, settings: RedisSettings, prefix: str) -> None:
+        url = settings.url or ""
+        self.storage: RedisStorage
+        self._owned: Redis | None = None
+        if settings.cluster:
+            # The library's cluster client, found from the node redis.url names (over TLS
+            # when that is rediss://); it follows each window's key to its slot's node.
+            scheme, _, rest = url.partition("://")
+            self.storage = RedisClusterStorage(
+                f"async+redis+cluster://{rest.split('/', 1)[0]}", implementation="redispy",
+                key_prefix=prefix, **({"ssl": True} if scheme == "rediss" else {}))
+            self._owned = self.storage.bridge.storage  # type: ignore[attr-defined]
+        else:
+            # The app's own connection pool: closed with the app's client, nothing left open.
+            self.storage = RedisStorage(f"async+{url}", implementation="redispy",
+                                        key_prefix=prefix,
+                                        connection_pool=redis.connection_pool)  # type: ignore[arg-type]
         self.limiter = MovingWindowRateLimiter(self.storage)
+
+    async def aclose(self) -> None:
+        """Close the cluster client the storage opened (on one server: nothing of its own)."""
+        owned, self._owned = self._owned, None
+        if owned is not None:
+            await owned.aclose()
 
     async def admit(self, key: ApiKey) -> tuple[str, int] | None:
         """Count one request against the key's limits; ``(which, retry_after_s)`` when it is

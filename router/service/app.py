@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from agents.base import Backend
@@ -40,6 +39,7 @@ from router.service.metrics import Metrics
 from router.service.middleware import AccessLog, BodyLimit
 from router.service.tasks import open_queue
 from router.settings import ConfigError, Settings
+from router.store import connect
 from router.store import tasks as task_store
 from router.store.names import Names
 from router.worker import EmbeddedWorker
@@ -58,10 +58,10 @@ def create_app(settings: Settings, *, local: Backend | None = None,
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         assert settings.redis.url is not None
-        app.state.redis = Redis.from_url(settings.redis.url, socket_timeout=5,
+        app.state.redis = connect.client(settings.redis, socket_timeout=5,
                                          socket_connect_timeout=2)
         app.state.names = Names(settings.redis.prefix)
-        app.state.rate_limits = RateLimits(app.state.redis, settings.redis.url,
+        app.state.rate_limits = RateLimits(app.state.redis, settings.redis,
                                            app.state.names.rate_limits())
 
         owned: list[Backend] = []
@@ -80,7 +80,10 @@ def create_app(settings: Settings, *, local: Backend | None = None,
         app.state.graph = build_graph()
         log.info("execution checks: %s; auth %s", isolation_mode(app.state.router_context.sandbox),
                  "on" if settings.auth.enabled else "OFF (loopback only)")
-        app.state.arq = await open_queue(settings.redis.url, app.state.names)
+        # Async tasks need one server (arq's MULTI/EXEC over its job key and queue): on a
+        # cluster there is no queue and POST /v1/tasks says so (docs/deploy.md).
+        app.state.arq = (None if settings.redis.cluster
+                         else await open_queue(settings.redis.url, app.state.names))
         app.state.worker = None
         if settings.tasks.embedded_worker:
             app.state.worker = EmbeddedWorker(
@@ -92,7 +95,9 @@ def create_app(settings: Settings, *, local: Backend | None = None,
         finally:
             if app.state.worker is not None:
                 await app.state.worker.stop()  # before the backends close
-            await app.state.arq.aclose()
+            if app.state.arq is not None:
+                await app.state.arq.aclose()
+            await app.state.rate_limits.aclose()
             await app.state.redis.aclose()
             retrieval = app.state.router_context.retrieval
             if retrieval is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class RedisSettings(BaseModel):
@@ -17,6 +17,16 @@ class RedisSettings(BaseModel):
     port: int = Field(0, ge=0, le=65535, description="port of the embedded Valkey; 0 = a free one")
     retention_days: int = Field(
         400, ge=1, le=3650, description="how long ledger entries are kept")
+    cluster: bool = Field(
+        False, description="redis.url names a node of a Redis / Valkey Cluster: the service "
+        "opens a cluster client (keys sharded by team); needs redis.url")
+
+    @model_validator(mode="after")
+    def _cluster_needs_url(self) -> RedisSettings:
+        if self.cluster and not self.url:
+            raise ValueError("cluster: true needs redis.url (a node of the cluster); the "
+                             "embedded Valkey is one server")
+        return self
 
 
 class AuthSettings(BaseModel):

@@ -1,17 +1,37 @@
 """Which Redis to use: ``redis.url`` when set; otherwise the embedded Valkey under
 ``<data_dir>/redis`` — the one a running ``smallcode serve`` started (it leaves its address in
 ``<data_dir>/redis/url``), or, for a command run while no server is up, one started for the
-command's duration on the same data."""
+command's duration on the same data. And the one place a client is made from the settings
+(:func:`client`): one server's, or a Redis Cluster's (``redis.cluster``)."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import redis
+from redis.asyncio import Redis, RedisCluster
 
+from router.store.config import RedisSettings
 from router.store.server import EmbeddedRedis
+
+
+def client(settings: RedisSettings, *, url: str | None = None, **options: Any) -> Redis:
+    """The asyncio client of ``settings`` (at ``url`` when given: a one-off command's
+    :func:`command_redis`): a :class:`~redis.asyncio.RedisCluster` when ``redis.cluster`` is
+    on, which follows the slots to the node that owns each key. Close it with ``aclose()``.
+
+    Typed as :class:`~redis.asyncio.Redis`: the store calls only what both speak with one
+    meaning (single keys, scripts and MULTI/EXEC-free pipelines whose keys share a slot; see
+    :mod:`router.store.names`)."""
+    address = url or settings.url
+    if not address:
+        raise ValueError("redis.url is empty: no Redis to connect to")
+    if settings.cluster:
+        return cast(Redis, RedisCluster.from_url(address, **options))
+    return Redis.from_url(address, **options)
 
 
 def embedded_dir(data_dir: Path) -> Path:
