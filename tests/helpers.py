@@ -28,6 +28,17 @@ from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Claude Code's read and edit tools as the Messages API carries them (input_schema).
+CLAUDE_READ = {"name": "Read", "description": "Read a file",
+               "input_schema": {"type": "object", "properties": {"file_path": {"type": "string"}},
+                                "required": ["file_path"]}}
+CLAUDE_EDIT = {"name": "Edit", "description": "Replace text in a file",
+               "input_schema": {"type": "object",
+                                "required": ["file_path", "old_string", "new_string"],
+                                "properties": {"file_path": {"type": "string"},
+                                               "old_string": {"type": "string"},
+                                               "new_string": {"type": "string"}}}}
+
 __all__ = ["REPO", "Scripted", "alive", "children", "descendants", "refusing_provider", "serving",
            "silent_provider", "smallcode", "wait_until_ok"]
 

@@ -26,16 +26,10 @@ from router.bench.scripted_cloud import FIX_PATH as PATH
 from router.bench.scripted_cloud import Recorded
 from router.service.app import create_app
 from router.settings import Settings
+from tests.helpers import CLAUDE_EDIT as EDIT
+from tests.helpers import CLAUDE_READ as READ
 from tests.helpers import serving
 
-READ = {"name": "Read", "description": "Read a file",
-        "input_schema": {"type": "object", "properties": {"file_path": {"type": "string"}},
-                         "required": ["file_path"]}}
-EDIT = {"name": "Edit", "description": "Replace text in a file",
-        "input_schema": {"type": "object", "required": ["file_path", "old_string", "new_string"],
-                         "properties": {"file_path": {"type": "string"},
-                                        "old_string": {"type": "string"},
-                                        "new_string": {"type": "string"}}}}
 SYSTEM = [{"type": "text", "text": "You are a coding agent."},
           {"type": "text", "text": "Working directory: /work/repo",
            "cache_control": {"type": "ephemeral"}}]

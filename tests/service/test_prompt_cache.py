@@ -26,17 +26,11 @@ from router.run.outcome import RouteRecord
 from router.service import anthropic_wire, openai_wire, responses_wire
 from router.service.app import create_app
 from router.settings import Settings
+from tests.helpers import CLAUDE_EDIT as EDIT
+from tests.helpers import CLAUDE_READ as READ
 from tests.helpers import serving
 
 PRICE_AS = "claude-sonnet-4-5"
-READ = {"name": "Read", "description": "Read a file",
-        "input_schema": {"type": "object", "properties": {"file_path": {"type": "string"}},
-                         "required": ["file_path"]}}
-EDIT = {"name": "Edit", "description": "Replace text in a file",
-        "input_schema": {"type": "object", "required": ["file_path", "old_string", "new_string"],
-                         "properties": {"file_path": {"type": "string"},
-                                        "old_string": {"type": "string"},
-                                        "new_string": {"type": "string"}}}}
 # Claude Code's shape: system blocks, the later ones marked; a long stable prefix.
 SYSTEM = [{"type": "text", "text": "You are Claude Code."},
           {"type": "text", "text": "Rules of this repository:\n" + "Keep it small.\n" * 400,
