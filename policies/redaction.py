@@ -168,11 +168,12 @@ class Kept:
     to scan, each turn). A bounded LRU by a hash of the text; a text with nothing to redact
     (nearly all) keeps no copy of itself. Thread-safe."""
 
-    def __init__(self, max_texts: int = 4096, max_kept_chars: int = 100_000) -> None:
-        """``max_kept_chars``: a redacted text longer than this is not kept (its copy would
-        outweigh the scan it saves)."""
-        self.max_texts, self.max_kept_chars = max_texts, max_kept_chars
+    def __init__(self, max_texts: int = 4096, max_copied_chars: int = 4_000_000) -> None:
+        """``max_copied_chars``: the redacted copies kept, in characters all together (the
+        oldest go first); a clean text keeps none."""
+        self.max_texts, self.max_copied_chars = max_texts, max_copied_chars
         self._kept: OrderedDict[bytes, Redaction | None] = OrderedDict()
+        self._copied = 0
         self._lock = threading.Lock()
         self.scanned = 0  # texts scanned (not found kept), for tests and benchmarks
 
@@ -184,12 +185,15 @@ class Kept:
                 found = self._kept[key]
                 return found if found is not None else Redaction(text, 0, ())
         found = redact(text)
+        size = len(found.text) if found.count else 0
         with self._lock:
             self.scanned += 1
-            if not found.count or len(found.text) <= self.max_kept_chars:
+            if key not in self._kept and size <= self.max_copied_chars:
                 self._kept[key] = found if found.count else None
-                while len(self._kept) > self.max_texts:
-                    self._kept.popitem(last=False)
+                self._copied += size
+                while len(self._kept) > self.max_texts or self._copied > self.max_copied_chars:
+                    _, old = self._kept.popitem(last=False)
+                    self._copied -= len(old.text) if old is not None else 0
         return found
 
 

@@ -27,14 +27,23 @@ def test_texts_are_kept_up_to_the_bound_the_latest_used_staying() -> None:
     assert kept.scanned == 4  # "b" was the least recently used when "c" came
 
 
-def test_a_long_redacted_text_is_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
-    kept = Kept(max_kept_chars=50)
-    text = f"aws_access_key_id = {AWS_ID}\n" + "x = 1\n" * 20
-    assert kept(text).count == 1 and kept(text).count == 1
+def test_the_redacted_copies_kept_are_bounded_in_characters() -> None:
+    kept = Kept(max_copied_chars=150)
+    secret = f"aws_access_key_id = {AWS_ID}\n"
+    long = secret + "x = 1\n" * 30  # its copy alone is over the bound: never kept
+    assert kept(long).count == 1 and kept(long).count == 1
     assert kept.scanned == 2
-    clean = "x = 1\n" * 20  # nothing to redact: kept (no copy of it is held)
+    one, two = secret + "# one\n", secret + "# two\n"  # 52 characters each, redacted
+    kept(one), kept(two), kept(one)
+    assert kept.scanned == 4  # both kept
+    kept(secret + "# three\n" + "y = 2\n" * 5)  # 84: over 150 in all, the least used goes
+    kept(one)
+    assert kept.scanned == 5  # one stayed
+    kept(two)
+    assert kept.scanned == 6  # two went
+    clean = "x = 1\n" * 100  # nothing to redact: kept whatever its length (no copy is held)
     kept(clean), kept(clean)
-    assert kept.scanned == 3
+    assert kept.scanned == 7
 
 
 def test_the_shared_instance_scans_through_redact(monkeypatch: pytest.MonkeyPatch) -> None:
