@@ -5,7 +5,6 @@ The CLI, the HTTP API and the evaluation harness all submit tasks through here.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any, get_args
 
@@ -25,19 +24,7 @@ NOT_TEXT = ("is not valid Unicode text (it holds a lone surrogate such as \\ud80
 def unencodable_field(value: Any, path: str) -> str | None:
     """The path of the first string in ``value`` that is not valid Unicode text (a lone
     surrogate, which JSON escapes and undecodable command-line bytes can carry), or None.
-    A bad mapping key is reported as its mapping's path: a path never echoes bad text.
-
-    Nearly every task is good text: it is checked whole first, as its JSON text (in C; an
-    agent's turn, its tools' schemas nested deep, took 2-5 ms walked here), and walked only
-    to name the field where that fails or the value is not plain JSON."""
-    try:
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
-        return None
-    except (TypeError, ValueError):  # UnicodeEncodeError is a ValueError
-        return _walk(value, path)
-
-
-def _walk(value: Any, path: str) -> str | None:
+    A bad mapping key is reported as its mapping's path: a path never echoes bad text."""
     if isinstance(value, str):
         try:
             value.encode("utf-8")
@@ -46,13 +33,13 @@ def _walk(value: Any, path: str) -> str | None:
         return None
     if isinstance(value, Mapping):
         for key, item in value.items():
-            if _walk(key, path):
+            if unencodable_field(key, path):
                 return path
-            if found := _walk(item, f"{path}.{key}" if path else str(key)):
+            if found := unencodable_field(item, f"{path}.{key}" if path else str(key)):
                 return found
     elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
-            if found := _walk(item, f"{path}[{i}]"):
+            if found := unencodable_field(item, f"{path}[{i}]"):
                 return found
     return None
 

@@ -1,6 +1,6 @@
-"""The intake's text check (router/graph/validation.py ``unencodable_field``): a task is
-checked whole as its JSON text, and walked only to name the field that is not Unicode text
-(or where the task is not plain JSON)."""
+"""The intake's text check (router/graph/validation.py ``unencodable_field``): the first string
+that is not Unicode text is named by its path, deep in an agent turn's tools or conversation,
+whatever the task holds."""
 
 from __future__ import annotations
 
