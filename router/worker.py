@@ -195,7 +195,7 @@ class TaskRunner:
         counted. One cloud call per run is the graph's rule, so the last call's reservations
         carry the whole of it."""
         entry_id = attempt_id(task["id"], attempt)
-        if await ledger.get_entry(redis, self.names, entry_id) is not None:
+        if await ledger.get_entry(redis, self.names, entry_id, team=task["team"]) is not None:
             return
         tally = Tally()
         for event in await tasks.attempt_events(redis, self.names, task["id"], attempt=attempt):

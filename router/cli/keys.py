@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from router.settings import load_settings
-from router.store import apikeys
+from router.store import apikeys, migrate
 from router.store.config import RedisSettings
 from router.store.connect import client, command_redis
 from router.store.names import Names
@@ -44,6 +44,7 @@ async def _run(args: argparse.Namespace, store: RedisSettings, url: str) -> int:
     names = Names(store.prefix)
     redis = client(store, url=url)
     try:
+        await migrate.upgrade(redis, names)  # keys of an older layout
         if args.action == "create":
             try:
                 key, secret = await apikeys.create_key(

@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 from router.settings import load_settings
-from router.store import ledger
+from router.store import ledger, migrate
 from router.store.config import RedisSettings
 from router.store.connect import client, command_redis
 from router.store.names import Names
@@ -60,6 +60,7 @@ async def _rows(store: RedisSettings, url: str, first: dt.date, last: dt.date,
                 team: str | None) -> list[dict[str, Any]]:
     redis = client(store, url=url)
     try:
+        await migrate.upgrade(redis, Names(store.prefix))  # keys of an older layout
         rows = await ledger.rollup_rows(redis, Names(store.prefix), first=first, last=last, team=team)
     finally:
         await redis.aclose()

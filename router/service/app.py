@@ -39,7 +39,7 @@ from router.service.metrics import Metrics
 from router.service.middleware import AccessLog, BodyLimit
 from router.service.tasks import open_queue
 from router.settings import ConfigError, Settings
-from router.store import connect
+from router.store import connect, migrate
 from router.store import tasks as task_store
 from router.store.names import Names
 from router.worker import EmbeddedWorker
@@ -61,6 +61,7 @@ def create_app(settings: Settings, *, local: Backend | None = None,
         app.state.redis = connect.client(settings.redis, socket_timeout=5,
                                          socket_connect_timeout=2)
         app.state.names = Names(settings.redis.prefix)
+        await migrate.upgrade(app.state.redis, app.state.names)  # keys of an older layout
         app.state.rate_limits = RateLimits(app.state.redis, settings.redis,
                                            app.state.names.rate_limits())
 

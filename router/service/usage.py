@@ -112,12 +112,13 @@ async def entry(entry_id: str, caller: CallerDep, redis: RedisDep,
                 names: NamesDep) -> dict[str, Any]:
     """One entry with the full route record it was written with (``record`` null for an
     entry written before records were kept)."""
-    found = await ledger.get_entry(redis, names, entry_id)
+    # A team key reads its own team's keys; the admin key looks in every team's.
+    found = await ledger.get_entry(redis, names, entry_id, team=caller.team)
     if found is None or not caller.sees(found["team"]):
         raise APIError(404, f"no usage entry {entry_id!r}", type_="not_found_error",
                        param="id", code="not_found")
     return {"object": "usage.entry", **found,
-            "record": await ledger.get_record(redis, names, entry_id)}
+            "record": await ledger.get_record(redis, names, entry_id, team=found["team"])}
 
 
 @router.get("/histograms")

@@ -2,13 +2,17 @@
 per team, route and reason updated in the same atomic step (one Lua script), so the usage API
 reads a handful of hashes instead of scanning entries.
 
-An entry is keyed by its request id; a second write of the same id (a redelivered task, a
-retried write) changes nothing and returns False. Entries are built from a typed route record
+Every key is its team's (one ``{team}`` hash tag, so the script touches one slot of a Redis
+Cluster, and teams spread over its nodes); a read across teams (the admin key's) fans out over
+the set of teams that have entries and merges. An entry is keyed by its team and request id; a
+second write of the same id (a redelivered task, a retried write) changes nothing and returns
+False. Entries are built from a typed route record
 by :func:`router.run.outcome.ledger_entry`; this module only stores and reads them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from collections import defaultdict
@@ -30,33 +34,32 @@ METRICS = ("tasks", "local", "cloud", "escalated", "prompt_tokens", "completion_
 LATENCY_BUCKETS_MS = (50, 100, 250, 500, 1000, 2000, 5000, 10000, 20000, 40000, 80000, 160000)
 CONFIDENCE_BINS = 20
 
-# KEYS: entry, by-time, team by-time, rollup, rollup days, key spend, record, histograms,
-# sessions. ARGV: entry JSON, time, id, day, ttl, day ordinal, key id, cost, record JSON ('' for
-# none), the index where the histogram pairs start, the index where the session pairs start,
-# then the rollup pairs, the histogram pairs and the session pairs (none: not an agent's turn).
+# KEYS (one team's, one slot): entry, the team's by-time index, rollup, rollup days, key spend,
+# record, histograms, sessions. ARGV: entry JSON, time, id, day, ttl, day ordinal, key id, cost,
+# record JSON ('' for none), the index where the histogram pairs start, the index where the
+# session pairs start, then the rollup pairs, the histogram pairs and the session pairs (none:
+# not an agent's turn).
 _WRITE = """
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[5]) then return 0 end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
-redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[2] - ARGV[5])
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[2] - ARGV[5])
-redis.call('ZADD', KEYS[5], ARGV[6], ARGV[4])
+redis.call('ZADD', KEYS[4], ARGV[6], ARGV[4])
 local split = tonumber(ARGV[10])
 local sessions = tonumber(ARGV[11])
-for i = 12, split - 1, 2 do redis.call('HINCRBYFLOAT', KEYS[4], ARGV[i], ARGV[i + 1]) end
-redis.call('EXPIRE', KEYS[4], ARGV[5])
+for i = 12, split - 1, 2 do redis.call('HINCRBYFLOAT', KEYS[3], ARGV[i], ARGV[i + 1]) end
+redis.call('EXPIRE', KEYS[3], ARGV[5])
 if ARGV[7] ~= '' then
-  redis.call('HINCRBYFLOAT', KEYS[6], ARGV[7], ARGV[8])
-  redis.call('EXPIRE', KEYS[6], ARGV[5])
+  redis.call('HINCRBYFLOAT', KEYS[5], ARGV[7], ARGV[8])
+  redis.call('EXPIRE', KEYS[5], ARGV[5])
 end
-if ARGV[9] ~= '' then redis.call('SET', KEYS[7], ARGV[9], 'EX', ARGV[5]) end
+if ARGV[9] ~= '' then redis.call('SET', KEYS[6], ARGV[9], 'EX', ARGV[5]) end
 if split < sessions then
-  for i = split, sessions - 1, 2 do redis.call('HINCRBYFLOAT', KEYS[8], ARGV[i], ARGV[i + 1]) end
-  redis.call('EXPIRE', KEYS[8], ARGV[5])
+  for i = split, sessions - 1, 2 do redis.call('HINCRBYFLOAT', KEYS[7], ARGV[i], ARGV[i + 1]) end
+  redis.call('EXPIRE', KEYS[7], ARGV[5])
 end
 if sessions <= #ARGV then
-  for i = sessions, #ARGV, 2 do redis.call('HINCRBYFLOAT', KEYS[9], ARGV[i], ARGV[i + 1]) end
-  redis.call('EXPIRE', KEYS[9], ARGV[5])
+  for i = sessions, #ARGV, 2 do redis.call('HINCRBYFLOAT', KEYS[8], ARGV[i], ARGV[i + 1]) end
+  redis.call('EXPIRE', KEYS[8], ARGV[5])
 end
 return 1
 """
@@ -116,30 +119,66 @@ async def write_entry(redis: Redis, names: Names, entry: dict[str, Any], *,
                        json.dumps(record) if record is not None else "",
                        12 + len(rollup), 12 + len(rollup) + len(histogram),
                        *rollup, *histogram, *session]
-    keys = [names.entry(entry["id"]), names.entries(), names.team_entries(entry["team"]),
-            names.rollup(day), names.rollup_days(), names.key_spend(day[:7]),
-            names.entry_record(entry["id"]), names.histograms(day), names.sessions(day)]
+    team = entry["team"]
+    keys = [names.entry(team, entry["id"]), names.team_entries(team), names.rollup(team, day),
+            names.rollup_days(team), names.key_spend(team, day[:7]),
+            names.entry_record(team, entry["id"]), names.histograms(team, day),
+            names.sessions(team, day)]
+    # The team is known before its first entry is (a read across teams never misses one);
+    # idempotent, so a retried write adds nothing. Its own command: another slot.
+    await redis.sadd(names.ledger_teams(), team)  # type: ignore[misc]
     written = await redis.eval(_WRITE, len(keys), *keys, *args)  # type: ignore[misc]
     return bool(written)
 
 
-async def get_entry(redis: Redis, names: Names, request_id: str) -> dict[str, Any] | None:
-    raw = await redis.get(names.entry(request_id))
-    return json.loads(raw) if raw else None
+async def teams(redis: Redis, names: Names) -> list[str]:
+    """The teams that have ledger entries (or had: a team whose entries expired stays)."""
+    return sorted(t.decode() for t in await redis.smembers(names.ledger_teams()))  # type: ignore[misc]
 
 
-async def get_record(redis: Redis, names: Names, request_id: str) -> dict[str, Any] | None:
+async def _scope(redis: Redis, names: Names, team: str | None) -> list[str]:
+    return [team] if team is not None else await teams(redis, names)
+
+
+async def _get_json(redis: Redis, keys: list[str]) -> dict[str, Any] | None:
+    """The first of ``keys`` that exists, as JSON (each read alone: they may be on
+    different slots)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.get(key)
+        raws = await pipe.execute()
+    found = next((raw for raw in raws if raw), None)
+    return json.loads(found) if found else None
+
+
+async def get_entry(redis: Redis, names: Names, request_id: str, *,
+                    team: str | None = None) -> dict[str, Any] | None:
+    """The entry of ``request_id``, of ``team`` or (None) of whichever team wrote it."""
+    scope = await _scope(redis, names, team)
+    return await _get_json(redis, [names.entry(t, request_id) for t in scope])
+
+
+async def get_record(redis: Redis, names: Names, request_id: str, *,
+                     team: str | None = None) -> dict[str, Any] | None:
     """The full route record kept with an entry; None when none was (or it expired)."""
-    raw = await redis.get(names.entry_record(request_id))
-    return json.loads(raw) if raw else None
+    scope = await _scope(redis, names, team)
+    return await _get_json(redis, [names.entry_record(t, request_id) for t in scope])
 
 
 async def page_entries(redis: Redis, names: Names, *, team: str | None, start: float, end: float,
                        limit: int, before: float | None = None,
                        route: Route | None = None) -> list[dict[str, Any]]:
     """Entries newest first, in [start, end), at most ``limit``, older than ``before``, of one
-    route or both."""
-    index = names.team_entries(team) if team else names.entries()
+    route or both; of one team, or of every team (each team's newest ``limit``, merged: the
+    newest ``limit`` of all are among them)."""
+    if team is None:
+        pages = await asyncio.gather(*(
+            page_entries(redis, names, team=t, start=start, end=end, limit=limit,
+                         before=before, route=route) for t in await teams(redis, names)))
+        merged = sorted((e for page in pages for e in page), key=lambda e: e["time"],
+                        reverse=True)
+        return merged[:limit]
+    index = names.team_entries(team)
     top = f"({before}" if before is not None else f"({end}"
     batch = limit if route is None else max(limit * 2, 50)
     out: list[dict[str, Any]] = []
@@ -148,7 +187,7 @@ async def page_entries(redis: Redis, names: Names, *, team: str | None, start: f
                                              withscores=True)
         if not found:
             break
-        raws = await redis.mget([names.entry(i.decode()) for i, _ in found])
+        raws = await redis.mget([names.entry(team, i.decode()) for i, _ in found])
         for raw in raws:
             if raw:
                 entry = json.loads(raw)
@@ -174,17 +213,23 @@ def _days(first: dt.date, last: dt.date) -> list[dt.date]:
     return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
 
 
+async def _hashes(redis: Redis, keys: list[str]) -> list[dict[bytes, bytes]]:
+    """HGETALL of each key, in one round trip (on a cluster: one per node that holds some)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.hgetall(key)
+        return list(await pipe.execute())
+
+
 async def rollup_rows(redis: Redis, names: Names, *, first: dt.date, last: dt.date,
                       team: str | None, route: Route | None = None) -> list[Row]:
     """The per-day rollup rows from ``first`` to ``last`` (inclusive), for one team or all,
     one route or both."""
     days = _days(first, last)
-    async with redis.pipeline(transaction=False) as pipe:  # one round trip for every day
-        for day in days:
-            pipe.hgetall(names.rollup(day.isoformat()))
-        raws = await pipe.execute()
+    cells = [(t, day) for t in await _scope(redis, names, team) for day in days]
+    raws = await _hashes(redis, [names.rollup(t, day.isoformat()) for t, day in cells])
     rows = []
-    for day, raw in zip(days, raws, strict=True):
+    for (_team, day), raw in zip(cells, raws, strict=True):
         grouped: dict[tuple[str, str, str], dict[str, float]] = defaultdict(dict)
         for field, value in raw.items():
             row_team, row_route, reason, metric = field.decode().rsplit("|", 3)
@@ -199,12 +244,10 @@ async def session_rows(redis: Redis, names: Names, *, first: dt.date, last: dt.d
     """The per-day totals of each agent session from ``first`` to ``last`` (inclusive), for
     one team or all (route and reason are not kept per session)."""
     days = _days(first, last)
-    async with redis.pipeline(transaction=False) as pipe:
-        for day in days:
-            pipe.hgetall(names.sessions(day.isoformat()))
-        raws = await pipe.execute()
+    cells = [(t, day) for t in await _scope(redis, names, team) for day in days]
+    raws = await _hashes(redis, [names.sessions(t, day.isoformat()) for t, day in cells])
     rows = []
-    for day, raw in zip(days, raws, strict=True):
+    for (_team, day), raw in zip(cells, raws, strict=True):
         grouped: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
         for field, value in raw.items():
             # A team name has no '|' (apikeys.TEAM_RULE); a client's session id may.
@@ -278,10 +321,15 @@ def usage_figures(totals: dict[str, float], *, local_usd_per_hour: float = 0.0) 
     }
 
 
-async def key_spend(redis: Redis, names: Names, month: str) -> dict[str, float]:
-    """Cloud spend per key id in a month (``YYYY-MM``)."""
-    raw = await redis.hgetall(names.key_spend(month))
-    return {k.decode(): float(v) for k, v in raw.items()}
+async def key_spend(redis: Redis, names: Names, month: str, *,
+                    team: str | None = None) -> dict[str, float]:
+    """Cloud spend per key id in a month (``YYYY-MM``), of one team's keys or every team's."""
+    spend: dict[str, float] = defaultdict(float)
+    for raw in await _hashes(redis, [names.key_spend(t, month)
+                                     for t in await _scope(redis, names, team)]):
+        for key_id, value in raw.items():
+            spend[key_id.decode()] += float(value)
+    return dict(spend)
 
 
 async def histograms(redis: Redis, names: Names, *, first: dt.date, last: dt.date,
@@ -289,10 +337,8 @@ async def histograms(redis: Redis, names: Names, *, first: dt.date, last: dt.dat
     """Latency per route (counts per bucket, upper bounds in ms) and the confidence of local
     answers kept and escalated (counts per bin), from ``first`` to ``last`` inclusive."""
     days = _days(first, last)
-    async with redis.pipeline(transaction=False) as pipe:
-        for day in days:
-            pipe.hgetall(names.histograms(day.isoformat()))
-        raws = await pipe.execute()
+    raws = await _hashes(redis, [names.histograms(t, day.isoformat())
+                                 for t in await _scope(redis, names, team) for day in days])
     labels = [*(str(b) for b in LATENCY_BUCKETS_MS), "+Inf"]
     latency: dict[str, list[int]] = {}
     confidence = {"kept": [0] * CONFIDENCE_BINS, "escalated": [0] * CONFIDENCE_BINS}

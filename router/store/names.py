@@ -1,8 +1,28 @@
 """Every Redis key the service uses, in one place (as arq keeps its prefixes in one module).
 
-Each name starts with the deployment's prefix (``redis.prefix``). Keys one Lua script touches
-together share a ``{team}`` hash tag where they are per team, so the script stays on one slot
-under Redis Cluster.
+Each name starts with the deployment's prefix (``redis.prefix``). On a Redis Cluster a Lua
+script or a MULTI/EXEC may only touch keys of one hash slot, so the keys that one step touches
+together share a hash tag (the part in braces, which alone decides the slot)::
+
+    <prefix>:
+      {apikeys}:key:<id>  {apikeys}:ids  {apikeys}:by-hash    one tag: create_key's script
+                                                               writes all three at once
+      budget:{<scope>}:<period>                                one key per script (reserve,
+                                                               settle, state): a tag per scope
+      ledger:{<team>}:entry:<id>  :record:<id>  :by-time       one tag per team: the ledger's
+                     :rollup:<day>  :rollup-days  :sessions:<day>   write script touches a
+                     :histograms:<day>  :key-spend:<month>           team's keys only
+      ledger:teams                                              the teams with entries, added
+                                                               by its own command (a read
+                                                               across teams fans out over it)
+      session:{<team>}:<session>                               one key (the agent tier)
+      ratelimit:...                                            the limits library's windows,
+                                                               one key per script
+      queue  task:<id>  task-events:<id>  idempotency:...       tasks and arq: one server only
+      task-feedback  worker:<id>  workers                       (see docs/deploy.md)
+
+Sharding is by team: a team's ledger lives on the node that owns its slot, and teams spread
+over the cluster's nodes; API keys all sit on one slot (their lookup is cached per process).
 """
 
 from __future__ import annotations
@@ -14,51 +34,58 @@ from dataclasses import dataclass
 class Names:
     prefix: str
 
-    # API keys: one hash per key id; a lookup from the secret's hash to the id.
+    # API keys: one hash per key id, the ids, a lookup from the secret's hash to the id.
     def api_key(self, key_id: str) -> str:
-        return f"{self.prefix}:apikey:{key_id}"
+        return f"{self.prefix}:{{apikeys}}:key:{key_id}"
 
     def api_key_ids(self) -> str:
-        return f"{self.prefix}:apikeys"
+        return f"{self.prefix}:{{apikeys}}:ids"
 
     def api_key_by_hash(self) -> str:
-        return f"{self.prefix}:apikey-hashes"
+        return f"{self.prefix}:{{apikeys}}:by-hash"
 
     # Budgets: spent and reserved USD of a scope (team or key) in one period.
     def budget(self, scope: str, period: str) -> str:
         return f"{self.prefix}:budget:{{{scope}}}:{period}"
 
-    # The ledger: one entry per request id, a time index, per-day rollups.
-    def entry(self, request_id: str) -> str:
-        return f"{self.prefix}:ledger:entry:{request_id}"
+    # The ledger, per team: one entry per request id, a time index, per-day rollups.
+    def _ledger(self, team: str) -> str:
+        return f"{self.prefix}:ledger:{{{team}}}"
 
-    def entries(self) -> str:
-        return f"{self.prefix}:ledger:by-time"
+    def ledger_teams(self) -> str:
+        """The teams that have ledger entries (what a read across teams fans out over)."""
+        return f"{self.prefix}:ledger:teams"
+
+    def entry(self, team: str, request_id: str) -> str:
+        return f"{self._ledger(team)}:entry:{request_id}"
 
     def team_entries(self, team: str) -> str:
-        return f"{self.prefix}:ledger:by-time:{team}"
+        """The team's entry ids scored by time."""
+        return f"{self._ledger(team)}:by-time"
 
-    def rollup(self, day: str) -> str:
-        return f"{self.prefix}:ledger:rollup:{day}"
+    def rollup(self, team: str, day: str) -> str:
+        return f"{self._ledger(team)}:rollup:{day}"
 
-    def key_spend(self, month: str) -> str:
-        return f"{self.prefix}:ledger:key-spend:{month}"
+    def key_spend(self, team: str, month: str) -> str:
+        """Cloud spend per key id of the team's keys in a month."""
+        return f"{self._ledger(team)}:key-spend:{month}"
 
-    def rollup_days(self) -> str:
-        return f"{self.prefix}:ledger:rollup-days"
+    def rollup_days(self, team: str) -> str:
+        return f"{self._ledger(team)}:rollup-days"
 
-    def entry_record(self, request_id: str) -> str:
+    def entry_record(self, team: str, request_id: str) -> str:
         """The full route record of a ledger entry (what a dashboard row opens)."""
-        return f"{self.prefix}:ledger:record:{request_id}"
+        return f"{self._ledger(team)}:record:{request_id}"
 
-    def sessions(self, day: str) -> str:
-        """Per-day totals of each agent session (fields ``team|session|metric``)."""
-        return f"{self.prefix}:ledger:sessions:{day}"
+    def sessions(self, team: str, day: str) -> str:
+        """Per-day totals of each of the team's agent sessions (fields
+        ``team|session|metric``)."""
+        return f"{self._ledger(team)}:sessions:{day}"
 
-    def histograms(self, day: str) -> str:
+    def histograms(self, team: str, day: str) -> str:
         """Per-day histograms: latency per route, confidence of local answers kept and
         escalated (fields ``team|kind|series|bucket``)."""
-        return f"{self.prefix}:ledger:histograms:{day}"
+        return f"{self._ledger(team)}:histograms:{day}"
 
     # Rate limits (the `limits` library's keys live under this prefix).
     def rate_limits(self) -> str:
