@@ -10,7 +10,9 @@ import os
 import socket
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -120,6 +122,59 @@ def cluster_url(valkey_cluster: object) -> Iterator[str]:
     """The session's cluster, every node flushed before each test that uses it."""
     valkey_cluster.flush()  # type: ignore[attr-defined]
     yield valkey_cluster.url  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Store:
+    """A flushed Redis a test runs the service on: the session's one server, or its
+    three-primary cluster (``redis.cluster: true``, where async tasks do not run yet)."""
+
+    url: str
+    cluster: bool
+
+    def redis(self, **fields: Any) -> dict[str, Any]:
+        """The ``redis`` settings section (``prefix`` and the like in ``fields``)."""
+        return {"url": self.url, "cluster": self.cluster, **fields}
+
+    def tasks(self, **fields: Any) -> dict[str, Any]:
+        """The ``tasks`` section: on the cluster, no embedded worker (no queue there)."""
+        return {**fields, **({"embedded_worker": False} if self.cluster else {})}
+
+    def env(self) -> dict[str, str]:
+        """The same as SMALLCODE_ variables, for a command run in a subprocess."""
+        return {"SMALLCODE_REDIS__URL": self.url,
+                "SMALLCODE_REDIS__CLUSTER": "true" if self.cluster else "false",
+                **({"SMALLCODE_TASKS__EMBEDDED_WORKER": "false"} if self.cluster else {})}
+
+    def client(self, **options: Any) -> Any:
+        """An asyncio client, made as the service makes its own (``connect.client``)."""
+        from router.store.config import RedisSettings
+        from router.store.connect import client
+
+        return client(RedisSettings(url=self.url, cluster=self.cluster), **options)
+
+    def flush(self, valkey: Any) -> None:
+        if self.cluster:
+            valkey.flush()
+        else:
+            import redis
+
+            with redis.Redis.from_url(self.url) as sync:
+                sync.flushall()
+
+
+def open_store(request: pytest.FixtureRequest, kind: str) -> Store:
+    """``kind`` "server" or "cluster": the session's Valkey of that kind, flushed."""
+    valkey = request.getfixturevalue("valkey_cluster" if kind == "cluster" else "valkey_server")
+    found = Store(valkey.url, kind == "cluster")
+    found.flush(valkey)
+    return found
+
+
+@pytest.fixture(params=["server", "cluster"])
+def store(request: pytest.FixtureRequest) -> Store:
+    """Each test that takes it runs twice: on one Valkey server and on a Valkey cluster."""
+    return open_store(request, request.param)
 
 
 def ask(prompt: str, **kwargs: object) -> GenerationRequest:

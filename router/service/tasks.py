@@ -118,7 +118,7 @@ async def submit(body: TaskRequest, request: Request, caller: CallerDep, redis: 
                  idempotency_key: Annotated[str | None, Header()] = None) -> JSONResponse:
     if request.app.state.arq is None:
         raise APIError(501, "async tasks do not run on a Redis Cluster yet (redis.cluster): "
-                       "use /v1/chat/completions", code="tasks_unavailable")
+                       "use /v1/chat/completions", type_="server_error", code="tasks_unavailable")
     if idempotency_key is not None and not IDEMPOTENCY_KEY.match(idempotency_key):
         raise APIError(400, "Idempotency-Key: use 1-255 printable ASCII characters, no spaces",
                        param="Idempotency-Key")

@@ -1,5 +1,6 @@
 """The JSON endpoints the dashboard (and Grafana, and scripts) read, over real HTTP on a real
-Valkey: one entry with its route record, histograms of latency and confidence, budgets used
+Valkey (each test twice: on one server and on a three-primary cluster, where the ledger is
+sharded by team): one entry with its route record, histograms of latency and confidence, budgets used
 vs budget, the route filter; and the dashboard's own files and sign-in check. Scripted tiers
 (fast); the browser test runs the real cloud path."""
 
@@ -18,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from router.service.app import create_app
 from router.settings import Settings
+from tests.conftest import Store
 from tests.helpers import Scripted, serving
 
 ADMIN = "admin-" + "u" * 24
@@ -32,9 +34,9 @@ class Tiers:
 
 
 @pytest.fixture
-def served(redis_url: str) -> Iterator[tuple[str, Tiers]]:
+def served(store: Store) -> Iterator[tuple[str, Tiers]]:
     tiers = Tiers()
-    config = Settings(redis={"url": redis_url, "prefix": "usage-api"},  # type: ignore[arg-type]
+    config = Settings(redis=store.redis(prefix="usage-api"),  # type: ignore[arg-type]
                       admin_key=ADMIN, tasks={"embedded_worker": False},  # type: ignore[arg-type]
                       policies={"teams": {"alpha": {"budget_usd": 2.0,  # type: ignore[arg-type]
                                                     "budget_period": "month"}}})
@@ -77,6 +79,34 @@ def test_an_entry_opens_with_its_route_record_and_only_for_its_team(served) -> N
     theirs = get(url, f"/v1/usage/entries/{entry_id}", beta)
     assert theirs.status_code == 404 and theirs.json()["error"]["code"] == "not_found"
     assert get(url, "/v1/usage/entries/chatcmpl-nothere", ADMIN).status_code == 404
+
+
+def test_the_admin_key_pages_every_teams_entries_newest_first(served) -> None:
+    """Each team's ledger lives on its own slot: the admin key's reads merge them, with
+    the same paging as one team's, and open any team's entry by its id alone."""
+    url, tiers = served
+    keys = {team: key_for(url, team) for team in ("alpha", "beta", "gamma")}
+    made = [ask(url, keys[team], tiers, -0.01)[0]
+            for team in ("alpha", "beta", "gamma", "beta", "alpha", "gamma", "alpha")]
+    seen: list[str] = []
+    before = None
+    while True:
+        page = get(url, "/v1/usage/entries", ADMIN, limit=3,
+                   **({"before": before} if before is not None else {})).json()
+        seen += [e["id"] for e in page["data"]]
+        times = [e["time"] for e in page["data"]]
+        assert times == sorted(times, reverse=True)
+        if not page["has_more"]:
+            break
+        before = page["next_before"]
+    assert seen == made[::-1]
+    for entry_id in made:
+        assert get(url, f"/v1/usage/entries/{entry_id}", ADMIN).json()["record"]["final"]
+    by_team = get(url, "/v1/usage", ADMIN, group_by="team").json()
+    assert {row["team"]: row["tasks"] for row in by_team["data"]} == {
+        "alpha": 3, "beta": 2, "gamma": 2}
+    assert get(url, "/v1/usage", keys["beta"]).json()["totals"]["tasks"] == 2
+    assert len(get(url, "/v1/usage/entries", keys["gamma"]).json()["data"]) == 2
 
 
 def test_histograms_count_latency_per_route_and_confidence_kept_vs_escalated(served) -> None:
@@ -130,8 +160,8 @@ def test_budgets_show_used_vs_budget_for_the_team_and_the_key(served) -> None:
     assert [row["team"] for row in admin] == ["alpha"]
 
 
-def test_escalated_local_attempts_are_priced_at_local_usd_per_hour(redis_url: str) -> None:
-    config = Settings(redis={"url": redis_url, "prefix": "usage-price"},  # type: ignore[arg-type]
+def test_escalated_local_attempts_are_priced_at_local_usd_per_hour(store: Store) -> None:
+    config = Settings(redis=store.redis(prefix="usage-price"),  # type: ignore[arg-type]
                       admin_key=ADMIN, tasks={"embedded_worker": False},  # type: ignore[arg-type]
                       usage={"local_usd_per_hour": 36.0})  # type: ignore[arg-type]
     tiers = Tiers()
@@ -194,9 +224,9 @@ def agent_turn(url: str, key: str, tiers: Tiers, logprob: float,
     return dict(response.json()["smallcode"]["route"])
 
 
-def test_sessions_come_with_their_team_costliest_first_and_bounded(redis_url: str) -> None:
+def test_sessions_come_with_their_team_costliest_first_and_bounded(store: Store) -> None:
     tiers = Tiers()
-    config = Settings(redis={"url": redis_url, "prefix": "usage-sessions"},  # type: ignore[arg-type]
+    config = Settings(redis=store.redis(prefix="usage-sessions"),  # type: ignore[arg-type]
                       admin_key=ADMIN, tasks={"embedded_worker": False})  # type: ignore[arg-type]
     app = create_app(config, local=tiers.local, cloud=tiers.cloud, with_retrieval=False)
     with serving(app) as url:
@@ -230,3 +260,22 @@ def test_sessions_come_with_their_team_costliest_first_and_bounded(redis_url: st
     assert [(s["team"], s["session"]) for s in mine["data"]] == [("beta", "s|1")]
     assert {s["team"] for s in filtered["data"]} == {"alpha"} and len(filtered["data"]) == 2
     assert no_limit.status_code == 400 and no_limit.json()["error"]["param"] == "limit"
+
+
+def test_on_a_cluster_async_tasks_say_they_do_not_run_yet(cluster_url: str) -> None:
+    """No arq queue on a cluster (yet): POST /v1/tasks is a 501 that says so, and the
+    service is ready without a worker."""
+    store = Store(cluster_url, cluster=True)
+    tiers = Tiers()
+    config = Settings(redis=store.redis(prefix="usage-tasks"),  # type: ignore[arg-type]
+                      admin_key=ADMIN, tasks=store.tasks())  # type: ignore[arg-type]
+    app = create_app(config, local=tiers.local, cloud=tiers.cloud, with_retrieval=False)
+    with serving(app) as url:
+        key = key_for(url, "alpha")
+        refused = httpx.post(f"{url}/v1/tasks", json={"prompt": "Double a number."},
+                             headers={"Authorization": f"Bearer {key}"})
+        ready = httpx.get(f"{url}/readyz")
+    assert refused.status_code == 501
+    assert refused.json()["error"]["code"] == "tasks_unavailable"
+    assert "Redis Cluster" in refused.json()["error"]["message"]
+    assert ready.status_code == 200 and ready.json()["workers"] == 0
