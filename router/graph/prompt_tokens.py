@@ -2,7 +2,7 @@
 
 An agent resends its whole conversation every turn (Claude Code: a system prompt of about
 20,000 tokens, then every tool call and result so far), and the intake needs its size to decide
-whether it fits the local window. Tokenizing it whole each turn cost about 1.5-4 ms per 1,000
+whether it fits the local window. Tokenizing it whole each turn cost about 1-4 ms per 1,000
 tokens, most of the router's own time per turn (90 of 100 ms on a 23,000-token Claude Code
 turn, 2 busy cores). Here a
 message's text is tokenized once and its count kept in a bounded LRU keyed by a hash of the
