@@ -5,21 +5,23 @@ script or a MULTI/EXEC may only touch keys of one hash slot, so the keys that on
 together share a hash tag (the part in braces, which alone decides the slot)::
 
     <prefix>:
-      {apikeys}:key:<id>  {apikeys}:ids  {apikeys}:by-hash    one tag: create_key's script
-                                                               writes all three at once
-      budget:{<scope>}:<period>                                one key per script (reserve,
-                                                               settle, state): a tag per scope
-      ledger:{<team>}:entry:<id>  :record:<id>  :by-time       one tag per team: the ledger's
-                     :rollup:<day>  :rollup-days  :sessions:<day>   write script touches a
-                     :histograms:<day>  :key-spend:<month>           team's keys only
-      ledger:teams                                              the teams with entries, added
-                                                               by its own command (a read
-                                                               across teams fans out over it)
-      session:{<team>}:<session>                               one key (the agent tier)
-      ratelimit:...                                            the limits library's windows,
-                                                               one key per script
-      queue  task:<id>  task-events:<id>  idempotency:...       tasks and arq: one server only
-      task-feedback  worker:<id>  workers                       (see docs/deploy.md)
+      {apikeys}:key:<id>, {apikeys}:ids, {apikeys}:by-hash
+            one tag: create_key's script writes all three at once
+      budget:{<scope>}:<period>
+            one key per script (reserve, settle, state), a tag per scope (team:<t>, key:<id>)
+      ledger:{<team>}:entry:<id>, :record:<id>, :by-time, :rollup:<day>, :rollup-days,
+                      :sessions:<day>, :histograms:<day>, :key-spend:<month>
+            one tag per team: the ledger's write script touches that team's keys only
+      ledger:teams
+            the teams with entries, added by its own command; a read across teams fans out
+      session:{<team>}:<session>
+            one key (the tier serving an agent's open tool exchange)
+      ratelimit:...
+            the limits library's windows: one key per script
+      queue, task:<id>, task-events:<id>, idempotency:<team>:<key>, task-feedback,
+      worker:<id>, workers (and arq's arq:job:<id>, arq:in-progress:<id>, ...)
+            untagged: async tasks run on one server only (docs/deploy.md says what a
+            cluster needs)
 
 Sharding is by team: a team's ledger lives on the node that owns its slot, and teams spread
 over the cluster's nodes; API keys all sit on one slot (their lookup is cached per process).
