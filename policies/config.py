@@ -49,6 +49,11 @@ class PolicyConfig(BaseModel):
     context_margin_tokens: int = Field(
         128, ge=0, le=1_000_000, description="tokens kept free in the local context window"
     )
+    agent_answer_tokens: int = Field(
+        4096, ge=64, le=131_072, description="an agent's max_tokens is a ceiling (Claude Code "
+        "asks for up to 64,000): its turn fits the local window when the prompt and this many "
+        "answer tokens do; the local answer stops where the window ends (a cut answer "
+        "escalates)")
     max_local_files: int = Field(
         1, ge=0, le=10_000, description="tasks touching more files than this go to the cloud"
     )

@@ -192,7 +192,11 @@ def policy(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any
     if forced == "cloud" and privacy:
         raise PolicyViolation("route", f"cannot send this task to the cloud: {privacy}")
     max_tokens = state["max_tokens"]
-    fit = local_fit(ctx, rules.context_margin_tokens, state["prompt_tokens"], max_tokens)
+    # An agent's max_tokens is a ceiling (Claude Code asks for up to 64,000), not the answer's
+    # length: its turn fits the local window with room for agent_answer_tokens of answer.
+    answer = (min(max_tokens, rules.agent_answer_tokens) if agent_turn.is_agent_turn(state)
+              else max_tokens)
+    fit = local_fit(ctx, rules.context_margin_tokens, state["prompt_tokens"], answer)
     # Files found through the index's references are context, not files the task changes:
     # they are listed in the record but do not count toward max_local_files.
     tools_local = uses_tools(state) and not ctx.local.supports_tools
@@ -249,6 +253,15 @@ def trim_for_local(state: RouterState, ctx: RouterContext, margin: int,
             "context_notes": notes}
 
 
+def local_limit(state: RouterState, extra_prompt: int = 0) -> int:
+    """The most tokens a local answer may have: the task's max_tokens, or what the local window
+    has left after the prompt (and ``extra_prompt``, a repair turn's), whichever is less; a cut
+    answer stops with finish_reason ``length``, and the judge escalates it."""
+    fit = state["fit"]
+    room = fit.available - fit.prompt_tokens - fit.snippet_tokens - extra_prompt
+    return min(state["max_tokens"], room) if room > 0 else state["max_tokens"]
+
+
 def local_fit(ctx: RouterContext, margin: int, prompt_tokens: int,
               max_tokens: int) -> signals.ContextFit:
     """The task against the local window (snippets are added by ``retrieve``)."""
@@ -302,7 +315,7 @@ def retrieve(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, A
 def local_generate(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any]:
     ctx = runtime.context
     rules = state["policy"]
-    max_tokens = state["max_tokens"]
+    max_tokens = local_limit(state)
     own = local_edit_messages(state)
     request = GenerationRequest(messages=tuple(own or state["messages"]), max_tokens=max_tokens,
                                 **tool_request(state))
@@ -402,7 +415,7 @@ def sample(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any
     rules = state["policy"]
     local = state["local"]
     assert local is not None and ctx.sandbox is not None, "the judge samples only then"
-    request = GenerationRequest(messages=tuple(state["messages"]), max_tokens=state["max_tokens"],
+    request = GenerationRequest(messages=tuple(state["messages"]), max_tokens=local_limit(state),
                                 temperature=rules.sample_temperature)
     started = time.perf_counter()
     answers = [local, *(ctx.local.generate(request) for _ in range(rules.sample_k - 1))]
@@ -442,7 +455,9 @@ def repair(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any
     request = GenerationRequest(
         messages=tuple(own or prompts.messages(state["messages"], local.text, checks,
                                                imports=imports)),
-        max_tokens=state["max_tokens"], **tool_request(state))
+        # the repair turn's prompt holds the answer and the feedback too (~256 tokens)
+        max_tokens=local_limit(state, local.usage.completion_tokens + 256),
+        **tool_request(state))
     started = time.perf_counter()
     generation = with_recovered_calls(state, ctx.local.generate(request))
     assert generation is not None

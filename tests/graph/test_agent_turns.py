@@ -190,3 +190,37 @@ def test_tool_history_without_tools_goes_to_the_cloud_when_the_local_tier_cannot
     answer = route(local, cloud, conversation=conversation, tools=[])
     assert (answer.record["final"], answer.record["reason"]) == ("cloud", "tools")
     assert not local.requests
+
+
+def test_an_agent_s_max_tokens_ceiling_does_not_keep_its_turn_from_the_local_tier() -> None:
+    """Claude Code asks for up to 64,000 tokens, opencode 32,000: a ceiling. The turn fits the
+    local window with agent_answer_tokens of room, and the local answer is cut where the
+    window ends; a task that is not an agent's keeps its max_tokens as a need."""
+    policies = PoliciesConfig(default={"agent_answer_tokens": 1024})
+    local, cloud = tiers(call("read_file", {"path": "calc.py"}))
+    answer = run_task(build_graph(), {"prompt": ASK, "max_tokens": 32_000, "tools": [READ],
+                                      "conversation": [{"role": "user", "content": ASK}]},
+                      RouterContext(local=local, cloud=cloud, policies=policies,
+                                    local_window=4096, price_as="claude-sonnet-4-5",
+                                    count_tokens=lambda t: len(t) // 4 + 1))
+    assert (answer.record["final"], answer.record["reason"]) == ("local", "confident")
+    context = answer.record["signals"]["context"]
+    assert context["fits"] and context["needed"] < 4096
+    # the local request asks for what the window has left, not 32,000
+    assert local.requests[0].max_tokens == context["available"] - (context["needed"] - 1024)
+    local, cloud = tiers(call("read_file", {"path": "calc.py"}))
+    plain = run_task(build_graph(), {"prompt": ASK, "max_tokens": 32_000}, RouterContext(
+        local=local, cloud=cloud, policies=policies, local_window=4096,
+        price_as="claude-sonnet-4-5", count_tokens=lambda t: len(t) // 4 + 1))
+    assert plain.record["reason"] == "context"
+
+
+def test_agent_answer_tokens_is_the_room_a_turn_needs() -> None:
+    local, cloud = tiers(call("read_file", {"path": "calc.py"}))
+    policies = PoliciesConfig(default={"agent_answer_tokens": 4000})
+    context = RouterContext(local=local, cloud=cloud, policies=policies, local_window=4096,
+                            price_as="claude-sonnet-4-5", count_tokens=lambda t: len(t) // 4 + 1)
+    answer = run_task(build_graph(), {"prompt": ASK, "max_tokens": 32_000, "tools": [READ],
+                                      "conversation": [{"role": "user", "content": ASK}]},
+                      context)
+    assert (answer.record["final"], answer.record["reason"]) == ("cloud", "context")
