@@ -6,8 +6,8 @@ Every key is its team's (one ``{team}`` hash tag, so the script touches one slot
 Cluster, and teams spread over its nodes); a read across teams (the admin key's) fans out over
 the set of teams that have entries and merges. An entry is keyed by its team and request id; a
 second write of the same id (a redelivered task, a retried write) changes nothing and returns
-False. Entries are built from a typed route record
-by :func:`router.run.outcome.ledger_entry`; this module only stores and reads them.
+False. Entries are built from a typed route record by
+:func:`router.run.outcome.ledger_entry`; this module only stores and reads them.
 """
 
 from __future__ import annotations
