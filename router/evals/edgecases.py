@@ -20,13 +20,19 @@ FIELDS = ("task_id", "prompt", "entry_point", "canonical_solution", "test")
 
 def load_problems() -> list[Problem]:
     """The set's problems, in file order. A malformed entry raises ValueError naming it."""
-    text = resources.files("router.evals").joinpath("problems", "edgecases.yaml").read_text(
+    return load_file("edgecases.yaml")
+
+
+def load_file(name: str) -> list[Problem]:
+    """The problems of ``router/evals/problems/<name>`` (HumanEval's fields), in file order.
+    A malformed entry raises ValueError naming the file and the entry."""
+    text = resources.files("router.evals").joinpath("problems", name).read_text(
         encoding="utf-8")
     problems = []
     for index, row in enumerate(yaml.safe_load(text)):
         missing = [f for f in FIELDS if not isinstance(row.get(f), str)]
         if missing:
-            raise ValueError(f"edgecases.yaml entry {index}: missing {', '.join(missing)}")
+            raise ValueError(f"{name} entry {index}: missing {', '.join(missing)}")
         # YAML drops a block's common indentation: the body goes back under its ``def``.
         body = row["canonical_solution"]
         if not body.startswith((" ", "\t")):
