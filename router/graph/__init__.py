@@ -6,6 +6,7 @@
     validation.py   the intake's checks: bad input refused before anything runs
     agent_turn.py   an agent's turn: its structured conversation and tools, checked
     prompt_tokens.py  an agent turn's prompt tokens, each message counted once across turns
+    known.py        what the intake learns of a text or a set of tools, kept by its content
     tool_calls.py   the judge of a local answer's tool calls (and calls written as text)
     signals.py      small pure functions of a task's features (confidence, context fit, files,
                     type)

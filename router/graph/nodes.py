@@ -14,6 +14,7 @@ from langgraph.runtime import Runtime
 from agents.base import Generation, GenerationRequest, Message, TokenEvent, ToolCall
 from agents.cloud import price
 from agents.errors import BackendUnavailable, LocalUnavailable
+from policies.config import TaskType
 from policies.privacy import privacy_rule
 from policies.redaction import redact_kept
 from retrieval import api
@@ -25,6 +26,7 @@ from router.graph import repair as prompts
 from router.graph.context import RouterContext
 from router.graph.errors import BudgetExceeded, InvalidTask, PolicyViolation, TaskTooLarge
 from router.graph.judge import judge_answer
+from router.graph.known import Known, text_digest
 from router.graph.prompt_tokens import conversation_tokens
 from router.graph.state import FileRef, RouterState
 from router.graph.validation import DEFAULT_MAX_TOKENS, validate
@@ -85,7 +87,7 @@ def collect_files(state: RouterState, ctx: RouterContext) -> list[FileRef]:
     for item in state.get("files") or []:
         refs.setdefault(item["path"], {"path": item["path"], "source": "attached"})
     task = signals.without_inlined_replies(task_text(state))
-    for path in [*signals.paths_in_prompt(task), *signals.files_sent(task)]:
+    for path in named_files(task):
         refs.setdefault(path, {"path": path, "source": "prompt"})
     for turn in state.get("history") or []:
         if turn["role"] == "user":
@@ -102,6 +104,28 @@ def collect_files(state: RouterState, ctx: RouterContext) -> list[FileRef]:
     return list(refs.values())
 
 
+# The task type and the files a task's text names, kept by its content: an agent's turns
+# repeat their instruction while a tool exchange goes on, and the rules' regular expressions
+# take about 1 ms over a 3,000-character instruction.
+TEXT_SIGNALS = Known()
+
+
+def task_type_of(text: str) -> TaskType:
+    """:func:`signals.classify_task`, once per distinct text."""
+    found: TaskType = TEXT_SIGNALS.get(("type", text_digest(text)),
+                                  lambda: signals.classify_task(text))
+    return found
+
+
+def named_files(text: str) -> tuple[str, ...]:
+    """The paths ``text`` names and the files it sends (:func:`signals.paths_in_prompt`,
+    :func:`signals.files_sent`), in order, once per distinct text."""
+    found: tuple[str, ...] = TEXT_SIGNALS.get(
+        ("files", text_digest(text)),
+        lambda: (*signals.paths_in_prompt(text), *signals.files_sent(text)))
+    return found
+
+
 def changed_files(refs: list[FileRef]) -> list[FileRef]:
     """The files the task itself brings (attached, named, sent): not the index's references,
     nor the files an agent's tools read (context, not files the turn changes)."""
@@ -109,18 +133,21 @@ def changed_files(refs: list[FileRef]) -> list[FileRef]:
 
 
 def count_prompt(ctx: RouterContext, messages: list[Message],
-                 tools: list[dict[str, Any]] | None = None, *, by_message: bool = False) -> int:
+                 tools: list[dict[str, Any]] | None = None, *, by_message: bool = False,
+                 tools_key: bytes | None = None) -> int:
     """The prompt's tokens as the local model sees them, the tools' schemas included.
     ``by_message``: an agent's turn, its messages counted once each across turns
-    (:mod:`router.graph.prompt_tokens`: the same count or a few tokens more)."""
+    (:mod:`router.graph.prompt_tokens`: the same count or a few tokens more).
+    ``tools_key``: the tools' :func:`agent_turn.key`, where the caller has it."""
+    offered = (agent_turn.tools_tokens(ctx.count_tokens, tools, tools_key=tools_key)
+               if tools else 0)
     if by_message:
-        return (conversation_tokens(ctx.local, ctx.count_tokens, messages)
-                + (agent_turn.tools_tokens(ctx.count_tokens, tools) if tools else 0))
+        return conversation_tokens(ctx.local, ctx.count_tokens, messages) + offered
     counted = ctx.local.count_prompt_tokens(GenerationRequest(messages=tuple(messages)))
     if counted is None:
         counted = sum(ctx.count_tokens(m.content + "".join(c.arguments for c in m.tool_calls))
                       + 4 for m in messages)
-    return counted + (agent_turn.tools_tokens(ctx.count_tokens, tools) if tools else 0)
+    return counted + offered
 
 
 def with_recovered_calls(state: RouterState, generation: Generation | None) -> Generation | None:
@@ -156,13 +183,16 @@ def tool_request(state: RouterState) -> dict[str, Any]:
 def intake(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any]:
     ctx = runtime.context
     validate(state, ctx)
-    if agent_turn.is_agent_turn(state):
-        agent_turn.validate(state)
+    agent = agent_turn.is_agent_turn(state)
+    # the tools' content, encoded once: what is known of them is kept by it (agent_turn.key)
+    tools_key = agent_turn.key(state.get("tools") or []) if agent else None
+    if agent:
+        agent_turn.validate(state, tools_key=tools_key)
     messages = build_messages(state, state.get("files") or [])
-    task_type = state.get("type") or signals.classify_task(task_text(state))
+    task_type = state.get("type") or task_type_of(task_text(state))
     files = collect_files(state, ctx)
-    prompt_tokens = count_prompt(ctx, messages, state.get("tools"),
-                                 by_message=agent_turn.is_agent_turn(state))
+    prompt_tokens = count_prompt(ctx, messages, state.get("tools"), by_message=agent,
+                                 tools_key=tools_key)
     return {
         "messages": messages,
         "task_type": task_type,

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, get_args
 
+import orjson
+
 from policies.config import TaskType
 from retrieval.errors import BadRepoName
 from retrieval.names import check_repo_name
@@ -24,7 +26,20 @@ NOT_TEXT = ("is not valid Unicode text (it holds a lone surrogate such as \\ud80
 def unencodable_field(value: Any, path: str) -> str | None:
     """The path of the first string in ``value`` that is not valid Unicode text (a lone
     surrogate, which JSON escapes and undecodable command-line bytes can carry), or None.
-    A bad mapping key is reported as its mapping's path: a path never echoes bad text."""
+    A bad mapping key is reported as its mapping's path: a path never echoes bad text.
+
+    Nearly every task is good text: it is checked whole first, encoded as JSON by orjson,
+    which refuses a lone surrogate (in C: 0.05 ms for a 90 kB agent turn, where walking its
+    tools' nested schemas here took 0.7 ms and the standard library's encoder 0.6 ms), and
+    walked only to name the field where that fails or the value is not plain JSON."""
+    try:
+        orjson.dumps(value)
+        return None
+    except TypeError:  # orjson.JSONEncodeError: a lone surrogate, or not plain JSON
+        return _walk(value, path)
+
+
+def _walk(value: Any, path: str) -> str | None:
     if isinstance(value, str):
         try:
             value.encode("utf-8")
@@ -33,13 +48,13 @@ def unencodable_field(value: Any, path: str) -> str | None:
         return None
     if isinstance(value, Mapping):
         for key, item in value.items():
-            if unencodable_field(key, path):
+            if _walk(key, path):
                 return path
-            if found := unencodable_field(item, f"{path}.{key}" if path else str(key)):
+            if found := _walk(item, f"{path}.{key}" if path else str(key)):
                 return found
     elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
-            if found := unencodable_field(item, f"{path}[{i}]"):
+            if found := _walk(item, f"{path}[{i}]"):
                 return found
     return None
 
