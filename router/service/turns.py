@@ -163,11 +163,15 @@ async def stream(turn: Turn, run: Run, *, opening: Iterable[str],
             return
         routed = run.work.result()
         record = RouteRecord.routed(routed.record)
-        accounted = True
-        await turn.account(record)
+        # The pin before the answer (the client's next turn may follow at once); the ledger
+        # entry after it, so that the client does not wait for it: the entry's latency is
+        # then stamped once the answer is sent, and the stream ends once it is written.
         await turn.pin(routed, record)
         for line in events(routed, record):
             yield line
+        accounted = True
+        with anyio.CancelScope(shield=True):  # a client that leaves now has its answer
+            await turn.account(record)
     finally:
         if not accounted:  # the client left, or the server stops: stop the run, record it
             with anyio.CancelScope(shield=True):

@@ -11,6 +11,7 @@ recorded: bad input never does.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -202,3 +203,30 @@ def test_a_turn_streamed_while_the_server_stops_ends_with_an_error_event_and_is_
         assert "stopping" in error["message"] and "shutdown_grace_s" in error["message"]
         page = httpx.get(f"{url}/v1/usage/entries", params={"limit": 10}).json()["data"]
         assert len(page) == 1, page  # recorded once, whatever it ran before the stop
+
+
+def test_a_client_that_leaves_once_it_has_the_answer_still_has_its_turn_recorded(
+        smol: Any, valkey_server: Any, agent_cloud: tuple[str, Recorded]) -> None:
+    """A streamed turn's ledger entry is written after the answer's last event (the client
+    does not wait for it): a client that closes the stream at ``message_stop`` has its turn
+    recorded once, as it was routed."""
+    settings = Settings(redis={"url": valkey_server.url, "prefix": "agent-leaves"},
+                        auth={"enabled": False}, tasks={"embedded_worker": False})
+    cloud = CloudBackend(CloudConfig(model="openai/scripted", api_base=agent_cloud[0],
+                                     num_retries=0))
+    app = create_app(settings, local=smol, cloud=cloud, with_retrieval=False)
+    body = {"model": "claude-sonnet-5-5", "max_tokens": 512, "stream": True, "tools": [READ],
+            "messages": [{"role": "user", "content": ASK}]}
+    with serving(app) as url:
+        with httpx.stream("POST", f"{url}/v1/messages", json=body, timeout=120,
+                          headers={"anthropic-version": "2023-06-01"}) as response:
+            for line in response.iter_lines():
+                if line == "event: message_stop":
+                    break  # the answer is whole: the client leaves
+        page: list[dict[str, Any]] = []
+        for _ in range(300):  # written as the client left, or just after
+            page = httpx.get(f"{url}/v1/usage/entries", params={"limit": 10}).json()["data"]
+            if page:
+                break
+            time.sleep(0.05)
+        assert [(e["route"], e["reason"]) for e in page] == [("cloud", "tools")], page
