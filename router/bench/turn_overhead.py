@@ -9,6 +9,10 @@ answers at once; the local tier is the configured model, in-process, for its tok
 agent's turn goes to the cloud, reason ``tools``). The service runs with auth on and a team
 key, on an embedded Valkey, and the turns are streamed, as Claude Code asks for them.
 
+The scripted cloud runs in a process of its own, as a provider is on a host of its own: in
+this process its work (reading a 100 kB request, streaming the answer) would hold the
+interpreter lock while the router, which has its answer, is under measurement.
+
 "Router time" is what ``smallcode bench agents`` reports: a turn's latency (from its request to
 its ledger entry) less its model calls (:func:`router.bench.agents.router_ms`). Each session is
 new (its own id and first message), so a first turn pays for what is new in it, as a real
@@ -18,9 +22,12 @@ session's first turn does; the system prompt and the tools are the same in every
 from __future__ import annotations
 
 import json
+import multiprocessing
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +50,29 @@ PATH, OLD, NEW = "/work/repo/calc.py", "    return a - b", "    return a + b"
 TOOLS = ("Read", "Edit", "Write", "Bash", "Glob", "Grep", "TodoWrite", "WebFetch", "WebSearch",
          "NotebookEdit", "Task", "ExitPlanMode")
 WARMUP = 2  # sessions run first and not counted (imports, the price map, first connections)
+
+
+def _serve_cloud(urls: Any, stop: Event) -> None:
+    with scripted_cloud(fix_one_line(PATH, OLD, NEW)) as (url, _):
+        urls.put(url)
+        stop.wait()
+
+
+@contextmanager
+def cloud_apart() -> Iterator[str]:
+    """The scripted cloud in a process of its own, until the block ends: its base URL."""
+    spawn = multiprocessing.get_context("spawn")
+    urls, stop = spawn.Queue(), spawn.Event()
+    process = spawn.Process(target=_serve_cloud, args=(urls, stop), daemon=True)
+    process.start()
+    try:
+        yield str(urls.get(timeout=120))
+    finally:
+        stop.set()
+        process.join(timeout=30)
+        if process.is_alive():
+            process.terminate()
+            process.join(timeout=10)
 
 
 def corpus(chars: int) -> str:
@@ -122,7 +152,7 @@ def run(settings: Settings, local: Backend, *, sessions: int = 20,
               {"type": "text", "text": corpus(38_000)}]
     offered = tools()
     with tempfile.TemporaryDirectory() as scratch, EmbeddedRedis(Path(scratch) / "valkey") as redis, \
-            scripted_cloud(fix_one_line(PATH, OLD, NEW)) as (cloud_url, _):
+            cloud_apart() as cloud_url:
         served = settings.model_copy(update={
             "admin_key": SecretStr(ADMIN), "auth": settings.auth.model_copy(update={"enabled": True}),
             "redis": settings.redis.model_copy(update={"url": redis.url}),
