@@ -46,12 +46,16 @@ class LocalConfig(_Section):
         "again; 0: only the common prefix is reused")
     spec_type: Literal["none", "ngram-simple", "ngram-map-k", "ngram-map-k4v", "ngram-mod",
                        "ngram-cache"] = Field(
-        "ngram-simple", description="llama-server speculative decoding without a draft model "
-        "(--spec-type): drafts copied from the prompt and the answer so far, verified by the "
-        "model, so greedy output is unchanged; none: off")
-    spec_draft_n_max: int = Field(
-        16, ge=1, le=256, description="llama-server --spec-draft-n-max: most tokens drafted "
-        "per step")
+        "ngram-mod", description="llama-server speculative decoding without a draft model "
+        "(--spec-type): drafts copied from the prompt and earlier answers, verified by the "
+        "model; ngram-mod drafts only long chains it has seen (an edit's unchanged lines) and "
+        "kept greedy answers byte-identical where ngram-simple's short guesses did not "
+        "(BENCHMARKS.md); none: off")
+    spec_draft_n_max: int | None = Field(
+        None, ge=1, le=256, description="most tokens drafted per step, passed as the speculative "
+        "type's own bound (ngram-mod: --spec-ngram-mod-n-max; ngram-simple: "
+        "--spec-ngram-simple-size-m); null: the type's default (ngram-mod 64, the n-gram "
+        "types 48); ngram-cache has no such bound")
     n_ctx: int = Field(4096, ge=256, le=131072, description="context window in tokens")
     n_threads: int = Field(2, ge=1, le=512, description="CPU threads for decoding")
     n_batch: int = Field(512, ge=16, le=8192, description="prompt tokens evaluated per batch")
@@ -75,6 +79,9 @@ class LocalConfig(_Section):
         if self.server_url and self.server_urls:
             raise ValueError("local.server_url and local.server_urls are both set: list every "
                              "server in server_urls")
+        if self.spec_draft_n_max is not None and self.spec_type == "ngram-cache":
+            raise ValueError("local.spec_draft_n_max: spec_type ngram-cache has no bound on "
+                             "its drafts; leave spec_draft_n_max null")
         return self
 
     @property

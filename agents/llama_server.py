@@ -64,7 +64,7 @@ def flags(config: LocalConfig) -> list[tuple[str, list[str]]]:
     if config.kv_cache_type != "f16" and config.flash_attn:  # V is quantized only with FA
         cache_type += ["--cache-type-v", config.kv_cache_type]
     spec = [] if config.spec_type == "none" else [  # none: also for a build without it
-        "--spec-type", config.spec_type, "--spec-draft-n-max", str(config.spec_draft_n_max)]
+        "--spec-type", config.spec_type, *draft_length(config.spec_type, config.spec_draft_n_max)]
     return [
         ("server_parallel", ["--parallel", str(config.server_parallel),
                              "--ctx-size", str(config.n_ctx * config.server_parallel)]),
@@ -77,6 +77,23 @@ def flags(config: LocalConfig) -> list[tuple[str, list[str]]]:
         ("flash_attn", ["--flash-attn", "on" if config.flash_attn else "off"]),
         ("kv_cache_type", cache_type),
     ]
+
+
+# ngram-mod drafts only a chain of at least this many tokens (llama.cpp's default): a shorter
+# most-drafted length lowers it too, or that type would never draft.
+NGRAM_MOD_N_MIN = 48
+
+
+def draft_length(spec_type: str, n_max: int | None) -> list[str]:
+    """The flag that bounds a speculative type's drafts. ``--spec-draft-n-max`` bounds only a
+    draft model's; each n-gram type has its own (ngram-simple drafts up to 48 tokens whatever
+    --spec-draft-n-max says). None: the type's own default; ngram-cache has no such bound."""
+    if n_max is None or spec_type == "ngram-cache":
+        return []
+    if spec_type == "ngram-mod":
+        return ["--spec-ngram-mod-n-max", str(n_max),
+                "--spec-ngram-mod-n-min", str(min(n_max, NGRAM_MOD_N_MIN))]
+    return [f"--spec-{spec_type}-size-m", str(n_max)]  # ngram-simple, ngram-map-k(4v)
 
 
 def command(binary: Path, config: LocalConfig, model_path: Path, *, alias: str,

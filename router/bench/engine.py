@@ -10,15 +10,22 @@ asks for them.
   shared machine's load then weighs on both alike): decode tok/s (the server's
   own ``predicted_per_second``), whether the texts are byte-identical, and how many drafted
   tokens were accepted; on the edit task of `bench local` (rewrite a 60-line function with one
-  change) and on generation from scratch.
+  change) and on generation from scratch, each round with other names and another module.
+- confidence: the recorded HumanEval run's local requests sent again to llama-server with the
+  shipped flags (speculation included), greedy, logprobs on: does the judge read the same
+  confidence from the server as it read in-process? Per problem, whether the answer is the
+  recorded one word for word and, where it is, how far the server's confidence is from the
+  recorded in-process one (``router.graph.signals.confidence`` on both).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import statistics
 import textwrap
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +33,10 @@ from agents import llama_server
 from agents.base import Generation, GenerationRequest, Message
 from agents.config import LocalConfig
 from agents.remote import RemoteLocalBackend
-from router.bench.local_speed import LONG_ANSWER, edit_prompt
+from router.bench.local_speed import edit_prompt
+from router.evals.humaneval import load_problems, task_prompt
+from router.evals.run import ANSWER_CHARS
+from router.graph.signals import confidence as judge_confidence
 
 QUESTIONS = ("Which functions in this module wrap text?",
              "What does the function that removes common leading whitespace return?",
@@ -80,29 +90,49 @@ def multiturn(config: LocalConfig, path: Path, *, prefix_tokens: int = 3000, tur
 
 
 def _decode(generations: list[Generation]) -> dict[str, Any]:
-    last = generations[-1]
     rates = [g.timings.decode_tokens_per_s or 0.0 for g in generations]
     return {"decode_tps_median": round(statistics.median(rates), 1),
-            "completion_tokens": last.usage.completion_tokens,
-            "draft_tokens": last.extra.get("draft_tokens", 0),
-            "draft_tokens_accepted": last.extra.get("draft_tokens_accepted", 0),
-            "logprobs": last.logprobs is not None}
+            "decode_tps": [round(rate, 1) for rate in rates],
+            "completion_tokens": [g.usage.completion_tokens for g in generations],
+            "draft_tokens": sum(g.extra.get("draft_tokens", 0) for g in generations),
+            "draft_tokens_accepted": sum(g.extra.get("draft_tokens_accepted", 0)
+                                         for g in generations),
+            "logprobs": all(g.logprobs is not None for g in generations)}
+
+
+# Each round asks what no server has seen: ngram-mod keeps the n-grams of every earlier answer
+# (server-wide), so a request repeated word for word is drafted from its own last answer.
+_NOUNS = (("orders", "customer"), ("purchases", "client"), ("invoices", "buyer"),
+          ("tickets", "owner"))
+_MODULES = ("a binary search tree class with insert, delete, search, minimum, maximum and "
+            "in-order traversal methods",
+            "a doubly linked list class with append, prepend, remove, find, reverse and iteration",
+            "a min-heap priority queue class with push, pop, peek, heapify and merge",
+            "an LRU cache class with get, put, resize, eviction callbacks and statistics")
+
+
+def fresh_tasks(round_: int) -> dict[str, str]:
+    """The round's edit (`bench local`'s, with other names) and generation from scratch."""
+    items, owner = _NOUNS[round_ % len(_NOUNS)]
+    module = _MODULES[round_ % len(_MODULES)]
+    return {"edit": edit_prompt().replace("orders", items).replace("customer", owner),
+            "scratch": f"Write a Python module implementing {module}. Give every method a "
+                       "docstring."}
 
 
 def speculation(config: LocalConfig, path: Path, *, rounds: int = 2, max_tokens: int = 512,
                 log: Callable[[str], None] = print) -> dict[str, Any]:
-    spec_type = config.spec_type if config.spec_type != "none" else "ngram-simple"
-    tasks = {"edit": edit_prompt(), "scratch": LONG_ANSWER}
-    requests = {name: GenerationRequest(messages=(Message("user", prompt),),
-                                        max_tokens=max_tokens, logprobs=True)
-                for name, prompt in tasks.items()}
+    spec_type = config.spec_type if config.spec_type != "none" else "ngram-mod"
     modes = ("none", spec_type)
-    runs: dict[str, dict[str, list[Generation]]] = {mode: {name: [] for name in tasks}
+    runs: dict[str, dict[str, list[Generation]]] = {mode: {"edit": [], "scratch": []}
                                                     for mode in modes}
+    identical = {"edit": True, "scratch": True}
     with contextlib.ExitStack() as stack:
         backends = {}
         for mode in modes:  # both servers up at once, requests alternating between them
-            engine = config.model_copy(update={"spec_type": mode, "server_parallel": 1})
+            engine = config.model_copy(update={
+                "spec_type": mode, "server_parallel": 1,
+                "spec_draft_n_max": None if mode == "none" else config.spec_draft_n_max})
             log(f"llama-server --spec-type {mode}: starting")
             server = stack.enter_context(llama_server.start(engine, path, alias=config.model))
             backend = RemoteLocalBackend(engine.model_copy(
@@ -112,17 +142,82 @@ def speculation(config: LocalConfig, path: Path, *, rounds: int = 2, max_tokens:
                                                max_tokens=4))  # page the weights in
             backends[mode] = backend
         for round_ in range(rounds):
-            for name, request in requests.items():
+            for name, prompt in fresh_tasks(round_).items():
+                request = GenerationRequest(messages=(Message("user", prompt),),
+                                            max_tokens=max_tokens, logprobs=True)
+                texts = []
                 for mode in modes:
                     log(f"{mode}: {name}, round {round_ + 1}")
-                    runs[mode][name].append(backends[mode].generate(request))
+                    answer = backends[mode].generate(request)
+                    runs[mode][name].append(answer)
+                    texts.append(answer.text)
+                identical[name] = identical[name] and texts[0] == texts[1]
     result: dict[str, Any] = {"model": path.name, "n_threads": config.n_threads,
-                              "spec_type": spec_type,
+                              "spec_type": spec_type, "rounds": rounds,
                               "spec_draft_n_max": config.spec_draft_n_max, "tasks": {}}
-    for name in tasks:
+    for name in ("edit", "scratch"):
         off, on = _decode(runs["none"][name]), _decode(runs[spec_type][name])
+        per_round = [round(b / a, 2) if a else None
+                     for a, b in zip(off["decode_tps"], on["decode_tps"], strict=True)]
         result["tasks"][name] = {
-            "off": off, "on": on,
+            "off": off, "on": on, "speedup_per_round": per_round,
             "speedup": round(on["decode_tps_median"] / off["decode_tps_median"], 2),
-            "identical_text": runs["none"][name][-1].text == runs[spec_type][name][-1].text}
+            "identical_text": identical[name]}
     return result
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def confidence(config: LocalConfig, path: Path, recorded: Path, *, limit: int | None = None,
+               concurrency: int = 4, max_tokens: int = 512,
+               log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The recorded run's local requests (``eval humaneval``'s: the task prompt, greedy,
+    ``max_tokens``) through llama-server with ``config``'s flags, ``concurrency`` at a time."""
+    records = [json.loads(line) for line in recorded.read_text(encoding="utf-8").splitlines()
+               if line.strip()]
+    problems = {p.task_id: p for p in load_problems()}
+    records = [r for r in records if r["task_id"] in problems][:limit]
+    engine = config.model_copy(update={"server_parallel": max(config.server_parallel,
+                                                               concurrency)})
+    log(f"llama-server ({engine.server_parallel} slots, spec {engine.spec_type}): starting")
+    rows: list[dict[str, Any]] = []
+    with llama_server.start(engine, path, alias=config.model) as server:
+        backend = RemoteLocalBackend(engine.model_copy(
+            update={"mode": "server", "server_url": server.base_url}))
+        try:
+            def one(record: dict[str, Any]) -> dict[str, Any]:
+                prompt = task_prompt(problems[record["task_id"]])
+                answer = backend.generate(GenerationRequest(
+                    messages=(Message("user", prompt),), max_tokens=max_tokens))
+                found = judge_confidence([t.logprob for t in answer.logprobs or ()])
+                was = record["signals"]["logprob_confidence"]
+                return {"task_id": record["task_id"],
+                        "same_answer": answer.text[:ANSWER_CHARS] == record["local"]["answer"],
+                        "recorded": was, "server": found,
+                        "delta": None if found is None or was is None else abs(found - was)}
+
+            with ThreadPoolExecutor(concurrency) as pool:
+                for index, row in enumerate(pool.map(one, records), start=1):
+                    rows.append(row)
+                    log(f"[{index}/{len(records)}] {row['task_id']} same answer: "
+                        f"{row['same_answer']}, confidence {row['recorded']} -> {row['server']}")
+        finally:
+            backend.close()
+    same = [r for r in rows if r["same_answer"]]
+    deltas = [r["delta"] for r in same if r["delta"] is not None]
+    every = [r["delta"] for r in rows if r["delta"] is not None]
+    return {"model": path.name, "problems": len(rows), "concurrency": concurrency,
+            "spec_type": engine.spec_type, "same_answer": len(same),
+            "without_logprobs": sum(1 for r in rows if r["server"] is None),
+            "same_answer_delta": {"median": _percentile(deltas, 0.5),
+                                  "p90": _percentile(deltas, 0.9),
+                                  "max": max(deltas, default=None),
+                                  "within_0.01": sum(1 for d in deltas if d <= 0.01)},
+            "all_delta": {"median": _percentile(every, 0.5), "p90": _percentile(every, 0.9),
+                          "max": max(every, default=None)},
+            "rows": rows}

@@ -72,6 +72,15 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     speculation.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS, help="answer budget")
     speculation.add_argument("--json", action="store_true", help="print one JSON object")
     speculation.set_defaults(handler=_speculation)
+    judged = targets.add_parser(
+        "confidence", help="llama-server: the recorded HumanEval run's local requests again "
+        "through the server with the shipped flags; the judge's confidence, server vs in-process")
+    judged.add_argument("--recorded", type=Path, default=Path("docs/humaneval-results.jsonl"),
+                        help="an `eval humaneval` results file (in-process answers)")
+    judged.add_argument("--limit", type=int, default=None, help="only the first N problems")
+    judged.add_argument("--concurrency", type=int, default=4, help="requests at a time")
+    judged.add_argument("--json", action="store_true", help="print one JSON object")
+    judged.set_defaults(handler=_confidence)
     api = targets.add_parser("api", help="the service with replayed models: enqueue, workers, "
                              "read endpoints under 100 clients, ledger writes")
     api.add_argument("--tasks", type=int, default=1000, help="tasks to enqueue and drain")
@@ -377,13 +386,47 @@ def _speculation(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
+    bound = (f"drafts of at most {result['spec_draft_n_max']} tokens"
+             if result["spec_draft_n_max"] else "the type's own draft bound")
     print(f"{result['model']}, {result['n_threads']} threads, llama-server --spec-type "
-          f"{result['spec_type']} --spec-draft-n-max {result['spec_draft_n_max']}, logprobs on")
+          f"{result['spec_type']} ({bound}), logprobs on, "
+          f"{result['rounds']} rounds")
     for name, row in result["tasks"].items():
         print(f"{name:<8} off {row['off']['decode_tps_median']:6.1f} tok/s, on "
-              f"{row['on']['decode_tps_median']:6.1f} tok/s (x{row['speedup']:.2f}), "
-              f"{row['on']['completion_tokens']} tokens, identical: {row['identical_text']}, "
+              f"{row['on']['decode_tps_median']:6.1f} tok/s (x{row['speedup']:.2f}; per round "
+              f"{row['speedup_per_round']}), identical in every round: {row['identical_text']}, "
               f"drafts accepted {row['on']['draft_tokens_accepted']}/{row['on']['draft_tokens']}")
+    return 0
+
+
+def _confidence(args: argparse.Namespace) -> int:
+    from router.bench import engine  # deferred on purpose: each bench loads only for its command
+
+    if not args.recorded.is_file():
+        _stderr(f"smallcode: --recorded {args.recorded} is not a file (an `eval humaneval` "
+                "results file, e.g. docs/humaneval-results.jsonl)")
+        return 2
+    if args.concurrency < 1 or (args.limit is not None and args.limit < 1):
+        _stderr("smallcode: --concurrency and --limit must be at least 1")
+        return 2
+    config, path = _local_model(args)
+    result = engine.confidence(config, path, args.recorded, limit=args.limit,
+                               concurrency=args.concurrency, log=_stderr)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    def figure(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    same, spread = result["same_answer_delta"], result["all_delta"]
+    print(f"{result['model']}, llama-server (spec {result['spec_type']}), "
+          f"{result['concurrency']} at a time: {result['problems']} problems")
+    print(f"answer word for word as recorded in-process: {result['same_answer']}; "
+          f"without logprobs: {result['without_logprobs']}")
+    print(f"|confidence - recorded| on those: median {figure(same['median'])}, p90 "
+          f"{figure(same['p90'])}, max {figure(same['max'])}; within 0.01: {same['within_0.01']}")
+    print(f"on every answer: median {figure(spread['median'])}, p90 {figure(spread['p90'])}, "
+          f"max {figure(spread['max'])}")
     return 0
 
 

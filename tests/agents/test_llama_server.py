@@ -58,7 +58,8 @@ def test_the_command_line_carries_each_engine_setting() -> None:
     line = " ".join(llama_server.command(Path("/bin/llama-server"), config, Path("m.gguf"),
                                          alias="m", port=1234))
     for part in ("--parallel 4 --ctx-size 8192", "--jinja", "--cache-reuse 64",
-                 "--spec-type ngram-mod --spec-draft-n-max 8", "--flash-attn on",
+                 "--spec-type ngram-mod --spec-ngram-mod-n-max 8 --spec-ngram-mod-n-min 8",
+                 "--flash-attn on",
                  "--cache-type-k q8_0 --cache-type-v q8_0", "--port 1234"):
         assert part in line, (part, line)
     plain = " ".join(llama_server.command(
@@ -67,11 +68,31 @@ def test_the_command_line_carries_each_engine_setting() -> None:
     assert "--no-jinja" in plain and "--spec-" not in plain and "--cache-type-v" not in plain
 
 
+def test_the_draft_length_reaches_the_flag_of_the_speculative_type_in_use() -> None:
+    # --spec-draft-n-max bounds only a draft model's drafts: ngram-simple drafted 48 tokens
+    # whatever it said (measured: the same drafts with 16 and with 8).
+    def line(**settings: object) -> str:
+        return " ".join(llama_server.command(Path("/bin/llama-server"), LocalConfig(**settings),
+                                             Path("m.gguf"), alias="m", port=1))
+    assert "--spec-ngram-simple-size-m 12" in line(spec_type="ngram-simple", spec_draft_n_max=12)
+    assert "--spec-ngram-map-k-size-m 12" in line(spec_type="ngram-map-k", spec_draft_n_max=12)
+    assert ("--spec-ngram-mod-n-max 96 --spec-ngram-mod-n-min 48"
+            in line(spec_type="ngram-mod", spec_draft_n_max=96))
+    for default in (line(spec_type="ngram-mod"), line(spec_type="ngram-cache")):
+        assert "--spec-draft-n-max" not in default and "-size-m" not in default
+        assert "-n-max" not in default
+    with pytest.raises(ValueError, match=r"local\.spec_draft_n_max"):
+        LocalConfig(spec_type="ngram-cache", spec_draft_n_max=8)
+
+
 def test_the_built_server_knows_every_setting() -> None:
     binary = llama_server.find_binary(None)
     assert llama_server.unknown_setting(binary, LocalConfig()) is None
     every = LocalConfig(flash_attn=True, kv_cache_type="q8_0", spec_type="ngram-cache")
     assert llama_server.unknown_setting(binary, every) is None
+    for kind in ("ngram-simple", "ngram-map-k", "ngram-map-k4v", "ngram-mod"):
+        bounded = LocalConfig(spec_type=kind, spec_draft_n_max=24)
+        assert llama_server.unknown_setting(binary, bounded) is None, kind
 
 
 def test_a_flag_the_server_does_not_know_stops_the_start_naming_the_setting(
