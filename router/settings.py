@@ -127,13 +127,6 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _no_queue_on_a_cluster(self) -> Settings:
-        if self.redis.cluster and self.tasks.embedded_worker:
-            raise ValueError("tasks.embedded_worker: async tasks (arq's queue) do not run on a "
-                             "Redis Cluster yet (redis.cluster: true): set it false")
-        return self
-
-    @model_validator(mode="after")
     def _judge_models_load(self) -> Settings:
         for team, rules in [("default", self.policies.default),
                             *((t, self.policies.for_team(t)) for t in self.policies.teams)]:

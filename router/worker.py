@@ -1,6 +1,7 @@
 """The worker that runs async tasks (``POST /v1/tasks``) through the routing graph, on arq.
 
-arq gives the queue its guarantees: a job's id is the task's id (enqueueing twice is a no-op),
+arq gives the queue its guarantees: a job's id names the task (``Names.job_id``: enqueueing
+twice is a no-op),
 a worker claims a job with an ``in-progress`` key before running it, and a job whose worker
 dies stays in the queue until that claim expires, when another worker runs it again. The
 claim here is a lease: it lasts ``tasks.lease_s`` and the worker renews it while the task
@@ -18,6 +19,14 @@ running one stops at its next token or node (the worker sees the mark within hal
 and what it ran is recorded in the ledger (reason ``cancelled``: a cloud call's partial spend,
 as its budget was charged); so is a task stopped past ``tasks.timeout_s`` (``timeout``).
 SIGTERM or SIGINT stops a worker the same way and puts its tasks back in the queue.
+
+Two clients: arq's own (``ctx["redis"]``), on the server that holds the queue, for the queue
+and the lease; and a store client (``ctx["store"]``, from ``connect.client``: a cluster
+client on a Redis Cluster) for the task's record and events, the ledger, budgets and keys,
+which a cluster spreads over its nodes (:mod:`router.store.queue` says why arq keeps its own).
+The store client outlives the arq workers made over it (one after another when Redis is lost,
+or when a failover moves the queue to another primary): it knows every node of a cluster, so
+it finds the queue's new primary even when the node ``redis.url`` names is gone.
 """
 
 from __future__ import annotations
@@ -36,9 +45,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from arq.connections import ArqRedis, RedisSettings
+from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
 from arq.worker import Worker, func
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from agents.cloud import price
@@ -50,13 +60,14 @@ from router.run.caller import Caller
 from router.run.outcome import RouteRecord, StopReason, write_ledger
 from router.run.ratelimit import RateLimits
 from router.run.runner import JOB, STOP_GRACE_S, Event, Run, Tally
-from router.store import budgets, ledger, tasks
+from router.store import budgets, connect, ledger, queue, tasks
 from router.store.apikeys import get_key
 from router.store.names import Names
 
 if TYPE_CHECKING:
     from router.graph.answer import RoutedAnswer
     from router.graph.context import RouterContext
+    from router.service.metrics import Metrics
     from router.settings import Settings
 
 log = logging.getLogger("smallcode.worker")
@@ -78,9 +89,29 @@ class TaskRunner:
     graph: Any
     context: RouterContext
     worker_id: str
+    metrics: Metrics | None = None  # this process's /metrics: each ledger entry counted there
+    _limits: RateLimits | None = None  # one for all tasks (on a cluster: its own client)
 
-    async def run(self, redis: ArqRedis, task_id: str, *, job_try: int) -> str:
-        """Run the task ``task_id`` once; returns its final status."""
+    def limits(self, redis: Redis) -> RateLimits:
+        if self._limits is None:
+            self._limits = RateLimits(redis, self.settings.redis, self.names.rate_limits())
+        return self._limits
+
+    async def aclose(self) -> None:
+        limits, self._limits = self._limits, None
+        if limits is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await limits.aclose()
+
+    async def _write(self, redis: Redis, **entry: Any) -> None:
+        """The run's ledger entry (once per id), counted in this process's metrics when new."""
+        written = await write_ledger(redis, self.names, **entry)
+        if written is not None and self.metrics is not None:
+            self.metrics.observe(written)
+
+    async def run(self, redis: Redis, lease: ArqRedis, task_id: str, *, job_try: int) -> str:
+        """Run the task ``task_id`` once (``redis``: the store; ``lease``: arq's client, where
+        the job's claim is); returns its final status."""
         config = self.settings.tasks
         keep_s = config.keep_s
         if job_try > config.max_tries:  # its workers died max_tries times: give up
@@ -107,7 +138,7 @@ class TaskRunner:
         started = time.perf_counter()
         run = Run(self.graph, caller.task(task["request"]), caller.context(self.context))
         pump = asyncio.create_task(self._pump(redis, task_id, run))
-        guard = asyncio.create_task(self._guard(redis, task_id, run.cancel))
+        guard = asyncio.create_task(self._guard(redis, lease, task_id, run.cancel))
         outcome: RoutedAnswer | BaseException
         try:
             try:
@@ -134,10 +165,10 @@ class TaskRunner:
             # its final run's), its budget already settled at that; then arq queues it again.
             record = run.stopped_record("worker_stopped")
             if record is not None:
-                await write_ledger(redis, self.names, request_id=attempt_id(task_id, attempt),
-                                   team=task["team"], key_id=task["key_id"], source="task",
-                                   record=record, latency_ms=latency_ms,
-                                   retention_days=retention_days, status="requeued")
+                await self._write(redis, request_id=attempt_id(task_id, attempt),
+                                  team=task["team"], key_id=task["key_id"], source="task",
+                                  record=record, latency_ms=latency_ms,
+                                  retention_days=retention_days, status="requeued")
                 await self._charge(caller, task_id, record)
             log.info("task %s: attempt %d stopped with its worker; it runs again", task_id,
                      attempt)
@@ -146,8 +177,8 @@ class TaskRunner:
             stopped: StopReason = "cancelled" if isinstance(outcome, TaskCancelled) else "timeout"
             record = run.stopped_record(stopped)
             if record is not None:
-                await write_ledger(
-                    redis, self.names, request_id=task_id, team=task["team"],
+                await self._write(
+                    redis, request_id=task_id, team=task["team"],
                     key_id=task["key_id"], source="task", record=record, latency_ms=latency_ms,
                     retention_days=retention_days,
                     status="cancelled" if stopped == "cancelled" else "failed")
@@ -164,28 +195,28 @@ class TaskRunner:
                                error=error)
             return "failed"
         record = RouteRecord.routed(outcome.record)
-        await write_ledger(redis, self.names, request_id=task_id, team=task["team"],
-                           key_id=task["key_id"], source="task", record=record,
-                           latency_ms=latency_ms, retention_days=retention_days)
+        await self._write(redis, request_id=task_id, team=task["team"],
+                          key_id=task["key_id"], source="task", record=record,
+                          latency_ms=latency_ms, retention_days=retention_days)
         await self._charge(caller, task_id, record)
         finished = await tasks.finish(redis, self.names, task_id, status="done", keep_s=keep_s,
                                       answer=outcome.text, route=record.to_json(),
                                       finish_reason=outcome.finish_reason)
         return "done" if finished else (await tasks.status(redis, self.names, task_id) or "gone")
 
-    async def _caller(self, redis: ArqRedis, task: dict[str, Any]) -> Caller:
+    async def _caller(self, redis: Redis, task: dict[str, Any]) -> Caller:
         """The task's caller: its key (looked up again: revoked or changed since it was
         queued), its team's policy and budget gate, and its key's rate limits (the API
         admitted the task; the tokens it runs are charged here, as a chat's are)."""
         key = await get_key(redis, self.names, task["key_id"]) if task.get("key_id") else None
         limits = None
         if key is not None and key.tpm is not None and self.settings.redis.url:
-            limits = RateLimits(redis, self.settings.redis, self.names.rate_limits())
+            limits = self.limits(redis)
         return Caller.resolve(redis, self.names, key=key, key_id=task["key_id"],
                               team=task["team"], policies=self.settings.policies,
                               cloud=self.settings.cloud, limits=limits)
 
-    async def _lost_attempt(self, redis: ArqRedis, task: dict[str, Any], caller: Caller,
+    async def _lost_attempt(self, redis: Redis, task: dict[str, Any], caller: Caller,
                             attempt: int) -> None:
         """Attempt ``attempt`` of ``task`` ended without an answer. A worker that stopped
         recorded it itself (its entry is there); one that died mid run could not: its cloud
@@ -211,9 +242,9 @@ class TaskRunner:
         record = RouteRecord.stopped("worker_lost", prompt_tokens=prompt, local_tokens=local,
                                      cloud_tokens=cloud, cost_usd=cost,
                                      counterfactual_usd=cost)
-        await write_ledger(redis, self.names, request_id=entry_id, team=task["team"],
-                           key_id=task["key_id"], source="task", record=record, latency_ms=0.0,
-                           retention_days=self.settings.redis.retention_days, status="lost")
+        await self._write(redis, request_id=entry_id, team=task["team"],
+                          key_id=task["key_id"], source="task", record=record, latency_ms=0.0,
+                          retention_days=self.settings.redis.retention_days, status="lost")
         await self._charge(caller, task["id"], record)
         log.warning("task %s: attempt %d's worker died mid run; charged what its events show "
                     "it ran ($%.6f)", task["id"], attempt, cost)
@@ -227,7 +258,7 @@ class TaskRunner:
         except RedisError:
             log.warning("task %s: its tokens were not counted against its key's limit", task_id)
 
-    async def _pump(self, redis: ArqRedis, task_id: str, run: Run) -> None:
+    async def _pump(self, redis: Redis, task_id: str, run: Run) -> None:
         """Write the run's progress events as they come, tokens batched (one entry per batch),
         until it ends."""
         done = False
@@ -250,8 +281,10 @@ class TaskRunner:
             with contextlib.suppress(Exception):  # progress is best effort; the outcome is not
                 await tasks.add_events(redis, self.names, task_id, events)
 
-    async def _guard(self, redis: ArqRedis, task_id: str, cancel: threading.Event) -> None:
+    async def _guard(self, redis: Redis, lease: ArqRedis, task_id: str,
+                     cancel: threading.Event) -> None:
         """While the task runs: renew this worker's claim on it, and notice a cancel."""
+        claim = in_progress_key_prefix + self.names.job_id(task_id)
         lease_s = self.settings.tasks.lease_s
         tick = min(0.5, lease_s / 3)
         renewed = 0.0
@@ -259,7 +292,7 @@ class TaskRunner:
             now = time.monotonic()
             with contextlib.suppress(Exception):  # a blip: the lease has slack, try again
                 if now - renewed >= lease_s / 3:
-                    await redis.pexpire(in_progress_key_prefix + task_id, int(lease_s * 1000))
+                    await lease.pexpire(claim, int(lease_s * 1000))
                     renewed = now
                 if await tasks.status(redis, self.names, task_id) != "running":
                     cancel.set()
@@ -269,7 +302,7 @@ class TaskRunner:
 async def run_task_job(ctx: dict[str, Any], task_id: str) -> str:
     """The arq job: run one task (``ctx["runner"]`` holds the graph and the models)."""
     runner: TaskRunner = ctx["runner"]
-    return await runner.run(ctx["redis"], task_id, job_try=ctx["job_try"])
+    return await runner.run(ctx["store"], ctx["redis"], task_id, job_try=ctx["job_try"])
 
 
 async def _close(worker: Worker) -> None:
@@ -282,6 +315,9 @@ async def _close(worker: Worker) -> None:
 
 async def _discard(worker: Worker) -> None:
     """Close what a dead worker leaves open: its Redis connections."""
+    runner = worker.ctx.get("runner")
+    if isinstance(runner, TaskRunner):
+        await runner.aclose()
     pool = getattr(worker, "_pool", None)
     if pool is not None:
         with contextlib.suppress(RedisError, OSError):
@@ -299,14 +335,30 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-def build_worker(settings: Settings, names: Names, *, redis_url: str, graph: Any,
+async def open_worker(settings: Settings, names: Names, *, store: Redis, graph: Any,
+                      context: RouterContext, handle_signals: bool,
+                      concurrency: int | None = None, burst: bool = False,
+                      metrics: Metrics | None = None) -> Worker:
+    """:func:`build_worker` on the server that holds the queue now (on a cluster: its slot's
+    primary, found again through ``store`` each time a worker is made)."""
+    found = await queue.queue_url(settings.redis, names, cluster=store)
+    return build_worker(settings, names, queue_url=found, store=store, graph=graph,
+                        context=context, handle_signals=handle_signals,
+                        concurrency=concurrency, burst=burst, metrics=metrics)
+
+
+def build_worker(settings: Settings, names: Names, *, queue_url: str, store: Redis, graph: Any,
                  context: RouterContext, handle_signals: bool,
-                 concurrency: int | None = None, burst: bool = False) -> Worker:
-    """An arq worker for the task queue, running tasks with ``graph`` and ``context``.
-    Create it inside the event loop it will run in. ``burst``: stop once the queue is empty."""
+                 concurrency: int | None = None, burst: bool = False,
+                 metrics: Metrics | None = None) -> Worker:
+    """An arq worker for the task queue at ``queue_url`` (:func:`router.store.queue.queue_url`),
+    running tasks with ``graph`` and ``context``, on the store client ``store`` (the caller's:
+    it stays open when the worker closes).
+    Create it inside the event loop it will run in. ``burst``: stop once the queue is empty.
+    ``metrics``: where the tasks it runs are counted (the API's, for its embedded worker)."""
     config = settings.tasks
     worker_id = new_worker_id()
-    runner = TaskRunner(settings, names, graph, context, worker_id)
+    runner = TaskRunner(settings, names, graph, context, worker_id, metrics)
     beating: dict[str, asyncio.Task[None]] = {}
 
     async def heartbeat(redis: ArqRedis) -> None:
@@ -328,6 +380,7 @@ def build_worker(settings: Settings, names: Names, *, redis_url: str, graph: Any
                 await task
         with contextlib.suppress(Exception):
             await tasks.leave(ctx["redis"], names, worker_id)
+        await runner.aclose()
         log.info("worker %s stopped", worker_id)
 
     worker = Worker(
@@ -335,10 +388,10 @@ def build_worker(settings: Settings, names: Names, *, redis_url: str, graph: Any
         # mark a task whose workers all died as failed (arq would drop it silently).
         functions=[func(run_task_job, name=JOB, max_tries=config.max_tries + 1,
                         timeout=config.timeout_s + STOP_GRACE_S + 5, keep_result=0)],
-        queue_name=names.queue(), redis_settings=RedisSettings.from_dsn(redis_url),
+        queue_name=names.queue(), redis_settings=queue.arq_settings(queue_url),
         on_startup=on_startup, on_shutdown=on_shutdown, handle_signals=handle_signals, burst=burst,
         max_jobs=concurrency or config.concurrency, poll_delay=config.poll_s,
-        ctx={"runner": runner}, retry_jobs=True, keep_result=0, log_results=False,
+        ctx={"runner": runner, "store": store}, retry_jobs=True, keep_result=0, log_results=False,
         health_check_interval=config.heartbeat_s)
     # The in-progress claim is a lease renewed while the task runs (TaskRunner._guard), not
     # arq's default of the longest job timeout: a dead worker's task runs again after lease_s.
@@ -349,15 +402,18 @@ def build_worker(settings: Settings, names: Names, *, redis_url: str, graph: Any
 class EmbeddedWorker:
     """A worker in this process, sharing its loaded models (``smallcode serve``'s)::
 
-        worker = EmbeddedWorker(settings, names, redis_url=url, graph=graph, context=context)
+        worker = EmbeddedWorker(settings, names, store=redis, graph=graph, context=context)
         await worker.start()   # in the lifespan, before yield
         await worker.stop()    # after it
     """
 
-    def __init__(self, settings: Settings, names: Names, *, redis_url: str, graph: Any,
-                 context: RouterContext, concurrency: int | None = None) -> None:
-        self._args = {"redis_url": redis_url, "graph": graph, "context": context,
-                      "concurrency": concurrency}
+    def __init__(self, settings: Settings, names: Names, *, store: Redis, graph: Any,
+                 context: RouterContext, concurrency: int | None = None,
+                 metrics: Metrics | None = None) -> None:
+        """``store``: the API's store client (its tasks' records, the ledger; on a cluster,
+        what finds the queue's primary)."""
+        self._args = {"store": store, "graph": graph, "context": context,
+                      "concurrency": concurrency, "metrics": metrics}
         self.settings, self.names = settings, names
         self.worker: Worker | None = None
         self._running: asyncio.Task[None] | None = None
@@ -366,9 +422,9 @@ class EmbeddedWorker:
         self._running = asyncio.create_task(self._supervise())
 
     async def _supervise(self) -> None:
-        def new() -> Worker:
-            self.worker = build_worker(self.settings, self.names, handle_signals=False,
-                                       **self._args)  # type: ignore[arg-type]
+        async def new() -> Worker:
+            self.worker = await open_worker(self.settings, self.names, handle_signals=False,
+                                            **self._args)  # type: ignore[arg-type]
             return self.worker
 
         await _restarting(new, lambda worker: worker.async_run(), what="the embedded worker")
@@ -386,35 +442,47 @@ class EmbeddedWorker:
         self.worker, self._running = None, None
 
 
-async def serve_worker(settings: Settings, names: Names, *, redis_url: str, graph: Any,
-                       context: RouterContext, concurrency: int | None = None) -> None:
-    """Run a worker until SIGTERM or SIGINT (``smallcode worker``); a lost Redis starts a new
-    worker once it is back, instead of ending the process."""
-    def new() -> Worker:
-        return build_worker(settings, names, redis_url=redis_url, graph=graph, context=context,
-                            handle_signals=True, concurrency=concurrency)
+async def serve_worker(settings: Settings, names: Names, *, graph: Any,
+                       context: RouterContext, concurrency: int | None = None,
+                       metrics: Metrics | None = None) -> None:
+    """Run a worker until SIGTERM or SIGINT (``smallcode worker``); a lost Redis (or, on a
+    cluster, a queue whose primary changed) starts a new worker once it is back, instead of
+    ending the process."""
+    store = connect.client(settings.redis, socket_timeout=5, socket_connect_timeout=2)
+
+    async def new() -> Worker:
+        return await open_worker(settings, names, store=store, graph=graph, context=context,
+                                 handle_signals=True, concurrency=concurrency, metrics=metrics)
 
     async def run(worker: Worker) -> None:
         with contextlib.suppress(asyncio.CancelledError):  # SIGTERM / SIGINT
             await worker.async_run()
         await _close(worker)
 
-    await _restarting(new, run, what="the worker")
+    try:
+        await _restarting(new, run, what="the worker")
+    finally:
+        with contextlib.suppress(RedisError, OSError):
+            await store.aclose()
 
 
-async def _restarting(new: Callable[[], Worker], run: Callable[[Worker], Awaitable[None]], *,
-                      what: str) -> None:
-    """``run(new())`` until it ends; a worker that dies of a lost Redis is discarded and a new
-    one started, with a backoff, once Redis is back."""
+async def _restarting(new: Callable[[], Awaitable[Worker]],
+                      run: Callable[[Worker], Awaitable[None]], *, what: str) -> None:
+    """``run(await new())`` until it ends; a worker that dies of a lost Redis is discarded and
+    a new one started, with a backoff, once Redis is back. A one-server client on a cluster
+    that no longer owns the queue's slot fails with MOVED (a ``RedisError``) or a lost
+    connection: the new worker is opened on the slot's primary of now."""
     backoff_s = 0.5
     while True:
-        worker = new()
+        worker: Worker | None = None
         try:
+            worker = await new()
             await run(worker)
             return
         except (RedisError, OSError) as exc:
             log.warning("%s lost Redis (%s); starting again in %.1f s", what,
                         type(exc).__name__, backoff_s)
-            await _discard(worker)
+            if worker is not None:
+                await _discard(worker)
         await asyncio.sleep(backoff_s)
         backoff_s = min(backoff_s * 2, 10.0)

@@ -127,7 +127,7 @@ def cluster_url(valkey_cluster: object) -> Iterator[str]:
 @dataclass(frozen=True)
 class Store:
     """A flushed Redis a test runs the service on: the session's one server, or its
-    three-primary cluster (``redis.cluster: true``, where async tasks do not run yet)."""
+    three-primary cluster (``redis.cluster: true``)."""
 
     url: str
     cluster: bool
@@ -137,14 +137,13 @@ class Store:
         return {"url": self.url, "cluster": self.cluster, **fields}
 
     def tasks(self, **fields: Any) -> dict[str, Any]:
-        """The ``tasks`` section: on the cluster, no embedded worker (no queue there)."""
-        return {**fields, **({"embedded_worker": False} if self.cluster else {})}
+        """The ``tasks`` section (the same on both kinds)."""
+        return dict(fields)
 
     def env(self) -> dict[str, str]:
         """The same as SMALLCODE_ variables, for a command run in a subprocess."""
         return {"SMALLCODE_REDIS__URL": self.url,
-                "SMALLCODE_REDIS__CLUSTER": "true" if self.cluster else "false",
-                **({"SMALLCODE_TASKS__EMBEDDED_WORKER": "false"} if self.cluster else {})}
+                "SMALLCODE_REDIS__CLUSTER": "true" if self.cluster else "false"}
 
     def client(self, **options: Any) -> Any:
         """An asyncio client, made as the service makes its own (``connect.client``)."""

@@ -70,7 +70,7 @@ def _run_worker(redis_url: str, recorded: Generation) -> None:  # in a child pro
     settings = _settings(redis_url)
     local, cloud = _replay_tiers(recorded)
     context = build_context(settings, local, cloud)
-    asyncio.run(serve_worker(settings, Names(PREFIX), redis_url=redis_url, graph=build_graph(),
+    asyncio.run(serve_worker(settings, Names(PREFIX), graph=build_graph(),
                              context=context, concurrency=8))
 
 

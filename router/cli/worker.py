@@ -7,8 +7,11 @@ import argparse
 import asyncio
 import logging
 
+from prometheus_client import start_http_server
+
 from router.backends import build_cloud, build_local
 from router.runtime import build_context
+from router.service.metrics import Metrics
 from router.settings import ConfigError, load_settings
 from router.store.names import Names
 
@@ -19,6 +22,9 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     parser = commands.add_parser("worker", help="run queued tasks (needs redis.url)")
     parser.add_argument("--concurrency", type=int,
                         help="tasks run at once (default: tasks.concurrency)")
+    parser.add_argument("--metrics-port", type=int,
+                        help="serve /metrics (the tasks this worker ran) on this port "
+                        "(default: tasks.metrics_port; none: no /metrics)")
     parser.add_argument("--no-retrieval", action="store_true",
                         help="do not open the code index (tasks naming a repo get no snippets)")
     parser.set_defaults(handler=run)
@@ -30,11 +36,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("smallcode worker needs redis.url (or SMALLCODE_REDIS__URL): the "
                           "Redis that `smallcode serve` and the other workers use; an embedded "
                           "one is private to its `smallcode serve`, which runs its own worker")
-    if settings.redis.cluster:
-        raise ConfigError("redis.cluster: smallcode worker does not run on a Redis Cluster yet "
-                          "(arq's queue needs one server; see docs/deploy.md)")
     if args.concurrency is not None and args.concurrency < 1:
         raise ConfigError("--concurrency: must be 1 or more")
+    port = args.metrics_port if args.metrics_port is not None else settings.tasks.metrics_port
+    if port is not None and not 1 <= port <= 65535:
+        raise ConfigError("--metrics-port: a port, 1 to 65535")
     # deferred on purpose: the graph (langgraph) and the worker load only for this command
     from router.graph.graph import build_graph
     from router.worker import serve_worker
@@ -44,11 +50,20 @@ def run(args: argparse.Namespace) -> int:
         cloud = build_cloud(settings)
         try:
             context = build_context(settings, local, cloud, with_retrieval=not args.no_retrieval)
+            metrics, server = None, None
+            if port is not None:
+                metrics = Metrics(queue_gauges=False)
+                server, _ = start_http_server(port, addr=settings.server.host,
+                                              registry=metrics.registry)
+                log.info("worker metrics on http://%s:%d/metrics", settings.server.host, port)
             try:
                 asyncio.run(serve_worker(settings, Names(settings.redis.prefix),
-                                         redis_url=settings.redis.url, graph=build_graph(),
-                                         context=context, concurrency=args.concurrency))
+                                         graph=build_graph(), context=context,
+                                         concurrency=args.concurrency, metrics=metrics))
             finally:
+                if server is not None:
+                    server.shutdown()
+                    server.server_close()
                 if context.retrieval is not None:
                     context.retrieval.close()
         finally:

@@ -37,7 +37,7 @@ from router.service.admission import Admission, ReleaseAdmission
 from router.service.key_cache import KeyCache
 from router.service.metrics import Metrics
 from router.service.middleware import AccessLog, BodyLimit
-from router.service.tasks import open_queue
+from router.service.tasks import TaskQueue
 from router.settings import ConfigError, Settings
 from router.store import connect, migrate
 from router.store import tasks as task_store
@@ -62,6 +62,7 @@ def create_app(settings: Settings, *, local: Backend | None = None,
                                          socket_connect_timeout=2)
         app.state.names = Names(settings.redis.prefix)
         await migrate.upgrade(app.state.redis, app.state.names)  # keys of an older layout
+        await migrate.upgrade_tasks(app.state.redis, app.state.names)  # and tasks, queue
         app.state.rate_limits = RateLimits(app.state.redis, settings.redis,
                                            app.state.names.rate_limits())
 
@@ -81,15 +82,13 @@ def create_app(settings: Settings, *, local: Backend | None = None,
         app.state.graph = build_graph()
         log.info("execution checks: %s; auth %s", isolation_mode(app.state.router_context.sandbox),
                  "on" if settings.auth.enabled else "OFF (loopback only)")
-        # Async tasks need one server (arq's MULTI/EXEC over its job key and queue): on a
-        # cluster there is no queue and POST /v1/tasks says so (docs/deploy.md).
-        app.state.arq = (None if settings.redis.cluster
-                         else await open_queue(settings.redis.url, app.state.names))
+        # arq's client on the server that holds the queue (a cluster's: the primary of its slot)
+        app.state.arq = await TaskQueue.open(settings.redis, app.state.names, app.state.redis)
         app.state.worker = None
         if settings.tasks.embedded_worker:
             app.state.worker = EmbeddedWorker(
-                settings, app.state.names, redis_url=settings.redis.url, graph=app.state.graph,
-                context=app.state.router_context)
+                settings, app.state.names, store=app.state.redis, graph=app.state.graph,
+                context=app.state.router_context, metrics=app.state.metrics)
             await app.state.worker.start()
         try:
             yield

@@ -98,7 +98,7 @@ async def readyz(request: Request) -> JSONResponse:
         members = local_members(state.tiers["local"])  # as the probe just found them
         if why is not None:
             problems.append(why)
-    if redis_ok and not workers and state.arq is not None:  # no queue: no worker wanted
+    if redis_ok and not workers:
         problems.append("no task worker is alive")
     body = Readiness(status="not ready" if problems else "ready",
                      redis="ok" if redis_ok else "unreachable",

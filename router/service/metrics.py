@@ -1,8 +1,15 @@
-"""Prometheus metrics of one API process (``/metrics``), in a registry of the app's own (no
+"""Prometheus metrics of one process (``/metrics``), in a registry of its own (no
 module-level globals, so two apps in one process do not share counters).
 
-Totals that must agree across processes (tasks, spend, savings per team) come from the ledger
-through ``/v1/usage``; these series are for alerting and latency.
+Several processes: each is its own scrape target (an API replica's ``/metrics``; a
+``smallcode worker``'s on ``tasks.metrics_port``), the counters and histograms of each count
+what that process ran (a request it answered, a task it ran: each ledger entry in exactly one
+process), and a sum over the targets is the deployment's (what docs/grafana-dashboard.json
+does; Prometheus's ``instance`` label keeps the targets' series apart). The two gauges read
+from Redis (queue depth, live workers) are the same on every API process and absent from a
+worker's: the dashboard takes their max. Totals that must agree to the cent (tasks, spend,
+savings per team) come from the ledger through ``/v1/usage``; these series are for alerting
+and latency.
 """
 
 from __future__ import annotations
@@ -63,7 +70,9 @@ class LocalMembers(Collector):
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, *, queue_gauges: bool = True) -> None:
+        """``queue_gauges``: the queue depth and live workers (an API process sets them from
+        Redis at each scrape; a worker has none)."""
         self.registry = CollectorRegistry()
         self.requests = Counter("smallcode_requests", "routed requests", ["team", "route", "reason"],
                                 registry=self.registry)
@@ -76,10 +85,11 @@ class Metrics:
         self.counterfactual = Counter("smallcode_counterfactual_usd",
                                       "what the same requests would have cost all-cloud",
                                       ["team"], registry=self.registry)
+        gauges = self.registry if queue_gauges else None
         self.queue_depth = Gauge("smallcode_queue_depth", "tasks waiting in the queue (from Redis: "
-                                 "the same on every process)", registry=self.registry)
+                                 "the same on every process)", registry=gauges)
         self.workers = Gauge("smallcode_workers_alive", "workers whose heartbeat is current (from "
-                             "Redis)", registry=self.registry)
+                             "Redis)", registry=gauges)
         self.first_token = Histogram("smallcode_time_to_first_token_seconds",
                                      "time until the client could see the first token (a routed "
                                      "answer is judged whole first)", ["route"],

@@ -1,6 +1,7 @@
 """Async tasks for CI and scripts: ``/v1/tasks``.
 
-``POST`` records the task and puts it on the queue (arq, job id = task id), answering 202;
+``POST`` records the task and puts it on the queue (arq; the job's id names the task:
+``Names.job_id``), answering 202;
 a worker runs it (:mod:`router.worker`). ``GET`` reads it, ``GET .../events`` follows it as
 server-sent events, ``DELETE`` cancels it, ``POST .../feedback`` labels its answer. A team sees
 only its own tasks: another team's task id is a 404, as an unknown one is.
@@ -15,10 +16,11 @@ import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 
-from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.connections import ArqRedis
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from router.graph.validation import validate
@@ -28,7 +30,8 @@ from router.service.deps import CallerDep, NamesDep, RedisDep, SettingsDep
 from router.service.errors import APIError
 from router.service.routes import task_from_chat
 from router.service.schemas import ChatCompletionRequest, ChatMessage
-from router.store import tasks
+from router.store import queue, tasks
+from router.store.config import RedisSettings
 from router.store.names import Names
 
 router = APIRouter(prefix="/v1/tasks")
@@ -39,10 +42,45 @@ EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 KEEPALIVE_S = 15
 
 
-async def open_queue(redis_url: str, names: Names) -> ArqRedis:
-    """The arq pool that enqueues tasks (``app.state.arq``); close it with ``await
-    pool.aclose()``."""
-    return await create_pool(RedisSettings.from_dsn(redis_url), default_queue_name=names.queue())
+class TaskQueue:
+    """Puts tasks on arq's queue (``app.state.arq``), on the server that holds it
+    (:mod:`router.store.queue`). On a cluster, an enqueue that fails finds the queue's primary
+    again (a failover moves it) and tries once more there. Close it with ``aclose()``."""
+
+    def __init__(self, settings: RedisSettings, names: Names, pool: ArqRedis,
+                 store: Redis) -> None:
+        self.settings, self.names, self.pool, self.store = settings, names, pool, store
+        self._reopening = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, settings: RedisSettings, names: Names, store: Redis) -> TaskQueue:
+        """``store``: the app's store client (on a cluster, what finds the queue's primary)."""
+        return cls(settings, names, await queue.open_pool(settings, names, cluster=store),
+                   store)
+
+    async def enqueue(self, task_id: str) -> None:
+        """Queue the task's job; a no-op when it is queued already (the job id is the task's)."""
+        pool = self.pool
+        try:
+            await pool.enqueue_job(JOB, task_id, _job_id=self.names.job_id(task_id))
+        except (RedisError, OSError):
+            if not self.settings.cluster:
+                raise
+            await self._reopen(pool)
+            await self.pool.enqueue_job(JOB, task_id, _job_id=self.names.job_id(task_id))
+
+    async def _reopen(self, failed: ArqRedis) -> None:
+        async with self._reopening:
+            if self.pool is not failed:  # another request found the owner meanwhile
+                return
+            fresh = await queue.open_pool(self.settings, self.names, cluster=self.store)
+            self.pool = fresh
+            with contextlib.suppress(RedisError, OSError):
+                await failed.aclose()
+            log.info("the task queue is at another primary now; enqueueing there")
+
+    async def aclose(self) -> None:
+        await self.pool.aclose()
 
 
 class TaskRequest(ChatCompletionRequest):
@@ -107,18 +145,15 @@ async def _own_task(redis: RedisDep, names: NamesDep, caller: CallerDep,
     return task
 
 
-def _queue(request: Request) -> ArqRedis:
-    pool: ArqRedis = request.app.state.arq
-    return pool
+def _queue(request: Request) -> TaskQueue:
+    found: TaskQueue = request.app.state.arq
+    return found
 
 
 @router.post("", status_code=202, response_model=None)
 async def submit(body: TaskRequest, request: Request, caller: CallerDep, redis: RedisDep,
                  names: NamesDep, settings: SettingsDep,
                  idempotency_key: Annotated[str | None, Header()] = None) -> JSONResponse:
-    if request.app.state.arq is None:
-        raise APIError(501, "async tasks do not run on a Redis Cluster yet (redis.cluster): "
-                       "use /v1/chat/completions", type_="server_error", code="tasks_unavailable")
     if idempotency_key is not None and not IDEMPOTENCY_KEY.match(idempotency_key):
         raise APIError(400, "Idempotency-Key: use 1-255 printable ASCII characters, no spaces",
                        param="Idempotency-Key")
@@ -142,8 +177,7 @@ async def submit(body: TaskRequest, request: Request, caller: CallerDep, redis: 
         if created.task["status"] == "queued":
             # A no-op when the job is queued already (its id is the task's): a retry after a
             # failed enqueue puts it on the queue, and nothing else does twice.
-            await _queue(request).enqueue_job(JOB, created.task["id"],
-                                              _job_id=created.task["id"])
+            await _queue(request).enqueue(created.task["id"])
     headers = {} if created.new else {"Idempotent-Replayed": "true"}
     return JSONResponse(_public(created.task), status_code=202, headers=headers)
 
@@ -182,6 +216,15 @@ async def feedback(task_id: str, body: Feedback, caller: CallerDep, redis: Redis
     return {"id": task_id, "object": "task.feedback", **labels}
 
 
+def _socket_timeout(redis: RedisDep) -> float | None:
+    """The client's socket timeout (a cluster client keeps its options per node)."""
+    pool = getattr(redis, "connection_pool", None)
+    options: dict[str, Any] = (pool.connection_kwargs if pool is not None
+                               else getattr(redis, "connection_kwargs", {}))
+    found = options.get("socket_timeout")
+    return float(found) if found else None
+
+
 @router.get("/{task_id}/events", response_model=None)
 async def events(task_id: str, caller: CallerDep, redis: RedisDep, names: NamesDep,
                  last_event_id: Annotated[str | None, Header()] = None) -> StreamingResponse:
@@ -194,7 +237,7 @@ async def events(task_id: str, caller: CallerDep, redis: RedisDep, names: NamesD
     task = await _own_task(redis, names, caller, task_id)
 
     # A blocking read must end before the client's socket timeout would cut it.
-    socket_timeout = redis.connection_pool.connection_kwargs.get("socket_timeout")
+    socket_timeout = _socket_timeout(redis)
     block_s = KEEPALIVE_S if not socket_timeout else min(KEEPALIVE_S, socket_timeout / 2)
 
     async def stream() -> AsyncIterator[str]:

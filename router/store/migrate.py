@@ -9,6 +9,13 @@ copied API key or entry is written again unchanged, while a rollup, histogram, s
 key-spend hash is moved whole by one script per old key (its increments are never applied
 twice). Expiry times carry over. A store that never had the old layout (every cluster: the old
 layout could not run on one) has nothing to move.
+
+Async tasks moved later (:func:`upgrade_tasks`): a task's record and events from ``task:<id>``
+to ``task:{<shard>}:<id>``, idempotency keys under their shard, and the jobs waiting in the old
+queue (``<prefix>:queue``, arq's keys named by the bare task id) to the new queue and job ids.
+Stop the workers of the old version first: a job one of them is running stays under its old
+names (its task is then run again from the new queue only if it was still queued). Done once:
+a marker key (``Names.layout``) says so, so later starts cost one EXISTS.
 """
 
 from __future__ import annotations
@@ -17,9 +24,11 @@ import json
 import logging
 from collections import defaultdict
 
+from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
-from router.store.names import Names
+from router.store.names import TASK_ID, Names
 
 log = logging.getLogger("smallcode.redis")
 
@@ -72,6 +81,52 @@ async def upgrade(redis: Redis, names: Names) -> bool:
     log.info("moved the keys and the ledger under %s: to their cluster-ready names",
              names.prefix)
     return True
+
+
+TASKS_LAYOUT = "tasks-by-shard"
+
+
+async def upgrade_tasks(redis: Redis, names: Names) -> int:
+    """Move the tasks of the old layout (see the module's words); returns how many keys moved.
+    A RENAME per key (expiry kept): the old layout is on one server, where any two keys may
+    be renamed into each other."""
+    if await redis.exists(names.layout()):
+        return 0
+    p = names.prefix
+    moved = 0
+    async for raw in redis.scan_iter(match=f"{p}:task:task-*", count=1000):
+        task_id = raw.decode().rsplit(":", 1)[1]
+        if TASK_ID.match(task_id):
+            moved += await _rename(redis, raw.decode(), names.task(task_id))
+            moved += await _rename(redis, f"{p}:task-events:{task_id}",
+                                   names.task_events(task_id))
+    async for raw in redis.scan_iter(match=f"{p}:idempotency:*", count=1000):
+        rest = raw.decode()[len(f"{p}:idempotency:"):]
+        if not rest.startswith("{"):  # not of the new layout already
+            team, _, key = rest.partition(":")
+            moved += await _rename(redis, raw.decode(), names.idempotency(team, key))
+    old_queue = f"{p}:queue"
+    for raw_id, score in await redis.zrange(old_queue, 0, -1, withscores=True):
+        task_id = raw_id.decode()
+        for arq_prefix in (job_key_prefix, retry_key_prefix, in_progress_key_prefix):
+            moved += await _rename(redis, arq_prefix + task_id,
+                                   arq_prefix + names.job_id(task_id))
+        await redis.zadd(names.queue(), {names.job_id(task_id): score})
+        await redis.zrem(old_queue, raw_id)
+        moved += 1
+    await redis.delete(old_queue, f"{p}:workers")  # heartbeats: beaten again under new names
+    await redis.set(names.layout(), TASKS_LAYOUT)
+    if moved:
+        log.info("moved %d task keys under %s to their cluster-ready names", moved, p)
+    return moved
+
+
+async def _rename(redis: Redis, source: str, target: str) -> int:
+    try:
+        await redis.rename(source, target)
+    except ResponseError:  # no such key (expired, or never written)
+        return 0
+    return 1
 
 
 async def _api_keys(redis: Redis, names: Names, old: _Old) -> dict[str, str]:

@@ -18,18 +18,63 @@ together share a hash tag (the part in braces, which alone decides the slot)::
             one key (the tier serving an agent's open tool exchange)
       ratelimit:...
             the limits library's windows: one key per script
-      queue, task:<id>, task-events:<id>, idempotency:<team>:<key>, task-feedback,
-      worker:<id>, workers (and arq's arq:job:<id>, arq:in-progress:<id>, ...)
-            untagged: async tasks run on one server only (docs/deploy.md says what a
-            cluster needs)
+      layout
+            which moves of an older layout are done (router.store.migrate)
+      breaker:{<cloud model>}
+            the cloud tier's circuit breaker, shared by every process (one key per script)
+      task:{<shard>}:<id>, task-events:{<shard>}:<id>, idempotency:{<shard>}:<team>:<key>
+            one tag per task (its shard: 8 hex digits of its id): the scripts that create it
+            and move its status touch these only. A task made with an Idempotency-Key gets
+            the key's shard (a hash of team and key) in its id, so the lookup of the key and
+            the task it names share a slot, and tasks spread over the nodes
+      task-feedback
+            ids of tasks with feedback (its own commands only)
+      queue:{arq:abort}, workers:{arq:abort}, worker:{arq:abort}:<id>
+            the task queue (arq's sorted set) and the workers' heartbeats, on the slot of
+            arq's own fixed key ``arq:abort``; arq's keys of a job, arq:job:<job id>,
+            arq:in-progress:<job id>, arq:retry:<job id>, arq:result:<job id>, are named by
+            their job id, <prefix>:{arq:abort}:<task id> (:meth:`Names.job_id`), so every key
+            arq's MULTI/EXEC steps touch (a job's keys, the queue, arq:abort) shares one slot
+            and one node: :mod:`router.store.queue` opens arq's one-server client there
 
 Sharding is by team: a team's ledger lives on the node that owns its slot, and teams spread
-over the cluster's nodes; API keys all sit on one slot (their lookup is cached per process).
+over the cluster's nodes; API keys all sit on one slot (their lookup is cached per process);
+task records and events by task; the queue on one slot (one enqueue, one claim and one finish
+per task: light next to the events a running task writes, which are on its own slot).
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
+import secrets
 from dataclasses import dataclass
+
+from arq.constants import abort_jobs_ss
+
+# arq's finish step removes a job from this fixed key in the MULTI/EXEC that deletes the job's
+# keys and takes it off the queue: the queue and the job ids carry it as their hash tag, so
+# all of them hash to its slot (a tag's slot is the slot of the text inside the braces).
+QUEUE_TAG = "{" + abort_jobs_ss + "}"
+TASK_ID = re.compile(r"^task-[0-9a-f]{32}$")
+
+
+def new_task_id(shard: str | None = None) -> str:
+    """``task-`` and 32 hex digits, the first 8 its shard (random, or ``shard``)."""
+    return f"task-{shard or secrets.token_hex(4)}{secrets.token_hex(12)}"
+
+
+def shard_of_key(team: str, idempotency_key: str) -> str:
+    """The shard of the task that a team's Idempotency-Key names (8 hex digits)."""
+    return hashlib.sha256(f"{team}\0{idempotency_key}".encode()).hexdigest()[:8]
+
+
+def task_shard(task_id: str) -> str:
+    """The hash tag of a task's keys: its id's shard (any other text, which names no task,
+    by a hash of it, so the key stays well formed)."""
+    if TASK_ID.match(task_id):
+        return task_id[5:13]
+    return hashlib.sha256(task_id.encode()).hexdigest()[:8]
 
 
 @dataclass(frozen=True)
@@ -93,18 +138,22 @@ class Names:
     def rate_limits(self) -> str:
         return f"{self.prefix}:ratelimit"
 
-    # Tasks: arq's queue name, the task records, idempotency keys, events.
+    # Tasks: arq's queue name and job ids, the task records, idempotency keys, events.
     def queue(self) -> str:
-        return f"{self.prefix}:queue"
+        return f"{self.prefix}:queue:{QUEUE_TAG}"
+
+    def job_id(self, task_id: str) -> str:
+        """arq's id of the job that runs a task (arq names its keys of the job by it)."""
+        return f"{self.prefix}:{QUEUE_TAG}:{task_id}"
 
     def task(self, task_id: str) -> str:
-        return f"{self.prefix}:task:{task_id}"
+        return f"{self.prefix}:task:{{{task_shard(task_id)}}}:{task_id}"
 
     def task_events(self, task_id: str) -> str:
-        return f"{self.prefix}:task-events:{task_id}"
+        return f"{self.prefix}:task-events:{{{task_shard(task_id)}}}:{task_id}"
 
     def idempotency(self, team: str, key: str) -> str:
-        return f"{self.prefix}:idempotency:{team}:{key}"
+        return f"{self.prefix}:idempotency:{{{shard_of_key(team, key)}}}:{team}:{key}"
 
     def task_feedback(self) -> str:
         """Ids of tasks with feedback, scored by when it came (what calibration reads)."""
@@ -114,8 +163,16 @@ class Names:
     def session_tier(self, team: str, session: str) -> str:
         return f"{self.prefix}:session:{{{team}}}:{session}"
 
+    def layout(self) -> str:
+        """Which moves of an older layout are done (:mod:`router.store.migrate`)."""
+        return f"{self.prefix}:layout"
+
+    def breaker(self, model: str) -> str:
+        """The shared circuit breaker of the cloud model ``model`` (one key per script)."""
+        return f"{self.prefix}:breaker:{{{model}}}"
+
     def worker_heartbeat(self, worker: str) -> str:
-        return f"{self.prefix}:worker:{worker}"
+        return f"{self.prefix}:worker:{QUEUE_TAG}:{worker}"
 
     def workers(self) -> str:
-        return f"{self.prefix}:workers"
+        return f"{self.prefix}:workers:{QUEUE_TAG}"

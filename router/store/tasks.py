@@ -3,7 +3,9 @@ a stream of events per task (what ``GET /v1/tasks/{id}/events`` replays).
 
 Every change of a task's status is one Lua step that checks the status it moves from and
 appends the matching event, so a cancel and a worker's finish cannot both win, and the events
-always agree with the record. Statuses::
+always agree with the record. A task's keys share its hash tag (its shard, in its id), so each
+step runs on one slot of a Redis Cluster; nothing here uses MULTI/EXEC, which the asyncio
+cluster client does not run (a pipeline here is a batch of independent commands). Statuses::
 
     queued ──► running ──► done | failed
        │          │  ▲
@@ -16,14 +18,13 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from redis.asyncio import Redis
 
 from router.store import budgets
-from router.store.names import Names
+from router.store.names import Names, new_task_id, shard_of_key
 
 Status = Literal["queued", "running", "done", "failed", "cancelled"]
 FINAL: frozenset[str] = frozenset({"done", "failed", "cancelled"})
@@ -71,10 +72,6 @@ class Created:
     new: bool  # False: the Idempotency-Key named an existing task, returned as it is
 
 
-def new_task_id() -> str:
-    return f"task-{uuid.uuid4().hex}"
-
-
 def request_hash(request: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
 
@@ -85,7 +82,8 @@ async def create(redis: Redis, names: Names, *, team: str, key_id: str | None,
     """Record a queued task (and its first event) in one step. With ``idempotency_key``, a key
     the team already used within ``idempotency_s`` returns that task instead; the same key with
     a different request raises :class:`TaskConflict`."""
-    task_id = new_task_id()
+    # With a key, the task's id carries the key's shard: the key and the task share a slot.
+    task_id = new_task_id(shard_of_key(team, idempotency_key) if idempotency_key else None)
     digest = request_hash(request)
     now = time.time()
     fields = {"id": task_id, "team": team, "key_id": key_id or "", "status": "queued",
@@ -234,8 +232,9 @@ async def set_feedback(redis: Redis, names: Names, task_id: str, *, accepted: bo
     """Store the outcome labels of a task's answer (the last ones given count)."""
     now = time.time()
     feedback = {"accepted": accepted, "tests_passed": tests_passed, "at": now}
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.hset(names.task(task_id), "feedback", json.dumps(feedback))
+    # The labels first, then the index that calibration reads (another slot on a cluster).
+    await redis.hset(names.task(task_id), "feedback", json.dumps(feedback))  # type: ignore[misc]
+    async with redis.pipeline(transaction=False) as pipe:
         pipe.zadd(names.task_feedback(), {task_id: now})
         pipe.zremrangebyscore(names.task_feedback(), "-inf", now - keep_s)
         await pipe.execute()
@@ -255,7 +254,7 @@ async def beat(redis: Redis, names: Names, worker: str, *, ttl_s: float,
                info: dict[str, Any]) -> None:
     """A worker says it is alive (a key that expires after ``ttl_s``, and the workers' index)."""
     now = time.time()
-    async with redis.pipeline(transaction=True) as pipe:
+    async with redis.pipeline(transaction=False) as pipe:  # one slot; atomic is not needed
         pipe.set(names.worker_heartbeat(worker), json.dumps({**info, "at": now}),
                  px=max(1, int(ttl_s * 1000)))
         pipe.zadd(names.workers(), {worker: now + ttl_s})
@@ -264,7 +263,7 @@ async def beat(redis: Redis, names: Names, worker: str, *, ttl_s: float,
 
 
 async def leave(redis: Redis, names: Names, worker: str) -> None:
-    async with redis.pipeline(transaction=True) as pipe:
+    async with redis.pipeline(transaction=False) as pipe:
         pipe.delete(names.worker_heartbeat(worker))
         pipe.zrem(names.workers(), worker)
         await pipe.execute()

@@ -1,6 +1,7 @@
 """Async tasks on a real Valkey, a real uvicorn and real arq workers (in-process and
 `smallcode worker` processes), with SmolLM2 as the local model and a local-only policy, so the
-dead cloud URL is never called."""
+dead cloud URL is never called. Each test that takes ``store`` runs twice: on one Valkey server
+and on a three-primary Valkey cluster (``redis.cluster: true``)."""
 
 from __future__ import annotations
 
@@ -10,23 +11,23 @@ import json
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from redis.asyncio import Redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from agents.cloud import CloudBackend
 from agents.config import CloudConfig
 from router.service.app import create_app
-from router.service.tasks import open_queue
 from router.settings import Settings
-from router.store import apikeys, ledger, tasks
+from router.store import apikeys, connect, ledger, queue, tasks
 from router.store.names import Names
 from router.store.server import EmbeddedRedis
-from router.worker import EmbeddedWorker, _close, build_worker
+from router.worker import _close, build_worker
+from tests.conftest import Store, free_port
 from tests.helpers import serving, worker_process
 
 PREFIX = "tasks-test"
@@ -37,17 +38,17 @@ LONG = "Count from 1 to 500, one number per line."
 GRAPH_NODES = ["intake", "policy", "retrieve", "local_generate", "judge", "record"]
 
 
-def make_settings(url: str, **tasks_config: Any) -> Settings:
-    return Settings(redis={"url": url, "prefix": PREFIX}, local={"n_ctx": 2048},
+def make_settings(store: Store, **tasks_config: Any) -> Settings:
+    return Settings(redis=store.redis(prefix=PREFIX), local={"n_ctx": 2048},
                     cloud={"api_base": DEAD_CLOUD, "num_retries": 0},
                     policies={"default": {"local_only": True}},
                     tasks={"lease_s": 2, "poll_s": 0.05, "heartbeat_s": 1, **tasks_config})
 
 
-def store(url: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run one store function against the Valkey at ``url``."""
+def run_store(store: Store, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run one store function against ``store`` (a client made as the service makes its own)."""
     async def go() -> Any:
-        client = Redis.from_url(url)
+        client = store.client()
         try:
             return await call(client, NAMES, *args, **kwargs)
         finally:
@@ -55,8 +56,8 @@ def store(url: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return asyncio.run(go())
 
 
-def new_key(url: str, team: str) -> dict[str, str]:
-    _, secret = store(url, apikeys.create_key, team=team)
+def new_key(store: Store, team: str) -> dict[str, str]:
+    _, secret = run_store(store, apikeys.create_key, team=team)
     return {"Authorization": f"Bearer {secret}"}
 
 
@@ -65,32 +66,7 @@ def service(settings: Settings, local: Any) -> Iterator[str]:
     """The API with the task queue (and, when tasks.embedded_worker, one worker sharing its
     models), as `smallcode serve` runs it; yields the base URL."""
     cloud = CloudBackend(CloudConfig(api_base=DEAD_CLOUD, num_retries=0))
-    app = create_app(settings, local=local, cloud=cloud, with_retrieval=False)
-    inner = app.router.lifespan_context
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app_: Any) -> AsyncIterator[None]:
-        async with inner(app_):
-            state = app_.state
-            assert settings.redis.url
-            owned_queue = not hasattr(state, "arq")
-            if owned_queue:
-                state.arq = await open_queue(settings.redis.url, state.names)
-            worker = None
-            if settings.tasks.embedded_worker and not hasattr(state, "worker"):
-                worker = EmbeddedWorker(settings, state.names, redis_url=settings.redis.url,
-                                        graph=state.graph, context=state.router_context)
-                await worker.start()
-            try:
-                yield
-            finally:
-                if worker is not None:
-                    await worker.stop()
-                if owned_queue:
-                    await state.arq.aclose()
-
-    app.router.lifespan_context = lifespan
-    with serving(app) as url:
+    with serving(create_app(settings, local=local, cloud=cloud, with_retrieval=False)) as url:
         yield url
 
 
@@ -134,21 +110,21 @@ def events(base: str, key: dict[str, str], task_id: str,
 
 
 @pytest.fixture
-def api(redis_url: str, smol: Any) -> Iterator[str]:
-    with service(make_settings(redis_url), smol) as url:
+def api(store: Store, smol: Any) -> Iterator[str]:
+    with service(make_settings(store), smol) as url:
         yield url
 
 
 @pytest.fixture
-def queue_only(redis_url: str, smol: Any) -> Iterator[str]:
+def queue_only(store: Store, smol: Any) -> Iterator[str]:
     """The API with no worker: tasks stay queued."""
-    with service(make_settings(redis_url, embedded_worker=False), smol) as url:
+    with service(make_settings(store, embedded_worker=False), smol) as url:
         yield url
 
 
 def test_a_task_runs_to_done_with_its_answer_route_and_one_ledger_entry(
-        api: str, redis_url: str) -> None:
-    key = new_key(redis_url, "payments")
+        api: str, store: Store) -> None:
+    key = new_key(store, "payments")
     response = submit(api, key, {"prompt": SHORT, "max_tokens": 24})
     assert response.status_code == 202, response.text
     accepted = response.json()
@@ -157,7 +133,7 @@ def test_a_task_runs_to_done_with_its_answer_route_and_one_ledger_entry(
     assert task["status"] == "done", task
     assert task["answer"] and task["attempts"] == 1
     assert task["route"]["final"] == "local"  # local-only: the dead cloud is never tried
-    entries = store(redis_url, ledger.page_entries, team="payments", start=0,
+    entries = run_store(store, ledger.page_entries, team="payments", start=0,
                     end=time.time() + 60, limit=10)
     assert [e["id"] for e in entries] == [accepted["id"]]
     assert entries[0]["source"] == "task" and entries[0]["route"] == "local"
@@ -165,8 +141,8 @@ def test_a_task_runs_to_done_with_its_answer_route_and_one_ledger_entry(
 
 
 def test_messages_work_as_in_a_chat_request_and_bad_bodies_name_the_field(
-        queue_only: str, redis_url: str) -> None:
-    key = new_key(redis_url, "payments")
+        queue_only: str, store: Store) -> None:
+    key = new_key(store, "payments")
     chat = {"messages": [{"role": "system", "content": "Be brief."},
                          {"role": "user", "content": SHORT}], "max_tokens": 8}
     assert submit(queue_only, key, chat).status_code == 202
@@ -182,8 +158,8 @@ def test_messages_work_as_in_a_chat_request_and_bad_bodies_name_the_field(
     assert wrong_team.status_code == 403
 
 
-def test_the_same_idempotency_key_returns_the_same_task(queue_only: str, redis_url: str) -> None:
-    payments, search = new_key(redis_url, "payments"), new_key(redis_url, "search")
+def test_the_same_idempotency_key_returns_the_same_task(queue_only: str, store: Store) -> None:
+    payments, search = new_key(store, "payments"), new_key(store, "search")
     body = {"prompt": SHORT, "max_tokens": 16}
     first = submit(queue_only, payments, body, idempotency="ci-run-42")
     again = submit(queue_only, payments, body, idempotency="ci-run-42")
@@ -198,27 +174,27 @@ def test_the_same_idempotency_key_returns_the_same_task(queue_only: str, redis_u
     assert changed.json()["error"]["code"] == "idempotency_key_reused"
     plain = [submit(queue_only, payments, body).json()["id"] for _ in range(2)]
     assert len(set(plain)) == 2  # no key, no deduplication
-    queued = store(redis_url, lambda r, n: r.zcard(n.queue()))
+    queued = run_store(store, lambda r, n: r.zcard(n.queue()))
     assert queued == 4  # one job per task, however often it was asked for
 
 
-def test_a_keys_requests_per_minute_hold_for_tasks_too(queue_only: str, redis_url: str) -> None:
+def test_a_keys_requests_per_minute_hold_for_tasks_too(queue_only: str, store: Store) -> None:
     """/v1/tasks is no way around a key's rate limits: the caller that admits a chat admits
     a task."""
-    _, secret = store(redis_url, apikeys.create_key, team="payments", rpm=2)
+    _, secret = run_store(store, apikeys.create_key, team="payments", rpm=2)
     key = {"Authorization": f"Bearer {secret}"}
     codes = [submit(queue_only, key, {"prompt": SHORT, "max_tokens": 4}) for _ in range(3)]
     assert [c.status_code for c in codes] == [202, 202, 429]
     assert 1 <= int(codes[2].headers["Retry-After"]) <= 60
     assert codes[2].json()["error"]["code"] == "rate_limited"
-    assert store(redis_url, lambda r, n: r.zcard(n.queue())) == 2  # the refused one never queued
+    assert run_store(store, lambda r, n: r.zcard(n.queue())) == 2  # the refused one never queued
 
 
 def test_the_tokens_a_task_ran_count_against_its_keys_tokens_per_minute(
-        api: str, redis_url: str) -> None:
+        api: str, store: Store) -> None:
     """The worker charges a task's tokens to its key as a chat request is charged: once a
     task has used the key's tokens per minute, the next request is refused."""
-    _, secret = store(redis_url, apikeys.create_key, team="payments", tpm=30)
+    _, secret = run_store(store, apikeys.create_key, team="payments", tpm=30)
     key = {"Authorization": f"Bearer {secret}"}
     accepted = submit(api, key, {"prompt": SHORT, "max_tokens": 8})
     assert accepted.status_code == 202
@@ -231,8 +207,8 @@ def test_the_tokens_a_task_ran_count_against_its_keys_tokens_per_minute(
     assert "tokens per minute" in refused.json()["error"]["message"]
 
 
-def test_another_teams_task_is_a_404(queue_only: str, redis_url: str) -> None:
-    payments, search = new_key(redis_url, "payments"), new_key(redis_url, "search")
+def test_another_teams_task_is_a_404(queue_only: str, store: Store) -> None:
+    payments, search = new_key(store, "payments"), new_key(store, "search")
     task_id = submit(queue_only, payments, {"prompt": SHORT}).json()["id"]
     assert httpx.get(f"{queue_only}/v1/tasks/{task_id}", headers=payments).status_code == 200
     for method, path, body in (("GET", "", None), ("GET", "/events", None),
@@ -250,8 +226,8 @@ def test_another_teams_task_is_a_404(queue_only: str, redis_url: str) -> None:
 
 
 def test_events_stream_in_order_as_the_task_runs_and_resume_with_last_event_id(
-        api: str, redis_url: str) -> None:
-    key = new_key(redis_url, "payments")
+        api: str, store: Store) -> None:
+    key = new_key(store, "payments")
     task_id = submit(api, key, {"prompt": SHORT, "max_tokens": 32}).json()["id"]
     live = events(api, key, task_id)  # opened while queued: follows it to the end
     kinds = [e["event"] for e in live]
@@ -275,8 +251,8 @@ def test_events_stream_in_order_as_the_task_runs_and_resume_with_last_event_id(
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "Last-Event-ID"
 
 
-def test_feedback_labels_a_done_task(api: str, redis_url: str) -> None:
-    key = new_key(redis_url, "payments")
+def test_feedback_labels_a_done_task(api: str, store: Store) -> None:
+    key = new_key(store, "payments")
     task_id = submit(api, key, {"prompt": SHORT, "max_tokens": 8}).json()["id"]
     wait_for(api, key, task_id)
     url = f"{api}/v1/tasks/{task_id}/feedback"
@@ -285,21 +261,21 @@ def test_feedback_labels_a_done_task(api: str, redis_url: str) -> None:
     task = httpx.get(f"{api}/v1/tasks/{task_id}", headers=key).json()
     assert task["feedback"]["accepted"] is True and task["feedback"]["tests_passed"] is False
     assert httpx.post(url, headers=key, json={"accepted": "maybe"}).status_code == 400
-    labelled = store(redis_url, lambda r, n: r.zrange(n.task_feedback(), 0, -1))
+    labelled = run_store(store, lambda r, n: r.zrange(n.task_feedback(), 0, -1))
     assert labelled == [task_id.encode()]
 
 
-def test_a_cancelled_queued_task_never_runs(queue_only: str, redis_url: str, smol: Any) -> None:
-    key = new_key(redis_url, "payments")
+def test_a_cancelled_queued_task_never_runs(queue_only: str, store: Store, smol: Any) -> None:
+    key = new_key(store, "payments")
     task_id = submit(queue_only, key, {"prompt": SHORT, "max_tokens": 8}).json()["id"]
     cancelled = httpx.delete(f"{queue_only}/v1/tasks/{task_id}", headers=key)
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
-    ran = asyncio.run(_burst(make_settings(redis_url), smol))  # a worker empties the queue
+    ran = asyncio.run(_burst(make_settings(store), smol))  # a worker empties the queue
     assert ran == 1
     task = httpx.get(f"{queue_only}/v1/tasks/{task_id}", headers=key).json()
     assert task["status"] == "cancelled" and task["attempts"] == 0 and task["answer"] is None
     assert [e["event"] for e in events(queue_only, key, task_id)] == ["queued", "cancelled"]
-    assert store(redis_url, ledger.get_entry, task_id) is None
+    assert run_store(store, ledger.get_entry, task_id) is None
     again = httpx.delete(f"{queue_only}/v1/tasks/{task_id}", headers=key)
     assert again.json()["status"] == "cancelled"
 
@@ -310,20 +286,24 @@ async def _burst(settings: Settings, local: Any) -> int:
     from router.runtime import build_context
 
     cloud = CloudBackend(CloudConfig(api_base=DEAD_CLOUD, num_retries=0))
-    assert settings.redis.url
-    worker = build_worker(settings, NAMES, redis_url=settings.redis.url, graph=build_graph(),
-                          context=build_context(settings, local, cloud), handle_signals=False,
-                          burst=True)
-    await worker.async_run()
-    await _close(worker)
+    store = connect.client(settings.redis)
+    try:
+        worker = build_worker(settings, NAMES, store=store, graph=build_graph(),
+                              queue_url=await queue.queue_url(settings.redis, NAMES, cluster=store),
+                              context=build_context(settings, local, cloud),
+                              handle_signals=False, burst=True)
+        await worker.async_run()
+        await _close(worker)
+    finally:
+        await store.aclose()
     return worker.jobs_complete + worker.jobs_failed
 
 
 def test_cancelling_a_running_task_stops_it_and_frees_the_worker(
-        api: str, redis_url: str) -> None:
-    key = new_key(redis_url, "payments")
+        api: str, store: Store) -> None:
+    key = new_key(store, "payments")
     task_id = submit(api, key, {"prompt": LONG, "max_tokens": 1500}).json()["id"]
-    _wait_for_event(redis_url, task_id, "token")
+    _wait_for_event(store, task_id, "token")
     response = httpx.delete(f"{api}/v1/tasks/{task_id}", headers=key)
     assert response.json()["status"] == "cancelled"
     stream = events(api, key, task_id)
@@ -334,17 +314,17 @@ def test_cancelling_a_running_task_stops_it_and_frees_the_worker(
     assert task["status"] == "cancelled" and task["answer"] is None
     generated = "".join(e["data"]["text"] for e in stream if e["event"] == "token")
     assert len(generated) < 1500  # stopped well before its max_tokens
-    entry = store(redis_url, ledger.get_entry, task_id)  # what ran is recorded, once
+    entry = run_store(store, ledger.get_entry, task_id)  # what ran is recorded, once
     assert entry["status"] == "cancelled" and entry["reason"] == "cancelled", entry
     assert entry["route"] == "local" and entry["cost_usd"] == 0
     assert 0 < entry["tokens"]["local_completion"] < 1500
 
 
-def _wait_for_event(url: str, task_id: str, kind: str, *, after: int = 0,
+def _wait_for_event(store: Store, task_id: str, kind: str, *, after: int = 0,
                     timeout_s: float = 120) -> list[tasks.Event]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        found = store(url, tasks.read_events, task_id, after="0", block_ms=None)
+        found = run_store(store, tasks.read_events, task_id, after="0", block_ms=None)
         if sum(e.event == kind for e in found) > after:
             return list(found)
         time.sleep(0.02)
@@ -354,7 +334,7 @@ def _wait_for_event(url: str, task_id: str, kind: str, *, after: int = 0,
 def test_redis_unreachable_on_submit_is_a_503_never_an_accepted_task(
         tmp_path: Path, smol: Any) -> None:
     with EmbeddedRedis(tmp_path / "redis") as server:
-        settings = make_settings(server.url, embedded_worker=False)
+        settings = make_settings(Store(server.url, cluster=False), embedded_worker=False)
         settings = settings.model_copy(update={"auth": settings.auth.model_copy(
             update={"enabled": False})})
         with service(settings, smol) as url:
@@ -366,51 +346,90 @@ def test_redis_unreachable_on_submit_is_a_503_never_an_accepted_task(
             assert error["type"] == "service_unavailable" and error["message"]
 
 
-def _worker_process(tmp_path: Path, redis_url: str, model_cache: Path,
-                    name: str) -> subprocess.Popen[bytes]:
+def _worker_process(tmp_path: Path, store: Store, model_cache: Path,
+                    name: str, **tasks_config: Any) -> subprocess.Popen[bytes]:
     return worker_process(tmp_path, {
         "data_dir": str(tmp_path / "data"),
         "models": {"cache_dir": str(model_cache)},
         "local": {"model": "smollm2-135m", "n_ctx": 2048, "n_threads": 1},
         "cloud": {"api_base": DEAD_CLOUD, "num_retries": 0},
         "policies": {"default": {"local_only": True}},
-        "redis": {"url": redis_url, "prefix": PREFIX},
-        "tasks": {"lease_s": 2, "poll_s": 0.05, "heartbeat_s": 1},
+        "redis": store.redis(prefix=PREFIX),
+        "tasks": {"lease_s": 2, "poll_s": 0.05, "heartbeat_s": 1, **tasks_config},
     }, name)
 
 
 def test_a_worker_killed_mid_task_is_rerun_by_another_and_charged_once(
-        queue_only: str, redis_url: str, tmp_path: Path, model_cache: Path) -> None:
-    key = new_key(redis_url, "payments")
-    first = _worker_process(tmp_path, redis_url, model_cache, "first")
+        queue_only: str, store: Store, tmp_path: Path, model_cache: Path) -> None:
+    key = new_key(store, "payments")
+    first = _worker_process(tmp_path, store, model_cache, "first")
     second = None
     try:
         task_id = submit(queue_only, key, {"prompt": LONG, "max_tokens": 400}).json()["id"]
-        seen = _wait_for_event(redis_url, task_id, "token")
-        workers = store(redis_url, tasks.live_workers)
+        seen = _wait_for_event(store, task_id, "token")
+        workers = run_store(store, tasks.live_workers)
         assert [w["pid"] for w in workers] == [first.pid]
         started = [json.loads(e.data)["worker"] for e in seen if e.event == "started"]
         assert len(started) == 1 and f":{first.pid}:" in started[0]
         first.kill()  # SIGKILL: no clean-up of any kind
         first.wait()
-        second = _worker_process(tmp_path, redis_url, model_cache, "second")
+        second = _worker_process(tmp_path, store, model_cache, "second")
         task = wait_for(queue_only, key, task_id, timeout_s=180)
         assert task["status"] == "done" and task["answer"], task
         assert task["attempts"] == 2
         stream = events(queue_only, key, task_id)
         takers = [e["data"]["worker"] for e in stream if e["event"] == "started"]
         assert len(takers) == 2 and f":{second.pid}:" in takers[1]
-        entries = store(redis_url, ledger.page_entries, team="payments", start=0,
+        entries = run_store(store, ledger.page_entries, team="payments", start=0,
                         end=time.time() + 60, limit=10)
         assert [e["id"] for e in entries] == [task_id]  # charged once
         second.send_signal(signal.SIGTERM)  # stops cleanly, and says it has gone
         assert second.wait(timeout=30) == 0
-        assert store(redis_url, tasks.live_workers) == []
+        assert run_store(store, tasks.live_workers) == []
     finally:
         for process in (first, second):
             if process is not None and process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+def _requests_counted(url: str, team: str) -> float:
+    """The sum of ``smallcode_requests`` of ``team`` in a /metrics page."""
+    text = httpx.get(url, timeout=30).text
+    return sum(sample.value for family in text_string_to_metric_families(text)
+               for sample in family.samples
+               if sample.name == "smallcode_requests_total" and sample.labels["team"] == team)
+
+
+def test_each_worker_process_counts_the_tasks_it_ran_and_their_sum_is_the_ledger(
+        queue_only: str, store: Store, tmp_path: Path, model_cache: Path) -> None:
+    """Two `smallcode worker` processes, each serving its own /metrics (tasks.metrics_port):
+    summed over the processes, as the Grafana dashboard sums its targets, the tasks counted
+    are the ledger's entries, none counted twice; the API process, which ran none, counts
+    none, and says both workers are alive."""
+    key = new_key(store, "payments")
+    ports = [free_port(), free_port()]
+    workers = [_worker_process(tmp_path, store, model_cache, f"counted-{n}", metrics_port=port)
+               for n, port in enumerate(ports)]
+    try:
+        ids = [submit(queue_only, key, {"prompt": SHORT, "max_tokens": 8}).json()["id"]
+               for _ in range(4)]
+        for task_id in ids:
+            assert wait_for(queue_only, key, task_id, timeout_s=180)["status"] == "done"
+        counted = [_requests_counted(f"http://127.0.0.1:{port}/metrics", "payments")
+                   for port in ports]
+        entries = run_store(store, ledger.page_entries, team="payments", start=0,
+                            end=time.time() + 60, limit=10)
+        assert sorted(e["id"] for e in entries) == sorted(ids)
+        assert sum(counted) == len(entries) == 4, counted
+        assert _requests_counted(f"{queue_only}/metrics", "payments") == 0
+        alive = [f for f in text_string_to_metric_families(
+            httpx.get(f"{queue_only}/metrics").text) if f.name == "smallcode_workers_alive"]
+        assert alive[0].samples[0].value == 2
+    finally:
+        for process in workers:
+            process.kill()
+            process.wait()
 
 
 def test_smallcode_worker_refuses_to_start_without_a_redis_url(
@@ -423,12 +442,12 @@ def test_smallcode_worker_refuses_to_start_without_a_redis_url(
 
 
 def test_a_quiet_task_keeps_its_event_stream_open_until_it_ends(
-        queue_only: str, redis_url: str) -> None:
+        queue_only: str, store: Store) -> None:
     """A queued task says nothing for longer than the Redis client's socket timeout (5 s):
     the stream stays open (keep-alives), then ends with the task."""
     from concurrent.futures import ThreadPoolExecutor
 
-    key = new_key(redis_url, "payments")
+    key = new_key(store, "payments")
     task_id = submit(queue_only, key, {"prompt": SHORT}).json()["id"]
     with ThreadPoolExecutor(1) as pool:
         following = pool.submit(events, queue_only, key, task_id)
@@ -436,3 +455,51 @@ def test_a_quiet_task_keeps_its_event_stream_open_until_it_ends(
         assert not following.done()
         httpx.delete(f"{queue_only}/v1/tasks/{task_id}", headers=key)
         assert [e["event"] for e in following.result(timeout=30)] == ["queued", "cancelled"]
+
+
+def _task_when(base: str, key: dict[str, str], task_id: str, status: str,
+               timeout_s: float) -> dict[str, Any]:
+    """Poll until the task has ``status``; a 503 (the store between primaries) is waited out."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        response = httpx.get(f"{base}/v1/tasks/{task_id}", headers=key, timeout=30)
+        if response.status_code == 200 and response.json()["status"] == status:
+            return dict(response.json())
+        assert response.status_code in (200, 503), response.text
+        assert time.monotonic() < deadline, response.text
+        time.sleep(0.2)
+
+
+def test_when_the_queues_primary_dies_its_replica_takes_the_queue_over(
+        tmp_path: Path, smol: Any) -> None:
+    """A cluster with a replica per primary. The primary that holds the queue's slot is
+    SIGKILLed and its replica promoted: a task submitted after that is accepted (the API finds
+    the queue's new primary) and run to done by the embedded worker (started again there); the
+    task done before is still there."""
+    import redis
+
+    from router.store.cluster import EmbeddedCluster
+
+    with EmbeddedCluster(tmp_path / "cluster", replicas=1, node_timeout_ms=1000) as cluster:
+        with redis.RedisCluster.from_url(cluster.url) as probe:
+            owner = probe.get_node_from_key(NAMES.queue()).port
+            primaries = [node.port for node in probe.get_primaries()]
+        # redis.url names a node that lives on, as a deployment's name for the cluster would.
+        store = Store(f"redis://127.0.0.1:{next(p for p in primaries if p != owner)}",
+                      cluster=True)
+        with service(make_settings(store), smol) as api:
+            key = new_key(store, "payments")
+            before = submit(api, key, {"prompt": SHORT, "max_tokens": 8}).json()["id"]
+            assert wait_for(api, key, before)["status"] == "done"
+            for port in primaries:  # what was written has reached the replicas
+                with redis.Redis(port=port) as primary:
+                    assert primary.execute_command("WAIT", 1, 5000) == 1
+            cluster.node_at(owner).kill()
+            cluster.wait_ok(timeout_s=60)
+            with redis.RedisCluster.from_url(store.url) as probe:
+                assert probe.get_node_from_key(NAMES.queue()).port != owner
+            accepted = submit(api, key, {"prompt": SHORT, "max_tokens": 8})
+            assert accepted.status_code == 202, accepted.text
+            after = _task_when(api, key, accepted.json()["id"], "done", timeout_s=120)
+            assert after["answer"] and after["attempts"] == 1
+            assert _task_when(api, key, before, "done", timeout_s=30)["answer"]

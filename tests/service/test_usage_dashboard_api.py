@@ -261,21 +261,3 @@ def test_sessions_come_with_their_team_costliest_first_and_bounded(store: Store)
     assert {s["team"] for s in filtered["data"]} == {"alpha"} and len(filtered["data"]) == 2
     assert no_limit.status_code == 400 and no_limit.json()["error"]["param"] == "limit"
 
-
-def test_on_a_cluster_async_tasks_say_they_do_not_run_yet(cluster_url: str) -> None:
-    """No arq queue on a cluster (yet): POST /v1/tasks is a 501 that says so, and the
-    service is ready without a worker."""
-    store = Store(cluster_url, cluster=True)
-    tiers = Tiers()
-    config = Settings(redis=store.redis(prefix="usage-tasks"),  # type: ignore[arg-type]
-                      admin_key=ADMIN, tasks=store.tasks())  # type: ignore[arg-type]
-    app = create_app(config, local=tiers.local, cloud=tiers.cloud, with_retrieval=False)
-    with serving(app) as url:
-        key = key_for(url, "alpha")
-        refused = httpx.post(f"{url}/v1/tasks", json={"prompt": "Double a number."},
-                             headers={"Authorization": f"Bearer {key}"})
-        ready = httpx.get(f"{url}/readyz")
-    assert refused.status_code == 501
-    assert refused.json()["error"]["code"] == "tasks_unavailable"
-    assert "Redis Cluster" in refused.json()["error"]["message"]
-    assert ready.status_code == 200 and ready.json()["workers"] == 0

@@ -17,12 +17,10 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_a_cluster_needs_a_url(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"redis.*cluster: true needs redis.url"):
-        load_settings(write(tmp_path, "redis:\n  cluster: true\ntasks:\n  embedded_worker: false\n"))
+        load_settings(write(tmp_path, "redis:\n  cluster: true\n"))
 
 
-def test_a_cluster_runs_no_queue_yet(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"tasks.embedded_worker: .* Redis Cluster"):
-        load_settings(write(tmp_path, "redis:\n  url: redis://127.0.0.1:7000\n  cluster: true\n"))
+def test_a_cluster_runs_the_queue_and_its_embedded_worker(tmp_path: Path) -> None:
     settings = load_settings(write(tmp_path, "redis:\n  url: redis://127.0.0.1:7000\n"
-                                   "  cluster: true\ntasks:\n  embedded_worker: false\n"))
-    assert settings.redis.cluster
+                                   "  cluster: true\n"))
+    assert settings.redis.cluster and settings.tasks.embedded_worker

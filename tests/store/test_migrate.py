@@ -112,3 +112,57 @@ def test_an_old_store_is_moved_to_the_per_team_names_once(redis_url: str) -> Non
     assert found["spend"] == pytest.approx({"ka": 0.05})
     assert found["latency"] == 1
     assert 0 < found["ttl"] <= 86400  # the time it had left carries over
+
+
+async def _upgrade_tasks(url: str) -> dict[str, Any]:
+    """Tasks as the old layout wrote them (untagged keys, a job in the old queue named by the
+    bare task id), moved; then read back through the store as the service reads them."""
+    from arq.connections import ArqRedis
+
+    from router.run.runner import JOB
+    from router.store import tasks
+
+    names = Names(P)
+    redis = Redis.from_url(url)
+    old_queue = ArqRedis.from_url(url)
+    try:
+        done_id, queued_id = "task-" + "a" * 32, "task-" + "b" * 32
+        for task_id, status in ((done_id, "done"), (queued_id, "queued")):
+            await redis.hset(f"{P}:task:{task_id}", mapping={  # type: ignore[misc]
+                "id": task_id, "team": "alpha", "key_id": "", "status": status,
+                "created_at": repr(time.time()), "request": "{}",
+                "request_hash": tasks.request_hash({}),
+                "attempts": "0", "idempotency_key": ""})
+            await redis.expire(f"{P}:task:{task_id}", 3600)
+            await redis.xadd(f"{P}:task-events:{task_id}", {"event": "queued", "data": "{}"})
+        await redis.set(f"{P}:idempotency:alpha:ci-run-7", done_id, ex=3600)
+        await old_queue.enqueue_job(JOB, queued_id, _job_id=queued_id, _queue_name=f"{P}:queue")
+        moved = await migrate.upgrade_tasks(redis, names)
+        again = await migrate.upgrade_tasks(redis, names)
+        replayed = await tasks.create(redis, names, team="alpha", key_id=None, request={},
+                                      keep_s=3600, idempotency_key="ci-run-7")
+        return {
+            "moved": moved, "again": again,
+            "done": await tasks.get(redis, names, done_id),
+            "events": await tasks.read_events(redis, names, queued_id, after="0", block_ms=None),
+            "ttl": await redis.ttl(names.task(done_id)),
+            "replayed": (replayed.task["id"], replayed.new),
+            "queue": await redis.zrange(names.queue(), 0, -1),
+            "job": await redis.exists("arq:job:" + names.job_id(queued_id)),
+            "old": await redis.keys(f"{P}:task:task-*") + await redis.keys(f"{P}:queue"),
+            "done_id": done_id, "queued_id": queued_id,
+        }
+    finally:
+        await old_queue.aclose()
+        await redis.aclose()
+
+
+def test_old_tasks_and_queued_jobs_move_to_the_sharded_names_once(redis_url: str) -> None:
+    found = asyncio.run(_upgrade_tasks(redis_url))
+    names = Names(P)
+    assert found["moved"] >= 7 and found["again"] == 0
+    assert found["done"]["status"] == "done" and 0 < found["ttl"] <= 3600  # expiry kept
+    assert [e.event for e in found["events"]] == ["queued"]
+    assert found["replayed"] == (found["done_id"], False)  # the old Idempotency-Key still works
+    assert found["queue"] == [names.job_id(found["queued_id"]).encode()]
+    assert found["job"] == 1 and found["old"] == []
