@@ -31,7 +31,7 @@ from agents.base import (
     ToolCallDelta,
     Usage,
 )
-from agents.breaker import CircuitBreaker
+from agents.breaker import Breaker, CircuitBreaker
 from agents.cloud_errors import translate
 from agents.config import CloudConfig
 from agents.errors import AgentError, BackendMisconfigured, BackendUnavailable, CircuitOpen
@@ -140,7 +140,9 @@ def _logprobs(choice: Any) -> tuple[TokenLogprob, ...] | None:
 
 
 class CloudBackend(Backend):
-    def __init__(self, config: CloudConfig) -> None:
+    def __init__(self, config: CloudConfig, *, breaker: Breaker | None = None) -> None:
+        """``breaker``: one shared with other processes (:class:`agents.breaker.SharedBreaker`,
+        closed with this backend); none: this process's own."""
         self._config = config
         self._litellm = import_litellm()
         check_price_as(config.price_as)
@@ -150,8 +152,11 @@ class CloudBackend(Backend):
         self._cache_marks = config.cache_control == "on" or (
             config.cache_control == "auto"
             and bool(self._litellm.utils.supports_prompt_caching(config.model)))
-        # Per process: each API process and worker finds a dead provider out for itself.
-        self.breaker = CircuitBreaker(config.breaker_failures, config.breaker_reset_s)
+        self.breaker: Breaker = breaker or CircuitBreaker(config.breaker_failures,
+                                                          config.breaker_reset_s)
+
+    def close(self) -> None:
+        self.breaker.close()
 
     @property
     def model_name(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from agents.base import Backend
+from agents.breaker import SharedBreaker
 from agents.cloud import CloudBackend
 from agents.config import CloudConfig
 from agents.errors import BackendMisconfigured
@@ -11,6 +12,8 @@ from agents.pool import LocalPool
 from agents.remote import RemoteLocalBackend
 from agents.standin import base_url as standin_url
 from router.settings import Settings
+from router.store import connect
+from router.store.names import Names
 
 
 def build_local(settings: Settings) -> Backend:
@@ -36,7 +39,21 @@ def build_local(settings: Settings) -> Backend:
 
 
 def build_cloud(settings: Settings) -> Backend:
-    return CloudBackend(cloud_config(settings))
+    """The cloud tier; with a Redis (``redis.url``), its circuit breaker's state is there,
+    shared by every API process and worker of the deployment."""
+    config = cloud_config(settings)
+    return CloudBackend(config, breaker=shared_breaker(settings, config))
+
+
+def shared_breaker(settings: Settings, config: CloudConfig) -> SharedBreaker | None:
+    """The cloud's breaker in Redis (None without a Redis, or with the breaker off). A probe
+    holds its turn for the longest a call can take (every try timing out), plus a margin."""
+    if not settings.redis.url or config.breaker_failures == 0:
+        return None
+    redis = connect.sync_client(settings.redis, socket_timeout=1, socket_connect_timeout=1)
+    return SharedBreaker(redis, Names(settings.redis.prefix).breaker(config.model),
+                         config.breaker_failures, config.breaker_reset_s,
+                         probe_s=config.timeout_s * (config.num_retries + 1) + 5)
 
 
 def cloud_config(settings: Settings) -> CloudConfig:

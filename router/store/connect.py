@@ -34,6 +34,17 @@ def client(settings: RedisSettings, *, url: str | None = None, **options: Any) -
     return Redis.from_url(address, **options)
 
 
+def sync_client(settings: RedisSettings, **options: Any) -> redis.Redis:
+    """A synchronous client of ``settings`` (for code that runs in threads: the cloud tier's
+    shared circuit breaker); a cluster's when ``redis.cluster`` is on. Close it with
+    ``close()``."""
+    if not settings.url:
+        raise ValueError("redis.url is empty: no Redis to connect to")
+    if settings.cluster:
+        return cast(redis.Redis, redis.RedisCluster.from_url(settings.url, **options))
+    return redis.Redis.from_url(settings.url, **options)
+
+
 def embedded_dir(data_dir: Path) -> Path:
     return Path(data_dir) / "redis"
 
