@@ -24,7 +24,7 @@ import contextlib
 import json
 import statistics
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -120,19 +120,25 @@ def fresh_tasks(round_: int) -> dict[str, str]:
                        "docstring."}
 
 
-def speculation(config: LocalConfig, path: Path, *, rounds: int = 2, max_tokens: int = 512,
+def speculation(config: LocalConfig, path: Path, *, types: Sequence[str] = (),
+                rounds: int = 2, max_tokens: int = 512,
                 log: Callable[[str], None] = print) -> dict[str, Any]:
-    spec_type = config.spec_type if config.spec_type != "none" else "ngram-mod"
-    modes = ("none", spec_type)
-    runs: dict[str, dict[str, list[Generation]]] = {mode: {"edit": [], "scratch": []}
-                                                    for mode in modes}
-    identical = {"edit": True, "scratch": True}
+    """Decode speed of each speculative type in ``types`` (default: the configured one) against
+    none, logprobs on as the router asks; and none without logprobs (what logprobs cost). One
+    server per type, all up at once, the requests of a round alternating between them."""
+    kinds = list(types) or [config.spec_type if config.spec_type != "none" else "ngram-mod"]
+    ways = [("none", True), ("none", False), *((kind, True) for kind in kinds)]
+    names = [mode if logprobs else f"{mode} without logprobs" for mode, logprobs in ways]
+    runs: dict[str, dict[str, list[Generation]]] = {name: {"edit": [], "scratch": []}
+                                                    for name in names}
+    identical = {name: {"edit": True, "scratch": True} for name in names}
     with contextlib.ExitStack() as stack:
         backends = {}
-        for mode in modes:  # both servers up at once, requests alternating between them
+        for mode in ("none", *kinds):
             engine = config.model_copy(update={
                 "spec_type": mode, "server_parallel": 1,
-                "spec_draft_n_max": None if mode == "none" else config.spec_draft_n_max})
+                "spec_draft_n_max": None if mode in ("none", "ngram-cache")
+                else config.spec_draft_n_max})
             log(f"llama-server --spec-type {mode}: starting")
             server = stack.enter_context(llama_server.start(engine, path, alias=config.model))
             backend = RemoteLocalBackend(engine.model_copy(
@@ -142,27 +148,31 @@ def speculation(config: LocalConfig, path: Path, *, rounds: int = 2, max_tokens:
                                                max_tokens=4))  # page the weights in
             backends[mode] = backend
         for round_ in range(rounds):
-            for name, prompt in fresh_tasks(round_).items():
-                request = GenerationRequest(messages=(Message("user", prompt),),
-                                            max_tokens=max_tokens, logprobs=True)
-                texts = []
-                for mode in modes:
-                    log(f"{mode}: {name}, round {round_ + 1}")
-                    answer = backends[mode].generate(request)
-                    runs[mode][name].append(answer)
-                    texts.append(answer.text)
-                identical[name] = identical[name] and texts[0] == texts[1]
+            for task, prompt in fresh_tasks(round_).items():
+                reference = None
+                for name, (mode, logprobs) in zip(names, ways, strict=True):
+                    log(f"{name}: {task}, round {round_ + 1}")
+                    answer = backends[mode].generate(GenerationRequest(
+                        messages=(Message("user", prompt),), max_tokens=max_tokens,
+                        logprobs=logprobs))
+                    runs[name][task].append(answer)
+                    reference = answer.text if reference is None else reference
+                    identical[name][task] = identical[name][task] and answer.text == reference
     result: dict[str, Any] = {"model": path.name, "n_threads": config.n_threads,
-                              "spec_type": spec_type, "rounds": rounds,
+                              "types": kinds, "rounds": rounds, "max_tokens": max_tokens,
                               "spec_draft_n_max": config.spec_draft_n_max, "tasks": {}}
-    for name in ("edit", "scratch"):
-        off, on = _decode(runs["none"][name]), _decode(runs[spec_type][name])
-        per_round = [round(b / a, 2) if a else None
-                     for a, b in zip(off["decode_tps"], on["decode_tps"], strict=True)]
-        result["tasks"][name] = {
-            "off": off, "on": on, "speedup_per_round": per_round,
-            "speedup": round(on["decode_tps_median"] / off["decode_tps_median"], 2),
-            "identical_text": identical[name]}
+    for task in ("edit", "scratch"):
+        base = _decode(runs["none"][task])
+        rows = {}
+        for name in names:
+            row = _decode(runs[name][task])
+            row["vs_none"] = round(row["decode_tps_median"] / base["decode_tps_median"], 2)
+            row["vs_none_per_round"] = [
+                round(b / a, 2) if a else None
+                for a, b in zip(base["decode_tps"], row["decode_tps"], strict=True)]
+            row["identical_to_none"] = identical[name][task]
+            rows[name] = row
+        result["tasks"][task] = rows
     return result
 
 

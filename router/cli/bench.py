@@ -6,8 +6,9 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
+from agents.config import LocalConfig
 from agents.model_store import resolve
 from router.bench import agent_clients, concurrency
 from router.bench.rag_tasks import MODES as RAG_MODES
@@ -68,6 +69,9 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     speculation = targets.add_parser(
         "speculation", help="llama-server: decode tok/s with and without n-gram speculative "
         "decoding, on an edit and on generation from scratch (output compared byte for byte)")
+    speculation.add_argument("--types", default="",
+                             help="speculative types to compare with none, comma-separated "
+                             "(default: local.spec_type)")
     speculation.add_argument("--rounds", type=int, default=2, help="requests per task and mode")
     speculation.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS, help="answer budget")
     speculation.add_argument("--json", action="store_true", help="print one JSON object")
@@ -380,22 +384,29 @@ def _multiturn(args: argparse.Namespace) -> int:
 def _speculation(args: argparse.Namespace) -> int:
     from router.bench import engine  # deferred on purpose: each bench loads only for its command
 
+    types = [kind.strip() for kind in args.types.split(",") if kind.strip()]
+    known = get_args(LocalConfig.model_fields["spec_type"].annotation)
+    wrong = [kind for kind in types if kind not in known or kind == "none"]
+    if wrong:
+        _stderr(f"smallcode: --types: {', '.join(wrong)} is not a speculative type "
+                f"({', '.join(k for k in known if k != 'none')})")
+        return 2
     config, path = _local_model(args)
-    result = engine.speculation(config, path, rounds=args.rounds, max_tokens=args.max_tokens,
-                                log=_stderr)
+    result = engine.speculation(config, path, types=types, rounds=args.rounds,
+                                max_tokens=args.max_tokens, log=_stderr)
     if args.json:
         print(json.dumps(result))
         return 0
     bound = (f"drafts of at most {result['spec_draft_n_max']} tokens"
-             if result["spec_draft_n_max"] else "the type's own draft bound")
-    print(f"{result['model']}, {result['n_threads']} threads, llama-server --spec-type "
-          f"{result['spec_type']} ({bound}), logprobs on, "
-          f"{result['rounds']} rounds")
-    for name, row in result["tasks"].items():
-        print(f"{name:<8} off {row['off']['decode_tps_median']:6.1f} tok/s, on "
-              f"{row['on']['decode_tps_median']:6.1f} tok/s (x{row['speedup']:.2f}; per round "
-              f"{row['speedup_per_round']}), identical in every round: {row['identical_text']}, "
-              f"drafts accepted {row['on']['draft_tokens_accepted']}/{row['on']['draft_tokens']}")
+             if result["spec_draft_n_max"] else "each type's own draft bound")
+    print(f"{result['model']}, {result['n_threads']} threads, llama-server, {bound}, "
+          f"{result['rounds']} rounds of {result['max_tokens']} tokens, logprobs on unless said")
+    for task, rows in result["tasks"].items():
+        for name, row in rows.items():
+            print(f"{task:<8} {name:<24} {row['decode_tps_median']:6.1f} tok/s "
+                  f"(x{row['vs_none']:.2f} none; per round {row['vs_none_per_round']}), "
+                  f"identical to none in every round: {row['identical_to_none']}, drafts "
+                  f"accepted {row['draft_tokens_accepted']}/{row['draft_tokens']}")
     return 0
 
 
