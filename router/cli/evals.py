@@ -11,13 +11,28 @@ from typing import TYPE_CHECKING
 
 from router.backends import build_cloud, build_local
 from router.checks.sandbox import open_sandbox
-from router.evals import curve, edgecases, examples, features, humaneval, judges, repair, report, sampling
+from router.evals import (
+    curve,
+    edgecases,
+    everyday,
+    examples,
+    features,
+    humaneval,
+    judge_tables,
+    judges,
+    repair,
+    report,
+    sampling,
+)
 from router.evals.humaneval import task_prompt
 from router.graph.validation import DEFAULT_MAX_TOKENS, MAX_TOKENS_LIMIT
 from router.settings import load_settings
 
 if TYPE_CHECKING:
     from router.evals.humaneval import Problem
+
+#: The problem sets `eval features --set` records.
+SETS = ("humaneval", "edge", "everyday")
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -51,7 +66,11 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     repair = targets.add_parser(
         "repair", help="give the recorded local answers that fail their checks back to the "
         "local model, round after round, and score each round (local repair)")
-    repair.add_argument("results", type=Path, help="a results file of `eval humaneval`")
+    repair.add_argument("results", type=Path,
+                        help="a results file of `eval humaneval` (with --set edge or "
+                             "everyday: records of `eval features --cloud`)")
+    repair.add_argument("--set", dest="problem_set", choices=SETS, default="humaneval",
+                        help="the problem set (default: humaneval)")
     repair.add_argument("--out", type=Path, required=True,
                         help="repair records (JSON lines; resumed when it exists)")
     repair.add_argument("--split", choices=("report", "calibrate", "all"), default="report",
@@ -68,7 +87,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         "features", help="record the local answers of a problem set with their per-token "
         "logprobs (and, when asked, the cloud's answers and local samples) for the learned "
         "judge and sampling agreement; resumed when --out exists")
-    features.add_argument("--set", dest="problem_set", choices=("humaneval", "edge"),
+    features.add_argument("--set", dest="problem_set", choices=SETS,
                           default="humaneval", help="the problem set (default: humaneval)")
     features.add_argument("--out", type=Path, required=True, help="records (JSON lines)")
     features.add_argument("--cloud", action="store_true", help="also the cloud tier's answers")
@@ -97,6 +116,16 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     judges.add_argument("--repairs", type=Path,
                         default=Path("docs/humaneval-repair-features.jsonl"),
                         help="HumanEval repair rounds scored by `eval features --repairs`")
+    judges.add_argument("--everyday", type=Path, default=Path("docs/everyday-results.jsonl"),
+                        help="everyday-set records of `eval features --set everyday --cloud`")
+    judges.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                        help="95%% intervals on every figure from N resamples of the problems "
+                             "(seeded; 0: none)")
+    judges.add_argument("--seed", type=int, default=0, help="the bootstrap's seed")
+    judges.add_argument("--markdown", action="store_true",
+                        help="print BENCHMARKS.md's judge tables: cross-fitted on HumanEval's "
+                             "halves, the shipped default, the everyday and edge-case sets "
+                             f"(--bootstrap {judge_tables.RESAMPLES} unless given)")
     judges.add_argument("--ks", type=int, nargs="+", default=[1, 3, 5],
                         help="sampling agreement's k values (those with enough samples run)")
     judges.add_argument("--json", action="store_true", help="print one JSON object")
@@ -202,10 +231,15 @@ def _repair(args: argparse.Namespace) -> int:
         results = _load(args.results)
         if results is None:
             return _fail(f"{args.results} holds no results: run `smallcode eval humaneval` first")
+        if args.problem_set != "humaneval":
+            local = results[0].get("local")
+            if not isinstance(local, dict) or "lp" not in local:
+                return _fail(f"{args.results}: not records of `smallcode eval features`")
+            results = [repair.from_features(r) for r in results]
         sandbox = open_sandbox(settings.checks)
         if sandbox is None:
             return _fail("the checks cannot run isolated here: install bubblewrap")
-        problems = [p for p in humaneval.load_problems()
+        problems = [p for p in load_set(args.problem_set)
                     if args.split == "all" or humaneval.split_of(p.task_id) == args.split]
         problems = problems[:args.limit] if args.limit else problems
         local = build_local(settings)
@@ -226,9 +260,12 @@ def _repair(args: argparse.Namespace) -> int:
 
 
 def load_set(name: str) -> list[Problem]:
-    """The problems of a named set: ``humaneval`` or ``edge`` (router/evals/edgecases.py)."""
+    """The problems of a named set: ``humaneval``, ``edge`` (router/evals/edgecases.py) or
+    ``everyday`` (router/evals/everyday.py, frozen before any judge was scored on it)."""
     if name == "edge":
         return list(edgecases.load_problems())
+    if name == "everyday":
+        return list(everyday.load_problems())
     return list(humaneval.load_problems())
 
 
@@ -289,13 +326,23 @@ def _judges(args: argparse.Namespace) -> int:
         if not path.is_file():
             return _fail(f"{path} does not exist: run `smallcode eval features` (or give the "
                          "path)")
+    if not 0 <= args.bootstrap <= 100_000:
+        return _fail("--bootstrap must be from 0 to 100000")
     settings = load_settings(args.config)
     rules = settings.policies.for_team(None)
+    if args.markdown:
+        paths = judge_tables.Paths(humaneval=args.humaneval, results=args.results,
+                                   repairs=args.repairs, edge=args.edge, everyday=args.everyday)
+        tables = judge_tables.build(paths, default_threshold=rules.confidence_threshold,
+                                    resamples=args.bootstrap or judge_tables.RESAMPLES,
+                                    seed=args.seed)
+        print("\n".join(judge_tables.markdown(tables)))
+        return 0
+    resampling = {"resamples": args.bootstrap, "seed": args.seed}
     cloud = {r["task_id"]: {"passed": bool(r["cloud_passed"]),
                             "latency_ms": r["cloud"]["latency_ms"]}
              for r in read_results(args.results)}
-    prompts = {p.task_id: task_prompt(p) for name in ("humaneval", "edge")
-               for p in load_set(name)}
+    prompts = {p.task_id: task_prompt(p) for name in SETS for p in load_set(name)}
     records = judges.prepare(list(features.read_records(args.humaneval).values()),
                              prompts=prompts, cloud=cloud)
     cal = [r for r in records if r["split"] == "calibrate"]
@@ -307,7 +354,7 @@ def _judges(args: argparse.Namespace) -> int:
               "learned, failed checks escalate": judges.learned_score(model,
                                                                       checks_escalate=True)}
     data: dict[str, object] = {"model": {"weights": model.weights(), "C": model.meta.get("C")},
-                               "humaneval": judges.compare(cal, rep, scores)}
+                               "humaneval": judges.compare(cal, rep, scores, **resampling)}
     lines = judges.format_comparison("HumanEval, report half (thresholds from the calibrate "
                                      "half)", data["humaneval"])  # type: ignore[arg-type]
     shift = judges.prompt_shift(rep, model)
@@ -317,12 +364,19 @@ def _judges(args: argparse.Namespace) -> int:
                              for size, share in shift.items()))
     if args.repairs.is_file():
         repaired = judges.with_repair(rep, features.read_records(args.repairs))
-        data["humaneval_repair"] = judges.compare(cal, repaired, scores)
+        data["humaneval_repair"] = judges.compare(cal, repaired, scores, **resampling)
         lines += judges.format_comparison("HumanEval, report half, repair_rounds: 2",
                                           data["humaneval_repair"])  # type: ignore[arg-type]
+    if args.everyday.is_file():
+        held = judges.prepare(list(features.read_records(args.everyday).values()),
+                              prompts=prompts)
+        data["everyday"] = judges.compare(cal, held, scores, **resampling)
+        lines += judges.format_comparison("everyday set, frozen (judge and thresholds from "
+                                          "HumanEval's calibrate half)",
+                                          data["everyday"])  # type: ignore[arg-type]
     if args.edge.is_file():
         edge = judges.prepare(list(features.read_records(args.edge).values()), prompts=prompts)
-        data["edge"] = judges.compare(cal, edge, scores)
+        data["edge"] = judges.compare(cal, edge, scores, **resampling)
         lines += judges.format_comparison("edge-case set (judge and thresholds from HumanEval's "
                                           "calibrate half)", data["edge"])  # type: ignore[arg-type]
         sandbox = open_sandbox(settings.checks)

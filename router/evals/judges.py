@@ -19,6 +19,7 @@ from dataclasses import replace
 from typing import Any
 
 from policies.calibration import Calibration, Outcome, calibrate, sweep
+from router.evals import bootstrap
 from router.evals.report import apgr, threshold_for_goal
 from router.graph import decide, judge_model, signals
 
@@ -95,6 +96,30 @@ def simulate(records: Sequence[Record], score: Score, threshold: float) -> dict[
                           for route, v in seconds.items()}}
 
 
+def decisions(records: Sequence[Record], score: Score,
+              threshold: float) -> list[bootstrap.Decision]:
+    """Per record, what routing at ``threshold`` did (for :func:`router.evals.bootstrap`)."""
+    found = []
+    for record in records:
+        value = score(record)
+        cloud = value is None or value < threshold
+        cloud_passed = bool(record.get("cloud_passed"))
+        found.append(bootstrap.Decision(cloud_passed if cloud else bool(record["local"]["passed"]),
+                                        cloud, cloud_passed))
+    return found
+
+
+def at_threshold(records: Sequence[Record], score: Score, threshold: float, *,
+                 resamples: int = 0, seed: int = 0) -> dict[str, Any]:
+    """:func:`simulate` at ``threshold``, with bootstrap intervals when ``resamples``."""
+    point = simulate(records, score, threshold)
+    point["minus_cloud"] = point["pass_at_1"] - rates(records)["cloud"]
+    if resamples:
+        point["ci"] = bootstrap.intervals(decisions(records, score, threshold),
+                                          resamples=resamples, seed=seed)
+    return point
+
+
 def threshold_for(records: Sequence[Record], score: Score, goal: str) -> Calibration:
     """``cloud_quality``: the smallest cloud share reaching these records' cloud-only pass@1
     (else the best reachable); ``cloud_share``: 20% of the tasks to the cloud."""
@@ -110,17 +135,31 @@ def rates(records: Sequence[Record]) -> dict[str, float]:
     return {"n": n, "local": local, "cloud": cloud, "oracle": oracle}
 
 
+def rate_intervals(records: Sequence[Record], *, resamples: int,
+                   seed: int = 0) -> dict[str, tuple[float, float]]:
+    """Bootstrap intervals of the local-only, cloud-only and oracle pass@1."""
+    hits = {"local": [bool(r["local"]["passed"]) for r in records],
+            "cloud": [bool(r.get("cloud_passed")) for r in records]}
+    hits["oracle"] = [a or b for a, b in zip(hits["local"], hits["cloud"], strict=True)]
+    return {name: bootstrap.rate_interval(values, resamples=resamples, seed=seed)
+            for name, values in hits.items()}
+
+
 def compare(calibration: Sequence[Record], held: Sequence[Record],
-            judges: Mapping[str, Score]) -> dict[str, Any]:
-    """Each judge's thresholds calibrated on ``calibration``, scored on ``held``."""
+            judges: Mapping[str, Score], *, resamples: int = 0, seed: int = 0) -> dict[str, Any]:
+    """Each judge's thresholds calibrated on ``calibration``, scored on ``held``; with
+    ``resamples``, bootstrap intervals on every figure (the held problems resampled)."""
     base = rates(held)
     result: dict[str, Any] = {**base, "judges": {}}
+    if resamples:
+        result["ci"] = rate_intervals(held, resamples=resamples, seed=seed)
     for name, score in judges.items():
         row: dict[str, Any] = {"apgr": apgr(sweep(outcomes(held, score)), base["local"],
                                              base["cloud"])}
         for goal in ("cloud_quality", "cloud_share"):
             point = threshold_for(calibration, score, goal)
-            row[f"at_{goal}"] = simulate(held, score, point.threshold)
+            row[f"at_{goal}"] = at_threshold(held, score, point.threshold,
+                                             resamples=resamples, seed=seed)
         result["judges"][name] = row
     return result
 
@@ -134,8 +173,11 @@ def format_comparison(title: str, data: Mapping[str, Any]) -> list[str]:
         for goal, label in (("cloud_quality", "at cloud-quality t"), ("cloud_share", "at 20% t")):
             point = row[f"at_{goal}"]
             latency = point["latency_s"]
-            parts.append(f"{label}={point['threshold']:.3f}: {point['pass_at_1']:.1%} pass@1, "
-                         f"{point['cloud_share']:.1%} cloud, {latency['local']} s local / "
+            ci = point.get("ci")
+            spread = ("" if ci is None else
+                      " [{:.1%}, {:.1%}]".format(*ci["pass_at_1"]))
+            parts.append(f"{label}={point['threshold']:.3f}: {point['pass_at_1']:.1%}{spread} "
+                         f"pass@1, {point['cloud_share']:.1%} cloud, {latency['local']} s local / "
                          f"{latency['cloud']} s escalated")
         lines.append("; ".join(parts))
     return lines

@@ -114,6 +114,19 @@ def run(problems: Sequence[Problem], results: Sequence[Record], local: Backend,
     return [done[p.task_id] for p in wanted if p.task_id in done]
 
 
+def from_features(record: Record) -> Record:
+    """A record of ``smallcode eval features --cloud`` (another problem set's) in the shape
+    of an ``eval humaneval`` result, as :func:`repair_problem` reads it; it was never
+    routed (``routed_as_recorded`` says route ``none``)."""
+    cloud = record.get("cloud") or {}
+    return {"task_id": record["task_id"], "split": record["split"], "local": record["local"],
+            "local_passed": bool(record["local"]["passed"]),
+            "signals": {"logprob_confidence": signals.confidence(record["local"]["lp"])},
+            "cloud_passed": bool(cloud.get("passed")),
+            "cloud": {"cost_usd": cloud.get("cost_usd") or 0.0},
+            "routed_passed": False, "routed": {"route": "none"}}
+
+
 def read_records(path: Path) -> dict[str, Record]:
     records: dict[str, Record] = {}
     if not path.exists():

@@ -50,6 +50,28 @@ def test_judges_are_compared_held_out(tmp_path: Path) -> None:
     assert learned["at_cloud_quality"]["latency_s"] == {"local": 1.0, "cloud": 3.0}
 
 
+def test_bootstrap_gives_every_figure_an_interval_around_it(tmp_path: Path) -> None:
+    features, results = records(tmp_path)
+    none = str(tmp_path / "none.jsonl")
+    args = ("eval", "judges", "--humaneval", str(features), "--results", str(results),
+            "--edge", none, "--repairs", none, "--everyday", none, "--bootstrap", "300", "--json")
+    result = smallcode(*args)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)["humaneval"]
+    assert smallcode(*args).stdout == result.stdout  # seeded: the same intervals again
+    low, high = data["ci"]["local"]
+    assert low < data["local"] < high
+    for row in data["judges"].values():
+        for goal in ("at_cloud_quality", "at_cloud_share"):
+            point = row[goal]
+            for figure in ("pass_at_1", "cloud_share", "minus_cloud"):
+                low, high = point["ci"][figure]
+                assert low <= point[figure] <= high, (goal, figure)
+    bad = smallcode("eval", "judges", "--humaneval", str(features), "--results", str(results),
+                    "--bootstrap", "-1")
+    assert bad.returncode == 2 and "--bootstrap" in bad.stderr
+
+
 def test_judges_needs_the_records(tmp_path: Path) -> None:
     result = smallcode("eval", "judges", "--humaneval", str(tmp_path / "missing.jsonl"))
     assert result.returncode == 2 and "eval features" in result.stderr
