@@ -17,6 +17,7 @@ from router.graph.context import RouterContext
 from router.graph.errors import TaskCancelled
 
 Emit = Callable[[str, dict[str, Any]], None]
+ANSWER_CHANNELS = ("local", "cloud", "record")  # what RoutedAnswer.of reads of the final state
 
 
 class TokenTap(Wrapped):
@@ -75,13 +76,15 @@ def run_graph(graph: Any, task: dict[str, Any], context: RouterContext, *,
     ``cancel`` is set."""
     tapped = dataclasses.replace(context, local=TokenTap(context.local, "local", cancel, emit),
                                  cloud=TokenTap(context.cloud, "cloud", cancel, emit))
-    state: dict[str, Any] = {}
-    for mode, chunk in graph.stream(task, context=tapped, stream_mode=["updates", "values"]):
+    # The answer's channels as the nodes last wrote them: they keep the last value written
+    # (no reducer), so this is the final state's, without LangGraph reading every channel of
+    # the state after each step (its "values" mode) for it.
+    answer: dict[str, Any] = {}
+    for chunk in graph.stream(task, context=tapped, stream_mode="updates"):
         if cancel.is_set():
             raise TaskCancelled
-        if mode == "updates":
-            for node, update in chunk.items():
-                emit("node", node_event(node, update))
-        else:
-            state = chunk
-    return RoutedAnswer.of(state)
+        for node, update in chunk.items():
+            emit("node", node_event(node, update))
+            if isinstance(update, dict):
+                answer.update((key, update[key]) for key in ANSWER_CHANNELS if key in update)
+    return RoutedAnswer.of(answer)
