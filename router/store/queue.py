@@ -38,10 +38,12 @@ class QueueUnreachable(RedisError):
 
 async def queue_url(settings: RedisSettings, names: Names, *, cluster: Redis | None = None) -> str:
     """The URL of the server that holds the queue: ``redis.url`` on one server; on a cluster,
-    the primary that owns the queue's slot now (same scheme and credentials). ``cluster``: a
-    cluster client already open (the store's), asked to read the slot map again from every
-    node it knows, so a failover is seen even when the node ``redis.url`` names is the one
-    that died; without it, a client is opened from ``redis.url`` for the question."""
+    the primary that owns the queue's slot now (same scheme and credentials). The cluster
+    client reads the queue's length first: it follows a MOVED or a lost node itself (it reads
+    the slot map again from the nodes it knows), so the node it then names for the slot is
+    the owner of now. ``cluster``: a cluster client already open (the store's, which knows
+    every node, so a failover is seen even when the node ``redis.url`` names is the one that
+    died); without it, a client is opened from ``redis.url`` for the question."""
     if not settings.url:
         raise ValueError("redis.url is empty: no Redis to connect to")
     if not settings.cluster:
@@ -49,9 +51,7 @@ async def queue_url(settings: RedisSettings, names: Names, *, cluster: Redis | N
     client: Any = cluster or connect.client(settings, socket_connect_timeout=2,
                                             socket_timeout=5)
     try:
-        await client.initialize()  # once per client: a no-op after the first time
-        if cluster is not None:
-            await client.nodes_manager.initialize()  # the slot map of now
+        await client.zcard(names.queue())
         node = client.get_node_from_key(names.queue())
     except RedisClusterException as exc:  # no node answered: as a lost connection would
         raise QueueUnreachable(f"no node of the cluster at {_public(settings.url)} says who "

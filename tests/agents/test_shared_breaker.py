@@ -6,6 +6,7 @@ on a three-primary cluster."""
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from agents.cloud import CloudBackend
@@ -38,12 +39,20 @@ class Provider:
     def __init__(self) -> None:
         self.down, self.calls = True, 0
 
-    async def complete(self, _: Request) -> JSONResponse:
+    async def complete(self, request: Request) -> Response:
         self.calls += 1
         if self.down:
             return JSONResponse({"error": {"message": "down", "type": "server_error"}},
                                 status_code=500)
-        return JSONResponse(ANSWER)
+        if not (await request.json()).get("stream"):
+            return JSONResponse(ANSWER)
+        chunk = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0,
+                 "model": "m", "choices": [{"index": 0, "delta": {"role": "assistant",
+                                                                  "content": "ok"},
+                                            "finish_reason": "stop"}]}
+        last = {**chunk, "choices": [], "usage": ANSWER["usage"]}
+        body = "".join(f"data: {json.dumps(c)}\n\n" for c in (chunk, last)) + "data: [DONE]\n\n"
+        return Response(body, media_type="text/event-stream")
 
     @contextmanager
     def serving(self) -> Iterator[str]:

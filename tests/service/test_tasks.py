@@ -495,9 +495,14 @@ def test_when_the_queues_primary_dies_its_replica_takes_the_queue_over(
                 with redis.Redis(port=port) as primary:
                     assert primary.execute_command("WAIT", 1, 5000) == 1
             cluster.node_at(owner).kill()
+            deadline = time.monotonic() + 60
+            while True:  # the replica is promoted once the others see the primary gone
+                with redis.RedisCluster.from_url(store.url) as probe:
+                    if probe.get_node_from_key(NAMES.queue()).port != owner:
+                        break
+                assert time.monotonic() < deadline, "no replica took the queue's slot over"
+                time.sleep(0.2)
             cluster.wait_ok(timeout_s=60)
-            with redis.RedisCluster.from_url(store.url) as probe:
-                assert probe.get_node_from_key(NAMES.queue()).port != owner
             accepted = submit(api, key, {"prompt": SHORT, "max_tokens": 8})
             assert accepted.status_code == 202, accepted.text
             after = _task_when(api, key, accepted.json()["id"], "done", timeout_s=120)
