@@ -44,6 +44,9 @@ def import_litellm() -> Any:
 
     litellm.telemetry = False
     litellm.suppress_debug_info = True
+    # litellm logs each streamed chunk in a thread pool, a new event loop each, for callbacks
+    # the router does not register: CPU and the interpreter lock taken from every request
+    litellm.disable_streaming_logging = True
     for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
         logging.getLogger(name).setLevel(logging.WARNING)
     return litellm
