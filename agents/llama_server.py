@@ -64,7 +64,7 @@ def flags(config: LocalConfig) -> list[tuple[str, list[str]]]:
     if config.kv_cache_type != "f16" and config.flash_attn:  # V is quantized only with FA
         cache_type += ["--cache-type-v", config.kv_cache_type]
     spec = [] if config.spec_type == "none" else [  # none: also for a build without it
-        "--spec-type", config.spec_type, *draft_length(config.spec_type, config.spec_draft_n_max)]
+        "--spec-type", config.spec_type, *draft_length(config)]
     return [
         ("server_parallel", ["--parallel", str(config.server_parallel),
                              "--ctx-size", str(config.n_ctx * config.server_parallel)]),
@@ -79,21 +79,30 @@ def flags(config: LocalConfig) -> list[tuple[str, list[str]]]:
     ]
 
 
-# ngram-mod drafts only a chain of at least this many tokens (llama.cpp's default): a shorter
-# most-drafted length lowers it too, or that type would never draft.
+# llama.cpp's own draft bounds of each n-gram type, and ngram-mod's shortest chain worth
+# drafting (a lower bound lowers it too, or ngram-mod would never draft).
+DEFAULT_DRAFT = {"ngram-simple": 48, "ngram-map-k": 48, "ngram-map-k4v": 48, "ngram-mod": 64}
 NGRAM_MOD_N_MIN = 48
 
 
-def draft_length(spec_type: str, n_max: int | None) -> list[str]:
-    """The flag that bounds a speculative type's drafts. ``--spec-draft-n-max`` bounds only a
-    draft model's; each n-gram type has its own (ngram-simple drafts up to 48 tokens whatever
-    --spec-draft-n-max says). None: the type's own default; ngram-cache has no such bound."""
-    if n_max is None or spec_type == "ngram-cache":
+def draft_length(config: LocalConfig) -> list[str]:
+    """The flag that bounds the speculative type's drafts. ``--spec-draft-n-max`` bounds only a
+    draft model's; each n-gram type has its own (ngram-simple drafted 48 tokens whatever
+    --spec-draft-n-max said). The bound is ``spec_draft_n_max`` (null: the type's default),
+    cut so that every slot's sampled token and draft fit one batch: llama-server aborts when
+    they do not (8 slots drafting ngram-mod's 64 tokens each need 520 rows of a 512 batch)."""
+    default = DEFAULT_DRAFT.get(config.spec_type)
+    if default is None:  # ngram-cache: no bound (it drafts at most 8)
         return []
-    if spec_type == "ngram-mod":
+    fits = max(1, config.n_batch // config.server_parallel - 1)
+    wanted = config.spec_draft_n_max or default
+    n_max = min(wanted, fits)
+    if n_max == default:
+        return []
+    if config.spec_type == "ngram-mod":
         return ["--spec-ngram-mod-n-max", str(n_max),
                 "--spec-ngram-mod-n-min", str(min(n_max, NGRAM_MOD_N_MIN))]
-    return [f"--spec-{spec_type}-size-m", str(n_max)]  # ngram-simple, ngram-map-k(4v)
+    return [f"--spec-{config.spec_type}-size-m", str(n_max)]
 
 
 def command(binary: Path, config: LocalConfig, model_path: Path, *, alias: str,

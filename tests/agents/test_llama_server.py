@@ -74,15 +74,30 @@ def test_the_draft_length_reaches_the_flag_of_the_speculative_type_in_use() -> N
     def line(**settings: object) -> str:
         return " ".join(llama_server.command(Path("/bin/llama-server"), LocalConfig(**settings),
                                              Path("m.gguf"), alias="m", port=1))
-    assert "--spec-ngram-simple-size-m 12" in line(spec_type="ngram-simple", spec_draft_n_max=12)
-    assert "--spec-ngram-map-k-size-m 12" in line(spec_type="ngram-map-k", spec_draft_n_max=12)
+    one = {"server_parallel": 1}
+    assert "--spec-ngram-simple-size-m 12" in line(spec_type="ngram-simple", spec_draft_n_max=12,
+                                                   **one)
+    assert "--spec-ngram-map-k-size-m 12" in line(spec_type="ngram-map-k", spec_draft_n_max=12,
+                                                  **one)
     assert ("--spec-ngram-mod-n-max 96 --spec-ngram-mod-n-min 48"
-            in line(spec_type="ngram-mod", spec_draft_n_max=96))
-    for default in (line(spec_type="ngram-mod"), line(spec_type="ngram-cache")):
+            in line(spec_type="ngram-mod", spec_draft_n_max=96, **one))
+    for default in (line(spec_type="ngram-mod", **one), line(spec_type="ngram-cache")):
         assert "--spec-draft-n-max" not in default and "-size-m" not in default
         assert "-n-max" not in default
     with pytest.raises(ValueError, match=r"local\.spec_draft_n_max"):
         LocalConfig(spec_type="ngram-cache", spec_draft_n_max=8)
+
+
+def test_every_slots_draft_fits_one_batch() -> None:
+    # llama-server aborts when the slots' sampled tokens and drafts overflow its batch: 8 slots
+    # drafting ngram-mod's default 64 tokens need 8 x 65 = 520 rows of the 512 batch.
+    shipped = LocalConfig()
+    assert shipped.server_parallel * (64 + 1) > shipped.n_batch
+    line = " ".join(llama_server.command(Path("/bin/llama-server"), shipped, Path("m.gguf"),
+                                         alias="m", port=1))
+    assert "--spec-type ngram-mod --spec-ngram-mod-n-max 63 --spec-ngram-mod-n-min 48" in line
+    many = LocalConfig(server_parallel=32, spec_type="ngram-simple")
+    assert dict(llama_server.flags(many))["spec_type"][-2:] == ["--spec-ngram-simple-size-m", "15"]
 
 
 def test_the_built_server_knows_every_setting() -> None:
@@ -307,3 +322,25 @@ def test_the_next_keystroke_in_a_file_reuses_its_slot_among_many(model_cache: Pa
             backend.close()
     cached = typed.extra["cached_prompt_tokens"]
     assert isinstance(cached, int) and cached > first.usage.prompt_tokens * 0.6, typed.extra
+
+
+def test_eight_slots_drafting_at_once_keep_the_server_up(model_cache: Path) -> None:
+    # Alike answers: the second wave's slots all draft long chains ngram-mod learned
+    # from the first; with its default 64-token drafts that overflowed the 512-row batch and
+    # llama-server aborted (every request after it: connection refused).
+    config = LocalConfig(model=SMOL, n_ctx=1024, server_parallel=8, spec_type="ngram-mod")
+    prompt = "List the numbers from 1 to 40, one per line, each followed by its square."
+    with llama_server.start(config, smol_path(model_cache), alias=SMOL) as server:
+        backend = remote(config, server)
+        try:
+            for wave in range(2):
+                with ThreadPoolExecutor(8) as pool:
+                    answers = list(pool.map(lambda i: backend.generate(GenerationRequest(
+                        messages=(Message("user", f"{prompt} (run {i % 2})"),),
+                        max_tokens=120)), range(8)))
+                assert all(a.usage.completion_tokens > 0 for a in answers)
+            drafted = sum(a.extra.get("draft_tokens", 0) for a in answers)
+            assert drafted > 0, "the second wave drafted nothing: this test shows nothing"
+            assert server.process.poll() is None
+        finally:
+            backend.close()
