@@ -333,7 +333,7 @@ def test_eight_slots_drafting_at_once_keep_the_server_up(model_cache: Path) -> N
     with llama_server.start(config, smol_path(model_cache), alias=SMOL) as server:
         backend = remote(config, server)
         try:
-            for wave in range(2):
+            for _wave in range(2):
                 with ThreadPoolExecutor(8) as pool:
                     answers = list(pool.map(lambda i: backend.generate(GenerationRequest(
                         messages=(Message("user", f"{prompt} (run {i % 2})"),),
