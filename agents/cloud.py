@@ -37,9 +37,27 @@ from agents.config import CloudConfig
 from agents.errors import AgentError, BackendMisconfigured, BackendUnavailable, CircuitOpen
 
 
+class _NoLoggingBacklog(logging.Filter):
+    """Drops litellm's warning that its logging pool dropped work (it drops all of it here,
+    on purpose: see :func:`import_litellm`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("litellm logging executor backlog is full")
+
+
+_NO_LOGGING_BACKLOG = _NoLoggingBacklog()  # one instance: addFilter adds it once
+
+
 def import_litellm() -> Any:
-    """Import litellm with its bundled price map (it would otherwise fetch one at import)."""
+    """Import litellm with its bundled price map (it would otherwise fetch one at import) and
+    without its post-call logging work."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    # After every call litellm builds a logging payload and runs its success handlers (cost,
+    # callbacks, its cache) in a thread pool: 1-3 ms of CPU a call for callbacks the router
+    # does not register (it prices calls itself, with cost_per_token), taken from the next
+    # request under the interpreter lock. A pool that may hold no pending task drops them
+    # all (litellm's own cap, read once at its import).
+    os.environ.setdefault("LOGGING_EXECUTOR_MAX_PENDING_TASKS", "0")
     import litellm  # deferred: heavy, and loaded only when a cloud tier is used
 
     litellm.telemetry = False
@@ -49,7 +67,9 @@ def import_litellm() -> Any:
     litellm.disable_streaming_logging = True
     for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("LiteLLM").addFilter(_NO_LOGGING_BACKLOG)
     return litellm
+
 
 
 def check_price_as(name: str) -> None:

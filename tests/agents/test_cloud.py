@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -41,6 +42,19 @@ def test_streaming_through_litellm_gives_the_same_text(standin_url: str) -> None
     assert items[-1].text == whole.text
     assert "".join(i.text for i in items[:-1]) == whole.text
     assert items[-1].cost_usd > 0
+
+
+def test_litellm_runs_no_logging_work_after_a_call(standin_url: str) -> None:
+    """litellm's post-call logging (payloads and success handlers for callbacks the router
+    does not register) is dropped, not run in its pool beside the next request: its pool
+    never starts a thread. A litellm that stops reading its cap would fail here."""
+    backend = CloudBackend(CloudConfig(api_base=standin_url, num_retries=0))
+    request = ask("Say hi.", max_tokens=4)
+    assert backend.generate(request).usage.completion_tokens > 0
+    assert list(backend.stream(request))[-1].cost_usd > 0  # priced by the router all the same
+    from litellm.litellm_core_utils.thread_pool_executor import executor
+    assert executor._max_pending_tasks == 0
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("litellm-logging")]
 
 
 def test_overlapping_streams_are_each_answered_whole(smol_standin_url: str) -> None:
