@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
-from arq.worker import Worker, func
+from arq.worker import Retry, Worker, func
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -71,6 +71,10 @@ if TYPE_CHECKING:
     from router.settings import Settings
 
 log = logging.getLogger("smallcode.worker")
+# A job whose store failed runs again after this long: a killed cluster primary's replica
+# takes its slots over within about two cluster node timeouts (RELIABILITY.md, topology).
+STORE_RETRY_S = 1.0
+
 
 def _error(exc: BaseException) -> dict[str, Any]:
     """A failure as a client sees it: our own errors by type and message; anything else
@@ -130,11 +134,15 @@ class TaskRunner:
             return "gone"
         log.info("task %s: attempt %d on %s", task_id, attempt, self.worker_id)
         caller = await self._caller(redis, task)
-        if attempt > 1:  # an earlier attempt's worker died or stopped: its spend counts
-            await self._lost_attempt(redis, task, caller, attempt - 1)
+        # Earlier attempts whose worker died or stopped, or whose store went away: their spend
+        # counts (each at most once; one that recorded itself, or ran nothing, is skipped).
+        for earlier in range(1, attempt):
+            await self._lost_attempt(redis, task, caller, earlier)
         if caller.gate is not None:
             caller.gate.on_hold = functools.partial(tasks.note_holds, redis, self.names,
                                                     task_id, attempt=attempt)
+            caller.gate.on_settle = functools.partial(tasks.note_settled, redis, self.names,
+                                                      task_id, attempt=attempt)
         started = time.perf_counter()
         run = Run(self.graph, caller.task(task["request"]), caller.context(self.context))
         pump = asyncio.create_task(self._pump(redis, task_id, run))
@@ -219,9 +227,11 @@ class TaskRunner:
     async def _lost_attempt(self, redis: Redis, task: dict[str, Any], caller: Caller,
                             attempt: int) -> None:
         """Attempt ``attempt`` of ``task`` ended without an answer. A worker that stopped
-        recorded it itself (its entry is there); one that died mid run could not: its cloud
-        spend is priced here from its progress events, its budget reservations settled at
-        that (once: one settled already stays as it was), and it gets its ledger entry
+        recorded it itself (its entry is there); one that died mid run (or lost its store)
+        could not: its cloud spend is what its call was charged when it got that far (noted
+        before its budgets were), else priced here from its progress events; its budget
+        reservations are settled at that (once: one settled already stays as it was, at the
+        noted amount), and it gets its ledger entry
         (status ``lost``). A lower bound: tokens its last events did not carry are not
         counted. One cloud call per run is the graph's rule, so the last call's reservations
         carry the whole of it."""
@@ -232,9 +242,12 @@ class TaskRunner:
         for event in await tasks.attempt_events(redis, self.names, task["id"], attempt=attempt):
             tally.note(event)
         cloud, local, prompt = tally.tokens["cloud"], tally.tokens["local"], tally.prompt_tokens
-        if not cloud:
+        # What its call was charged, when it got that far (its budgets were, or are now
+        # settled at it); else what its events show.
+        noted = await tasks.settled(redis, self.names, task["id"], attempt=attempt)
+        if not cloud and noted is None:
             return  # nothing was spent (a local attempt costs nothing)
-        cost = price(self.context.price_as, prompt, cloud)
+        cost = noted if noted is not None else price(self.context.price_as, prompt, cloud)
         calls = await tasks.holds(redis, self.names, task["id"], attempt=attempt)
         for n, call in enumerate(calls):
             for reservation in call:
@@ -300,9 +313,17 @@ class TaskRunner:
 
 
 async def run_task_job(ctx: dict[str, Any], task_id: str) -> str:
-    """The arq job: run one task (``ctx["runner"]`` holds the graph and the models)."""
+    """The arq job: run one task (``ctx["runner"]`` holds the graph and the models). A store
+    that fails under the job (a cluster primary killed, its replica not yet promoted) sends
+    the task back to the queue for another try: arq would otherwise finish the job as failed
+    and leave the accepted task ``running`` for ever."""
     runner: TaskRunner = ctx["runner"]
-    return await runner.run(ctx["store"], ctx["redis"], task_id, job_try=ctx["job_try"])
+    try:
+        return await runner.run(ctx["store"], ctx["redis"], task_id, job_try=ctx["job_try"])
+    except RedisError as exc:
+        log.warning("task %s: the store failed under it (%s); it runs again in %g s", task_id,
+                    type(exc).__name__, STORE_RETRY_S)
+        raise Retry(defer=STORE_RETRY_S) from exc
 
 
 async def _close(worker: Worker) -> None:

@@ -50,7 +50,9 @@ class BudgetGate:
     ``settled_usd``: what its calls were charged, so that a run stopped midway records in
     the ledger exactly what its budgets were charged. ``on_hold``: told of each reservation
     as it is taken (a queued task keeps them with the task, so that if its worker is killed
-    mid call, the next attempt can settle them at what the dead one ran)."""
+    mid call, the next attempt can settle them at what the dead one ran). ``on_settle``: told
+    what a call is charged before its budgets are (a queued task keeps it, so that the next
+    attempt records what a dead one's budgets were charged, not an estimate)."""
 
     def __init__(self, redis: Redis, names: Names, scopes: list[Scope],
                  loop: asyncio.AbstractEventLoop, *, hold_s: float) -> None:
@@ -59,6 +61,7 @@ class BudgetGate:
         self.hold_s = hold_s
         self.settled_usd = 0.0
         self.on_hold: Callable[[list[budgets.Reservation]], Awaitable[None]] | None = None
+        self.on_settle: Callable[[float], Awaitable[None]] | None = None
         now = dt.datetime.now(dt.UTC)
         self.retry_after_s = max(retry_after_s(scope.period, now) for scope in scopes)
 
@@ -85,9 +88,14 @@ class BudgetGate:
 
     def settle(self, token: object, usd: float) -> None:
         assert isinstance(token, list)
-        for reservation in token:
-            self._wait(budgets.settle(self.redis, reservation, usd))
+        self._wait(self._settle(token, usd))
         self.settled_usd += usd
+
+    async def _settle(self, token: list[budgets.Reservation], usd: float) -> None:
+        if self.on_settle is not None:  # first: a process that dies after it leaves the amount
+            await self.on_settle(usd)
+        for reservation in token:
+            await budgets.settle(self.redis, reservation, usd)
 
     def release(self, token: object) -> None:
         assert isinstance(token, list)

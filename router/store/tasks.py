@@ -288,6 +288,21 @@ async def note_holds(redis: Redis, names: Names, task_id: str,
     await redis.hset(names.task(task_id), field, json.dumps(kept))
 
 
+async def note_settled(redis: Redis, names: Names, task_id: str, usd: float, *,
+                       attempt: int) -> None:
+    """Keep what attempt ``attempt``'s cloud call is charged, before its budget is charged:
+    if its worker dies (or its store fails) before the attempt's ledger entry is written, the
+    next attempt records that amount (:func:`settled`), the one its budget was, or will be,
+    settled at."""
+    await redis.hincrbyfloat(names.task(task_id), f"settled:{attempt}", usd)
+
+
+async def settled(redis: Redis, names: Names, task_id: str, *, attempt: int) -> float | None:
+    """What :func:`note_settled` kept for ``attempt``; None when its call was never settled."""
+    raw = await redis.hget(names.task(task_id), f"settled:{attempt}")
+    return None if raw is None else float(raw)
+
+
 async def holds(redis: Redis, names: Names, task_id: str, *,
                 attempt: int) -> list[list[budgets.Reservation]]:
     """The reservations attempt ``attempt`` took, one list per cloud call, in order."""
