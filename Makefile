@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SMALLCODE := $(VENV)/bin/smallcode
 
-.PHONY: install models run test lint bench llama-server reliability
+.PHONY: install models run test lint bench llama-server reliability topology
 
 install:
 	@bash scripts/system-deps.sh
@@ -33,3 +33,11 @@ llama-server: install
 reliability: models llama-server
 	rm -f reliability-figures.jsonl
 	RELIABILITY_FIGURES=reliability-figures.jsonl $(PY) -m pytest tests/reliability -m ""
+
+# The one-machine topology (two APIs, two workers, a Valkey Cluster with replicas, two
+# llama-servers, a scripted cloud) under 120 s of load while one API, one worker, one Valkey
+# primary and one llama-server are SIGKILLed; figures in topology-figures.json (RELIABILITY.md).
+# `make test` runs the same with 6 s of load. Run it with nothing else on the machine.
+topology: models llama-server
+	TOPOLOGY_LOAD_S=120 TOPOLOGY_CLIENTS=8 TOPOLOGY_FIGURES=topology-figures.json \
+		$(PY) -m pytest tests/topology -q -s
