@@ -47,6 +47,22 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     humaneval.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS, help="completion token limit")
     humaneval.add_argument("--no-progress", action="store_true", help="no progress bar")
     humaneval.set_defaults(handler=_humaneval)
+    routed = targets.add_parser(
+        "routed", help="the routed row end to end: the whole graph with the configured policy "
+        "on a HumanEval half, beside the figure simulated from the records")
+    routed.add_argument("--out", type=Path, required=True,
+                        help="results file (JSON lines; resumed when it exists)")
+    routed.add_argument("--split", choices=("report", "calibrate", "all"), default="report",
+                        help="which half of HumanEval (default: the held-out one)")
+    routed.add_argument("--replay", action="store_true",
+                        help="replay generations whose request is identical to a recorded one "
+                             "(docs/humaneval-*.jsonl); others run live")
+    routed.add_argument("--limit", type=int,
+                        help="run at most N problems not yet in --out (a long run in chunks)")
+    routed.add_argument("--problems", nargs="+", metavar="ID", help="task ids (HumanEval/3 or 3)")
+    routed.add_argument("--summary", action="store_true", help="only summarise --out, run nothing")
+    routed.add_argument("--json", action="store_true", help="print one JSON object")
+    routed.set_defaults(handler=_routed)
     report = targets.add_parser("report", help="figures from a results file")
     report.add_argument("results", type=Path)
     report.add_argument("--json", action="store_true", help="print one JSON object")
@@ -159,6 +175,37 @@ def _humaneval(args: argparse.Namespace) -> int:
     for line in report.format_report(report.report(records)):
         print(line, file=sys.stderr)
     print(json.dumps(report.headline(records)))
+    return 0
+
+
+def _routed(args: argparse.Namespace) -> int:
+    # deferred on purpose: router.evals.endtoend loads the graph (langgraph)
+    from router.evals import endtoend
+
+    if args.limit is not None and args.limit < 1:
+        return _fail("--limit must be at least 1")
+    settings = load_settings(args.config)
+    try:
+        problems = humaneval.select(humaneval.load_problems(), args.problems)
+    except KeyError as exc:
+        return _fail(str(exc.args[0]))
+    problems = [p for p in problems
+                if args.split == "all" or humaneval.split_of(p.task_id) == args.split]
+    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    try:
+        if args.summary:
+            records = [r for r in endtoend.read_results(args.out)
+                       if r["task_id"] in {p.task_id for p in problems}]
+        else:
+            records = endtoend.run(problems, settings=settings, out=args.out,
+                                   mode="replay" if args.replay else "live", limit=args.limit,
+                                   log=log)
+    except endtoend.EvalError as exc:
+        return _fail(str(exc))
+    if not records:
+        return _fail(f"{args.out} holds no results of these problems")
+    data = endtoend.summary(records)
+    print(json.dumps(data) if args.json else "\n".join(endtoend.format_summary(data)))
     return 0
 
 

@@ -6,30 +6,44 @@ get the identical answer: the wrapper replays the recorded one instead of genera
 (the graph's logic, signals and checks still run live). Replays are counted, and the time the
 replayed generation took when it was recorded is added to ``replayed_ms`` (pro rata when the
 graph stops reading a stream early), so routed latency stays honest.
+
+``recorded`` preloads generations recorded by earlier runs (:mod:`router.evals.recorded`
+rebuilds them from the committed records); they outlive :meth:`ReplayBackend.forget`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from agents.base import Backend, Generation, GenerationRequest, TokenEvent, Wrapped
 
 
 class ReplayBackend(Wrapped):
-    def __init__(self, inner: Backend, *, record_streams: bool = False) -> None:
+    def __init__(self, inner: Backend, *, record_streams: bool = False,
+                 recorded: Mapping[GenerationRequest, Generation] | None = None) -> None:
         """``record_streams``: ``generate`` goes through ``stream`` so the token events (with
-        logprobs) are recorded too, for a later streaming replay (the local tier)."""
+        logprobs) are recorded too, for a later streaming replay (the local tier).
+        ``recorded``: generations preloaded for these requests; a streaming replay of one
+        yields a token event per logprob (the text on the first), so early abort reads the
+        recorded logprobs."""
         super().__init__(inner)
         self._record_streams = record_streams
+        self._preloaded = dict(recorded or {})
         self._recorded: dict[GenerationRequest, tuple[list[TokenEvent] | None, Generation]] = {}
+        for request, final in self._preloaded.items():
+            self._recorded[request] = (_events(final), final)
         self.replays = 0
         self.replayed_ms = 0.0
+        self.live = 0
 
     def forget(self) -> None:
-        """Drop the recordings and reset the counters (between problems)."""
-        self._recorded.clear()
+        """Drop this run's recordings (the preloaded ones stay) and reset the counters
+        (between problems)."""
+        self._recorded = {request: entry for request, entry in self._recorded.items()
+                          if request in self._preloaded}
         self.replays = 0
         self.replayed_ms = 0.0
+        self.live = 0
 
     def generate(self, request: GenerationRequest) -> Generation:
         if request in self._recorded:
@@ -39,6 +53,7 @@ class ReplayBackend(Wrapped):
             return final
         if self._record_streams:
             return super().generate(request)
+        self.live += 1
         final = self.inner.generate(request)
         self._recorded[request] = (None, final)
         return final
@@ -63,6 +78,7 @@ class ReplayBackend(Wrapped):
             self.replayed_ms += final.timings.total_ms * min(1.0, read / max(1, len(events)))
 
     def _record(self, request: GenerationRequest) -> Iterator[TokenEvent | Generation]:
+        self.live += 1
         events: list[TokenEvent] = []
         for item in self.inner.stream(request):
             if isinstance(item, Generation):
@@ -73,3 +89,12 @@ class ReplayBackend(Wrapped):
 
     def close(self) -> None:
         self.inner.close()
+
+
+def _events(final: Generation) -> list[TokenEvent] | None:
+    """A preloaded generation's stream: one event per logprob, the whole text on the first
+    (records keep no token texts); None without logprobs (one event with the text)."""
+    if not final.logprobs:
+        return None
+    return [TokenEvent(final.text if i == 0 else "", entry)
+            for i, entry in enumerate(final.logprobs)]
