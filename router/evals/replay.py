@@ -45,6 +45,11 @@ class ReplayBackend(Wrapped):
         self.replayed_ms = 0.0
         self.live = 0
 
+    def generated(self) -> list[Generation]:
+        """What was generated live since :meth:`forget`, in order."""
+        return [final for request, (_, final) in self._recorded.items()
+                if request not in self._preloaded]
+
     def generate(self, request: GenerationRequest) -> Generation:
         if request in self._recorded:
             final = self._recorded[request][1]
