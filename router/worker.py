@@ -118,11 +118,14 @@ class TaskRunner:
         the job's claim is); returns its final status."""
         config = self.settings.tasks
         keep_s = config.keep_s
-        if job_try > config.max_tries:  # its workers died max_tries times: give up
+        if job_try > config.max_tries:  # its tries all ended early: give up
+            # From queued too: a task whose every try failed before it started (its store
+            # failing under each) is not left queued with no job behind it.
             await tasks.finish(redis, self.names, task_id, status="failed", keep_s=keep_s,
+                               allowed=("queued", "running"),
                                error={"type": "worker_lost", "message": (
-                                   f"the task's worker stopped before it finished, "
-                                   f"{job_try - 1} times (tasks.max_tries)")})
+                                   f"the task's worker stopped, or its store failed, before "
+                                   f"it finished, {job_try - 1} times (tasks.max_tries)")})
             return "failed"
         before, attempt = await tasks.start_attempt(redis, self.names, task_id,
                                                     worker=self.worker_id, keep_s=keep_s)
@@ -313,16 +316,27 @@ class TaskRunner:
 
 
 async def run_task_job(ctx: dict[str, Any], task_id: str) -> str:
-    """The arq job: run one task (``ctx["runner"]`` holds the graph and the models). A store
-    that fails under the job (a cluster primary killed, its replica not yet promoted) sends
-    the task back to the queue for another try: arq would otherwise finish the job as failed
-    and leave the accepted task ``running`` for ever."""
+    """The arq job: run one task (``ctx["runner"]`` holds the graph and the models).
+
+    The job ends only when the task has: anything that escapes the run goes back to the queue
+    for another try (arq ``Retry``, :data:`STORE_RETRY_S`), up to ``tasks.max_tries`` tries,
+    after which the task is marked failed. arq would otherwise finish the job as failed and
+    leave the accepted task ``queued`` or ``running`` for ever, with no job behind it. The run
+    turns every failure of the task's own work into its ``failed`` status, so what escapes is
+    the store failing under it: a ``RedisError`` (a cluster primary killed, its replica not yet
+    promoted), or what redis-py's asyncio cluster client raises for a connection closed under a
+    write during that failover, an ``AttributeError`` (redis/redis-py#4287; seen in
+    ``make topology``) — or a defect, which the log shows with its traceback."""
     runner: TaskRunner = ctx["runner"]
     try:
         return await runner.run(ctx["store"], ctx["redis"], task_id, job_try=ctx["job_try"])
     except RedisError as exc:
         log.warning("task %s: the store failed under it (%s); it runs again in %g s", task_id,
                     type(exc).__name__, STORE_RETRY_S)
+        raise Retry(defer=STORE_RETRY_S) from exc
+    except Exception as exc:
+        log.warning("task %s: its try ended with %s; it runs again in %g s", task_id,
+                    type(exc).__name__, STORE_RETRY_S, exc_info=True)
         raise Retry(defer=STORE_RETRY_S) from exc
 
 

@@ -157,9 +157,10 @@ async def start_attempt(redis: Redis, names: Names, task_id: str, *, worker: str
 
 async def finish(redis: Redis, names: Names, task_id: str, *, status: Status,
                  keep_s: int, answer: str | None = None, route: dict[str, Any] | None = None,
-                 finish_reason: str | None = None,
-                 error: dict[str, Any] | None = None) -> bool:
-    """A running task ends (done or failed); False when it had been cancelled meanwhile."""
+                 finish_reason: str | None = None, error: dict[str, Any] | None = None,
+                 allowed: tuple[str, ...] = ("running",)) -> bool:
+    """A running task ends (done or failed); False when it had been cancelled meanwhile.
+    ``allowed``: the statuses it may end from (a worker giving a task up may end it queued)."""
     fields = {"status": status, "finished_at": repr(time.time())}
     data: dict[str, Any] = {"status": status}
     if answer is not None:
@@ -174,9 +175,9 @@ async def finish(redis: Redis, names: Names, task_id: str, *, status: Status,
     if error is not None:
         fields["error"] = json.dumps(error)
         data["error"] = error
-    before, _ = await _move(redis, names, task_id, allowed=("running",), event=status,
+    before, _ = await _move(redis, names, task_id, allowed=allowed, event=status,
                             data=data, fields=fields, keep_s=keep_s)
-    return before == "running"
+    return before in allowed
 
 
 async def cancel(redis: Redis, names: Names, task_id: str, *, keep_s: int) -> str | None:

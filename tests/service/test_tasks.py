@@ -280,15 +280,17 @@ def test_a_cancelled_queued_task_never_runs(queue_only: str, store: Store, smol:
     assert again.json()["status"] == "cancelled"
 
 
-async def _burst(settings: Settings, local: Any) -> int:
-    """Run a worker until the queue is empty; returns the jobs it took."""
+async def _burst(settings: Settings, local: Any,
+                 store_as: Callable[[Any], Any] = lambda store: store) -> int:
+    """Run a worker until the queue is empty; returns the jobs it took. ``store_as``: what
+    the worker's jobs see of its store client."""
     from router.graph.graph import build_graph
     from router.runtime import build_context
 
     cloud = CloudBackend(CloudConfig(api_base=DEAD_CLOUD, num_retries=0))
     store = connect.client(settings.redis)
     try:
-        worker = build_worker(settings, NAMES, store=store, graph=build_graph(),
+        worker = build_worker(settings, NAMES, store=store_as(store), graph=build_graph(),
                               queue_url=await queue.queue_url(settings.redis, NAMES, cluster=store),
                               context=build_context(settings, local, cloud),
                               handle_signals=False, burst=True)
@@ -297,6 +299,48 @@ async def _burst(settings: Settings, local: Any) -> int:
     finally:
         await store.aclose()
     return worker.jobs_complete + worker.jobs_failed
+
+
+class _WriteCutUnder:
+    """The worker's store, whose first ``cuts`` scripts meet a connection closed under their
+    write, as redis-py's asyncio cluster client raises it during a primary's failover: an
+    ``AttributeError``, not a ``RedisError`` (redis/redis-py#4287; what lost a task in
+    ``make topology``). Everything else goes to the real client."""
+
+    def __init__(self, store: Any, cuts: int) -> None:
+        self.store, self.cuts = store, cuts
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def eval(self, *args: Any) -> Any:
+        if self.cuts > 0:
+            self.cuts -= 1
+            raise AttributeError("'NoneType' object has no attribute 'writelines'")
+        return await self.store.eval(*args)
+
+
+def test_a_try_cut_short_by_a_client_error_runs_again_and_the_task_is_not_lost(
+        queue_only: str, store: Store, smol: Any) -> None:
+    key = new_key(store, "payments")
+    task_id = submit(queue_only, key, {"prompt": SHORT, "max_tokens": 8}).json()["id"]
+    asyncio.run(_burst(make_settings(store), smol,
+                       store_as=lambda client: _WriteCutUnder(client, cuts=1)))
+    task = httpx.get(f"{queue_only}/v1/tasks/{task_id}", headers=key).json()
+    assert task["status"] == "done" and task["attempts"] == 1 and task["answer"], task
+    assert run_store(store, ledger.get_entry, task_id)["status"] == "done"
+
+
+def test_a_task_whose_every_try_fails_before_it_starts_ends_failed_not_queued(
+        queue_only: str, store: Store, smol: Any) -> None:
+    key = new_key(store, "payments")
+    task_id = submit(queue_only, key, {"prompt": SHORT, "max_tokens": 8}).json()["id"]
+    asyncio.run(_burst(make_settings(store, max_tries=1), smol,
+                       store_as=lambda client: _WriteCutUnder(client, cuts=1)))
+    task = httpx.get(f"{queue_only}/v1/tasks/{task_id}", headers=key).json()
+    assert task["status"] == "failed" and task["attempts"] == 0, task
+    assert task["error"]["type"] == "worker_lost"
+    assert [e["event"] for e in events(queue_only, key, task_id)] == ["queued", "failed"]
 
 
 def test_cancelling_a_running_task_stops_it_and_frees_the_worker(
