@@ -61,3 +61,14 @@ def test_replayed_run_serves_what_the_simulation_says(tmp_path: Path, smol_stand
     learned = load_settings(DEFAULT_CONFIG, policies={"default": {"judge_model": "builtin"}})
     with pytest.raises(EvalError, match="another policy"):
         endtoend.run(problems, settings=learned, out=out, mode="replay", log=lambda line: None)
+
+
+def test_benchmarks_end_to_end_table_matches_the_records() -> None:
+    from router.evals.run import read_results
+
+    text = Path("BENCHMARKS.md").read_text(encoding="utf-8")
+    begin, end = "<!-- routed-end-to-end:begin -->\n", "<!-- routed-end-to-end:end -->"
+    table = text[text.index(begin) + len(begin):text.index(end)].strip().splitlines()
+    runs = [read_results(path) for path in endtoend.RUNS]
+    assert all(runs), "every committed end-to-end run has records"
+    assert table == endtoend.markdown(runs)
