@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import traceback
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
+import redis
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 
 from agents.config import CloudConfig
 from policies.budget import Period, retry_after_s
@@ -25,6 +30,21 @@ from router.store.names import Names
 T = TypeVar("T")
 REDIS_WAIT_S = 10.0
 RETRY_DELAY_S = 10.0  # the OpenAI SDK waits at most 8 s between its retries
+_REDIS_DIR = Path(redis.__file__).resolve().parent
+
+
+class StoreFailed(RedisConnectionError):
+    """The store failed under a budget call made from the graph's run (a cluster primary
+    killed, its replica not yet promoted): the cause is chained. A ``RedisError``, so that the
+    API answers a chat 503 with Retry-After and a task's worker runs the task again."""
+
+
+def _from_redis(exc: AttributeError) -> bool:
+    """Whether ``exc`` was raised inside the redis package: what redis-py's asyncio cluster
+    client raises for a connection closed under a write during a failover
+    (redis/redis-py#4287); an AttributeError of our own stays a bug."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and Path(frames[-1].filename).resolve().is_relative_to(_REDIS_DIR)
 
 
 def hold_s(cloud: CloudConfig) -> float:
@@ -66,7 +86,20 @@ class BudgetGate:
         self.retry_after_s = max(retry_after_s(scope.period, now) for scope in scopes)
 
     def _wait(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(REDIS_WAIT_S)
+        """Run ``coroutine`` on the loop and wait for it; :class:`StoreFailed` when the store
+        fails under it (or does not answer within :data:`REDIS_WAIT_S`)."""
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        try:
+            return future.result(REDIS_WAIT_S)
+        except (RedisError, OSError, TimeoutError) as exc:
+            future.cancel()
+            raise StoreFailed(f"the store failed under a budget call: "
+                              f"{type(exc).__name__}") from exc
+        except AttributeError as exc:
+            if not _from_redis(exc):
+                raise
+            raise StoreFailed(f"the store failed under a budget call: "
+                              f"{type(exc).__name__}") from exc
 
     def reserve(self, usd: float) -> object | None:
         return self._wait(self._reserve(usd))

@@ -21,9 +21,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agents.cloud import CloudBackend
 from agents.config import CloudConfig
+from policies.config import PoliciesConfig
 from router.service.app import create_app
 from router.settings import Settings
-from router.store import apikeys, connect, ledger, queue, tasks
+from router.store import apikeys, budgets, connect, ledger, queue, tasks
 from router.store.names import Names
 from router.store.server import EmbeddedRedis
 from router.worker import _close, build_worker
@@ -287,7 +288,7 @@ async def _burst(settings: Settings, local: Any,
     from router.graph.graph import build_graph
     from router.runtime import build_context
 
-    cloud = CloudBackend(CloudConfig(api_base=DEAD_CLOUD, num_retries=0))
+    cloud = CloudBackend(settings.cloud)
     store = connect.client(settings.redis)
     try:
         worker = build_worker(settings, NAMES, store=store_as(store), graph=build_graph(),
@@ -341,6 +342,59 @@ def test_a_task_whose_every_try_fails_before_it_starts_ends_failed_not_queued(
     assert task["status"] == "failed" and task["attempts"] == 0, task
     assert task["error"]["type"] == "worker_lost"
     assert [e["event"] for e in events(queue_only, key, task_id)] == ["queued", "failed"]
+
+
+class _BudgetCutUnder:
+    """The worker's store, whose first budget script (the budget gate's, inside the graph's
+    run) meets a connection closed under its write: it goes into redis-py's own write on a
+    closed connection, which raises what its asyncio cluster client raises during a primary's
+    failover (``AttributeError: 'NoneType' object has no attribute 'writelines'``,
+    redis/redis-py#4287). Everything else goes to the real client."""
+
+    def __init__(self, store: Any) -> None:
+        self.store, self.cuts = store, 1
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def eval(self, *args: Any) -> Any:
+        if self.cuts > 0 and str(args[2]).startswith(f"{PREFIX}:budget:"):
+            self.cuts -= 1
+            from redis.asyncio.connection import Connection
+
+            closed = Connection()  # never connected: no writer, as one closed under a write
+            await closed._send_packed_command([b"EVALSHA"])
+            raise AssertionError("redis-py wrote on a closed connection: no failure to test")
+        return await self.store.eval(*args)
+
+
+BUDGET_USD = 10.0
+
+
+def test_a_store_failure_in_the_budget_gate_runs_the_task_again_and_charges_it_once(
+        queue_only: str, store: Store, smol: Any, smol_standin_url: str) -> None:
+    """The store fails under the cloud call's budget reservation, inside the graph's run (a
+    primary's failover): the task is not failed for it; it runs again, ends done with its
+    answer, and its budget is charged once, what its one ledger entry says."""
+    key = new_key(store, "payments")
+    task_id = submit(queue_only, key, {"prompt": SHORT, "max_tokens": 4,
+                                       "route": "cloud"}).json()["id"]
+    settings = make_settings(store).model_copy(update={
+        "cloud": CloudConfig(api_base=smol_standin_url, num_retries=0, timeout_s=30),
+        "policies": PoliciesConfig(teams={"payments": {
+            "budget_usd": BUDGET_USD, "budget_period": "month"}})})
+    asyncio.run(_burst(settings, smol, store_as=_BudgetCutUnder))
+    task = httpx.get(f"{queue_only}/v1/tasks/{task_id}", headers=key).json()
+    assert task["status"] == "done" and task["answer"], task
+    assert task["route"]["final"] == "cloud" and task["attempts"] == 2, task
+    entries = run_store(store, ledger.page_entries, team="payments", start=0,
+                        end=time.time() + 60, limit=10)
+    assert [e["id"] for e in entries] == [task_id]
+    assert entries[0]["cost_usd"] > 0
+    spent = run_store(store, budgets.state, scope="team:payments", period="month",
+                      limit_usd=BUDGET_USD)
+    assert spent.spent_usd == pytest.approx(entries[0]["cost_usd"])
+    assert spent.reserved_usd == pytest.approx(0) and spent.open_reservations == 0
 
 
 def test_cancelling_a_running_task_stops_it_and_frees_the_worker(
