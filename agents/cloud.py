@@ -71,7 +71,6 @@ def import_litellm() -> Any:
     return litellm
 
 
-
 def check_price_as(name: str) -> None:
     """Refuse a price_as model that litellm cannot price (unknown names would cost $0)."""
     litellm = import_litellm()

@@ -172,9 +172,8 @@ class TaskRunner:
         if isinstance(outcome, RedisError):
             # The store failed under the run (the budget gate's calls: StoreFailed), as in a
             # primary's failover: not the task's failure. Back to the queue; the next attempt
-            # settles what this one held or spent (_lost_attempt), as for a killed worker.
-            log.warning("task %s: attempt %d: the store failed under its run (%s); it runs "
-                        "again", task_id, attempt, type(outcome).__name__)
+            # settles what this one held or spent (_lost_attempt), as for a killed worker;
+            # run_task_job logs it and queues the job again.
             raise outcome
         latency_ms = (time.perf_counter() - started) * 1000
         retention_days = self.settings.redis.retention_days

@@ -91,13 +91,10 @@ class BudgetGate:
         future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
         try:
             return future.result(REDIS_WAIT_S)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except (RedisError, OSError, TimeoutError, AttributeError) as exc:
+            if isinstance(exc, AttributeError) and not _from_redis(exc):
+                raise  # our own: a bug, not the store
             future.cancel()
-            raise StoreFailed(f"the store failed under a budget call: "
-                              f"{type(exc).__name__}") from exc
-        except AttributeError as exc:
-            if not _from_redis(exc):
-                raise
             raise StoreFailed(f"the store failed under a budget call: "
                               f"{type(exc).__name__}") from exc
 
