@@ -42,7 +42,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from arq.connections import ArqRedis
@@ -94,6 +94,10 @@ class TaskRunner:
     context: RouterContext
     worker_id: str
     metrics: Metrics | None = None  # this process's /metrics: each ledger entry counted there
+    # The tasks this process runs now, shared by the workers it starts one after another (a
+    # worker that lost Redis is replaced while its tasks go on): a job arq hands out again
+    # for one of them (its claim lapsed with the store) waits instead of running it twice.
+    running: set[str] = field(default_factory=set)
     _limits: RateLimits | None = None  # one for all tasks (on a cluster: its own client)
 
     def limits(self, redis: Redis) -> RateLimits:
@@ -107,15 +111,49 @@ class TaskRunner:
             with contextlib.suppress(RedisError, OSError):
                 await limits.aclose()
 
-    async def _write(self, redis: Redis, **entry: Any) -> None:
-        """The run's ledger entry (once per id), counted in this process's metrics when new."""
+    async def _write(self, redis: Redis, **entry: Any) -> bool:
+        """The run's ledger entry (once per id), counted in this process's metrics when new;
+        True when it was."""
         written = await write_ledger(redis, self.names, **entry)
         if written is not None and self.metrics is not None:
             self.metrics.observe(written)
+        return written is not None
 
-    async def run(self, redis: Redis, lease: ArqRedis, task_id: str, *, job_try: int) -> str:
-        """Run the task ``task_id`` once (``redis``: the store; ``lease``: arq's client, where
-        the job's claim is); returns its final status."""
+    async def _record(self, redis: Redis, task: dict[str, Any], attempt: int, caller: Caller,
+                      record: RouteRecord, *, status: str, latency_ms: float,
+                      own_id: bool = True) -> bool:
+        """Record what attempt ``attempt`` ran, once: under the task's id (``own_id``: the
+        task's own entry is the run that ends it), or under the attempt's id when that one is
+        taken (another attempt of the task answered it while this one ran) or not ``own_id``.
+        Its budget reservations a later attempt began before it could settle them
+        (``gate.deferred``) are settled once it is written. False when a later attempt
+        recorded this one already (as lost, at what it found): nothing more is written or
+        charged here."""
+        claim = ledger.Claim(task["id"], attempt, "self")
+        entry = {"team": task["team"], "key_id": task["key_id"], "source": "task",
+                 "record": record, "latency_ms": latency_ms, "status": status,
+                 "retention_days": self.settings.redis.retention_days, "claim": claim}
+        ids = [task["id"]] if own_id else []
+        for request_id in [*ids, attempt_id(task["id"], attempt)]:
+            if await self._write(redis, request_id=request_id, **entry):
+                break
+        else:
+            log.info("task %s: attempt %d was recorded by a later attempt", task["id"], attempt)
+            return False
+        await self._settle_deferred(redis, caller)
+        await self._charge(caller, task["id"], record)
+        return True
+
+    @staticmethod
+    async def _settle_deferred(redis: Redis, caller: Caller) -> None:
+        """Settle the reservations the run's gate left to the runner (a later attempt had
+        begun when its call was charged): each once, as every settle is."""
+        for reservations, usd in caller.gate.deferred if caller.gate is not None else []:
+            for reservation in reservations:
+                await budgets.settle(redis, reservation, usd)
+
+    async def run(self, redis: Redis, task_id: str, *, job_try: int) -> str:
+        """Run the task ``task_id`` once (``redis``: the store); returns its final status."""
         config = self.settings.tasks
         keep_s = config.keep_s
         if job_try > config.max_tries:  # its tries all ended early: give up
@@ -136,6 +174,13 @@ class TaskRunner:
         if task is None:  # expired between the two reads
             return "gone"
         log.info("task %s: attempt %d on %s", task_id, attempt, self.worker_id)
+        return await self._attempt(redis, task, attempt)
+
+    async def _attempt(self, redis: Redis, task: dict[str, Any], attempt: int) -> str:
+        """Attempt ``attempt`` of ``task``, begun: its run, its record and its end."""
+        config = self.settings.tasks
+        keep_s = config.keep_s
+        task_id = task["id"]
         caller = await self._caller(redis, task)
         # Earlier attempts whose worker died or stopped, or whose store went away: their spend
         # counts (each at most once; one that recorded itself, or ran nothing, is skipped).
@@ -149,7 +194,7 @@ class TaskRunner:
         started = time.perf_counter()
         run = Run(self.graph, caller.task(task["request"]), caller.context(self.context))
         pump = asyncio.create_task(self._pump(redis, task_id, run))
-        guard = asyncio.create_task(self._guard(redis, lease, task_id, run.cancel))
+        guard = asyncio.create_task(self._guard(redis, task_id, run.cancel))
         outcome: RoutedAnswer | BaseException
         try:
             try:
@@ -176,17 +221,13 @@ class TaskRunner:
             # run_task_job logs it and queues the job again.
             raise outcome
         latency_ms = (time.perf_counter() - started) * 1000
-        retention_days = self.settings.redis.retention_days
         if isinstance(outcome, asyncio.CancelledError):
             # What this attempt ran is recorded under its own id (the task's own entry is
             # its final run's), its budget already settled at that; then arq queues it again.
             record = run.stopped_record("worker_stopped")
             if record is not None:
-                await self._write(redis, request_id=attempt_id(task_id, attempt),
-                                  team=task["team"], key_id=task["key_id"], source="task",
-                                  record=record, latency_ms=latency_ms,
-                                  retention_days=retention_days, status="requeued")
-                await self._charge(caller, task_id, record)
+                await self._record(redis, task, attempt, caller, record, status="requeued",
+                                   latency_ms=latency_ms, own_id=False)
             log.info("task %s: attempt %d stopped with its worker; it runs again", task_id,
                      attempt)
             raise outcome
@@ -194,12 +235,8 @@ class TaskRunner:
             stopped: StopReason = "cancelled" if isinstance(outcome, TaskCancelled) else "timeout"
             record = run.stopped_record(stopped)
             if record is not None:
-                await self._write(
-                    redis, request_id=task_id, team=task["team"],
-                    key_id=task["key_id"], source="task", record=record, latency_ms=latency_ms,
-                    retention_days=retention_days,
-                    status="cancelled" if stopped == "cancelled" else "failed")
-                await self._charge(caller, task_id, record)
+                await self._record(redis, task, attempt, caller, record, latency_ms=latency_ms,
+                                   status="cancelled" if stopped == "cancelled" else "failed")
         if isinstance(outcome, TaskCancelled):
             return "cancelled"
         if isinstance(outcome, BaseException):
@@ -208,14 +245,16 @@ class TaskRunner:
             else:
                 error = _error(outcome)
                 log.warning("task %s failed: %s", task_id, type(outcome).__name__)
+            await self._settle_deferred(redis, caller)  # as a failed request's call is
             await tasks.finish(redis, self.names, task_id, status="failed", keep_s=keep_s,
                                error=error)
             return "failed"
         record = RouteRecord.routed(outcome.record)
-        await self._write(redis, request_id=task_id, team=task["team"],
-                          key_id=task["key_id"], source="task", record=record,
-                          latency_ms=latency_ms, retention_days=retention_days)
-        await self._charge(caller, task_id, record)
+        if not await self._record(redis, task, attempt, caller, record, status="done",
+                                  latency_ms=latency_ms):
+            # A later attempt began while this one ran and recorded it as lost: that one
+            # answers the task.
+            return await tasks.status(redis, self.names, task_id) or "gone"
         finished = await tasks.finish(redis, self.names, task_id, status="done", keep_s=keep_s,
                                       answer=outcome.text, route=record.to_json(),
                                       finish_reason=outcome.finish_reason)
@@ -257,6 +296,12 @@ class TaskRunner:
         if not cloud and noted is None:
             return  # nothing was spent (a local attempt costs nothing)
         cost = noted if noted is not None else price(self.context.price_as, prompt, cloud)
+        retention_days = self.settings.redis.retention_days
+        # Its claim first: a worker that only lost its claim on the task (its store away past
+        # the lease) may still be running it, and records itself if it gets there first.
+        if not await ledger.claim_lost(redis, self.names, task["team"], task["id"], attempt,
+                                       retention_days=retention_days):
+            return
         calls = await tasks.holds(redis, self.names, task["id"], attempt=attempt)
         for n, call in enumerate(calls):
             for reservation in call:
@@ -264,9 +309,11 @@ class TaskRunner:
         record = RouteRecord.stopped("worker_lost", prompt_tokens=prompt, local_tokens=local,
                                      cloud_tokens=cloud, cost_usd=cost,
                                      counterfactual_usd=cost)
-        await self._write(redis, request_id=entry_id, team=task["team"],
-                          key_id=task["key_id"], source="task", record=record, latency_ms=0.0,
-                          retention_days=self.settings.redis.retention_days, status="lost")
+        if not await self._write(redis, request_id=entry_id, team=task["team"],
+                                 key_id=task["key_id"], source="task", record=record,
+                                 latency_ms=0.0, retention_days=retention_days, status="lost",
+                                 claim=ledger.Claim(task["id"], attempt, "lost")):
+            return  # another attempt recorded it (and charged its tokens) before this one
         await self._charge(caller, task["id"], record)
         log.warning("task %s: attempt %d's worker died mid run; charged what its events show "
                     "it ran ($%.6f)", task["id"], attempt, cost)
@@ -303,9 +350,13 @@ class TaskRunner:
             with contextlib.suppress(Exception):  # progress is best effort; the outcome is not
                 await tasks.add_events(redis, self.names, task_id, events)
 
-    async def _guard(self, redis: Redis, lease: ArqRedis, task_id: str,
-                     cancel: threading.Event) -> None:
-        """While the task runs: renew this worker's claim on it, and notice a cancel."""
+    async def _guard(self, redis: Redis, task_id: str, cancel: threading.Event) -> None:
+        """While the task runs: hold this worker's claim on it (arq's in-progress key, on the
+        queue's slot), and notice a cancel. The claim is renewed through the store's client,
+        which follows a cluster's failover (arq's own is a one-server client that a worker
+        restarted after losing Redis closes), and set again rather than extended, so that a
+        store away for longer than the lease does not leave the job free for another worker
+        to start while this one still runs it."""
         claim = in_progress_key_prefix + self.names.job_id(task_id)
         lease_s = self.settings.tasks.lease_s
         tick = min(0.5, lease_s / 3)
@@ -314,7 +365,7 @@ class TaskRunner:
             now = time.monotonic()
             with contextlib.suppress(Exception):  # a blip: the lease has slack, try again
                 if now - renewed >= lease_s / 3:
-                    await lease.pexpire(claim, int(lease_s * 1000))
+                    await redis.set(claim, b"1", px=int(lease_s * 1000))
                     renewed = now
                 if await tasks.status(redis, self.names, task_id) != "running":
                     cancel.set()
@@ -334,8 +385,14 @@ async def run_task_job(ctx: dict[str, Any], task_id: str) -> str:
     write during that failover, an ``AttributeError`` (redis/redis-py#4287; seen in
     ``make topology``) — or a defect, which the log shows with its traceback."""
     runner: TaskRunner = ctx["runner"]
+    if task_id in runner.running:
+        # This process runs it already: its claim lapsed while the store was away, and arq
+        # handed the job out again. It stays queued (not a second run) until that run ends.
+        log.info("task %s: running here already; its job waits", task_id)
+        raise Retry(defer=runner.settings.tasks.lease_s)
+    runner.running.add(task_id)
     try:
-        return await runner.run(ctx["store"], ctx["redis"], task_id, job_try=ctx["job_try"])
+        return await runner.run(ctx["store"], task_id, job_try=ctx["job_try"])
     except RedisError as exc:
         log.warning("task %s: the store failed under it (%s); it runs again in %g s", task_id,
                     type(exc).__name__, STORE_RETRY_S)
@@ -344,6 +401,8 @@ async def run_task_job(ctx: dict[str, Any], task_id: str) -> str:
         log.warning("task %s: its try ended with %s; it runs again in %g s", task_id,
                     type(exc).__name__, STORE_RETRY_S, exc_info=True)
         raise Retry(defer=STORE_RETRY_S) from exc
+    finally:
+        runner.running.discard(task_id)
 
 
 async def _close(worker: Worker) -> None:
@@ -379,27 +438,31 @@ def new_worker_id() -> str:
 async def open_worker(settings: Settings, names: Names, *, store: Redis, graph: Any,
                       context: RouterContext, handle_signals: bool,
                       concurrency: int | None = None, burst: bool = False,
-                      metrics: Metrics | None = None) -> Worker:
+                      metrics: Metrics | None = None, running: set[str] | None = None) -> Worker:
     """:func:`build_worker` on the server that holds the queue now (on a cluster: its slot's
     primary, found again through ``store`` each time a worker is made)."""
     found = await queue.queue_url(settings.redis, names, cluster=store)
     return build_worker(settings, names, queue_url=found, store=store, graph=graph,
                         context=context, handle_signals=handle_signals,
-                        concurrency=concurrency, burst=burst, metrics=metrics)
+                        concurrency=concurrency, burst=burst, metrics=metrics,
+                        running=running)
 
 
 def build_worker(settings: Settings, names: Names, *, queue_url: str, store: Redis, graph: Any,
                  context: RouterContext, handle_signals: bool,
                  concurrency: int | None = None, burst: bool = False,
-                 metrics: Metrics | None = None) -> Worker:
+                 metrics: Metrics | None = None, running: set[str] | None = None) -> Worker:
     """An arq worker for the task queue at ``queue_url`` (:func:`router.store.queue.queue_url`),
     running tasks with ``graph`` and ``context``, on the store client ``store`` (the caller's:
     it stays open when the worker closes).
     Create it inside the event loop it will run in. ``burst``: stop once the queue is empty.
-    ``metrics``: where the tasks it runs are counted (the API's, for its embedded worker)."""
+    ``metrics``: where the tasks it runs are counted (the API's, for its embedded worker).
+    ``running``: the tasks the process runs now (:attr:`TaskRunner.running`), shared by the
+    workers it starts one after another."""
     config = settings.tasks
     worker_id = new_worker_id()
-    runner = TaskRunner(settings, names, graph, context, worker_id, metrics)
+    runner = TaskRunner(settings, names, graph, context, worker_id, metrics,
+                        running=set() if running is None else running)
     beating: dict[str, asyncio.Task[None]] = {}
 
     async def heartbeat(redis: ArqRedis) -> None:
@@ -454,7 +517,7 @@ class EmbeddedWorker:
         """``store``: the API's store client (its tasks' records, the ledger; on a cluster,
         what finds the queue's primary)."""
         self._args = {"store": store, "graph": graph, "context": context,
-                      "concurrency": concurrency, "metrics": metrics}
+                      "concurrency": concurrency, "metrics": metrics, "running": set()}
         self.settings, self.names = settings, names
         self.worker: Worker | None = None
         self._running: asyncio.Task[None] | None = None
@@ -490,10 +553,12 @@ async def serve_worker(settings: Settings, names: Names, *, graph: Any,
     cluster, a queue whose primary changed) starts a new worker once it is back, instead of
     ending the process."""
     store = connect.client(settings.redis, socket_timeout=5, socket_connect_timeout=2)
+    running: set[str] = set()
 
     async def new() -> Worker:
         return await open_worker(settings, names, store=store, graph=graph, context=context,
-                                 handle_signals=True, concurrency=concurrency, metrics=metrics)
+                                 handle_signals=True, concurrency=concurrency, metrics=metrics,
+                                 running=running)
 
     async def run(worker: Worker) -> None:
         with contextlib.suppress(asyncio.CancelledError):  # SIGTERM / SIGINT
@@ -509,21 +574,43 @@ async def serve_worker(settings: Settings, names: Names, *, graph: Any,
 
 async def _restarting(new: Callable[[], Awaitable[Worker]],
                       run: Callable[[Worker], Awaitable[None]], *, what: str) -> None:
-    """``run(await new())`` until it ends; a worker that dies of a lost Redis is discarded and
-    a new one started, with a backoff, once Redis is back. A one-server client on a cluster
-    that no longer owns the queue's slot fails with MOVED (a ``RedisError``) or a lost
-    connection: the new worker is opened on the slot's primary of now."""
+    """``run(await new())`` until it ends; a worker that dies of a lost Redis is retired
+    (:func:`_retire`) and a new one started, with a backoff, once Redis is back. A one-server
+    client on a cluster that no longer owns the queue's slot fails with MOVED (a
+    ``RedisError``) or a lost connection: the new worker is opened on the slot's primary of
+    now."""
     backoff_s = 0.5
-    while True:
-        worker: Worker | None = None
-        try:
-            worker = await new()
-            await run(worker)
-            return
-        except (RedisError, OSError) as exc:
-            log.warning("%s lost Redis (%s); starting again in %.1f s", what,
-                        type(exc).__name__, backoff_s)
-            if worker is not None:
-                await _discard(worker)
-        await asyncio.sleep(backoff_s)
-        backoff_s = min(backoff_s * 2, 10.0)
+    retiring: list[tuple[Worker, asyncio.Task[None]]] = []
+    try:
+        while True:
+            worker: Worker | None = None
+            try:
+                worker = await new()
+                await run(worker)
+                return
+            except (RedisError, OSError) as exc:
+                log.warning("%s lost Redis (%s); starting again in %.1f s", what,
+                            type(exc).__name__, backoff_s)
+                if worker is not None:
+                    retiring.append((worker, asyncio.create_task(_retire(worker))))
+            await asyncio.sleep(backoff_s)
+            backoff_s = min(backoff_s * 2, 10.0)
+    finally:
+        for old, retired in retiring:  # stopping: their tasks go back to the queue
+            for job in old.tasks.values():
+                job.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
+                await retired
+
+
+async def _retire(worker: Worker) -> None:
+    """A worker whose loop died of a lost Redis: the tasks it was running go on (each holds
+    its claim through the store's client, and records itself) and arq finishes their jobs on
+    its client, which is closed only once they have ended; then the rest of it stops (its
+    heartbeat, its connections)."""
+    running = [job for job in worker.tasks.values() if not job.done()]
+    await asyncio.gather(*running, return_exceptions=True)
+    if worker.on_shutdown is not None:
+        with contextlib.suppress(Exception):
+            await worker.on_shutdown(worker.ctx)
+    await _discard(worker)

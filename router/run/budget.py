@@ -72,7 +72,9 @@ class BudgetGate:
     as it is taken (a queued task keeps them with the task, so that if its worker is killed
     mid call, the next attempt can settle them at what the dead one ran). ``on_settle``: told
     what a call is charged before its budgets are (a queued task keeps it, so that the next
-    attempt records what a dead one's budgets were charged, not an estimate)."""
+    attempt records what a dead one's budgets were charged, not an estimate); when it answers
+    False (a later attempt of the task has begun), the budgets are not settled here but kept
+    in ``deferred``, for the task's runner to settle once its ledger entry is written."""
 
     def __init__(self, redis: Redis, names: Names, scopes: list[Scope],
                  loop: asyncio.AbstractEventLoop, *, hold_s: float) -> None:
@@ -81,7 +83,8 @@ class BudgetGate:
         self.hold_s = hold_s
         self.settled_usd = 0.0
         self.on_hold: Callable[[list[budgets.Reservation]], Awaitable[None]] | None = None
-        self.on_settle: Callable[[float], Awaitable[None]] | None = None
+        self.on_settle: Callable[[float], Awaitable[bool]] | None = None
+        self.deferred: list[tuple[list[budgets.Reservation], float]] = []
         now = dt.datetime.now(dt.UTC)
         self.retry_after_s = max(retry_after_s(scope.period, now) for scope in scopes)
 
@@ -122,8 +125,10 @@ class BudgetGate:
         self.settled_usd += usd
 
     async def _settle(self, token: list[budgets.Reservation], usd: float) -> None:
-        if self.on_settle is not None:  # first: a process that dies after it leaves the amount
-            await self.on_settle(usd)
+        # The amount first: a process that dies after it leaves it with the task.
+        if self.on_settle is not None and not await self.on_settle(usd):
+            self.deferred.append((token, usd))  # a later attempt began: the runner settles
+            return
         for reservation in token:
             await budgets.settle(self.redis, reservation, usd)
 

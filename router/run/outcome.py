@@ -150,11 +150,13 @@ def ledger_entry(*, request_id: str, team: str, key_id: str | None, source: str,
 
 async def write_ledger(redis: Redis, names: Names, *, request_id: str, team: str,
                        key_id: str | None, source: str, record: RouteRecord, latency_ms: float,
-                       retention_days: int, status: str = "done") -> dict[str, Any] | None:
+                       retention_days: int, status: str = "done",
+                       claim: ledger.Claim | None = None) -> dict[str, Any] | None:
     """Write the ledger entry of one run's end, with its record, once per ``request_id``:
-    the entry when it was new, None when that id was written already (a re-run)."""
+    the entry when it was new, None when that id was written already (a re-run) or a task
+    attempt's ``claim`` refused it."""
     entry = ledger_entry(request_id=request_id, team=team, key_id=key_id, source=source,
                          record=record, latency_ms=latency_ms, status=status)
     written = await ledger.write_entry(redis, names, entry, retention_days=retention_days,
-                                       record=record.to_json())
+                                       record=record.to_json(), claim=claim)
     return entry if written else None

@@ -35,18 +35,24 @@ LATENCY_BUCKETS_MS = (50, 100, 250, 500, 1000, 2000, 5000, 10000, 20000, 40000, 
 CONFIDENCE_BINS = 20
 
 # KEYS (one team's, one slot): entry, the team's by-time index, rollup, rollup days, key spend,
-# record, histograms, sessions. ARGV: entry JSON, time, id, day, ttl, day ordinal, key id, cost,
-# record JSON ('' for none), the index where the histogram pairs start, the index where the
-# session pairs start, then the rollup pairs, the histogram pairs and the session pairs (none:
-# not an agent's turn).
+# record, histograms, sessions[, an attempt's claim]. ARGV: entry JSON, time, id, day, ttl, day
+# ordinal, key id, cost, record JSON ('' for none), the index where the histogram pairs start,
+# the index where the session pairs start, who claims the attempt ('' without a claim), then
+# the rollup pairs, the histogram pairs and the session pairs (none: not an agent's turn).
+# Returns 1 when written, 0 when the entry was there, -1 when the attempt's claim refused it.
 _WRITE = """
+if #KEYS == 9 then
+  local held = redis.call('GET', KEYS[9])
+  if held and not (held == 'lost' and ARGV[12] == 'lost') then return -1 end
+end
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[5]) then return 0 end
+if #KEYS == 9 then redis.call('SET', KEYS[9], ARGV[12], 'EX', ARGV[5]) end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[2] - ARGV[5])
 redis.call('ZADD', KEYS[4], ARGV[6], ARGV[4])
 local split = tonumber(ARGV[10])
 local sessions = tonumber(ARGV[11])
-for i = 12, split - 1, 2 do redis.call('HINCRBYFLOAT', KEYS[3], ARGV[i], ARGV[i + 1]) end
+for i = 13, split - 1, 2 do redis.call('HINCRBYFLOAT', KEYS[3], ARGV[i], ARGV[i + 1]) end
 redis.call('EXPIRE', KEYS[3], ARGV[5])
 if ARGV[7] ~= '' then
   redis.call('HINCRBYFLOAT', KEYS[5], ARGV[7], ARGV[8])
@@ -97,10 +103,27 @@ def _histogram_increments(entry: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+@dataclass(frozen=True)
+class Claim:
+    """Who records one attempt of a task: the attempt itself (``by="self"``: its answer, or
+    what it ran when it was stopped) or a later attempt that found it lost (``by="lost"``).
+    An attempt's cloud call is in the ledger once: when its worker lost its claim on the task
+    (its store away past the lease) while still running, the next attempt may record it as
+    lost while it goes on to record itself; whichever writes first holds the claim, and the
+    other's write is refused. Lost-recorders share theirs (a second one finishes what a
+    first one, killed midway, began)."""
+
+    task_id: str
+    attempt: int
+    by: Literal["self", "lost"]
+
+
 async def write_entry(redis: Redis, names: Names, entry: dict[str, Any], *,
-                      retention_days: int, record: dict[str, Any] | None = None) -> bool:
+                      retention_days: int, record: dict[str, Any] | None = None,
+                      claim: Claim | None = None) -> bool:
     """Write ``entry`` once (with its full route ``record``, when given, for a dashboard to
-    open); True when it was new, False when its id was already written."""
+    open); True when it was new, False when its id was already written, or when ``claim``
+    (a task attempt's: :class:`Claim`) refused it."""
     day = day_of(entry["time"])
     group = f"{entry['team']}|{entry['route']}|{entry['reason']}"
     rollup: list[Any] = []
@@ -117,18 +140,38 @@ async def write_entry(redis: Redis, names: Names, entry: dict[str, Any], *,
                        retention_days * 86400, dt.date.fromisoformat(day).toordinal(),
                        entry["key_id"] or "", entry["cost_usd"],
                        json.dumps(record) if record is not None else "",
-                       12 + len(rollup), 12 + len(rollup) + len(histogram),
+                       13 + len(rollup), 13 + len(rollup) + len(histogram),
+                       claim.by if claim is not None else "",
                        *rollup, *histogram, *session]
     team = entry["team"]
     keys = [names.entry(team, entry["id"]), names.team_entries(team), names.rollup(team, day),
             names.rollup_days(team), names.key_spend(team, day[:7]),
             names.entry_record(team, entry["id"]), names.histograms(team, day),
             names.sessions(team, day)]
+    if claim is not None:
+        keys.append(names.attempt_claim(team, claim.task_id, claim.attempt))
     # The team is known before its first entry is (a read across teams never misses one);
     # idempotent, so a retried write adds nothing. Its own command: another slot.
     await redis.sadd(names.ledger_teams(), team)  # type: ignore[misc]
     written = await redis.eval(_WRITE, len(keys), *keys, *args)  # type: ignore[misc]
-    return bool(written)
+    return int(written) == 1
+
+
+# KEYS: an attempt's claim. ARGV: ttl. Taken for a lost-recorder unless the attempt has it.
+_CLAIM_LOST = """
+local held = redis.call('GET', KEYS[1])
+if held and held ~= 'lost' then return 0 end
+redis.call('SET', KEYS[1], 'lost', 'EX', ARGV[1])
+return 1
+"""
+
+
+async def claim_lost(redis: Redis, names: Names, team: str, task_id: str, attempt: int, *,
+                     retention_days: int) -> bool:
+    """Claim attempt ``attempt`` of ``task_id`` for recording it as lost (before settling
+    what it held); False when the attempt recorded itself."""
+    key = names.attempt_claim(team, task_id, attempt)
+    return bool(await redis.eval(_CLAIM_LOST, 1, key, retention_days * 86400))  # type: ignore[misc]
 
 
 async def teams(redis: Redis, names: Names) -> list[str]:

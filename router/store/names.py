@@ -10,7 +10,8 @@ together share a hash tag (the part in braces, which alone decides the slot)::
       budget:{<scope>}:<period>
             one key per script (reserve, settle, state), a tag per scope (team:<t>, key:<id>)
       ledger:{<team>}:entry:<id>, :record:<id>, :by-time, :rollup:<day>, :rollup-days,
-                      :sessions:<day>, :histograms:<day>, :key-spend:<month>
+                      :sessions:<day>, :histograms:<day>, :key-spend:<month>,
+                      :claim:<task id>#<attempt>
             one tag per team: the ledger's write script touches that team's keys only
       ledger:teams
             the teams with entries, added by its own command; a read across teams fans out
@@ -119,6 +120,10 @@ class Names:
 
     def rollup_days(self, team: str) -> str:
         return f"{self._ledger(team)}:rollup-days"
+
+    def attempt_claim(self, team: str, task_id: str, attempt: int) -> str:
+        """Who records attempt ``attempt`` of a task (:class:`router.store.ledger.Claim`)."""
+        return f"{self._ledger(team)}:claim:{task_id}#{attempt}"
 
     def entry_record(self, team: str, request_id: str) -> str:
         """The full route record of a ledger entry (what a dashboard row opens)."""

@@ -289,13 +289,25 @@ async def note_holds(redis: Redis, names: Names, task_id: str,
     await redis.hset(names.task(task_id), field, json.dumps(kept))
 
 
+# KEYS: task. ARGV: attempt, amount. Noted only while the attempt is the task's latest.
+_NOTE_SETTLED = """
+if tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') ~= tonumber(ARGV[1]) then return 0 end
+redis.call('HINCRBYFLOAT', KEYS[1], 'settled:' .. ARGV[1], ARGV[2])
+return 1
+"""
+
+
 async def note_settled(redis: Redis, names: Names, task_id: str, usd: float, *,
-                       attempt: int) -> None:
+                       attempt: int) -> bool:
     """Keep what attempt ``attempt``'s cloud call is charged, before its budget is charged:
     if its worker dies (or its store fails) before the attempt's ledger entry is written, the
     next attempt records that amount (:func:`settled`), the one its budget was, or will be,
-    settled at."""
-    await redis.hincrbyfloat(names.task(task_id), f"settled:{attempt}", usd)
+    settled at. False, noting nothing, when a later attempt has begun (this one's worker lost
+    its claim on the task while it ran): that attempt may be recording this one as lost at
+    what it found, so this one's budget is charged only with its ledger entry (the claim
+    decides which of the two records it: :class:`router.store.ledger.Claim`)."""
+    noted = await redis.eval(_NOTE_SETTLED, 1, names.task(task_id), attempt, usd)  # type: ignore[misc]
+    return bool(noted)
 
 
 async def settled(redis: Redis, names: Names, task_id: str, *, attempt: int) -> float | None:

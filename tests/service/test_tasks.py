@@ -397,6 +397,121 @@ def test_a_store_failure_in_the_budget_gate_runs_the_task_again_and_charges_it_o
     assert spent.reserved_usd == pytest.approx(0) and spent.open_reservations == 0
 
 
+class _AnswerHeld:
+    """Attempt 1's store: says when the attempt has noted its cloud call's charge, and holds
+    the write of its answer to the ledger until ``until`` is set."""
+
+    def __init__(self, store: Any, task_id: str, noted: asyncio.Event,
+                 until: asyncio.Event) -> None:
+        self.store, self.task_id, self.noted, self.until = store, task_id, noted, until
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def eval(self, script: str, *args: Any) -> Any:
+        if args[1] == NAMES.entry("payments", self.task_id):
+            await self.until.wait()
+        found = await self.store.eval(script, *args)
+        if script == tasks._NOTE_SETTLED:
+            self.noted.set()
+        return found
+
+
+class _LostRecorded:
+    """Attempt 2's store: says when it has recorded attempt 1 as lost."""
+
+    def __init__(self, store: Any, task_id: str, recorded: asyncio.Event) -> None:
+        self.store, self.task_id, self.recorded = store, task_id, recorded
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def eval(self, script: str, *args: Any) -> Any:
+        found = await self.store.eval(script, *args)
+        if args[1] == NAMES.entry("payments", f"{self.task_id}#1"):
+            self.recorded.set()
+        return found
+
+
+def test_an_attempt_that_outlives_its_claim_and_the_next_one_charge_each_call_once(
+        queue_only: str, store: Store, smol: Any, smol_standin_url: str) -> None:
+    """A worker's claim on a task lapses while it runs it (its store away past the lease, as
+    in ``make topology``'s Valkey failover), so another worker starts the task again and
+    records the first attempt as lost, at what it had been charged; the first one then
+    answers. Its answer must not be recorded a second time: the ledger holds each cloud call
+    once and the budget equals it (it used to hold the first call twice)."""
+    from router.graph.graph import build_graph
+    from router.runtime import build_context
+    from router.worker import TaskRunner
+
+    key = new_key(store, "payments")
+    task_id = submit(queue_only, key, {"prompt": SHORT, "max_tokens": 4,
+                                       "route": "cloud"}).json()["id"]
+    settings = make_settings(store).model_copy(update={
+        "cloud": CloudConfig(api_base=smol_standin_url, num_retries=0, timeout_s=30),
+        "policies": PoliciesConfig(teams={"payments": {
+            "budget_usd": BUDGET_USD, "budget_period": "month"}})})
+
+    async def two_attempts() -> list[str]:
+        client = connect.client(settings.redis)
+        context = build_context(settings, smol, CloudBackend(settings.cloud))
+        noted, recorded = asyncio.Event(), asyncio.Event()
+        try:
+            first = TaskRunner(settings, NAMES, build_graph(), context, "worker-1")
+            second = TaskRunner(settings, NAMES, build_graph(), context, "worker-2")
+            running = asyncio.create_task(first.run(
+                _AnswerHeld(client, task_id, noted, recorded), task_id, job_try=1))
+            await asyncio.wait_for(noted.wait(), 120)
+            again = await second.run(_LostRecorded(client, task_id, recorded), task_id,
+                                     job_try=1)
+            return [await running, again]
+        finally:
+            await client.aclose()
+
+    statuses = asyncio.run(two_attempts())
+    assert statuses[1] == "done", statuses
+    task = httpx.get(f"{queue_only}/v1/tasks/{task_id}", headers=key).json()
+    assert task["status"] == "done" and task["attempts"] == 2 and task["answer"], task
+    entries = run_store(store, ledger.page_entries, team="payments", start=0,
+                        end=time.time() + 60, limit=10)
+    assert sorted(e["id"] for e in entries) == [task_id, f"{task_id}#1"], entries
+    assert all(e["cost_usd"] > 0 for e in entries)
+    spent = run_store(store, budgets.state, scope="team:payments", period="month",
+                      limit_usd=BUDGET_USD)
+    assert spent.spent_usd == pytest.approx(sum(e["cost_usd"] for e in entries))
+    assert spent.reserved_usd == pytest.approx(0) and spent.open_reservations == 0
+
+
+def test_a_running_task_whose_claim_the_store_lost_is_not_run_twice(
+        api: str, store: Store) -> None:
+    """The store loses a running task's claim (away for longer than the lease: the key
+    expired), so arq hands its job out again, here to the worker running it: the task is not
+    started a second time; its one run ends it, with one ledger entry, and its worker holds
+    the claim again."""
+    from arq.constants import in_progress_key_prefix
+
+    key = new_key(store, "payments")
+    task_id = submit(api, key, {"prompt": LONG, "max_tokens": 300}).json()["id"]
+    _wait_for_event(store, task_id, "token")
+    claim = in_progress_key_prefix + NAMES.job_id(task_id)
+
+    async def lose_it() -> tuple[int, bool]:
+        client = store.client()
+        try:
+            removed = await client.delete(claim)
+            await asyncio.sleep(2)  # lease_s: arq polls every 0.05 s meanwhile
+            return removed, bool(await client.exists(claim))
+        finally:
+            await client.aclose()
+
+    removed, _ = asyncio.run(lose_it())
+    task = wait_for(api, key, task_id)
+    assert removed == 1
+    assert task["status"] == "done" and task["attempts"] == 1, task
+    assert [e["event"] for e in events(api, key, task_id)].count("started") == 1
+    assert run_store(store, ledger.get_entry, f"{task_id}#1") is None
+
+
 def test_cancelling_a_running_task_stops_it_and_frees_the_worker(
         api: str, store: Store) -> None:
     key = new_key(store, "payments")
