@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import traceback
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
-import redis
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -25,26 +22,18 @@ from policies.budget import Period, retry_after_s
 from policies.config import PolicyConfig
 from router.store import budgets
 from router.store.apikeys import ApiKey
+from router.store.connect import failed_inside_redis
 from router.store.names import Names
 
 T = TypeVar("T")
 REDIS_WAIT_S = 10.0
 RETRY_DELAY_S = 10.0  # the OpenAI SDK waits at most 8 s between its retries
-_REDIS_DIR = Path(redis.__file__).resolve().parent
 
 
 class StoreFailed(RedisConnectionError):
     """The store failed under a budget call made from the graph's run (a cluster primary
     killed, its replica not yet promoted): the cause is chained. A ``RedisError``, so that the
     API answers a chat 503 with Retry-After and a task's worker runs the task again."""
-
-
-def _from_redis(exc: AttributeError) -> bool:
-    """Whether ``exc`` was raised inside the redis package: what redis-py's asyncio cluster
-    client raises for a connection closed under a write during a failover
-    (redis/redis-py#4287); an AttributeError of our own stays a bug."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    return bool(frames) and Path(frames[-1].filename).resolve().is_relative_to(_REDIS_DIR)
 
 
 def hold_s(cloud: CloudConfig) -> float:
@@ -95,7 +84,7 @@ class BudgetGate:
         try:
             return future.result(REDIS_WAIT_S)
         except (RedisError, OSError, TimeoutError, AttributeError) as exc:
-            if isinstance(exc, AttributeError) and not _from_redis(exc):
+            if isinstance(exc, AttributeError) and not failed_inside_redis(exc):
                 raise  # our own: a bug, not the store
             future.cancel()
             raise StoreFailed(f"the store failed under a budget call: "

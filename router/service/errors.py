@@ -6,7 +6,7 @@ status line went out. No stack trace or secret reaches a body.
 
     APIError                      raised by routes: status, message, type, param, code
     BudgetExceeded                429 budget_exceeded, Retry-After
-    RedisError                    503 store_unavailable
+    RedisError                    503 store_unavailable (and redis-py's AttributeError in a failover)
     RequestValidationError        400, naming the field
     PromptTooLong, TaskTooLarge   400 context_length_exceeded
     InvalidTask                   400, naming the field
@@ -45,6 +45,7 @@ from agents.errors import (
 from router.graph.errors import BudgetExceeded, InvalidTask, PolicyViolation, TaskTooLarge
 from router.run.stopping import ServerStopping
 from router.service import anthropic_wire
+from router.store.connect import failed_inside_redis
 
 log = logging.getLogger("smallcode.api")
 
@@ -122,7 +123,8 @@ def describe(exc: BaseException) -> Described:
     if isinstance(exc, BudgetExceeded):
         return Described(429, str(exc), "rate_limit_error", None, "budget_exceeded",
                          {"Retry-After": str(exc.retry_after_s)})
-    if isinstance(exc, RedisError):
+    if isinstance(exc, RedisError) or (isinstance(exc, AttributeError)
+                                       and failed_inside_redis(exc)):
         log.warning("Redis unavailable: %s", type(exc).__name__)
         return Described(503, "the service's store (Redis) is unavailable; try again shortly",
                          "service_unavailable", None, "store_unavailable", {"Retry-After": "5"})

@@ -7,6 +7,7 @@ command's duration on the same data. And the one place a client is made from the
 from __future__ import annotations
 
 import contextlib
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -16,6 +17,17 @@ from redis.asyncio import Redis, RedisCluster
 
 from router.store.config import RedisSettings
 from router.store.server import EmbeddedRedis
+
+_REDIS_DIR = Path(redis.__file__).resolve().parent
+
+
+def failed_inside_redis(exc: BaseException) -> bool:
+    """Whether ``exc``, an error that is no ``RedisError``, was raised inside the redis package:
+    redis-py's asyncio cluster client raises ``AttributeError`` for a connection closed under a
+    write during a primary's failover (redis/redis-py#4287), where a ``ConnectionError`` is
+    meant. The store failed, as for a ``RedisError``; one of ours stays a bug."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and Path(frames[-1].filename).resolve().is_relative_to(_REDIS_DIR)
 
 
 def client(settings: RedisSettings, *, url: str | None = None, **options: Any) -> Redis:

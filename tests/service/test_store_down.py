@@ -72,3 +72,28 @@ def test_redis_down_is_a_503_and_the_service_recovers_with_its_data(smol, tmp_pa
             assert status == "done"
     finally:
         valkey.stop()
+
+
+def _closed_under_a_write() -> AttributeError:
+    """What redis-py's asyncio cluster client raises for a connection closed under a write
+    during a primary's failover (redis/redis-py#4287): its own write on a closed connection."""
+    from redis.asyncio.connection import Connection
+
+    try:
+        asyncio.run(Connection()._send_packed_command([b"GET"]))
+    except AttributeError as exc:
+        return exc
+    raise AssertionError("redis-py wrote on a closed connection: no failure to test")
+
+
+def test_redis_pys_attribute_error_in_a_failover_is_the_stores_503_and_ours_a_500() -> None:
+    from router.service.errors import describe
+
+    store = describe(_closed_under_a_write())
+    assert (store.status, store.code, store.headers) == (503, "store_unavailable",
+                                                         {"Retry-After": "5"})
+    try:
+        getattr(None, "writelines")()  # noqa: B009  # the same error, raised by our code
+    except AttributeError as exc:
+        ours = describe(exc)
+    assert ours.status == 500 and ours.code is None
