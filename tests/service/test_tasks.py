@@ -397,6 +397,49 @@ def test_a_store_failure_in_the_budget_gate_runs_the_task_again_and_charges_it_o
     assert spent.reserved_usd == pytest.approx(0) and spent.open_reservations == 0
 
 
+class _FinishCutUnder:
+    """The worker's store, whose first move of a task to ``done`` fails (after the run's
+    ledger entry was written): the store lost under the task's last step."""
+
+    def __init__(self, store: Any) -> None:
+        self.store, self.cuts = store, 1
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def eval(self, script: str, *args: Any) -> Any:
+        if script == tasks._MOVE and args[5] == "done" and self.cuts > 0:
+            self.cuts -= 1
+            from redis.exceptions import ConnectionError as RedisConnectionError
+
+            raise RedisConnectionError("the store went away")
+        return await self.store.eval(script, *args)
+
+
+def test_a_task_run_again_after_its_entry_was_written_records_its_second_call_too(
+        queue_only: str, store: Store, smol: Any, smol_standin_url: str) -> None:
+    """The store fails as a task that was answered and recorded is marked done: it runs
+    again, and its second cloud call, charged to its budget, is in the ledger too (under
+    the attempt's id, the task's own being taken)."""
+    key = new_key(store, "payments")
+    task_id = submit(queue_only, key, {"prompt": SHORT, "max_tokens": 4,
+                                       "route": "cloud"}).json()["id"]
+    settings = make_settings(store).model_copy(update={
+        "cloud": CloudConfig(api_base=smol_standin_url, num_retries=0, timeout_s=30),
+        "policies": PoliciesConfig(teams={"payments": {
+            "budget_usd": BUDGET_USD, "budget_period": "month"}})})
+    asyncio.run(_burst(settings, smol, store_as=_FinishCutUnder))
+    task = httpx.get(f"{queue_only}/v1/tasks/{task_id}", headers=key).json()
+    assert task["status"] == "done" and task["attempts"] == 2, task
+    entries = run_store(store, ledger.page_entries, team="payments", start=0,
+                        end=time.time() + 60, limit=10)
+    assert sorted(e["id"] for e in entries) == [task_id, f"{task_id}#2"], entries
+    spent = run_store(store, budgets.state, scope="team:payments", period="month",
+                      limit_usd=BUDGET_USD)
+    assert spent.spent_usd == pytest.approx(sum(e["cost_usd"] for e in entries))
+    assert spent.open_reservations == 0
+
+
 class _AnswerHeld:
     """Attempt 1's store: says when the attempt has noted its cloud call's charge, and holds
     the write of its answer to the ledger until ``until`` is set."""
