@@ -371,28 +371,40 @@ class _BudgetCutUnder:
 BUDGET_USD = 10.0
 
 
+def cloud_task(api: str, store: Store, cloud_url: str) -> tuple[dict[str, str], str, Settings]:
+    """A task routed to the cloud for team payments, whose monthly budget is BUDGET_USD, and
+    the settings of a worker whose cloud is ``cloud_url``: (key, task id, settings)."""
+    key = new_key(store, "payments")
+    task_id = submit(api, key, {"prompt": SHORT, "max_tokens": 4,
+                                "route": "cloud"}).json()["id"]
+    settings = make_settings(store).model_copy(update={
+        "cloud": CloudConfig(api_base=cloud_url, num_retries=0, timeout_s=30),
+        "policies": PoliciesConfig(teams={"payments": {
+            "budget_usd": BUDGET_USD, "budget_period": "month"}})})
+    return key, task_id, settings
+
+
+def payments_spend(store: Store) -> tuple[list[dict[str, Any]], budgets.BudgetState]:
+    """Team payments' ledger entries and its month's budget."""
+    entries = run_store(store, ledger.page_entries, team="payments", start=0,
+                        end=time.time() + 60, limit=10)
+    return entries, run_store(store, budgets.state, scope="team:payments", period="month",
+                              limit_usd=BUDGET_USD)
+
+
 def test_a_store_failure_in_the_budget_gate_runs_the_task_again_and_charges_it_once(
         queue_only: str, store: Store, smol: Any, smol_standin_url: str) -> None:
     """The store fails under the cloud call's budget reservation, inside the graph's run (a
     primary's failover): the task is not failed for it; it runs again, ends done with its
     answer, and its budget is charged once, what its one ledger entry says."""
-    key = new_key(store, "payments")
-    task_id = submit(queue_only, key, {"prompt": SHORT, "max_tokens": 4,
-                                       "route": "cloud"}).json()["id"]
-    settings = make_settings(store).model_copy(update={
-        "cloud": CloudConfig(api_base=smol_standin_url, num_retries=0, timeout_s=30),
-        "policies": PoliciesConfig(teams={"payments": {
-            "budget_usd": BUDGET_USD, "budget_period": "month"}})})
+    key, task_id, settings = cloud_task(queue_only, store, smol_standin_url)
     asyncio.run(_burst(settings, smol, store_as=_BudgetCutUnder))
     task = httpx.get(f"{queue_only}/v1/tasks/{task_id}", headers=key).json()
     assert task["status"] == "done" and task["answer"], task
     assert task["route"]["final"] == "cloud" and task["attempts"] == 2, task
-    entries = run_store(store, ledger.page_entries, team="payments", start=0,
-                        end=time.time() + 60, limit=10)
+    entries, spent = payments_spend(store)
     assert [e["id"] for e in entries] == [task_id]
     assert entries[0]["cost_usd"] > 0
-    spent = run_store(store, budgets.state, scope="team:payments", period="month",
-                      limit_usd=BUDGET_USD)
     assert spent.spent_usd == pytest.approx(entries[0]["cost_usd"])
     assert spent.reserved_usd == pytest.approx(0) and spent.open_reservations == 0
 
@@ -421,21 +433,12 @@ def test_a_task_run_again_after_its_entry_was_written_records_its_second_call_to
     """The store fails as a task that was answered and recorded is marked done: it runs
     again, and its second cloud call, charged to its budget, is in the ledger too (under
     the attempt's id, the task's own being taken)."""
-    key = new_key(store, "payments")
-    task_id = submit(queue_only, key, {"prompt": SHORT, "max_tokens": 4,
-                                       "route": "cloud"}).json()["id"]
-    settings = make_settings(store).model_copy(update={
-        "cloud": CloudConfig(api_base=smol_standin_url, num_retries=0, timeout_s=30),
-        "policies": PoliciesConfig(teams={"payments": {
-            "budget_usd": BUDGET_USD, "budget_period": "month"}})})
+    key, task_id, settings = cloud_task(queue_only, store, smol_standin_url)
     asyncio.run(_burst(settings, smol, store_as=_FinishCutUnder))
     task = httpx.get(f"{queue_only}/v1/tasks/{task_id}", headers=key).json()
     assert task["status"] == "done" and task["attempts"] == 2, task
-    entries = run_store(store, ledger.page_entries, team="payments", start=0,
-                        end=time.time() + 60, limit=10)
+    entries, spent = payments_spend(store)
     assert sorted(e["id"] for e in entries) == [task_id, f"{task_id}#2"], entries
-    spent = run_store(store, budgets.state, scope="team:payments", period="month",
-                      limit_usd=BUDGET_USD)
     assert spent.spent_usd == pytest.approx(sum(e["cost_usd"] for e in entries))
     assert spent.open_reservations == 0
 
@@ -487,13 +490,7 @@ def test_an_attempt_that_outlives_its_claim_and_the_next_one_charge_each_call_on
     from router.runtime import build_context
     from router.worker import TaskRunner
 
-    key = new_key(store, "payments")
-    task_id = submit(queue_only, key, {"prompt": SHORT, "max_tokens": 4,
-                                       "route": "cloud"}).json()["id"]
-    settings = make_settings(store).model_copy(update={
-        "cloud": CloudConfig(api_base=smol_standin_url, num_retries=0, timeout_s=30),
-        "policies": PoliciesConfig(teams={"payments": {
-            "budget_usd": BUDGET_USD, "budget_period": "month"}})})
+    key, task_id, settings = cloud_task(queue_only, store, smol_standin_url)
 
     async def two_attempts() -> list[str]:
         client = connect.client(settings.redis)
@@ -502,11 +499,11 @@ def test_an_attempt_that_outlives_its_claim_and_the_next_one_charge_each_call_on
         try:
             first = TaskRunner(settings, NAMES, build_graph(), context, "worker-1")
             second = TaskRunner(settings, NAMES, build_graph(), context, "worker-2")
-            running = asyncio.create_task(first.run(
-                _AnswerHeld(client, task_id, noted, recorded), task_id, job_try=1))
+            held: Any = _AnswerHeld(client, task_id, noted, recorded)
+            running = asyncio.create_task(first.run(held, task_id, job_try=1))
             await asyncio.wait_for(noted.wait(), 120)
-            again = await second.run(_LostRecorded(client, task_id, recorded), task_id,
-                                     job_try=1)
+            told: Any = _LostRecorded(client, task_id, recorded)
+            again = await second.run(told, task_id, job_try=1)
             return [await running, again]
         finally:
             await client.aclose()
@@ -515,12 +512,9 @@ def test_an_attempt_that_outlives_its_claim_and_the_next_one_charge_each_call_on
     assert statuses[1] == "done", statuses
     task = httpx.get(f"{queue_only}/v1/tasks/{task_id}", headers=key).json()
     assert task["status"] == "done" and task["attempts"] == 2 and task["answer"], task
-    entries = run_store(store, ledger.page_entries, team="payments", start=0,
-                        end=time.time() + 60, limit=10)
+    entries, spent = payments_spend(store)
     assert sorted(e["id"] for e in entries) == [task_id, f"{task_id}#1"], entries
     assert all(e["cost_usd"] > 0 for e in entries)
-    spent = run_store(store, budgets.state, scope="team:payments", period="month",
-                      limit_usd=BUDGET_USD)
     assert spent.spent_usd == pytest.approx(sum(e["cost_usd"] for e in entries))
     assert spent.reserved_usd == pytest.approx(0) and spent.open_reservations == 0
 
