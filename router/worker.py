@@ -62,6 +62,7 @@ from router.run.ratelimit import RateLimits
 from router.run.runner import JOB, STOP_GRACE_S, Event, Run, Tally
 from router.store import budgets, connect, ledger, queue, tasks
 from router.store.apikeys import get_key
+from router.store.config import TaskSettings
 from router.store.names import Names
 
 if TYPE_CHECKING:
@@ -71,9 +72,27 @@ if TYPE_CHECKING:
     from router.settings import Settings
 
 log = logging.getLogger("smallcode.worker")
-# A job whose store failed runs again after this long: a killed cluster primary's replica
-# takes its slots over within about two cluster node timeouts (RELIABILITY.md, topology).
+# A job whose store failed runs again after 1, 2, 4, 8, then every 15 s: a killed cluster
+# primary's replica takes its slots over within about two cluster node timeouts (RELIABILITY.md,
+# topology), and the tries a store outage takes are not the task's (tasks.store_outage_s).
 STORE_RETRY_S = 1.0
+STORE_RETRY_MAX_S = 15.0
+
+
+def store_retry_s(job_try: int) -> float:
+    """How long try ``job_try`` of a job, ended by its store, waits before the next one."""
+    return min(STORE_RETRY_S * 2 ** (job_try - 1), STORE_RETRY_MAX_S)
+
+
+def job_tries(config: TaskSettings) -> int:
+    """The tries arq gives a task's job: ``tasks.max_tries`` runs (each begun run counts,
+    a killed worker's too), the tries that wait out a store away for
+    ``tasks.store_outage_s``, and one more, whose only work is to end the task failed."""
+    outage, waited = 0, 0.0
+    while waited < config.store_outage_s:
+        outage += 1
+        waited += store_retry_s(outage)
+    return config.max_tries + outage + 1
 
 
 def _error(exc: BaseException) -> dict[str, Any]:
@@ -156,20 +175,27 @@ class TaskRunner:
         """Run the task ``task_id`` once (``redis``: the store); returns its final status."""
         config = self.settings.tasks
         keep_s = config.keep_s
-        if job_try > config.max_tries:  # its tries all ended early: give up
+        if job_try >= job_tries(config):  # its tries all ended early: give up
             # From queued too: a task whose every try failed before it started (its store
             # failing under each) is not left queued with no job behind it.
             await tasks.finish(redis, self.names, task_id, status="failed", keep_s=keep_s,
                                allowed=("queued", "running"),
                                error={"type": "worker_lost", "message": (
-                                   f"the task's worker stopped, or its store failed, before "
-                                   f"it finished, {job_try - 1} times (tasks.max_tries)")})
+                                   f"the task's store failed under it for longer than "
+                                   f"tasks.store_outage_s ({config.store_outage_s:g} s), or "
+                                   f"its workers stopped, {job_try - 1} tries in all")})
             return "failed"
         before, attempt = await tasks.start_attempt(redis, self.names, task_id,
                                                     worker=self.worker_id, keep_s=keep_s)
         if before not in ("queued", "running"):
             log.info("task %s not run: it is %s", task_id, before or "gone")
             return before or "gone"
+        if attempt > config.max_tries:  # its runs all ended early (their workers died)
+            await tasks.finish(redis, self.names, task_id, status="failed", keep_s=keep_s,
+                               error={"type": "worker_lost", "message": (
+                                   f"the task's worker stopped before it finished, "
+                                   f"{attempt - 1} times (tasks.max_tries)")})
+            return "failed"
         task = await tasks.get(redis, self.names, task_id)
         if task is None:  # expired between the two reads
             return "gone"
@@ -376,8 +402,8 @@ async def run_task_job(ctx: dict[str, Any], task_id: str) -> str:
     """The arq job: run one task (``ctx["runner"]`` holds the graph and the models).
 
     The job ends only when the task has: anything that escapes the run goes back to the queue
-    for another try (arq ``Retry``, :data:`STORE_RETRY_S`), up to ``tasks.max_tries`` tries,
-    after which the task is marked failed. arq would otherwise finish the job as failed and
+    for another try (arq ``Retry``, after :func:`store_retry_s`), up to :func:`job_tries`
+    tries, after which the task is marked failed. arq would otherwise finish the job as failed and
     leave the accepted task ``queued`` or ``running`` for ever, with no job behind it. The run
     turns every failure of the task's own work into its ``failed`` status, so what escapes is
     the store failing under it: a ``RedisError`` (a cluster primary killed, its replica not yet
@@ -394,13 +420,15 @@ async def run_task_job(ctx: dict[str, Any], task_id: str) -> str:
     try:
         return await runner.run(ctx["store"], task_id, job_try=ctx["job_try"])
     except RedisError as exc:
+        wait_s = store_retry_s(ctx["job_try"])
         log.warning("task %s: the store failed under it (%s); it runs again in %g s", task_id,
-                    type(exc).__name__, STORE_RETRY_S)
-        raise Retry(defer=STORE_RETRY_S) from exc
+                    type(exc).__name__, wait_s)
+        raise Retry(defer=wait_s) from exc
     except Exception as exc:
+        wait_s = store_retry_s(ctx["job_try"])
         log.warning("task %s: its try ended with %s; it runs again in %g s", task_id,
-                    type(exc).__name__, STORE_RETRY_S, exc_info=True)
-        raise Retry(defer=STORE_RETRY_S) from exc
+                    type(exc).__name__, wait_s, exc_info=True)
+        raise Retry(defer=wait_s) from exc
     finally:
         runner.running.discard(task_id)
 
@@ -488,9 +516,9 @@ def build_worker(settings: Settings, names: Names, *, queue_url: str, store: Red
         log.info("worker %s stopped", worker_id)
 
     worker = Worker(
-        # arq may start a job once more than tasks.max_tries, so that the job itself can
-        # mark a task whose workers all died as failed (arq would drop it silently).
-        functions=[func(run_task_job, name=JOB, max_tries=config.max_tries + 1,
+        # arq may start a job more often than tasks.max_tries: the tries a store outage took
+        # do not count, and the last one marks the task failed (arq would drop it silently).
+        functions=[func(run_task_job, name=JOB, max_tries=job_tries(config),
                         timeout=config.timeout_s + STOP_GRACE_S + 5, keep_result=0)],
         queue_name=names.queue(), redis_settings=queue.arq_settings(queue_url),
         on_startup=on_startup, on_shutdown=on_shutdown, handle_signals=handle_signals, burst=burst,

@@ -332,16 +332,43 @@ def test_a_try_cut_short_by_a_client_error_runs_again_and_the_task_is_not_lost(
     assert run_store(store, ledger.get_entry, task_id)["status"] == "done"
 
 
-def test_a_task_whose_every_try_fails_before_it_starts_ends_failed_not_queued(
+def test_a_task_whose_store_fails_longer_than_its_outage_bound_ends_failed_not_queued(
         queue_only: str, store: Store, smol: Any) -> None:
     key = new_key(store, "payments")
     task_id = submit(queue_only, key, {"prompt": SHORT, "max_tokens": 8}).json()["id"]
-    asyncio.run(_burst(make_settings(store, max_tries=1), smol,
-                       store_as=lambda client: _WriteCutUnder(client, cuts=1)))
+    # store_outage_s 1: one try waits it out (1 s), then the last try ends the task.
+    asyncio.run(_burst(make_settings(store, max_tries=1, store_outage_s=1), smol,
+                       store_as=lambda client: _WriteCutUnder(client, cuts=2)))
     task = httpx.get(f"{queue_only}/v1/tasks/{task_id}", headers=key).json()
     assert task["status"] == "failed" and task["attempts"] == 0, task
     assert task["error"]["type"] == "worker_lost"
+    assert "store_outage_s" in task["error"]["message"]
     assert [e["event"] for e in events(queue_only, key, task_id)] == ["queued", "failed"]
+
+
+def test_a_store_outage_does_not_use_up_a_tasks_tries(
+        queue_only: str, store: Store, smol: Any) -> None:
+    """The store fails under a task three tries in a row (7 s, as a cluster's failover may):
+    the task still runs, once, though ``max_tries`` is 1 (it used to fail at the second try)."""
+    key = new_key(store, "payments")
+    task_id = submit(queue_only, key, {"prompt": SHORT, "max_tokens": 8}).json()["id"]
+    asyncio.run(_burst(make_settings(store, max_tries=1, store_outage_s=10), smol,
+                       store_as=lambda client: _WriteCutUnder(client, cuts=3)))
+    task = httpx.get(f"{queue_only}/v1/tasks/{task_id}", headers=key).json()
+    assert task["status"] == "done" and task["attempts"] == 1 and task["answer"], task
+
+
+def test_a_task_whose_runs_all_died_ends_failed_after_max_tries(
+        queue_only: str, store: Store, smol: Any) -> None:
+    key = new_key(store, "payments")
+    task_id = submit(queue_only, key, {"prompt": SHORT, "max_tokens": 8}).json()["id"]
+    # Its first run began on a worker that died (nothing more of it is left).
+    run_store(store, tasks.start_attempt, task_id, worker="dead-worker", keep_s=600)
+    asyncio.run(_burst(make_settings(store, max_tries=1), smol))
+    task = httpx.get(f"{queue_only}/v1/tasks/{task_id}", headers=key).json()
+    assert task["status"] == "failed" and task["attempts"] == 2, task
+    assert task["error"]["type"] == "worker_lost"
+    assert "tasks.max_tries" in task["error"]["message"]
 
 
 class _BudgetCutUnder:
