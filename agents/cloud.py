@@ -11,6 +11,7 @@ request's tools, ``tool_choice`` and ``parallel_tool_calls``, assistant ``tool_c
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import time
@@ -35,6 +36,8 @@ from agents.breaker import Breaker, CircuitBreaker
 from agents.cloud_errors import translate
 from agents.config import CloudConfig
 from agents.errors import AgentError, BackendMisconfigured, BackendUnavailable, CircuitOpen
+
+log = logging.getLogger("smallcode.cloud")
 
 
 class _NoLoggingBacklog(logging.Filter):
@@ -71,14 +74,23 @@ def import_litellm() -> Any:
     return litellm
 
 
-def check_price_as(name: str) -> None:
-    """Refuse a price_as model that litellm cannot price (unknown names would cost $0)."""
+def check_price_as(name: str, *, today: dt.date | None = None) -> None:
+    """Refuse a price_as model that litellm cannot price (unknown names would cost $0); warn
+    when its price map says the provider has retired it (its prices may no longer be what
+    the team would pay), naming the successor the map gives."""
     litellm = import_litellm()
     if name not in litellm.model_cost:
         raise AgentError(
             f"cloud.price_as={name!r} is not in litellm's price map: use a priced model name "
-            "such as claude-sonnet-4-5 or gpt-4o"
+            "such as claude-sonnet-4-6 or gpt-4o"
         )
+    entry = litellm.model_cost[name]
+    retired = entry.get("deprecation_date")
+    if retired and dt.date.fromisoformat(str(retired)) <= (today or dt.date.today()):
+        successor = entry.get("successor_model")
+        log.warning("cloud.price_as=%s was retired by its provider on %s (litellm's price "
+                    "map)%s: costs are priced at its last list price", name, retired,
+                    f"; its successor is {successor}" if successor else "")
 
 
 def price(price_as: str, prompt_tokens: int, completion_tokens: int, *,

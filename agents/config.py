@@ -100,7 +100,7 @@ class CloudConfig(_Section):
     # Only ever read from the environment (SMALLCODE_CLOUD__API_KEY); config files refuse it.
     api_key: SecretStr | None = Field(None, description="provider API key (environment only)")
     price_as: str = Field(
-        "claude-sonnet-4-5", description="litellm price-map model name used for costs"
+        "claude-sonnet-4-6", description="litellm price-map model name used for costs"
     )
     cache_control: Literal["auto", "on", "off"] = Field(
         "auto", description="pass a client's prompt-cache markers (Anthropic cache_control) to "

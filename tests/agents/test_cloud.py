@@ -132,3 +132,18 @@ def test_the_cloud_window_comes_from_the_setting_or_litellms_model_map() -> None
     assert context_window(CloudConfig(n_ctx=8192)) == 8192
     assert context_window(CloudConfig(model="anthropic/claude-sonnet-4-5", api_base=None)) == 200_000
     assert context_window(CloudConfig(model="openai/house-model")) is None  # unknown: not guessed
+
+
+def test_a_retired_price_as_is_priced_but_the_log_says_so_and_names_its_successor(
+        caplog: pytest.LogCaptureFixture) -> None:
+    import datetime as dt
+
+    with caplog.at_level("WARNING", logger="smallcode.cloud"):
+        check_price_as("claude-sonnet-4-5", today=dt.date(2026, 12, 7))
+        check_price_as("claude-sonnet-4-6", today=dt.date(2026, 12, 7))  # the shipped default
+        check_price_as("claude-sonnet-4-5", today=dt.date(2026, 11, 1))  # not retired yet
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1, warned
+    assert "claude-sonnet-4-5 was retired by its provider on 2026-11-30" in warned[0]
+    assert "its successor is claude-sonnet-5-5" in warned[0]
+    assert price("claude-sonnet-4-6", 1_000_000, 0) == price("claude-sonnet-4-5", 1_000_000, 0)
