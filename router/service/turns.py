@@ -12,11 +12,15 @@ Sessions: a turn belongs to the client's session (its header or metadata, else o
 from the conversation's first turn). While a tool exchange is open (the answer called tools,
 the next turn brings their results), the session is pinned to the tier that served it: a
 cloud-served exchange stays in the cloud (reason ``pinned``), as the local tier would read
-the whole conversation cold.
+the whole conversation cold. The turn that brings the results reads the pin; streamed, it
+renews it while the models work (a write waits for the store's disk, a read does not), and an
+answer that calls tools again on the same tier, most turns of an agent's task, then writes
+nothing before it is sent.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -37,7 +41,7 @@ from router.service.accounting import account
 from router.service.errors import Described, describe
 
 KEEPALIVE_S = 5.0  # a keep-alive event this often while the models work
-PIN_S = 1800  # an open tool exchange keeps its tier this long after its last turn
+PIN_S = 1800  # an open tool exchange keeps its tier this long after its last turn (streamed: its start)
 
 
 def session_of(task: dict[str, Any]) -> str:
@@ -56,10 +60,12 @@ def continues_exchange(task: dict[str, Any]) -> bool:
     return bool(conversation) and conversation[-1].get("role") == "tool"
 
 
-@dataclass(frozen=True)
+@dataclass
 class Turn:
     """One request's turn: its caller, its task (as the caller may run it), its id in the
-    ledger and the API it came by (``source``)."""
+    ledger and the API it came by (``source``); once it runs, the tier its session's pin held
+    (``held``), and that pin's renewal once :meth:`renew` starts it (true if the pin was still
+    there)."""
 
     request: Request
     caller: Caller
@@ -67,6 +73,8 @@ class Turn:
     request_id: str
     source: str
     started: float = field(default_factory=time.perf_counter)  # its latency counts from here
+    held: str | None = field(default=None, init=False)
+    renewal: asyncio.Future[bool] | None = field(default=None, init=False)
 
     def _pin_key(self) -> str:
         state = self.request.app.state
@@ -78,15 +86,31 @@ class Turn:
         state = self.request.app.state
         self.task.setdefault("session", session_of(self.task))
         task = self.caller.task(self.task)
-        if continues_exchange(task) and await state.redis.get(self._pin_key()) == b"cloud":
-            task["pinned"] = "cloud"
+        if continues_exchange(task):
+            held = await state.redis.get(self._pin_key())
+            self.held = held.decode() if held is not None else None
+            if self.held == "cloud":
+                task["pinned"] = "cloud"
         return Run(state.graph, task, self.caller.context(state.router_context), report=report)
 
+    def renew(self) -> None:
+        """Start renewing the pin the turn read, if it read one (:meth:`pin` waits for it)."""
+        if self.held is None:
+            return
+        self.renewal = asyncio.ensure_future(
+            self.request.app.state.redis.expire(self._pin_key(), PIN_S))
+        # read by pin(); a turn that fails or stops before its answer never reads it, and a
+        # store that failed under it fails the turn's other calls too
+        self.renewal.add_done_callback(lambda done: done.cancelled() or done.exception())
+
     async def pin(self, routed: RoutedAnswer, record: RouteRecord) -> None:
-        """Keep the tier of an exchange the answer opens (it calls tools); close it else."""
+        """Keep the tier of an exchange the answer opens (it calls tools); close it else. A
+        pin that holds the answer's tier and was renewed as the turn ran is kept as it is."""
         redis = self.request.app.state.redis
+        renewed = self.renewal is not None and await self.renewal
         if routed.tool_calls:
-            await redis.set(self._pin_key(), record.final, ex=PIN_S)
+            if not (renewed and record.final == self.held):
+                await redis.set(self._pin_key(), record.final, ex=PIN_S)
         else:
             await redis.delete(self._pin_key())
 
@@ -139,6 +163,7 @@ async def stream(turn: Turn, run: Run, *, opening: Iterable[str],
     response would have carried)."""
     accounted = False
     reason: StopReason = "client_disconnected"
+    turn.renew()  # past the intake: its store call does not compete with the intake's work
     try:
         for line in opening:
             yield line

@@ -25,6 +25,7 @@ from router.bench.scripted_cloud import FIX_NEW as NEW
 from router.bench.scripted_cloud import FIX_OLD as OLD
 from router.bench.scripted_cloud import FIX_PATH as PATH
 from router.bench.scripted_cloud import Recorded
+from router.service import turns
 from router.service.app import create_app
 from router.settings import Settings
 from tests.helpers import CLAUDE_EDIT as EDIT
@@ -91,6 +92,47 @@ def test_the_tool_result_turn_gets_the_edit_then_the_answer(claude: anthropic.An
                                    tools=[READ, EDIT], messages=history)
     assert third.stop_reason == "end_turn"
     assert third.content[0].type == "text" and "a + b" in third.content[0].text
+
+
+def test_a_streamed_exchange_stays_pinned_while_it_calls_tools_and_is_closed_by_its_answer(
+        claude: anthropic.Anthropic, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Turn by turn as Claude Code streams them: the read opens the exchange on the cloud, the
+    edit continues it there (the pin renewed as the turn ran, not written again), the text
+    answer closes it. The pin lasts PIN_S after the turn that renewed it began: shortened here
+    so that the exchange outlives the pin its first answer wrote."""
+    monkeypatch.setattr(turns, "PIN_S", 3)
+    session = {"user_id": json.dumps({"session_id": f"pinned-{time.time_ns()}"})}
+    history: list[Any] = [{"role": "user", "content": ASK}]
+
+    def turn() -> tuple[Any, dict[str, Any]]:
+        with claude.messages.stream(model="claude-sonnet-5-5", max_tokens=512, system=SYSTEM,
+                                    tools=[READ, EDIT], messages=history,
+                                    metadata=session) as stream:
+            [route] = [event.model_extra["smallcode"]["route"] for event in stream
+                       if event.type == "message_delta"]
+            message = stream.get_final_message()
+        history.append({"role": "assistant", "content": [b.model_dump() for b in message.content]})
+        return message, route
+
+    def results(message: Any) -> None:
+        [call] = [b for b in message.content if b.type == "tool_use"]
+        history.append({"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": call.id, "content": "ok"}]})
+
+    read, route = turn()
+    assert (route["final"], route["reason"]) == ("cloud", "tools")
+    results(read)
+    time.sleep(2)
+    edit, route = turn()
+    assert (route["final"], route["reason"]) == ("cloud", "pinned")
+    results(edit)
+    time.sleep(2)  # past the pin the read wrote: this one was renewed by the edit's turn
+    answer, route = turn()
+    assert (route["final"], route["reason"]) == ("cloud", "pinned")
+    assert answer.stop_reason == "end_turn"
+    history.pop()  # the same turn again: the answer closed the exchange, so routed afresh
+    _, route = turn()
+    assert (route["final"], route["reason"]) == ("cloud", "tools")
 
 
 def test_the_streamed_turn_carries_every_event_type_and_the_helper_assembles_it(
