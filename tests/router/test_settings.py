@@ -20,7 +20,7 @@ def test_defaults_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     settings = load_settings()
     assert settings.server.port == 8000
     assert settings.local.model == "qwen2.5-coder-0.5b"
-    assert settings.cloud.price_as == "claude-sonnet-4-5"
+    assert settings.cloud.price_as == "claude-sonnet-4-6"
 
 
 def test_file_overrides_defaults_and_environment_overrides_file(
