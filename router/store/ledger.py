@@ -34,17 +34,23 @@ METRICS = ("tasks", "local", "cloud", "escalated", "prompt_tokens", "completion_
 LATENCY_BUCKETS_MS = (50, 100, 250, 500, 1000, 2000, 5000, 10000, 20000, 40000, 80000, 160000)
 CONFIDENCE_BINS = 20
 
+# An attempt's claim (:class:`Claim`): held by the attempt itself, it refuses every other
+# record of that attempt; held by a lost-recorder, it lets another lost-recorder in.
+_CLAIM_RULE = """
+local function claim_refuses(key, by)
+  local held = redis.call('GET', key)
+  return held and not (held == 'lost' and by == 'lost')
+end
+"""
+
 # KEYS (one team's, one slot): entry, the team's by-time index, rollup, rollup days, key spend,
 # record, histograms, sessions[, an attempt's claim]. ARGV: entry JSON, time, id, day, ttl, day
 # ordinal, key id, cost, record JSON ('' for none), the index where the histogram pairs start,
 # the index where the session pairs start, who claims the attempt ('' without a claim), then
 # the rollup pairs, the histogram pairs and the session pairs (none: not an agent's turn).
 # Returns 1 when written, 0 when the entry was there, -1 when the attempt's claim refused it.
-_WRITE = """
-if #KEYS == 9 then
-  local held = redis.call('GET', KEYS[9])
-  if held and not (held == 'lost' and ARGV[12] == 'lost') then return -1 end
-end
+_WRITE = _CLAIM_RULE + """
+if #KEYS == 9 and claim_refuses(KEYS[9], ARGV[12]) then return -1 end
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[5]) then return 0 end
 if #KEYS == 9 then redis.call('SET', KEYS[9], ARGV[12], 'EX', ARGV[5]) end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
@@ -158,9 +164,8 @@ async def write_entry(redis: Redis, names: Names, entry: dict[str, Any], *,
 
 
 # KEYS: an attempt's claim. ARGV: ttl. Taken for a lost-recorder unless the attempt has it.
-_CLAIM_LOST = """
-local held = redis.call('GET', KEYS[1])
-if held and held ~= 'lost' then return 0 end
+_CLAIM_LOST = _CLAIM_RULE + """
+if claim_refuses(KEYS[1], 'lost') then return 0 end
 redis.call('SET', KEYS[1], 'lost', 'EX', ARGV[1])
 return 1
 """
