@@ -5,6 +5,7 @@ context-fit decision stays safe), and a later turn of a session tokenizes only w
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 from agents.base import Generation, GenerationRequest, Message, Role, TokenEvent, ToolCall, Wrapped
 from agents.scripted import Scripted
 from policies.config import PoliciesConfig
+from router.graph import prompt_tokens
 from router.graph.context import RouterContext, token_counter
 from router.graph.graph import build_graph, run_task
 from router.graph.prompt_tokens import BOUNDARY_TOKENS, TextTokens, conversation_tokens, pieces
@@ -28,9 +30,10 @@ def texts(rng: random.Random) -> str:
     size = rng.choice([0, 1, 5, 50, 500, 3000, 6000, 12000])
     start = rng.randrange(0, len(CORPUS) - size)
     text = CORPUS[start:start + size]
-    if size > 3000:  # long texts are counted in pieces cut after blank lines: edges there too
+    if size > 500:  # longer texts are counted in pieces cut after line ends: edges there too
         text = text.replace("\n\n", "\n\n" + rng.choice(EDGES), 3)
         text = text.replace("\n\n", rng.choice(EDGES) + "\n\n\n", 3)
+        text = text.replace(":\n", ":\n" + rng.choice(EDGES), 5)
     return rng.choice(EDGES) + text + rng.choice(EDGES)
 
 
@@ -118,6 +121,37 @@ def test_a_new_session_tokenizes_only_the_pieces_of_its_system_prompt_that_chang
     local.chars = 0
     conversation_tokens(local, count, [Message("system", system + tomorrow), *ask], kept)
     assert local.chars < 10_000, "the new session tokenized its whole system prompt again"
+
+
+def test_a_new_sessions_first_message_tokenizes_its_own_words_not_the_reminder_before_them(
+        smol: Any) -> None:
+    local = Tokenizing(smol)
+    count = token_counter(local)
+    reminder = f"<system-reminder>{CORPUS[5_000:8_000]}</system-reminder>\n"
+    kept = TextTokens()
+    conversation_tokens(local, count, [Message("user", reminder + "Fix calc.py. #1")], kept)
+    local.chars = 0
+    conversation_tokens(local, count, [Message("user", reminder + "Fix util.py. #2")], kept)
+    assert local.chars < 1_000, "the new session tokenized its whole first message again"
+
+
+def test_new_pieces_tokenized_side_by_side_count_as_one_after_another(
+        smol: Any, monkeypatch: Any) -> None:
+    threads: set[str] = set()
+
+    def count(text: str) -> int:
+        threads.add(threading.current_thread().name)
+        return int(smol.count_tokens(text))
+
+    rng = random.Random(11)
+    conversations = [conversation(rng) for _ in range(20)]
+    monkeypatch.setattr(prompt_tokens, "PARALLEL_CHARS", 10**9)
+    apart = [conversation_tokens(smol, count, c, TextTokens()) for c in conversations]
+    assert not any(name.startswith("tokenize") for name in threads)
+    monkeypatch.setattr(prompt_tokens, "PARALLEL_CHARS", 0)
+    side_by_side = [conversation_tokens(smol, count, c, TextTokens()) for c in conversations]
+    assert side_by_side == apart
+    assert any(name.startswith("tokenize") for name in threads)
 
 
 def test_the_counts_kept_are_bounded_and_the_latest_used_stay() -> None:
