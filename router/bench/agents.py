@@ -2,7 +2,9 @@
 fixes a one-line bug in a scratch repository through the router, and its session is read back
 from the ledger: its turns, where each was served and why, the tokens served locally and in the
 cloud, its cost against all-cloud, the time the router added per turn outside the models, and
-whether the task was done.
+whether the task was done. With the scripted cloud each client then fixes the bug again, in a
+new session on the same service: the router's time on a client it has seen before (a shared
+service sees each client's system prompt and tools once, then in every session).
 
 The cloud is the scripted server of the agent tests (:mod:`router.bench.scripted_cloud`): it
 answers with the tool calls a capable model would make, at once, so what is timed is the
@@ -60,10 +62,13 @@ def router_ms(entry: dict[str, Any], record: dict[str, Any]) -> float:
 
 def session(client: str, *, settings: Settings, local: Backend, bin_dir: Path,
             scratch: Path, cloud: Backend | None = None,
-            timeout_s: float = agent_clients.TIMEOUT_S) -> dict[str, Any]:
+            timeout_s: float = agent_clients.TIMEOUT_S, again: bool = False) -> dict[str, Any]:
     """One client's session through a fresh service: its figures. ``cloud``: a real cloud
-    tier; None: the scripted one."""
-    repo = agent_clients.scratch_repo(scratch / "repo", {"calc.py": f"def add(a, b):\n{OLD}\n"})
+    tier; None: the scripted one. ``again``: then the same task once more, in a new session
+    of the same client on the same service (the bug put back), for the router's time on a
+    client the service has seen before (``later``)."""
+    original = f"def add(a, b):\n{OLD}\n"
+    repo = agent_clients.scratch_repo(scratch / "repo", {"calc.py": original})
     admin = {"Authorization": f"Bearer {ADMIN}"}
     with contextlib.ExitStack() as stack:
         redis = stack.enter_context(EmbeddedRedis(scratch / "valkey"))
@@ -81,24 +86,20 @@ def session(client: str, *, settings: Settings, local: Backend, bin_dir: Path,
         with serving(app) as url:
             key = httpx.post(f"{url}/v1/keys", json={"team": "bench"}, headers=admin,
                              timeout=30).json()["key"]
-            started = time.perf_counter()
-            try:
-                finished = agent_clients.run(
-                    client, bin_dir=bin_dir, url=url, key=key, repo=repo,
-                    home=scratch / "home", task=TASK, timeout_s=timeout_s).returncode == 0
-            except subprocess.TimeoutExpired:
-                finished = False
-            wall_s = time.perf_counter() - started
-            entries = httpx.get(f"{url}/v1/usage/entries", params={"limit": 500},
-                                headers=admin, timeout=30).json()["data"]
-            records = [httpx.get(f"{url}/v1/usage/entries/{e['id']}", headers=admin,
-                                 timeout=30).json()["record"] for e in entries]
-    added = [router_ms(e, r) for e, r in zip(entries, records, strict=True)]
+            runs: list[dict[str, Any]] = []
+            for _ in range(2 if again else 1):
+                (repo / "calc.py").write_text(original)
+                runs.append(_fix(client, url=url, key=key, repo=repo, bin_dir=bin_dir,
+                                 home=scratch / "home", timeout_s=timeout_s,
+                                 seen={e["id"] for run in runs for e in run["entries"]}))
+    first = runs[0]
+    entries = first["entries"]
+    added = [router_ms(e, r) for e, r in zip(entries, first["records"], strict=True)]
     local_turns = [e for e in entries if e["route"] == "local"]
-    return {
+    figures = {
         "client": client,
-        "done": finished and (repo / "calc.py").read_text() == f"def add(a, b):\n{NEW}\n",
-        "timed_out": wall_s >= timeout_s,
+        "done": first["done"],
+        "timed_out": first["wall_s"] >= timeout_s,
         "turns": len(entries), "local": len(local_turns),
         "cloud": len(entries) - len(local_turns),
         "reasons": sorted({e["reason"] for e in entries}),
@@ -111,14 +112,43 @@ def session(client: str, *, settings: Settings, local: Backend, bin_dir: Path,
         "all_cloud_usd": round(sum(e["counterfactual_usd"] for e in entries), 6),
         "router_ms_p50": round(quantile(added, 0.5), 2) if added else None,
         "router_ms_max": round(max(added), 2) if added else None,
-        "wall_s": round(wall_s, 1),
+        "wall_s": round(first["wall_s"], 1),
     }
+    if again:
+        later = runs[1]
+        added = [router_ms(e, r) for e, r in zip(later["entries"], later["records"], strict=True)]
+        figures["later"] = {"done": later["done"], "turns": len(added),
+                            "router_ms_p50": round(quantile(added, 0.5), 2) if added else None,
+                            "router_ms_max": round(max(added), 2) if added else None}
+    return figures
+
+
+def _fix(client: str, *, url: str, key: str, repo: Path, bin_dir: Path, home: Path,
+         timeout_s: float, seen: set[str]) -> dict[str, Any]:
+    """The client fixes the bug once: whether it did, its wall time, and the ledger entries
+    (newest first) and records of its turns, those in ``seen`` left out."""
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    started = time.perf_counter()
+    try:
+        finished = agent_clients.run(client, bin_dir=bin_dir, url=url, key=key, repo=repo,
+                                     home=home, task=TASK, timeout_s=timeout_s).returncode == 0
+    except subprocess.TimeoutExpired:
+        finished = False
+    wall_s = time.perf_counter() - started
+    entries = [e for e in httpx.get(f"{url}/v1/usage/entries", params={"limit": 500},
+                                    headers=admin, timeout=30).json()["data"]
+               if e["id"] not in seen]
+    records = [httpx.get(f"{url}/v1/usage/entries/{e['id']}", headers=admin,
+                         timeout=30).json()["record"] for e in entries]
+    return {"done": finished and (repo / "calc.py").read_text() == f"def add(a, b):\n{NEW}\n",
+            "wall_s": wall_s, "entries": entries, "records": records}
 
 
 def run(settings: Settings, local: Backend, *, clients: tuple[str, ...] = agent_clients.CLIENTS,
         log: Callable[[str], None] = print, cloud: Backend | None = None) -> dict[str, Any]:
     """Every client's session; ``cloud``: a real cloud tier (:func:`real_tiers`), else the
-    scripted one."""
+    scripted one, and then each client's second session on the same service (``later``: its
+    system prompt and tools are known to the process, as they are to a service in use)."""
     bin_dir = agent_clients.install()
     results = []
     for client in clients:
@@ -126,11 +156,15 @@ def run(settings: Settings, local: Backend, *, clients: tuple[str, ...] = agent_
         with tempfile.TemporaryDirectory() as scratch:
             results.append(session(client, settings=settings, local=local, bin_dir=bin_dir,
                                    scratch=Path(scratch), cloud=cloud,
-                                   timeout_s=REAL_TIMEOUT_S if cloud else agent_clients.TIMEOUT_S))
+                                   timeout_s=REAL_TIMEOUT_S if cloud else agent_clients.TIMEOUT_S,
+                                   again=cloud is None))
     added = [r["router_ms_p50"] for r in results if r["router_ms_p50"] is not None]
+    later = [r["later"]["router_ms_p50"] for r in results
+             if r.get("later", {}).get("router_ms_p50") is not None]
     return {"local_model": local.model_name,
             "cloud_model": cloud.model_name if cloud else "scripted", "clients": results,
-            "router_ms_p50_median": round(statistics.median(added), 2) if added else None}
+            "router_ms_p50_median": round(statistics.median(added), 2) if added else None,
+            "later_router_ms_p50_median": round(statistics.median(later), 2) if later else None}
 
 
 @contextlib.contextmanager

@@ -286,6 +286,10 @@ def _agents(args: argparse.Namespace) -> int:
               f"local={row['local']} cloud={row['cloud']} ({', '.join(row['reasons'])}) "
               f"cost ${row['cost_usd']:.4f} vs all-cloud ${row['all_cloud_usd']:.4f}  "
               f"router p50 {row['router_ms_p50']} ms  wall {row['wall_s']} s")
+        if "later" in row:
+            later = row["later"]
+            print(f"{'':<9} again: done={later['done']!s:<5} turns={later['turns']:>2} "
+                  f"router p50 {later['router_ms_p50']} ms (max {later['router_ms_max']})")
     return 0
 
 
