@@ -35,6 +35,14 @@ async def admit(request: Request, caller: Caller) -> None:
     admission.enter(request)
 
 
+def request_started(request: Request) -> float:
+    """Where a request's latency counts from (``time.perf_counter()``): once its body has come
+    in whole, as the access log notes it, so that the router's own work on it (the key, the
+    API's shape read into a task, the rate limits) counts too; now, where nothing noted it."""
+    received = request.scope.get("state", {}).get("received")
+    return float(received) if received is not None else time.perf_counter()
+
+
 def first_token_ms(generation: Generation | None, started: float) -> float | None:
     """From the request's start (``time.perf_counter()``) to the tier's first token, when the
     tier measured it: the time before the tier started, plus the tier's own."""

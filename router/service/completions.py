@@ -25,7 +25,7 @@ from router.run.outcome import RouteRecord, StopReason
 from router.run.stopping import REASON as STOPPING
 from router.run.stopping import ServerStopping, Stopping
 from router.service import openai_wire as wire
-from router.service.accounting import account, admit
+from router.service.accounting import account, admit, request_started
 from router.service.deps import CallerDep
 from router.service.errors import APIError, describe
 from router.service.schemas import TextBody, stop_list
@@ -139,7 +139,7 @@ async def completions(body: CompletionRequest, request: Request, caller: CallerD
         reuse_refresh_tokens=settings.reuse_refresh_tokens)
     completion_id = f"cmpl-{uuid.uuid4().hex}"
     created = int(time.time())
-    started = time.perf_counter()
+    started = request_started(request)
     events = ReadAhead(backend.infill(infill))
     try:
         # The first step runs here, so a refusal (no FIM tokens, prompt too long) is an error

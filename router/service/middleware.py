@@ -93,6 +93,13 @@ class AccessLog:
         state = scope.setdefault("state", {})
         status = 500  # unless the app answers: an exception escaping it becomes a 500
 
+        async def receiving() -> Message:
+            message = await receive()
+            if (message["type"] == "http.request" and not message.get("more_body", False)
+                    and "received" not in state):
+                state["received"] = time.perf_counter()  # where a ledger entry's latency starts
+            return message
+
         async def watched(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
@@ -100,7 +107,7 @@ class AccessLog:
             await send(message)
 
         try:
-            await self.app(scope, receive, watched)
+            await self.app(scope, receiving, watched)
         finally:
             # raw_path is the path as sent, still percent-encoded: no control characters.
             path = scope.get("raw_path") or scope["path"].encode("ascii", "backslashreplace")

@@ -27,7 +27,7 @@ from router.run.runner import Event, Quiet, Run
 from router.run.stopping import REASON as STOPPING
 from router.run.stopping import ServerStopping
 from router.service import openai_wire as wire
-from router.service.accounting import account
+from router.service.accounting import account, request_started
 
 KEEPALIVE_S = 0.5  # an SSE comment this often while nothing else is sent
 HOLD_S = 0.5  # how long a cloud-bound response waits for the first token before it starts
@@ -63,7 +63,7 @@ async def _hold(run: Run) -> list[Event]:
 async def routed_stream(request: Request, *, graph: Any, task: dict[str, Any], context: Any,
                         caller: Caller, completion_id: str, created: int,
                         include_usage: bool) -> StreamingResponse:
-    started = time.perf_counter()
+    started = request_started(request)
     run = Run(graph, task, context)
     try:
         held = await _hold(run)

@@ -24,7 +24,7 @@ from router.run.stopping import REASON as STOPPING
 from router.run.stopping import ServerStopping, Stopping
 from router.service import chat_turns, turns
 from router.service import openai_wire as wire
-from router.service.accounting import account, admit
+from router.service.accounting import account, admit, request_started
 from router.service.deps import CallerDep
 from router.service.errors import APIError, describe
 from router.service.model_names import listed, team_route
@@ -79,7 +79,7 @@ def task_from_chat(body: ChatCompletionRequest) -> dict[str, Any]:
 async def _routed(body: ChatCompletionRequest, request: Request, completion_id: str,
                   created: int, caller: RunCaller) -> Any:
     state = request.app.state
-    started = time.perf_counter()
+    started = request_started(request)
     context = caller.context(state.router_context)
     task = caller.task(task_from_chat(body))
     if body.stream:
@@ -120,7 +120,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request,
         return await _routed(body, request, completion_id, created, caller)
     request.state.route, request.state.route_reason = route, "requested"
     backend = tiers[route]
-    started = time.perf_counter()
+    started = request_started(request)
     k = body.top_logprobs or 0
     generation_request = GenerationRequest(
         messages=tuple(Message("system" if m.role == "developer" else m.role, m.text())

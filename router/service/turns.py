@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +36,7 @@ from router.run.outcome import RouteRecord, StopReason
 from router.run.runner import Quiet, Run
 from router.run.stopping import REASON as STOPPING
 from router.run.stopping import ServerStopping
-from router.service.accounting import account
+from router.service.accounting import account, request_started
 from router.service.errors import Described, describe
 
 KEEPALIVE_S = 5.0  # a keep-alive event this often while the models work
@@ -72,9 +71,12 @@ class Turn:
     task: dict[str, Any]
     request_id: str
     source: str
-    started: float = field(default_factory=time.perf_counter)  # its latency counts from here
+    started: float = field(init=False)  # its latency counts from here (request_started)
     held: str | None = field(default=None, init=False)
     renewal: asyncio.Future[bool] | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.started = request_started(self.request)
 
     def _pin_key(self) -> str:
         state = self.request.app.state

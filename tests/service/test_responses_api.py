@@ -191,3 +191,21 @@ def test_a_slow_turn_s_stream_is_kept_alive_with_events_a_client_counts(
     waiting = kinds[:kinds.index("response.output_item.added")]
     assert waiting.count("response.in_progress") >= 1 + 3, kinds  # the opening one, then kept
     assert final.status == "completed" and numbers == sorted(set(numbers))  # in order, once
+
+
+def test_a_turn_s_latency_counts_the_router_s_work_before_the_graph(
+        oai: openai.OpenAI, agent_service: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from router.service import responses_wire
+
+    read = responses_wire.task
+
+    def slow_read(*args: Any, **kwargs: Any) -> dict[str, Any]:  # reading the API's shape
+        time.sleep(0.2)
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(responses_wire, "task", slow_read)
+    response = oai.responses.create(model="gpt-5-codex", input=ASK, tools=CODEX_TOOLS,
+                                    store=False)
+    entry = httpx.get(f"{agent_service}/v1/usage/entries/{response.id}", timeout=30)
+    assert entry.status_code == 200, entry.text
+    assert entry.json()["latency_ms"] >= 200
