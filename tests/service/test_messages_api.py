@@ -272,3 +272,43 @@ def test_a_client_that_leaves_once_it_has_the_answer_still_has_its_turn_recorded
                 break
             time.sleep(0.05)
         assert [(e["route"], e["reason"]) for e in page] == [("cloud", "tools")], page
+
+
+def test_a_turn_whose_session_pin_cannot_be_read_is_a_503_and_reaches_no_model(
+        smol: Any, valkey_server: Any, agent_cloud: tuple[str, Recorded],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A turn that continues a tool exchange reads its session's pin first: a store that
+    fails that read fails the turn with the store's 503 (streamed: before the stream's 200),
+    and the turn never reaches a model."""
+    import redis.exceptions
+
+    settings = Settings(redis={"url": valkey_server.url, "prefix": "agent-pin-read"},
+                        auth={"enabled": False}, tasks={"embedded_worker": False})
+    cloud = CloudBackend(CloudConfig(model="openai/scripted", api_base=agent_cloud[0],
+                                     num_retries=0))
+    app = create_app(settings, local=smol, cloud=cloud, with_retrieval=False)
+    messages = [{"role": "user", "content": ASK},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1",
+                                                   "name": "Read", "input": {"file_path": PATH}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+                                              "content": "def add(a, b):\n    return a - b\n"}]}]
+    with serving(app) as url:
+        store = app.state.redis
+        get = store.get
+
+        async def failing_get(name: Any, *args: Any, **kwargs: Any) -> Any:
+            if "session" in str(name):
+                raise redis.exceptions.ConnectionError("connection refused")
+            return await get(name, *args, **kwargs)
+
+        monkeypatch.setattr(store, "get", failing_get)
+        sent = len(agent_cloud[1].bodies)
+        for stream in (False, True):
+            body = {"model": "claude-sonnet-5-5", "max_tokens": 512, "stream": stream,
+                    "tools": [READ, EDIT], "messages": messages,
+                    "metadata": {"user_id": json.dumps({"session_id": f"s-{stream}"})}}
+            answer = httpx.post(f"{url}/v1/messages", json=body, timeout=60,
+                                headers={"anthropic-version": "2023-06-01"})
+            assert answer.status_code == 503, answer.text
+            assert answer.json()["type"] == "error" and answer.headers.get("retry-after")
+        assert len(agent_cloud[1].bodies) == sent
