@@ -53,14 +53,16 @@ def first_token_ms(generation: Generation | None, started: float) -> float | Non
 
 
 async def account(request: Request, caller: Caller, *, request_id: str, source: str,
-                  record: RouteRecord, started: float,
+                  record: RouteRecord, started: float, answered: float | None = None,
                   generation: Generation | None = None) -> None:
     """Write the request's ledger entry once, count it in the metrics (``generation``: the
-    tier's, for its time to first token) and the key's tokens."""
+    tier's, for its time to first token) and the key's tokens. Its latency runs from
+    ``started`` to ``answered`` (when the answer was sent; now if not given)."""
     state = request.app.state
+    ended = answered if answered is not None else time.perf_counter()
     entry = await write_ledger(state.redis, state.names, request_id=request_id, team=caller.team,
                                key_id=caller.key_id, source=source, record=record,
-                               latency_ms=(time.perf_counter() - started) * 1000,
+                               latency_ms=(ended - started) * 1000,
                                retention_days=state.settings.redis.retention_days)
     if entry is not None:
         state.metrics.observe(entry, first_token_ms(generation, started))

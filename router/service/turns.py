@@ -23,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +40,8 @@ from router.run.stopping import REASON as STOPPING
 from router.run.stopping import ServerStopping
 from router.service.accounting import account, request_started
 from router.service.errors import Described, describe
+
+log = logging.getLogger("smallcode.api")
 
 KEEPALIVE_S = 5.0  # a keep-alive event this often while the models work
 PIN_S = 1800  # an open tool exchange keeps its tier this long after its last turn (streamed: its start)
@@ -116,9 +120,12 @@ class Turn:
         else:
             await redis.delete(self._pin_key())
 
-    async def account(self, record: RouteRecord) -> None:
+    async def account(self, record: RouteRecord, *, answered: float | None = None) -> None:
+        """Write the turn's ledger entry (``answered``: when its answer was sent, where its
+        latency ends; else now)."""
         await account(self.request, self.caller, request_id=self.request_id,
-                      source=self.source, record=record, started=self.started)
+                      source=self.source, record=record, started=self.started,
+                      answered=answered)
         self.request.state.route, self.request.state.route_reason = record.final, record.reason
 
 
@@ -190,15 +197,24 @@ async def stream(turn: Turn, run: Run, *, opening: Iterable[str],
             return
         routed = run.work.result()
         record = RouteRecord.routed(routed.record)
-        # The pin before the answer (the client's next turn may follow at once); the ledger
-        # entry after it, so that the client does not wait for it: the entry's latency is
-        # then stamped once the answer is sent, and the stream ends once it is written.
-        await turn.pin(routed, record)
+        # The pin's write goes out before the answer (the client's next turn may follow at
+        # once, and reads it). Its reply waits for the store's disk, so it is awaited after
+        # the answer is sent, with the ledger entry: the client waits for neither, the entry's
+        # latency ends when the answer is sent, and the stream ends once both are written.
+        pinning = asyncio.ensure_future(turn.pin(routed, record))
+        pinning.add_done_callback(lambda done: done.cancelled() or done.exception())
+        await asyncio.sleep(0)  # the pin's command is sent now, ahead of the answer
         for line in events(routed, record):
             yield line
         accounted = True
+        answered = time.perf_counter()
         with anyio.CancelScope(shield=True):  # a client that leaves now has its answer
-            await turn.account(record)
+            try:
+                await pinning
+            except Exception as exc:  # the answer is out: its next turn is routed afresh
+                log.warning("session pin not written (%s): the session's next turn is routed "
+                            "afresh", type(exc).__name__)
+            await turn.account(record, answered=answered)
     finally:
         if not accounted:  # the client left, or the server stops: stop the run, record it
             with anyio.CancelScope(shield=True):

@@ -312,3 +312,40 @@ def test_a_turn_whose_session_pin_cannot_be_read_is_a_503_and_reaches_no_model(
             assert answer.status_code == 503, answer.text
             assert answer.json()["type"] == "error" and answer.headers.get("retry-after")
         assert len(agent_cloud[1].bodies) == sent
+
+
+def test_a_streamed_answer_whose_session_pin_cannot_be_written_is_still_sent_and_recorded(
+        smol: Any, valkey_server: Any, agent_cloud: tuple[str, Recorded],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pin's write goes out before the answer and its reply is awaited after it: a store
+    that fails the write costs the session its pin (the next turn is routed afresh), not the
+    client its answer, and the turn is recorded."""
+    import redis.exceptions
+
+    settings = Settings(redis={"url": valkey_server.url, "prefix": "agent-pin-write"},
+                        auth={"enabled": False}, tasks={"embedded_worker": False})
+    cloud = CloudBackend(CloudConfig(model="openai/scripted", api_base=agent_cloud[0],
+                                     num_retries=0))
+    app = create_app(settings, local=smol, cloud=cloud, with_retrieval=False)
+    body = {"model": "claude-sonnet-5-5", "max_tokens": 512, "stream": True,
+            "tools": [READ, EDIT], "messages": [{"role": "user", "content": ASK}],
+            "metadata": {"user_id": json.dumps({"session_id": "pin-write-fails"})}}
+    with serving(app) as url:
+        store = app.state.redis
+        write = store.set
+
+        async def failing_set(name: Any, *args: Any, **kwargs: Any) -> Any:
+            if "session" in str(name):
+                raise redis.exceptions.ConnectionError("connection refused")
+            return await write(name, *args, **kwargs)
+
+        monkeypatch.setattr(store, "set", failing_set)
+        with httpx.stream("POST", f"{url}/v1/messages", json=body, timeout=60,
+                          headers={"anthropic-version": "2023-06-01"}) as response:
+            assert response.status_code == 200
+            lines = [line for line in response.iter_lines() if line]
+        events = [line.removeprefix("event: ") for line in lines if line.startswith("event: ")]
+        assert "error" not in events and events[-1] == "message_stop", events
+        assert any('"tool_use"' in line for line in lines)
+        page = httpx.get(f"{url}/v1/usage/entries", params={"limit": 10}).json()["data"]
+        assert [e["reason"] for e in page] == ["tools"]
