@@ -274,34 +274,44 @@ def test_a_client_that_leaves_once_it_has_the_answer_still_has_its_turn_recorded
         assert [(e["route"], e["reason"]) for e in page] == [("cloud", "tools")], page
 
 
+def _app(smol: Any, valkey_server: Any, agent_cloud: tuple[str, Recorded], prefix: str) -> Any:
+    settings = Settings(redis={"url": valkey_server.url, "prefix": prefix},
+                        auth={"enabled": False}, tasks={"embedded_worker": False})
+    cloud = CloudBackend(CloudConfig(model="openai/scripted", api_base=agent_cloud[0],
+                                     num_retries=0))
+    return create_app(settings, local=smol, cloud=cloud, with_retrieval=False)
+
+
+def _fail_session_keys(app: Any, command: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The running app's store fails ``command`` on the session pins' keys, as a store that
+    went away would, and only there."""
+    import redis.exceptions
+
+    store = app.state.redis
+    run = getattr(store, command)
+
+    async def failing(name: Any, *args: Any, **kwargs: Any) -> Any:
+        if "session" in str(name):
+            raise redis.exceptions.ConnectionError("connection refused")
+        return await run(name, *args, **kwargs)
+
+    monkeypatch.setattr(store, command, failing)
+
+
 def test_a_turn_whose_session_pin_cannot_be_read_is_a_503_and_reaches_no_model(
         smol: Any, valkey_server: Any, agent_cloud: tuple[str, Recorded],
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A turn that continues a tool exchange reads its session's pin first: a store that
     fails that read fails the turn with the store's 503 (streamed: before the stream's 200),
     and the turn never reaches a model."""
-    import redis.exceptions
-
-    settings = Settings(redis={"url": valkey_server.url, "prefix": "agent-pin-read"},
-                        auth={"enabled": False}, tasks={"embedded_worker": False})
-    cloud = CloudBackend(CloudConfig(model="openai/scripted", api_base=agent_cloud[0],
-                                     num_retries=0))
-    app = create_app(settings, local=smol, cloud=cloud, with_retrieval=False)
+    app = _app(smol, valkey_server, agent_cloud, "agent-pin-read")
     messages = [{"role": "user", "content": ASK},
                 {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1",
                                                    "name": "Read", "input": {"file_path": PATH}}]},
                 {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
                                               "content": "def add(a, b):\n    return a - b\n"}]}]
     with serving(app) as url:
-        store = app.state.redis
-        get = store.get
-
-        async def failing_get(name: Any, *args: Any, **kwargs: Any) -> Any:
-            if "session" in str(name):
-                raise redis.exceptions.ConnectionError("connection refused")
-            return await get(name, *args, **kwargs)
-
-        monkeypatch.setattr(store, "get", failing_get)
+        _fail_session_keys(app, "get", monkeypatch)
         sent = len(agent_cloud[1].bodies)
         for stream in (False, True):
             body = {"model": "claude-sonnet-5-5", "max_tokens": 512, "stream": stream,
@@ -320,26 +330,12 @@ def test_a_streamed_answer_whose_session_pin_cannot_be_written_is_still_sent_and
     """The pin's write goes out before the answer and its reply is awaited after it: a store
     that fails the write costs the session its pin (the next turn is routed afresh), not the
     client its answer, and the turn is recorded."""
-    import redis.exceptions
-
-    settings = Settings(redis={"url": valkey_server.url, "prefix": "agent-pin-write"},
-                        auth={"enabled": False}, tasks={"embedded_worker": False})
-    cloud = CloudBackend(CloudConfig(model="openai/scripted", api_base=agent_cloud[0],
-                                     num_retries=0))
-    app = create_app(settings, local=smol, cloud=cloud, with_retrieval=False)
+    app = _app(smol, valkey_server, agent_cloud, "agent-pin-write")
     body = {"model": "claude-sonnet-5-5", "max_tokens": 512, "stream": True,
             "tools": [READ, EDIT], "messages": [{"role": "user", "content": ASK}],
             "metadata": {"user_id": json.dumps({"session_id": "pin-write-fails"})}}
     with serving(app) as url:
-        store = app.state.redis
-        write = store.set
-
-        async def failing_set(name: Any, *args: Any, **kwargs: Any) -> Any:
-            if "session" in str(name):
-                raise redis.exceptions.ConnectionError("connection refused")
-            return await write(name, *args, **kwargs)
-
-        monkeypatch.setattr(store, "set", failing_set)
+        _fail_session_keys(app, "set", monkeypatch)
         with httpx.stream("POST", f"{url}/v1/messages", json=body, timeout=60,
                           headers={"anthropic-version": "2023-06-01"}) as response:
             assert response.status_code == 200
