@@ -6,6 +6,7 @@ Models are loaded once, in the lifespan, and handed to routes through ``app.stat
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 
@@ -61,8 +62,12 @@ def create_app(settings: Settings, *, local: Backend | None = None,
         app.state.redis = connect.client(settings.redis, socket_timeout=5,
                                          socket_connect_timeout=2)
         app.state.names = Names(settings.redis.prefix)
-        await migrate.upgrade(app.state.redis, app.state.names)  # keys of an older layout
-        await migrate.upgrade_tasks(app.state.redis, app.state.names)  # and tasks, queue
+        # A store failing over as the process starts is waited out, as the workers wait it out
+        outlast = functools.partial(connect.outlasting, within_s=settings.tasks.store_outage_s)
+        await outlast(lambda: migrate.upgrade(app.state.redis, app.state.names),
+                      what="the layout's upgrade")  # keys of an older layout
+        await outlast(lambda: migrate.upgrade_tasks(app.state.redis, app.state.names),
+                      what="the tasks' upgrade")  # and tasks, queue
         app.state.rate_limits = RateLimits(app.state.redis, settings.redis,
                                            app.state.names.rate_limits())
 
@@ -83,7 +88,9 @@ def create_app(settings: Settings, *, local: Backend | None = None,
         log.info("execution checks: %s; auth %s", isolation_mode(app.state.router_context.sandbox),
                  "on" if settings.auth.enabled else "OFF (loopback only)")
         # arq's client on the server that holds the queue (a cluster's: the primary of its slot)
-        app.state.arq = await TaskQueue.open(settings.redis, app.state.names, app.state.redis)
+        app.state.arq = await outlast(
+            lambda: TaskQueue.open(settings.redis, app.state.names, app.state.redis),
+            what="the task queue's opening")
         app.state.worker = None
         if settings.tasks.embedded_worker:
             app.state.worker = EmbeddedWorker(

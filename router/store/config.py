@@ -59,7 +59,8 @@ class TaskSettings(BaseModel):
     store_outage_s: float = Field(
         120.0, ge=0, le=3600, description="how long a task waits out a store (Redis) that "
         "fails under it, retrying after 1, 2, 4, 8, then every 15 s, before it fails; those "
-        "tries are not among max_tries")
+        "tries are not among max_tries; and how long an API process that starts while its "
+        "store fails (a cluster failing over) waits for it before it exits")
     concurrency: int = Field(2, ge=1, le=256, description="tasks one worker runs at once")
     poll_s: float = Field(0.25, gt=0, le=10, description="how often an idle worker polls the queue")
     heartbeat_s: float = Field(5.0, gt=0, le=300, description="how often a worker says it is alive")

@@ -6,17 +6,24 @@ command's duration on the same data. And the one place a client is made from the
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import traceback
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import redis
 from redis.asyncio import Redis, RedisCluster
 
 from router.store.config import RedisSettings
 from router.store.server import EmbeddedRedis
+
+log = logging.getLogger("smallcode.redis")
+T = TypeVar("T")
+OUTLAST_FIRST_S = 0.25  # waits between tries: 0.25 s, doubling, at most OUTLAST_MAX_S
+OUTLAST_MAX_S = 5.0
 
 _REDIS_DIR = Path(redis.__file__).resolve().parent
 
@@ -28,6 +35,30 @@ def failed_inside_redis(exc: BaseException) -> bool:
     meant. The store failed, as for a ``RedisError``; one of ours stays a bug."""
     frames = traceback.extract_tb(exc.__traceback__)
     return bool(frames) and Path(frames[-1].filename).resolve().is_relative_to(_REDIS_DIR)
+
+
+def store_failed(exc: BaseException) -> bool:
+    """Whether ``exc`` says the store failed (rather than our code)."""
+    return isinstance(exc, (redis.RedisError, OSError)) or failed_inside_redis(exc)
+
+
+async def outlasting(step: Callable[[], Awaitable[T]], *, within_s: float, what: str) -> T:
+    """``step()``, tried again while the store fails under it, for up to ``within_s``; then
+    the store's error; any other error at once. For what a process does as it starts: one
+    started while a cluster's primary is down (until its replica takes the slots over, within
+    two cluster node timeouts) waits that out rather than exiting."""
+    waited, wait_s = 0.0, OUTLAST_FIRST_S
+    while True:
+        try:
+            return await step()
+        except Exception as exc:
+            if not store_failed(exc) or waited >= within_s:
+                raise
+            log.warning("the store failed %s (%s); trying again in %.2f s", what,
+                        type(exc).__name__, wait_s)
+        await asyncio.sleep(wait_s)
+        waited += wait_s
+        wait_s = min(wait_s * 2, OUTLAST_MAX_S)
 
 
 def client(settings: RedisSettings, *, url: str | None = None, **options: Any) -> Redis:
