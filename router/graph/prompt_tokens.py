@@ -73,7 +73,6 @@ class TextTokens:
         self.max_texts = max_texts
         self._counts: OrderedDict[tuple[Counter, str, bytes], int] = OrderedDict()
         self._lock = threading.Lock()
-        self.counted = 0  # texts tokenized (cache misses), for tests and benchmarks
 
     def find(self, count: Counter, text: str, what: str = "text") -> int | None:
         key = (count, what, _digest(text))
@@ -85,21 +84,9 @@ class TextTokens:
 
     def keep(self, count: Counter, text: str, tokens: int, what: str = "text") -> None:
         with self._lock:
-            if what == "text":
-                self.counted += 1
             self._counts[(count, what, _digest(text))] = tokens
             while len(self._counts) > self.max_texts:
                 self._counts.popitem(last=False)
-
-    def __call__(self, count: Counter, text: str) -> int:
-        if not text:
-            return 0
-        found = self.find(count, text)
-        if found is not None:
-            return found
-        tokens = int(count(text))
-        self.keep(count, text, tokens)
-        return tokens
 
 
 TEXTS = TextTokens()

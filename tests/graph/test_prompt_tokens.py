@@ -16,7 +16,7 @@ from policies.config import PoliciesConfig
 from router.graph import prompt_tokens
 from router.graph.context import RouterContext, token_counter
 from router.graph.graph import build_graph, run_task
-from router.graph.prompt_tokens import BOUNDARY_TOKENS, TextTokens, conversation_tokens, pieces
+from router.graph.prompt_tokens import BOUNDARY_TOKENS, TextTokens, conversation_tokens, count_all, pieces
 
 CORPUS = "".join(p.read_text() for p in sorted(
     (Path(__file__).parents[2] / "router" / "graph").glob("*.py")))
@@ -163,5 +163,5 @@ def test_the_counts_kept_are_bounded_and_the_latest_used_stay() -> None:
 
     kept = TextTokens(max_texts=2)
     for text in ["a", "bb", "a", "ccc", "a", "bb"]:
-        assert kept(count, text) == len(text)
+        assert count_all(count, [text], kept) == [len(text)]
     assert seen == ["a", "bb", "ccc", "bb"]  # "bb" was the least recently used when "ccc" came
