@@ -15,14 +15,13 @@ from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 
 from agents.config import CloudConfig
 from policies.budget import Period, retry_after_s
 from policies.config import PolicyConfig
 from router.store import budgets
 from router.store.apikeys import ApiKey
-from router.store.connect import failed_inside_redis
+from router.store.connect import store_failed
 from router.store.names import Names
 
 T = TypeVar("T")
@@ -83,9 +82,9 @@ class BudgetGate:
         future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
         try:
             return future.result(REDIS_WAIT_S)
-        except (RedisError, OSError, TimeoutError, AttributeError) as exc:
-            if isinstance(exc, AttributeError) and not failed_inside_redis(exc):
-                raise  # our own: a bug, not the store
+        except Exception as exc:
+            if not store_failed(exc):  # a timeout is an OSError; our own error is a bug
+                raise
             future.cancel()
             raise StoreFailed(f"the store failed under a budget call: "
                               f"{type(exc).__name__}") from exc

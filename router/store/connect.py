@@ -38,8 +38,11 @@ def failed_inside_redis(exc: BaseException) -> bool:
 
 
 def store_failed(exc: BaseException) -> bool:
-    """Whether ``exc`` says the store failed (rather than our code)."""
-    return isinstance(exc, (redis.RedisError, OSError)) or failed_inside_redis(exc)
+    """Whether ``exc`` says the store failed (rather than our code): a ``RedisError``, an
+    ``OSError`` (a timeout is one), or redis-py's failover ``AttributeError``
+    (:func:`failed_inside_redis`)."""
+    return isinstance(exc, (redis.RedisError, OSError)) or (
+        isinstance(exc, AttributeError) and failed_inside_redis(exc))
 
 
 async def outlasting(step: Callable[[], Awaitable[T]], *, within_s: float, what: str) -> T:
