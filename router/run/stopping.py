@@ -9,6 +9,7 @@ task writes no record, and uvicorn logs it with a stack trace).
     stopping = Stopping()                      one per app (``app.state.stopping``)
     stopping.begin(grace_s, loop)              from a signal handler or any thread: cut at grace_s
     with stopping.watch(ahead.cut): ...        a stream, while it runs: cut it then
+    stopping.asked                             true once begun (start-up stops waiting)
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class ServerStopping(Exception):
 
 class Stopping:
     def __init__(self) -> None:
+        self.asked = False  # the server was asked to stop
         self.cut = False
         self._watchers: set[Callable[[], None]] = set()
         self._timer: asyncio.TimerHandle | None = None
@@ -44,6 +46,7 @@ class Stopping:
         loop; None: the one the streams run on, once one has). Safe to call from a signal
         handler or another thread (it only schedules, through the loop's thread-safe
         wake-up)."""
+        self.asked = True
         loop = loop or self._loop
         if loop is None:  # no stream has run yet: the first one to watch starts the clock
             self._due = time.monotonic() + grace_s

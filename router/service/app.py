@@ -63,7 +63,8 @@ def create_app(settings: Settings, *, local: Backend | None = None,
                                          socket_connect_timeout=2)
         app.state.names = Names(settings.redis.prefix)
         # A store failing over as the process starts is waited out, as the workers wait it out
-        outlast = functools.partial(connect.outlasting, within_s=settings.tasks.store_outage_s)
+        outlast = functools.partial(connect.outlasting, within_s=settings.tasks.store_outage_s,
+                                    stopped=lambda: app.state.stopping.asked)
         await outlast(lambda: migrate.upgrade(app.state.redis, app.state.names),
                       what="the layout's upgrade")  # keys of an older layout
         await outlast(lambda: migrate.upgrade_tasks(app.state.redis, app.state.names),

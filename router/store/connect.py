@@ -24,6 +24,7 @@ log = logging.getLogger("smallcode.redis")
 T = TypeVar("T")
 OUTLAST_FIRST_S = 0.25  # waits between tries: 0.25 s, doubling, at most OUTLAST_MAX_S
 OUTLAST_MAX_S = 5.0
+OUTLAST_HEAR_S = 0.1  # how soon a wait hears that the process was asked to stop
 
 _REDIS_DIR = Path(redis.__file__).resolve().parent
 
@@ -45,22 +46,27 @@ def store_failed(exc: BaseException) -> bool:
         isinstance(exc, AttributeError) and failed_inside_redis(exc))
 
 
-async def outlasting(step: Callable[[], Awaitable[T]], *, within_s: float, what: str) -> T:
-    """``step()``, tried again while the store fails under it, for up to ``within_s``; then
-    the store's error; any other error at once. For what a process does as it starts: one
-    started while a cluster's primary is down (until its replica takes the slots over, within
-    two cluster node timeouts) waits that out rather than exiting."""
+async def outlasting(step: Callable[[], Awaitable[T]], *, within_s: float, what: str,
+                     stopped: Callable[[], bool] = lambda: False) -> T:
+    """``step()``, tried again while the store fails under it, for up to ``within_s`` or until
+    ``stopped()`` (the process was asked to stop); then the store's error; any other error at
+    once. For what a process does as it starts: one started while a cluster's primary is down
+    (until its replica takes the slots over, within two cluster node timeouts) waits that out
+    rather than exiting."""
     waited, wait_s = 0.0, OUTLAST_FIRST_S
     while True:
         try:
             return await step()
         except Exception as exc:
-            if not store_failed(exc) or waited >= within_s:
+            if not store_failed(exc) or waited >= within_s or stopped():
                 raise
             log.warning("the store failed %s (%s); trying again in %.2f s", what,
                         type(exc).__name__, wait_s)
-        await asyncio.sleep(wait_s)
-        waited += wait_s
+        until = waited + wait_s
+        while waited < until and not stopped():  # a stop is heard within OUTLAST_HEAR_S
+            slice_s = min(OUTLAST_HEAR_S, until - waited)
+            await asyncio.sleep(slice_s)
+            waited += slice_s
         wait_s = min(wait_s * 2, OUTLAST_MAX_S)
 
 

@@ -45,3 +45,17 @@ def test_an_error_of_our_own_is_not_tried_again() -> None:
     with pytest.raises(KeyError):
         asyncio.run(connect.outlasting(step, within_s=30, what="a step"))
     assert len(calls) == 1
+
+
+def test_a_process_asked_to_stop_stops_waiting() -> None:
+    _, step = _failing(100, redis.exceptions.ConnectionError("connection refused"))
+    asked: list[float] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.call_later(1.0, lambda: asked.append(time.monotonic()))  # SIGTERM, a second in
+        await connect.outlasting(step, within_s=120, what="a step", stopped=lambda: bool(asked))
+
+    with pytest.raises(redis.exceptions.ConnectionError):
+        asyncio.run(main())
+    assert time.monotonic() - asked[0] < 0.5  # not the 120 s of retries
