@@ -94,14 +94,18 @@ def quality(backend: Backend, order: str, *, limit: int | None, log: Log,
     """pass@1 over the masked problems. ``warm``: each is asked right after the same file one
     line shorter (the line before the cursor not typed yet, 1 token generated), so a cache that
     moves runs (``reuse``) answers from keys and values computed before the line was
-    typed, as it would while the user types."""
+    typed, as it would while the user types. Then each is also asked cold, in the same run
+    (``cold``): right after another file, with the prefix-only cache, as if the file had just
+    been opened. ``flips`` counts the problems that only one of the two answers passes."""
     sandbox = open_sandbox(ChecksConfig())
     if sandbox is None:
         raise RuntimeError("no sandbox to run HumanEval's tests in: install bubblewrap "
                            "(scripts/system-deps.sh)")
     problems = load_problems()[:limit] if limit else load_problems()
-    passed = total = 0
-    empty = 0
+    passed = total = empty = 0
+    cold_passed = cold_empty = same_text = 0
+    flips = {"warm_only": 0, "cold_only": 0}
+    prefix_only = Reuse(min_tokens=0, refresh_tokens=reuse.refresh_tokens)
     for problem in problems:
         infill = mask_line(problem)
         if infill is None:
@@ -113,15 +117,33 @@ def quality(backend: Backend, order: str, *, limit: int | None, log: Log,
                 stop_at_block_end=False))
         generation, _, _ = run_once(backend, reuse.request(
             prefix=infill.prefix, suffix=infill.suffix, max_tokens=64, order=order))
-        program = infill.prefix + generation.text + infill.suffix
-        result = score(problem, program, sandbox)
+        ok = score(problem, infill.prefix + generation.text + infill.suffix, sandbox).passed
         total += 1
-        passed += result.passed
+        passed += ok
         empty += not generation.text.strip()
+        if warm:
+            run_once(backend, prefix_only.request(  # the cache now holds another file
+                prefix=OTHER_FILE, suffix="", max_tokens=1, order=order,
+                stop_at_block_end=False))
+            cold, _, _ = run_once(backend, prefix_only.request(
+                prefix=infill.prefix, suffix=infill.suffix, max_tokens=64, order=order))
+            cold_ok = score(problem, infill.prefix + cold.text + infill.suffix, sandbox).passed
+            cold_passed += cold_ok
+            cold_empty += not cold.text.strip()
+            same_text += cold.text == generation.text
+            if ok != cold_ok:
+                flips["warm_only" if ok else "cold_only"] += 1
         if total % 20 == 0:
-            log(f"  {order}: {passed}/{total} pass")
-    return {"problems": total, "passed": passed, "pass_at_1": round(passed / max(total, 1), 3),
-            "empty_completions": empty, "warm": warm}
+            log(f"  {order}: {passed}/{total} pass" + (f", cold {cold_passed}" if warm else ""))
+    result: dict[str, Any] = {"problems": total, "passed": passed,
+                              "pass_at_1": round(passed / max(total, 1), 3),
+                              "empty_completions": empty, "warm": warm}
+    if warm:
+        result["cold"] = {"passed": cold_passed,
+                          "pass_at_1": round(cold_passed / max(total, 1), 3),
+                          "empty_completions": cold_empty}
+        result.update(flips=flips, same_text=same_text)
+    return result
 
 
 OTHER_FILE = "import os\n\n\ndef data_dir():\n    return os.path.join(os.getcwd(), 'data')\n"

@@ -107,7 +107,8 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
                      "tokens at the start of each moved run (default: "
                      "completions.reuse_refresh_tokens)")
     fim.add_argument("--warm-quality", action="store_true", help="ask each HumanEval problem "
-                     "right after the same file one line shorter (as while typing)")
+                     "right after the same file one line shorter (as while typing), "
+                     "and cold (after another file) in the same run to compare")
     fim.add_argument("--engine", action="store_true", help="also llama-server's /infill "
                      "(serve's local engine), in the same run: the order `server`")
     fim.add_argument("--json", action="store_true", help="print one JSON object")
