@@ -223,6 +223,28 @@ def test_the_judge_sees_the_same_confidence_from_the_server_as_in_process(
     assert drafted > 0  # the copy prompt was answered largely from drafts
 
 
+def test_a_sampled_token_below_the_top_alternatives_keeps_its_own_probability(
+        smol_server: tuple[LocalConfig, RemoteLocalBackend]) -> None:
+    """Sampling (temperature 1.5) picks tokens the one alternative asked for is not: the
+    server gives each its own log-probability, lower than the top alternative's, not the top's
+    and not 0 (scripts/llama-server-token-probs.patch finds it apart from the leading ones)."""
+    _, backend = smol_server
+    request = GenerationRequest(messages=(Message("user", "Tell me a story about a fox."),),
+                                max_tokens=48, temperature=1.5, top_logprobs=1)
+    below = 0
+    for _ in range(3):
+        answer = backend.generate(request)
+        assert answer.logprobs, "logprobs must come back"
+        for token in answer.logprobs:
+            assert len(token.top) == 1
+            best = token.top[0]
+            assert -50.0 < token.logprob <= best.logprob + 1e-4, (token, best)
+            if token.token != best.token:
+                below += 1
+                assert token.logprob < best.logprob - 1e-6, (token, best)
+    assert below > 0  # at temperature 1.5, some of 144 sampled tokens are not the top one
+
+
 def test_serve_starts_llama_server_as_its_local_engine_by_default(model_cache: Path,
                                                                    tmp_path: Path) -> None:
     api_port = free_port()
