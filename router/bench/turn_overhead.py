@@ -14,7 +14,10 @@ this process its work (reading a 100 kB request, streaming the answer) would hol
 interpreter lock while the router, which has its answer, is under measurement.
 
 "Router time" is what ``smallcode bench agents`` reports: a turn's latency (from its request to
-its ledger entry) less its model calls (:func:`router.bench.agents.router_ms`). Each session is
+its ledger entry) less its model calls (:func:`router.bench.agents.router_ms`). A model call's
+time includes the cloud client's own work in this process (litellm: the request built, each
+streamed chunk parsed, the answer assembled), so ``cloud_client`` measures that apart: the
+first turn's request through :class:`CloudBackend` against the same bytes as plain HTTP. Each session is
 new (its own id and first message), so a first turn pays for what is new in it, as a real
 session's first turn does; the system prompt and the tools are the same in every session.
 """
@@ -35,7 +38,7 @@ import httpx
 from pydantic import SecretStr
 
 import router
-from agents.base import Backend
+from agents.base import Backend, GenerationRequest, Message
 from agents.cloud import CloudBackend
 from router.bench.agents import router_ms
 from router.bench.scripted_cloud import fix_one_line, scripted_cloud
@@ -146,6 +149,52 @@ def summary(rows: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, Any]
             "latency_ms_p50": round(quantile([e["latency_ms"] for e, _ in rows], 0.5), 2)}
 
 
+def cloud_client(cloud: CloudBackend, cloud_url: str, system: list[dict[str, Any]],
+                 offered: list[dict[str, Any]], *, calls: int = 30) -> dict[str, Any]:
+    """What the cloud tier's client (litellm) costs per call, which router time counts as the
+    model's: a request of the first turn's size streamed from the same scripted cloud through
+    :class:`CloudBackend` and as plain HTTP (the body sent and the server-sent events parsed),
+    alternately. Their difference is the client's work in this process."""
+    request = GenerationRequest(
+        messages=(Message("system", "\n\n".join(block["text"] for block in system)),
+                  Message("user", "Fix the bug in calc.py: add must return a + b.")),
+        max_tokens=32000, logprobs=False, tools=tuple(
+            {"type": "function", "function": {"name": tool["name"],
+                                              "description": tool["description"],
+                                              "parameters": tool["input_schema"]}}
+            for tool in offered))
+    body = json.dumps({"model": "scripted", "messages": request.openai_messages(),
+                       "max_tokens": request.max_tokens, "temperature": 0.0, "stream": True,
+                       "stream_options": {"include_usage": True}, **request.openai_tools()})
+
+    def plain(http: httpx.Client) -> None:
+        with http.stream("POST", f"{cloud_url}/chat/completions", content=body,
+                         headers={"Content-Type": "application/json",
+                                  "Authorization": "Bearer none"}) as response:
+            response.raise_for_status()
+            for line in response.iter_lines():
+                if line.startswith("data: {"):
+                    json.loads(line[6:])
+
+    def through_litellm() -> None:
+        for _ in cloud.stream(request):
+            pass
+
+    timed: dict[str, list[float]] = {"plain": [], "litellm": []}
+    with httpx.Client(timeout=60) as http:
+        for round_ in range(WARMUP + calls):
+            for way, call in (("plain", lambda: plain(http)), ("litellm", through_litellm)):
+                started = time.perf_counter()
+                call()
+                if round_ >= WARMUP:
+                    timed[way].append((time.perf_counter() - started) * 1000)
+    added = [b - a for a, b in zip(timed["plain"], timed["litellm"], strict=True)]
+    return {"calls": calls, "request_kb": round(len(body) / 1000),
+            "plain_http_ms_p50": round(quantile(timed["plain"], 0.5), 2),
+            "litellm_ms_p50": round(quantile(timed["litellm"], 0.5), 2),
+            "client_ms_p50": round(quantile(added, 0.5), 2)}
+
+
 def run(settings: Settings, local: Backend, *, sessions: int = 20,
         log: Callable[[str], None] = print) -> dict[str, Any]:
     system = [{"type": "text", "text": "You are Claude Code, Anthropic's official CLI for Claude."},
@@ -176,6 +225,8 @@ def run(settings: Settings, local: Backend, *, sessions: int = 20,
                                headers=admin).json()["data"][::-1]  # oldest first
             records = [http.get(f"/v1/usage/entries/{e['id']}", headers=admin).json()["record"]
                        for e in entries]
+        log("the cloud client's own time: the same request through litellm and as plain HTTP")
+        client = cloud_client(cloud, cloud_url, system, offered)
     rows = list(zip(entries, records, strict=True))[2 * WARMUP:]
     return {"local_model": local.model_name, "sessions": sessions,
-            "first": summary(rows[0::2]), "next": summary(rows[1::2])}
+            "first": summary(rows[0::2]), "next": summary(rows[1::2]), "cloud_client": client}
