@@ -220,7 +220,8 @@ class TaskRunner:
         started = time.perf_counter()
         run = Run(self.graph, caller.task(task["request"]), caller.context(self.context))
         pump = asyncio.create_task(self._pump(redis, task_id, run))
-        guard = asyncio.create_task(self._guard(redis, task_id, run.cancel))
+        ended = asyncio.Event()
+        guard = asyncio.create_task(self._guard(redis, task_id, run.cancel, ended))
         outcome: RoutedAnswer | BaseException
         try:
             try:
@@ -237,6 +238,7 @@ class TaskRunner:
             except Exception as exc:  # every failure becomes the task's error
                 outcome = exc
         finally:
+            ended.set()  # the guard stops at its next step even if its cancel is lost
             guard.cancel()
             run.end()
             await pump  # every progress event lands before the final one
@@ -376,18 +378,25 @@ class TaskRunner:
             with contextlib.suppress(Exception):  # progress is best effort; the outcome is not
                 await tasks.add_events(redis, self.names, task_id, events)
 
-    async def _guard(self, redis: Redis, task_id: str, cancel: threading.Event) -> None:
-        """While the task runs: hold this worker's claim on it (arq's in-progress key, on the
-        queue's slot), and notice a cancel. The claim is renewed through the store's client,
-        which follows a cluster's failover (arq's own is a one-server client that a worker
-        restarted after losing Redis closes), and set again rather than extended, so that a
-        store away for longer than the lease does not leave the job free for another worker
-        to start while this one still runs it."""
+    async def _guard(self, redis: Redis, task_id: str, cancel: threading.Event,
+                     ended: asyncio.Event) -> None:
+        """While the task runs (until ``ended``): hold this worker's claim on it (arq's
+        in-progress key, on the queue's slot), and notice a cancel. The claim is renewed
+        through the store's client, which follows a cluster's failover (arq's own is a
+        one-server client that a worker restarted after losing Redis closes), and set again
+        rather than extended, so that a store away for longer than the lease does not leave
+        the job free for another worker to start while this one still runs it.
+
+        ``ended``, not only the task's cancellation, stops it: a cancel that reaches it inside
+        a store call during a failover can come out of the client as an ordinary error, which
+        the loop takes for a blip. The guard then renewed the claim of an attempt that had
+        ended for ever, and arq never ran the task's job again (seen in `make test`'s
+        topology run: the task stayed ``running``)."""
         claim = in_progress_key_prefix + self.names.job_id(task_id)
         lease_s = self.settings.tasks.lease_s
         tick = min(0.5, lease_s / 3)
         renewed = 0.0
-        while not cancel.is_set():
+        while not (cancel.is_set() or ended.is_set()):
             now = time.monotonic()
             with contextlib.suppress(Exception):  # a blip: the lease has slack, try again
                 if now - renewed >= lease_s / 3:

@@ -785,3 +785,66 @@ def test_when_the_queues_primary_dies_its_replica_takes_the_queue_over(
             after = _task_when(api, key, accepted.json()["id"], "done", timeout_s=120)
             assert after["answer"] and after["attempts"] == 1
             assert _task_when(api, key, before, "done", timeout_s=30)["answer"]
+
+
+class _CancelComesOutAsAnError:
+    """The store as a cluster's failover can leave it: a call in flight that is cancelled comes
+    out of the client as its TimeoutError, not as the cancellation. The first claim write
+    hangs until cancelled (a primary that stopped answering); later ones reach the store."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.lost = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def set(self, *args: Any, **kwargs: Any) -> Any:
+        from redis.exceptions import TimeoutError as StoreTimeout
+
+        if self.lost:
+            return await self.store.set(*args, **kwargs)
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.lost = True
+            raise StoreTimeout("a write cancelled under a failover") from None
+
+
+def test_an_ended_attempt_stops_renewing_its_claim_even_when_its_cancel_is_lost(
+        store: Store) -> None:
+    """An attempt that ends (as when the store fails under it) stops its claim's renewal, even
+    when the cancel reaches the renewal inside a store call and comes out as an ordinary
+    error. Before, the renewal went on for ever, so arq never ran the task's job again: in
+    `make test`'s topology run a task stayed ``running`` with its claim renewed each 0.67 s."""
+    import threading
+
+    from arq.constants import in_progress_key_prefix
+
+    from router.worker import TaskRunner
+
+    settings = make_settings(store)
+    task_id = "task-claim-renewal"
+
+    async def guard_after_the_end() -> bool:
+        client = connect.client(settings.redis)
+        try:
+            await client.hset(NAMES.task(task_id), mapping={"status": "running"})
+            runner = TaskRunner(settings, NAMES, None, None, "worker-1")  # type: ignore[arg-type]
+            ended = asyncio.Event()
+            guard = asyncio.create_task(runner._guard(
+                _CancelComesOutAsAnError(client), task_id, threading.Event(), ended))
+            await asyncio.sleep(0.2)  # its first claim write hangs
+            ended.set()  # as the attempt's end does, with the cancel
+            guard.cancel()
+            done, _ = await asyncio.wait([guard], timeout=3 * settings.tasks.lease_s)
+            renewed = await client.get(in_progress_key_prefix + NAMES.job_id(task_id))
+            guard.cancel()  # a renewal that went on: this cancel reaches it whole
+            await asyncio.wait([guard], timeout=5)
+            assert renewed is None, "the ended attempt's claim was renewed"
+            return bool(done)
+        finally:
+            await client.delete(NAMES.task(task_id))
+            await client.aclose()
+
+    assert asyncio.run(guard_after_the_end()), "the claim's renewal outlived its attempt"
