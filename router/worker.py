@@ -501,9 +501,13 @@ def build_worker(settings: Settings, names: Names, *, queue_url: str, store: Red
     runner = TaskRunner(settings, names, graph, context, worker_id, metrics,
                         running=set() if running is None else running)
     beating: dict[str, asyncio.Task[None]] = {}
+    stopping = asyncio.Event()
 
     async def heartbeat(redis: ArqRedis) -> None:
-        while True:
+        # Until ``stopping``, not only until cancelled: a cancel that reaches a beat inside a
+        # store call during a failover can come out as an ordinary error (as for a task's
+        # claim, TaskRunner._guard), and the worker's stop would wait on it for ever.
+        while not stopping.is_set():
             with contextlib.suppress(Exception):  # Redis away for a moment: beat again later
                 await tasks.beat(redis, names, worker_id, ttl_s=config.heartbeat_s * 3,
                                  info={"pid": os.getpid(), "host": socket.gethostname()})
@@ -516,6 +520,7 @@ def build_worker(settings: Settings, names: Names, *, queue_url: str, store: Red
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         task = beating.pop("task", None)
         if task is not None:
+            stopping.set()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

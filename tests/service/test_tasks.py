@@ -848,3 +848,72 @@ def test_an_ended_attempt_stops_renewing_its_claim_even_when_its_cancel_is_lost(
             await client.aclose()
 
     assert asyncio.run(guard_after_the_end()), "the claim's renewal outlived its attempt"
+
+
+class _BeatCancelComesOutAsAnError:
+    """The store as a failover can leave it, for a worker's heartbeat: the first beat's write
+    hangs until cancelled, and the cancel comes out as the client's TimeoutError; later beats
+    reach the store."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.lost = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def pipeline(self, *args: Any, **kwargs: Any) -> Any:
+        inner = self.store.pipeline(*args, **kwargs)
+        if self.lost:
+            return inner
+        wrapper = self
+
+        class _Hanging:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(inner, name)
+
+            async def __aenter__(self) -> Any:
+                await inner.__aenter__()
+                return self
+
+            async def __aexit__(self, *exc: Any) -> Any:
+                return await inner.__aexit__(*exc)
+
+            async def execute(self) -> Any:
+                from redis.exceptions import TimeoutError as StoreTimeout
+
+                try:
+                    await asyncio.Event().wait()
+                except asyncio.CancelledError:
+                    wrapper.lost = True
+                    raise StoreTimeout("a beat cancelled under a failover") from None
+
+        return _Hanging()
+
+
+def test_a_stopping_worker_ends_its_heartbeat_even_when_its_cancel_is_lost(
+        store: Store) -> None:
+    """A worker's stop ends its heartbeat even when the cancel reaches a beat inside a store
+    call and comes out as an ordinary error; before, the stop waited on the heartbeat, which
+    went on beating, for ever (a worker retired after losing its store stops this way)."""
+    settings = make_settings(store)
+
+    async def stop_after_a_lost_cancel() -> bool:
+        client = connect.client(settings.redis)
+        try:
+            url = await queue.queue_url(settings.redis, NAMES, cluster=client)
+            worker = build_worker(settings, NAMES, queue_url=url, store=client, graph=None,
+                                  context=None, handle_signals=False)  # type: ignore[arg-type]
+            ctx = {"redis": _BeatCancelComesOutAsAnError(client)}
+            assert worker.on_startup is not None and worker.on_shutdown is not None
+            await worker.on_startup(ctx)
+            await asyncio.sleep(0.2)  # its first beat hangs
+            stopping = asyncio.create_task(worker.on_shutdown(ctx))
+            done, _ = await asyncio.wait([stopping], timeout=4 * settings.tasks.heartbeat_s)
+            stopping.cancel()  # a stop still waiting: cancelling it cancels the heartbeat too
+            await asyncio.wait([stopping], timeout=5)
+            return bool(done)
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(stop_after_a_lost_cancel()), "the worker's stop waited on its heartbeat"
