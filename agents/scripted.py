@@ -4,8 +4,9 @@ One answer per call, in order (the last one repeats). An answer is either a text
 4-character tokens at one logprob, or a recorded :class:`Generation`, streamed token by token
 with its own logprobs and then its tool calls, one delta each (a scripted agent's turn:
 ``Generation(..., finish_reason="tool_calls", tool_calls=(ToolCall(...),))``; build the tier
-with ``tools=True`` so the router sends it tool turns). The requests it was sent are kept, so a
-test can see what each tier was asked. Fast tests of the graph's branches, and the
+with ``tools=True`` so the router sends it tool turns), or an exception, raised after the
+answer's first token (a server that died mid-answer: ``BackendUnavailable(...)``). The
+requests it was sent are kept, so a test can see what each tier was asked. Fast tests of the graph's branches, and the
 routing-overhead benchmarks (every node does its real work, no model runs), use it; the slow
 tests run the real models.
 """
@@ -42,7 +43,8 @@ def play(generation: Generation) -> Iterator[TokenEvent | Generation]:
 class Scripted(Backend):
     supports_logprobs = True
 
-    def __init__(self, *answers: str | Generation, logprob: float = -0.01, name: str = "scripted",
+    def __init__(self, *answers: str | Generation | Exception, logprob: float = -0.01,
+                 name: str = "scripted",
                  prompt_counter: Callable[[GenerationRequest], int] | None = None,
                  tools: bool = False) -> None:
         """``prompt_counter``: how the tier counts a request's prompt tokens (a real model's
@@ -65,6 +67,9 @@ class Scripted(Backend):
     def stream(self, request: GenerationRequest) -> Iterator[TokenEvent | Generation]:
         answer = self.answers[min(len(self.requests), len(self.answers) - 1)]
         self.requests.append(request)
+        if isinstance(answer, Exception):
+            yield TokenEvent("def", TokenLogprob("def", self.logprob))
+            raise answer
         if isinstance(answer, Generation):
             yield from play(answer)
             return

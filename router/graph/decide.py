@@ -192,7 +192,7 @@ def served_flags(*, final: str, decision: Decision, auto: Decision | None,
           and decision["reason"] not in ("budget", "cloud_unavailable")):
         flags.append("served_local_by_shadow")
     if (final == "local" and last_attempt and last_attempt["examples_passed"] is not False
-            and not last_attempt["syntax_errors"]):
+            and not last_attempt["syntax_errors"] and "local_unavailable" not in last_attempt):
         flags.append("repaired")
     return flags
 

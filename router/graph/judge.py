@@ -92,7 +92,8 @@ def judge_answer(state: RouterState, sandbox: Sandbox | None, *,
         policy=rules, confidence=score, threshold=scored["threshold"],
         checks_failed=examples_failed or format_failed, aborted=bool(aborted),
         cloud_allowed=not state.get("privacy"),
-        agreed=None if sampled is None else bool(sampled["majority"]),
+        agreed=None if sampled is None or sampled["majority"] is None
+        else bool(sampled["majority"]),
         weighs_checks=scored["name"] == "learned" and not format_failed)
     execution = checks.get("execution")
     return {"confidence": score, "checks": checks, "decision": verdict, "auto_decision": verdict,

@@ -448,7 +448,16 @@ def sample(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any
     request = GenerationRequest(messages=tuple(state["messages"]), max_tokens=local_limit(state),
                                 temperature=rules.sample_temperature)
     started = time.perf_counter()
-    answers = [local, *(ctx.local.generate(request) for _ in range(rules.sample_k - 1))]
+    answers = [local]
+    try:
+        answers.extend(ctx.local.generate(request) for _ in range(rules.sample_k - 1))
+    except BackendUnavailable as exc:
+        # The local tier went away between the answers: no agreement to find. The judge
+        # decides on the first answer as if sampling had not run (it does not run again).
+        return {"decision": None, "auto_decision": None, "agreement": {
+            "k": rules.sample_k, "majority": None, "local_unavailable": str(exc),
+            "generate_ms": round((time.perf_counter() - started) * 1000, 1),
+            "completion_tokens": sum(a.usage.completion_tokens for a in answers[1:])}}
     generated_ms = (time.perf_counter() - started) * 1000
     target = agreement.target_function(state["prompt"])
     assert target is not None
@@ -489,17 +498,24 @@ def repair(state: RouterState, runtime: Runtime[RouterContext]) -> dict[str, Any
         max_tokens=local_limit(state, local.usage.completion_tokens + 256),
         **tool_request(state))
     started = time.perf_counter()
-    generation = with_recovered_calls(state, ctx.local.generate(request))
+    kept = state.get("decision") if decide.stays_local(state.get("decision")) else None
+    attempt: dict[str, Any] = {"round": len(state.get("local_attempts") or []) + 1, "trigger": trigger}
+    try:
+        generation = with_recovered_calls(state, ctx.local.generate(request))
+    except BackendUnavailable as exc:
+        # The local tier went away mid-repair: the judge decides on the answer it has, with
+        # no more rounds (an unchanged round ends the repair), as if the rounds were spent.
+        attempt |= {"prompt_tokens": 0, "completion_tokens": 0, "unchanged": True,
+                    "ms": round((time.perf_counter() - started) * 1000, 1),
+                    "local_unavailable": str(exc)}
+        return {"decision": kept, "auto_decision": kept, "local_attempts": [attempt]}
     assert generation is not None
-    attempt = {
-        "round": len(state.get("local_attempts") or []) + 1,
-        "trigger": prompts.trigger(checks),
+    attempt |= {
         "prompt_tokens": generation.usage.prompt_tokens,
         "completion_tokens": generation.usage.completion_tokens,
         "ms": round((time.perf_counter() - started) * 1000, 1),
         "unchanged": generation.text.strip() == local.text.strip(),
     }
-    kept = state.get("decision") if decide.stays_local(state.get("decision")) else None
     return {"local": generation, "decision": kept, "auto_decision": kept,
             "local_attempts": [attempt]}
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from agents.errors import BackendUnavailable
 from agents.scripted import Scripted
 from policies.config import PoliciesConfig
 from router.checks.sandbox import Sandbox
@@ -150,6 +151,18 @@ def test_a_majority_is_served_even_when_the_greedy_answer_is_not_in_it(
     record = answer.record
     assert (answer.text, record["final"], record["reason"]) == (GOOD, "local", "confident")
     assert record["agreement"]["clusters"] == [2, 1] and record["agreement"]["chosen"] == 1
+
+
+def test_a_local_server_dying_between_samples_leaves_the_judge_the_first_answer(
+        sandbox: Sandbox) -> None:
+    died = BackendUnavailable("local server http://127.0.0.1:9/v1 did not answer")
+    local = Scripted(GOOD, SAME, died, GOOD)
+    answer = route(local, Scripted(CLOUD), sandbox, {"sample_k": 3})
+    record = answer.record
+    assert (answer.text, record["final"], record["reason"]) == (GOOD, "local", "confident")
+    assert record["agreement"]["majority"] is None and len(local.requests) == 3
+    assert "did not answer" in record["agreement"]["local_unavailable"]
+    assert record["tokens"]["sample_completion"] > 0  # the sample it did get is counted
 
 
 def test_sampling_is_skipped_where_the_task_has_examples(sandbox: Sandbox) -> None:

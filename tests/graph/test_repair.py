@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from agents.base import Message
+from agents.errors import BackendUnavailable
 from policies.config import PoliciesConfig, PolicyConfig
 from router.checks.sandbox import Sandbox
 from router.graph import decide, repair
@@ -137,6 +138,31 @@ def test_a_local_only_team_is_repaired_and_never_reaches_the_cloud(sandbox: Sand
     assert answer.record["final"] == "local" and cloud.requests == []
     assert len(answer.record["local_attempts"]) == 2
     assert "low_confidence" in answer.record["flags"]
+
+
+DIED = BackendUnavailable("local server http://127.0.0.1:9/v1 did not answer "
+                          "(RemoteProtocolError)")
+
+
+def test_a_local_server_dying_mid_repair_escalates_the_answer_it_had(sandbox: Sandbox) -> None:
+    """The failing answer cannot be repaired (its server died mid-round): the judge's
+    verdict on it stands, and the task is answered, not failed (seen in the topology run)."""
+    local, cloud = Scripted(WRONG, DIED, RIGHT), Scripted(CLOUD)
+    answer = route(local, cloud, sandbox)
+    record = answer.record
+    assert (answer.text, record["final"], record["reason"]) == (CLOUD, "cloud", "failed_checks")
+    [attempt] = record["local_attempts"]  # no second round on a dead server
+    assert "did not answer" in attempt["local_unavailable"] and attempt["completion_tokens"] == 0
+    assert len(local.requests) == 2 and "repaired" not in record["flags"]
+
+
+def test_a_local_only_team_whose_server_dies_mid_repair_gets_the_answer_it_had(
+        sandbox: Sandbox) -> None:
+    local, cloud = Scripted(WRONG, DIED), Scripted(CLOUD)
+    answer = route(local, cloud, sandbox, team="vault")
+    assert (answer.text, answer.record["final"]) == (WRONG, "local") and cloud.requests == []
+    assert "low_confidence" in answer.record["flags"]
+    assert "repaired" not in answer.record["flags"]
 
 
 @pytest.mark.parametrize(("trigger", "attempts", "decided", "fits", "expected"), [
