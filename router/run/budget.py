@@ -59,7 +59,8 @@ class BudgetGate:
     the ledger exactly what its budgets were charged. ``on_hold``: told of each reservation
     as it is taken (a queued task keeps them with the task, so that if its worker is killed
     mid call, the next attempt can settle them at what the dead one ran). ``on_settle``: told
-    what a call is charged before its budgets are (a queued task keeps it, so that the next
+    what a call is charged, and its first reservation's id, before its budgets are (a queued
+    task keeps it, so that the next
     attempt records what a dead one's budgets were charged, not an estimate); when it answers
     False (a later attempt of the task has begun), the budgets are not settled here but kept
     in ``deferred``, for the task's runner to settle once its ledger entry is written."""
@@ -71,7 +72,7 @@ class BudgetGate:
         self.hold_s = hold_s
         self.settled_usd = 0.0
         self.on_hold: Callable[[list[budgets.Reservation]], Awaitable[None]] | None = None
-        self.on_settle: Callable[[float], Awaitable[bool]] | None = None
+        self.on_settle: Callable[[float, str], Awaitable[bool]] | None = None
         self.deferred: list[tuple[list[budgets.Reservation], float]] = []
         now = dt.datetime.now(dt.UTC)
         self.retry_after_s = max(retry_after_s(scope.period, now) for scope in scopes)
@@ -114,7 +115,7 @@ class BudgetGate:
 
     async def _settle(self, token: list[budgets.Reservation], usd: float) -> None:
         # The amount first: a process that dies after it leaves it with the task.
-        if self.on_settle is not None and not await self.on_settle(usd):
+        if self.on_settle is not None and not await self.on_settle(usd, token[0].id):
             self.deferred.append((token, usd))  # a later attempt began: the runner settles
             return
         for reservation in token:

@@ -46,7 +46,10 @@ for i = 1, #fields, 2 do
 end
 """
 
+# A reservation sent again (the client re-sends a command whose reply it lost, as redis-py's
+# cluster client does through a failover) is the one it made: held once.
 _RESERVE = _NOW + _REAP + """
+if redis.call('HEXISTS', KEYS[1], 'r:' .. ARGV[3]) == 1 then return 1 end
 local spent = tonumber(redis.call('HGET', KEYS[1], 'spent') or '0')
 local reserved = tonumber(redis.call('HGET', KEYS[1], 'reserved') or '0')
 local amount = tonumber(ARGV[2])

@@ -49,7 +49,10 @@ end
 # the index where the session pairs start, who claims the attempt ('' without a claim), then
 # the rollup pairs, the histogram pairs and the session pairs (none: not an agent's turn).
 # Returns 1 when written, 0 when the entry was there, -1 when the attempt's claim refused it.
+# The same entry sent again (the client re-sends a command whose reply it lost, as redis-py's
+# cluster client does through a failover) was this write's own: 1, nothing added.
 _WRITE = _CLAIM_RULE + """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
 if #KEYS == 9 and claim_refuses(KEYS[9], ARGV[12]) then return -1 end
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[5]) then return 0 end
 if #KEYS == 9 then redis.call('SET', KEYS[9], ARGV[12], 'EX', ARGV[5]) end

@@ -289,15 +289,17 @@ async def note_holds(redis: Redis, names: Names, task_id: str,
     await redis.hset(names.task(task_id), field, json.dumps(kept))
 
 
-# KEYS: task. ARGV: attempt, amount. Noted only while the attempt is the task's latest.
+# KEYS: task. ARGV: attempt, amount, the call's id. Noted only while the attempt is the task's
+# latest; a call's note sent again (a client re-sending a command whose reply it lost) once.
 _NOTE_SETTLED = """
 if tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') ~= tonumber(ARGV[1]) then return 0 end
+if redis.call('HSETNX', KEYS[1], 'noted:' .. ARGV[3], ARGV[2]) == 0 then return 1 end
 redis.call('HINCRBYFLOAT', KEYS[1], 'settled:' .. ARGV[1], ARGV[2])
 return 1
 """
 
 
-async def note_settled(redis: Redis, names: Names, task_id: str, usd: float, *,
+async def note_settled(redis: Redis, names: Names, task_id: str, usd: float, call: str, *,
                        attempt: int) -> bool:
     """Keep what attempt ``attempt``'s cloud call is charged, before its budget is charged:
     if its worker dies (or its store fails) before the attempt's ledger entry is written, the
@@ -306,7 +308,7 @@ async def note_settled(redis: Redis, names: Names, task_id: str, usd: float, *,
     its claim on the task while it ran): that attempt may be recording this one as lost at
     what it found, so this one's budget is charged only with its ledger entry (the claim
     decides which of the two records it: :class:`router.store.ledger.Claim`)."""
-    noted = await redis.eval(_NOTE_SETTLED, 1, names.task(task_id), attempt, usd)  # type: ignore[misc]
+    noted = await redis.eval(_NOTE_SETTLED, 1, names.task(task_id), attempt, usd, call)  # type: ignore[misc]
     return bool(noted)
 
 

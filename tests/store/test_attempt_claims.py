@@ -99,9 +99,11 @@ def test_a_later_attempt_stops_an_earlier_one_from_noting_its_charge(store: Stor
                                      request={"prompt": "x"}, keep_s=600)
         task_id = created.task["id"]
         await tasks.start_attempt(redis, NAMES, task_id, worker="w1", keep_s=600)
-        noted_while_latest = await tasks.note_settled(redis, NAMES, task_id, 0.001, attempt=1)
+        noted_while_latest = await tasks.note_settled(redis, NAMES, task_id, 0.001, "call-1",
+                                                     attempt=1)
         await tasks.start_attempt(redis, NAMES, task_id, worker="w2", keep_s=600)
-        noted_after = await tasks.note_settled(redis, NAMES, task_id, 0.005, attempt=1)
+        noted_after = await tasks.note_settled(redis, NAMES, task_id, 0.005, "call-2",
+                                              attempt=1)
         return noted_while_latest, noted_after, await tasks.settled(redis, NAMES, task_id,
                                                                     attempt=1)
 
