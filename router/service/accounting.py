@@ -4,6 +4,7 @@ a place among the process's generating requests first, then, once it has run, on
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 
@@ -15,6 +16,7 @@ from router.run.outcome import RouteRecord, write_ledger
 from router.run.ratelimit import RateLimited
 from router.service import admission
 from router.service.errors import APIError
+from router.store.connect import outlasting
 
 log = logging.getLogger("smallcode.api")
 
@@ -57,13 +59,19 @@ async def account(request: Request, caller: Caller, *, request_id: str, source: 
                   generation: Generation | None = None) -> None:
     """Write the request's ledger entry once, count it in the metrics (``generation``: the
     tier's, for its time to first token) and the key's tokens. Its latency runs from
-    ``started`` to ``answered`` (when the answer was sent; now if not given)."""
+    ``started`` to ``answered`` (when the answer was sent; now if not given). A store that
+    fails under it is waited out for ``redis.answered_outage_s``, then its error raised."""
     state = request.app.state
     ended = answered if answered is not None else time.perf_counter()
-    entry = await write_ledger(state.redis, state.names, request_id=request_id, team=caller.team,
-                               key_id=caller.key_id, source=source, record=record,
-                               latency_ms=(ended - started) * 1000,
-                               retention_days=state.settings.redis.retention_days)
+    # An answer is not dropped for a store failing over under it (a primary killed: its
+    # replica takes the slots within two cluster node timeouts): the entry's write is waited
+    # out for redis.answered_outage_s (a write sent again is written once), then it fails.
+    outlast = functools.partial(outlasting, within_s=state.settings.redis.answered_outage_s,
+                                stopped=lambda: state.stopping.asked)
+    entry = await outlast(lambda: write_ledger(
+        state.redis, state.names, request_id=request_id, team=caller.team,
+        key_id=caller.key_id, source=source, record=record, latency_ms=(ended - started) * 1000,
+        retention_days=state.settings.redis.retention_days), what="writing a ledger entry")
     if entry is not None:
         state.metrics.observe(entry, first_token_ms(generation, started))
-    await caller.charge(record)
+    await outlast(lambda: caller.charge(record), what="counting a key's tokens")

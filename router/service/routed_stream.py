@@ -28,6 +28,7 @@ from router.run.stopping import REASON as STOPPING
 from router.run.stopping import ServerStopping
 from router.service import openai_wire as wire
 from router.service.accounting import account, request_started
+from router.store.connect import store_failed
 
 KEEPALIVE_S = 0.5  # an SSE comment this often while nothing else is sent
 HOLD_S = 0.5  # how long a cloud-bound response waits for the first token before it starts
@@ -132,8 +133,15 @@ async def _events(request: Request, run: Run, held: list[Event], *, caller: Call
         if rest:  # the judged local answer (or what the cloud's stream did not carry)
             yield _chunk(completion_id, created, {"content": rest})
         accounted = True
-        await account(request, caller, request_id=completion_id, source="chat",
-                      record=record, started=started)
+        try:
+            await account(request, caller, request_id=completion_id, source="chat",
+                          record=record, started=started)
+        except Exception as exc:  # the store failed past redis.answered_outage_s
+            if not store_failed(exc):
+                raise
+            yield await _error_event(request, exc)  # its 503, as a plain request's
+            yield wire.DONE
+            return
         request.state.route, request.state.route_reason = record.final, record.reason
         usage = wire.record_usage(record)
         yield _chunk(completion_id, created, {}, wire.finish_reason(answer.finish_reason),

@@ -20,6 +20,10 @@ class RedisSettings(BaseModel):
     cluster: bool = Field(
         False, description="redis.url names a node of a Redis / Valkey Cluster: the service "
         "opens a cluster client (keys sharded by team); needs redis.url")
+    answered_outage_s: float = Field(
+        30.0, ge=0, le=600, description="how long a request whose answer is ready waits out "
+        "a store that fails under it (a cluster failing over) to write its ledger entry, "
+        "before it fails with 503 (a stream: an error event at its end)")
 
     @model_validator(mode="after")
     def _cluster_needs_url(self) -> RedisSettings:

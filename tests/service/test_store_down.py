@@ -17,17 +17,18 @@ from router.store import apikeys
 from router.store.names import Names
 from router.store.server import EmbeddedRedis, free_port
 from tests.helpers import serving
+from tests.store_proxy import StoreProxy
 
 ASK = {"model": "local", "max_tokens": 2,
        "messages": [{"role": "user", "content": "Say hi."}]}
 
 
-async def _create_key(url: str) -> str:
+async def _create_key(url: str, prefix: str = "down") -> str:
     from redis.asyncio import Redis
 
     redis = Redis.from_url(url)
     try:
-        _, secret = await apikeys.create_key(redis, Names("down"), team="ops")
+        _, secret = await apikeys.create_key(redis, Names(prefix), team="ops")
         return secret
     finally:
         await redis.aclose()
@@ -38,7 +39,8 @@ def test_redis_down_is_a_503_and_the_service_recovers_with_its_data(smol, tmp_pa
     valkey = EmbeddedRedis(tmp_path / "redis", port=port).start()
     try:
         secret = asyncio.run(_create_key(valkey.url))
-        settings = Settings(redis={"url": valkey.url, "prefix": "down"})
+        # An answered request waits out a failing store for answered_outage_s (2 s here).
+        settings = Settings(redis={"url": valkey.url, "prefix": "down", "answered_outage_s": 2})
         dead = CloudBackend(CloudConfig(api_base="http://127.0.0.1:9/v1", num_retries=0))
         headers = {"Authorization": f"Bearer {secret}"}
         with serving(create_app(settings, local=smol, cloud=dead, with_retrieval=False)) as url:
@@ -72,6 +74,37 @@ def test_redis_down_is_a_503_and_the_service_recovers_with_its_data(smol, tmp_pa
             assert status == "done"
     finally:
         valkey.stop()
+
+
+def test_an_answer_outlasts_a_store_that_goes_away_as_its_entry_is_written(
+        smol, redis_url: str) -> None:
+    """A failover as an answered request writes its ledger entry (the topology run's cut
+    stream, 2026-12-08): the store goes away as the write is sent and refuses connections for
+    1.5 s. The client still gets its whole answer, and the ledger has each entry once."""
+    secret = asyncio.run(_create_key(redis_url, "outlast"))
+    headers = {"Authorization": f"Bearer {secret}"}
+    dead = CloudBackend(CloudConfig(api_base="http://127.0.0.1:9/v1", num_retries=0))
+    with StoreProxy(redis_url).running() as proxy:
+        settings = Settings(redis={"url": proxy.url, "prefix": "outlast"},
+                            tasks={"embedded_worker": False})
+        with serving(create_app(settings, local=smol, cloud=dead, with_retrieval=False)) as url:
+            for n, stream in enumerate((False, True), start=1):
+                proxy.outage_at_next(b"ZREMRANGEBYSCORE", 1.5)  # only the ledger's write
+                started = time.monotonic()
+                response = httpx.post(f"{url}/v1/chat/completions", headers=headers,
+                                      json={**ASK, "stream": stream}, timeout=60)
+                waited = time.monotonic() - started
+                assert response.status_code == 200 and proxy.outages == n
+                assert waited > 1.5  # it waited the outage out
+                if stream:
+                    events = [line[6:] for line in response.text.splitlines()
+                              if line.startswith("data: ")]
+                    assert events[-1] == "[DONE]" and '"error"' not in response.text
+                    assert '"finish_reason":"' in response.text.replace(" ", "")
+                else:
+                    assert response.json()["choices"][0]["finish_reason"] in ("stop", "length")
+            usage = httpx.get(f"{url}/v1/usage", headers=headers, timeout=15).json()
+            assert usage["totals"]["tasks"] == 2  # each entry once
 
 
 def _closed_under_a_write() -> AttributeError:
