@@ -242,11 +242,12 @@ class TaskRunner:
             guard.cancel()
             run.end()
             await pump  # every progress event lands before the final one
-        if isinstance(outcome, RedisError):
-            # The store failed under the run (the budget gate's calls: StoreFailed), as in a
-            # primary's failover: not the task's failure. Back to the queue; the next attempt
-            # settles what this one held or spent (_lost_attempt), as for a killed worker;
-            # run_task_job logs it and queues the job again.
+        if isinstance(outcome, RedisError) or (isinstance(outcome, Exception)
+                                               and connect.failed_inside_redis(outcome)):
+            # The store failed under the run (the budget gate's calls: StoreFailed; redis-py's
+            # failover errors), as in a primary's failover: not the task's failure. Back to
+            # the queue; the next attempt settles what this one held or spent (_lost_attempt),
+            # as for a killed worker; run_task_job logs it and queues the job again.
             raise outcome
         latency_ms = (time.perf_counter() - started) * 1000
         if isinstance(outcome, asyncio.CancelledError):
@@ -417,8 +418,9 @@ async def run_task_job(ctx: dict[str, Any], task_id: str) -> str:
     turns every failure of the task's own work into its ``failed`` status, so what escapes is
     the store failing under it: a ``RedisError`` (a cluster primary killed, its replica not yet
     promoted), or what redis-py's asyncio cluster client raises for a connection closed under a
-    write during that failover, an ``AttributeError`` (redis/redis-py#4287; seen in
-    ``make topology``) — or a defect, which the log shows with its traceback."""
+    write during that failover, an ``AttributeError`` or uvloop's ``RuntimeError``
+    (redis/redis-py#4287; seen in ``make topology``) — or a defect, which the log shows with
+    its traceback."""
     runner: TaskRunner = ctx["runner"]
     if task_id in runner.running:
         # This process runs it already: its claim lapsed while the store was away, and arq
@@ -428,15 +430,14 @@ async def run_task_job(ctx: dict[str, Any], task_id: str) -> str:
     runner.running.add(task_id)
     try:
         return await runner.run(ctx["store"], task_id, job_try=ctx["job_try"])
-    except RedisError as exc:
-        wait_s = store_retry_s(ctx["job_try"])
-        log.warning("task %s: the store failed under it (%s); it runs again in %g s", task_id,
-                    type(exc).__name__, wait_s)
-        raise Retry(defer=wait_s) from exc
     except Exception as exc:
         wait_s = store_retry_s(ctx["job_try"])
-        log.warning("task %s: its try ended with %s; it runs again in %g s", task_id,
-                    type(exc).__name__, wait_s, exc_info=True)
+        if isinstance(exc, RedisError) or connect.failed_inside_redis(exc):
+            log.warning("task %s: the store failed under it (%s); it runs again in %g s",
+                        task_id, type(exc).__name__, wait_s)
+        else:  # a defect: its traceback
+            log.warning("task %s: its try ended with %s; it runs again in %g s", task_id,
+                        type(exc).__name__, wait_s, exc_info=True)
         raise Retry(defer=wait_s) from exc
     finally:
         runner.running.discard(task_id)

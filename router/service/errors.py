@@ -123,8 +123,7 @@ def describe(exc: BaseException) -> Described:
     if isinstance(exc, BudgetExceeded):
         return Described(429, str(exc), "rate_limit_error", None, "budget_exceeded",
                          {"Retry-After": str(exc.retry_after_s)})
-    if isinstance(exc, RedisError) or (isinstance(exc, AttributeError)
-                                       and failed_inside_redis(exc)):
+    if isinstance(exc, RedisError) or failed_inside_redis(exc):
         log.warning("Redis unavailable: %s", type(exc).__name__)
         return Described(503, "the service's store (Redis) is unavailable; try again shortly",
                          "service_unavailable", None, "store_unavailable", {"Retry-After": "5"})

@@ -27,23 +27,33 @@ OUTLAST_MAX_S = 5.0
 OUTLAST_HEAR_S = 0.1  # how soon a wait hears that the process was asked to stop
 
 _REDIS_DIR = Path(redis.__file__).resolve().parent
+_ASYNCIO_DIR = Path(asyncio.__file__).resolve().parent
+
+
+def _in_transport(filename: str) -> bool:
+    """Whether a frame is the transport's under redis-py: asyncio's streams or uvloop's."""
+    return filename.startswith("uvloop/") or Path(filename).resolve().is_relative_to(_ASYNCIO_DIR)
 
 
 def failed_inside_redis(exc: BaseException) -> bool:
-    """Whether ``exc``, an error that is no ``RedisError``, was raised inside the redis package:
-    redis-py's asyncio cluster client raises ``AttributeError`` for a connection closed under a
-    write during a primary's failover (redis/redis-py#4287), where a ``ConnectionError`` is
-    meant. The store failed, as for a ``RedisError``; one of ours stays a bug."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    return bool(frames) and Path(frames[-1].filename).resolve().is_relative_to(_REDIS_DIR)
+    """Whether ``exc``, an error that is no ``RedisError``, was raised inside the redis package
+    (or in the transport it wrote to): during a primary's failover, redis-py's asyncio cluster
+    client writes on a connection closed under it (redis/redis-py#4287), which raises
+    ``AttributeError`` (its writer gone) or, under uvloop, ``RuntimeError`` (its transport
+    closed), where a ``ConnectionError`` is meant. The store failed, as for a
+    ``RedisError``; one of ours stays a bug."""
+    if not isinstance(exc, AttributeError | RuntimeError):
+        return False
+    files = [frame.filename for frame in traceback.extract_tb(exc.__traceback__)]
+    while files and _in_transport(files[-1]):
+        files.pop()
+    return bool(files) and Path(files[-1]).resolve().is_relative_to(_REDIS_DIR)
 
 
 def store_failed(exc: BaseException) -> bool:
     """Whether ``exc`` says the store failed (rather than our code): a ``RedisError``, an
-    ``OSError`` (a timeout is one), or redis-py's failover ``AttributeError``
-    (:func:`failed_inside_redis`)."""
-    return isinstance(exc, (redis.RedisError, OSError)) or (
-        isinstance(exc, AttributeError) and failed_inside_redis(exc))
+    ``OSError`` (a timeout is one), or redis-py's failover errors (:func:`failed_inside_redis`)."""
+    return isinstance(exc, (redis.RedisError, OSError)) or failed_inside_redis(exc)
 
 
 async def outlasting(step: Callable[[], Awaitable[T]], *, within_s: float, what: str,

@@ -119,14 +119,51 @@ def _closed_under_a_write() -> AttributeError:
     raise AssertionError("redis-py wrote on a closed connection: no failure to test")
 
 
-def test_redis_pys_attribute_error_in_a_failover_is_the_stores_503_and_ours_a_500() -> None:
+def _closed_transport_under_a_write() -> RuntimeError:
+    """The same under uvloop (which `smallcode serve` runs on): a write on a transport that
+    closed raises ``RuntimeError`` from uvloop, under redis-py's write (seen in the topology
+    run, 2026-12-08)."""
+    import uvloop
+    from redis.asyncio.connection import Connection
+
+    async def write_after_close() -> None:
+        accepted: list[asyncio.StreamWriter] = []
+        server = await asyncio.start_server(lambda _, w: accepted.append(w), "127.0.0.1", 0)
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", server.sockets[0].getsockname()[1])
+        writer.close()  # closed under the client, which writes on
+        await writer.wait_closed()
+        connection = Connection()
+        connection._reader, connection._writer = reader, writer
+        try:
+            await connection._send_packed_command([b"GET"])
+        finally:
+            connection._reader = connection._writer = None
+            for each in accepted:
+                each.close()
+            server.close()
+            await server.wait_closed()
+
+    try:
+        uvloop.run(write_after_close())
+    except RuntimeError as exc:
+        return exc
+    raise AssertionError("a write on a closed uvloop transport raised nothing")
+
+
+def test_redis_pys_errors_in_a_failover_are_the_stores_503_and_ours_a_500() -> None:
     from router.service.errors import describe
 
-    store = describe(_closed_under_a_write())
-    assert (store.status, store.code, store.headers) == (503, "store_unavailable",
-                                                         {"Retry-After": "5"})
+    for error in (_closed_under_a_write(), _closed_transport_under_a_write()):
+        store = describe(error)
+        assert (store.status, store.code, store.headers) == (503, "store_unavailable",
+                                                             {"Retry-After": "5"}), error
     try:
         getattr(None, "writelines")()  # noqa: B009  # the same error, raised by our code
     except AttributeError as exc:
         ours = describe(exc)
     assert ours.status == 500 and ours.code is None
+    try:
+        raise RuntimeError("ours")
+    except RuntimeError as exc:
+        assert describe(exc).status == 500
