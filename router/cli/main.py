@@ -13,6 +13,7 @@ from policies.errors import CalibrationError, OutcomesError, PolicyError
 from retrieval.errors import RetrievalError
 from router.cli import ask, bench, calibrate, evals, index, keys, models, review, serve, tune, usage, worker
 from router.graph.errors import RouterError
+from router.logs import one_line_handlers, uncaught_in_one_line
 from router.settings import ConfigError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -36,8 +37,12 @@ OWN_LOGGERS = ("smallcode", "agents", "router", "retrieval", "policies")
 
 
 def configure_logging() -> None:
+    """One format for every line (uvicorn's too: `smallcode serve` leaves it none of its own),
+    and no stack trace in any (:mod:`router.logs`)."""
     logging.basicConfig(level=logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    one_line_handlers()
+    uncaught_in_one_line()
     for name in OWN_LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO)
 

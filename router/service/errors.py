@@ -43,6 +43,7 @@ from agents.errors import (
     ToolsUnsupported,
 )
 from router.graph.errors import BudgetExceeded, InvalidTask, PolicyViolation, TaskTooLarge
+from router.logs import chain
 from router.run.stopping import ServerStopping
 from router.service import anthropic_wire
 from router.store.connect import failed_inside_redis
@@ -161,7 +162,7 @@ def describe(exc: BaseException) -> Described:
     if isinstance(exc, ServerStopping):
         return Described(503, str(exc), "service_unavailable", None, "server_stopping",
                          {"Retry-After": "5"})
-    log.error("unexpected error: %s", type(exc).__name__)  # no message: it may hold data
+    log.error("unexpected error: %s", chain(exc))  # no message: it may hold data
     return Described(500, "internal error; see the server log", "server_error")
 
 
@@ -174,5 +175,8 @@ def install(app: FastAPI) -> None:
     for kind in (APIError, BudgetExceeded, RedisError, RequestValidationError,
                  StarletteHTTPException, PromptTooLong, TaskTooLarge, InvalidTask,
                  PolicyViolation, RequestRefused, ToolsUnsupported, BackendUnavailable,
-                 ModelNotFound, Exception):
+                 ModelNotFound, AttributeError, RuntimeError, Exception):
+        # AttributeError and RuntimeError by name: redis-py's failover errors are the store's
+        # 503 (failed_inside_redis), answered here, not re-raised as Exception's handler does
+        # (uvicorn would log it, and the access log would read 500).
         app.add_exception_handler(kind, handle)

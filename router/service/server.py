@@ -41,8 +41,10 @@ class _Server(uvicorn.Server):
 def run(app: FastAPI, settings: Settings) -> None:
     """Serve ``app`` until SIGTERM or Ctrl-C, stopping as the module says."""
     grace_s = settings.server.shutdown_grace_s
+    # log_config None: uvicorn's lines go through the command's logging (one format, no
+    # stack trace: router.logs), not handlers of its own.
     config = uvicorn.Config(app, host=settings.server.host, port=settings.server.port,
-                            log_level=settings.log_level, access_log=False,
+                            log_level=settings.log_level, access_log=False, log_config=None,
                             timeout_graceful_shutdown=math.ceil(grace_s) + BACKSTOP_S)
     with contextlib.suppress(KeyboardInterrupt):  # the signal uvicorn re-raises: stopped
         _Server(config, app.state.stopping, grace_s).run()

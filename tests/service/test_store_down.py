@@ -167,3 +167,27 @@ def test_redis_pys_errors_in_a_failover_are_the_stores_503_and_ours_a_500() -> N
         raise RuntimeError("ours")
     except RuntimeError as exc:
         assert describe(exc).status == 500
+
+
+def test_a_failover_error_is_answered_by_the_app_not_raised_into_the_server() -> None:
+    """Answered where it is raised: uvicorn logs nothing more, and the access log reads the
+    status the client got (a /readyz during the topology run's failover read 500 there while
+    its client got 503)."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from router.service.errors import install
+
+    app = FastAPI()
+    install(app)
+    errors = {"attribute": _closed_under_a_write(), "runtime": _closed_transport_under_a_write()}
+
+    @app.get("/{kind}")
+    async def fail(kind: str) -> None:
+        raise errors[kind]
+
+    with TestClient(app) as client:  # raises what reaches the server, as uvicorn logs it
+        for kind in errors:
+            answered = client.get(f"/{kind}")
+            assert answered.status_code == 503
+            assert answered.json()["error"]["code"] == "store_unavailable"

@@ -220,4 +220,9 @@ def run(folder: Path, model_cache: Path, *, load_s: float, clients: int) -> dict
         found["killed_primary_held_queue"] = parts.queue_on_victim
         found["load_s"], found["clients"] = load_s, clients
     found["left_running"] = len(parts.pids())
+    # The service's own processes log no stack trace, whatever failed (router.logs).
+    found["log_lines_with_a_traceback"] = sum(
+        line.startswith("Traceback") for log in [*folder.glob("api*.log"),
+                                                 *folder.glob("worker*.log")]
+        for line in log.read_text(errors="replace").splitlines())
     return found

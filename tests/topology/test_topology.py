@@ -24,6 +24,7 @@ def test_kills_across_the_topology_lose_no_task_and_keep_budget_equal_to_ledger(
     if target:
         Path(target).write_text(json.dumps(found, indent=1) + "\n")
     assert found["left_running"] == 0  # every process started is gone
+    assert found["log_lines_with_a_traceback"] == 0  # one line per failure, no stack
     assert [k["part"] for k in found["kills"] if k["recovered_s"] is None] == []
     assert found["tasks_accepted"] > 0 and found["answered"] > 0
     # Every request got its answer in the end (sent again after a dead API, or a 503's wait),
