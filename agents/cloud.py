@@ -270,11 +270,11 @@ class CloudBackend(Backend):
                 reported = _provider_usage(response, chunk)
                 if reported is not None:  # the provider's stream is read whole: done here
                     yield reported
-                    response.close()
                     break
         except Exception as exc:  # a provider can fail in the middle of a stream too
             raise self._translate(exc) from exc
         finally:
+            response.close()  # a consumer that stops early stops the provider's stream too
             self.breaker.abandoned()  # a stream closed early says nothing of the provider
         self.breaker.succeeded()
 
