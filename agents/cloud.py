@@ -133,27 +133,6 @@ def context_window(config: CloudConfig) -> int | None:
     return None
 
 
-def _provider_usage(response: Any, chunk: Any) -> Any | None:
-    """The provider's own usage chunk, once ``chunk`` is litellm's last one before its
-    end-of-stream work; None until then, or where that work is needed.
-
-    Ours, and why: after the provider's last chunk, litellm's stream wrapper assembles the
-    whole answer again (``stream_chunk_builder``), prices it and copies it twice for logging
-    callbacks: about 3.5 ms of the 8 ms litellm took on a call here (BENCHMARKS.md). The
-    router registers no callback and prices the call itself, so it reads the provider's usage
-    and closes the stream there. That is when the wrapper has handed out its finish chunk with the provider's
-    stream read to its end (``sent_last_chunk``), and exactly one chunk reported usage (an
-    OpenAI-style provider's final usage chunk, which the wrapper keeps in ``chunks`` and
-    does not hand out itself). A provider that reports usage across several chunks
-    (Anthropic: input tokens first, output at the end) or none goes through litellm's
-    assembly, which adds them up. A litellm without these attributes does the same."""
-    if not (chunk.choices and chunk.choices[0].finish_reason
-            and getattr(response, "sent_last_chunk", None) is True):
-        return None
-    reporting = [c for c in getattr(response, "chunks", ()) if getattr(c, "usage", None)]
-    return reporting[0] if len(reporting) == 1 else None
-
-
 def _finish(reason: str | None) -> FinishReason:
     if reason in ("length", "tool_calls"):
         return reason  # type: ignore[return-value]
@@ -265,16 +244,10 @@ class CloudBackend(Backend):
     def _chunks(self, request: GenerationRequest) -> Iterator[Any]:
         response = self._call(request, stream=True)
         try:
-            for chunk in response:
-                yield chunk
-                reported = _provider_usage(response, chunk)
-                if reported is not None:  # the provider's stream is read whole: done here
-                    yield reported
-                    break
+            yield from response
         except Exception as exc:  # a provider can fail in the middle of a stream too
             raise self._translate(exc) from exc
         finally:
-            response.close()  # a consumer that stops early stops the provider's stream too
             self.breaker.abandoned()  # a stream closed early says nothing of the provider
         self.breaker.succeeded()
 

@@ -8,8 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from agents.base import Generation, GenerationRequest, Message
-from agents.cloud import CloudBackend, check_price_as, context_window, import_litellm, price
+from agents.cloud import CloudBackend, check_price_as, context_window, price
 from agents.config import CloudConfig
 from agents.errors import (
     AgentError,
@@ -20,7 +19,6 @@ from agents.errors import (
     PromptTooLong,
     RequestRefused,
 )
-from router.bench.scripted_cloud import FIX_NEW, FIX_OLD, FIX_PATH, fix_one_line, scripted_cloud
 from tests.conftest import ask, free_port
 from tests.helpers import refusing_provider, silent_provider
 
@@ -44,40 +42,6 @@ def test_streaming_through_litellm_gives_the_same_text(standin_url: str) -> None
     assert items[-1].text == whole.text
     assert "".join(i.text for i in items[:-1]) == whole.text
     assert items[-1].cost_usd > 0
-
-
-def test_a_stream_ends_on_the_providers_usage_without_litellms_assembly(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """A provider that reports its usage in one chunk (as OpenAI does): that usage is the
-    call's, and litellm's end-of-stream assembly of the whole answer (about 3 ms a call,
-    BENCHMARKS.md) is not run. The answer, its tool calls and its usage are the same as a
-    whole call's. A provider that sends no usage (the llama-cpp-python stand-in) still
-    goes through the assembly, which estimates it."""
-    litellm = import_litellm()  # as the backend imports it: the local price map
-    built: list[int] = []
-    assemble = litellm.stream_chunk_builder
-    monkeypatch.setattr(litellm, "stream_chunk_builder",
-                        lambda *a, **k: built.append(1) or assemble(*a, **k))
-    def tool(name: str, *keys: str) -> dict[str, object]:
-        return {"type": "function", "function": {"name": name, "parameters": {
-            "type": "object", "properties": {k: {"type": "string"} for k in keys},
-            "required": list(keys)}}}
-
-    request = GenerationRequest(
-        messages=(Message("user", "Fix the bug in calc.py."),), max_tokens=64,
-        tools=(tool("read", "path"), tool("edit", "path", "old_string", "new_string")))
-    with scripted_cloud(fix_one_line(FIX_PATH, FIX_OLD, FIX_NEW)) as (url, _):
-        backend = CloudBackend(CloudConfig(api_base=url, model="openai/scripted",
-                                           num_retries=0))
-        whole = backend.generate(request)
-        streamed = list(backend.stream(request))[-1]
-    def calls(generation: Generation) -> list[tuple[str, str]]:  # each call's id is new
-        return [(c.name, c.arguments) for c in generation.tool_calls]
-
-    assert calls(whole) == calls(streamed) == [("read", '{"path": "/work/repo/calc.py"}')]
-    assert streamed.finish_reason == whole.finish_reason == "tool_calls"
-    assert streamed.usage == whole.usage and streamed.usage.prompt_tokens > 0
-    assert built == []
 
 
 def test_litellm_runs_no_logging_work_after_a_call(standin_url: str) -> None:
