@@ -242,8 +242,7 @@ class TaskRunner:
             guard.cancel()
             run.end()
             await pump  # every progress event lands before the final one
-        if isinstance(outcome, RedisError) or (isinstance(outcome, Exception)
-                                               and connect.failed_inside_redis(outcome)):
+        if isinstance(outcome, Exception) and connect.redis_failed(outcome):
             # The store failed under the run (the budget gate's calls: StoreFailed; redis-py's
             # failover errors), as in a primary's failover: not the task's failure. Back to
             # the queue; the next attempt settles what this one held or spent (_lost_attempt),
@@ -432,7 +431,7 @@ async def run_task_job(ctx: dict[str, Any], task_id: str) -> str:
         return await runner.run(ctx["store"], task_id, job_try=ctx["job_try"])
     except Exception as exc:
         wait_s = store_retry_s(ctx["job_try"])
-        if isinstance(exc, RedisError) or connect.failed_inside_redis(exc):
+        if connect.redis_failed(exc):
             log.warning("task %s: the store failed under it (%s); it runs again in %g s",
                         task_id, type(exc).__name__, wait_s)
         else:  # a defect: its traceback

@@ -60,10 +60,10 @@ class BudgetGate:
     as it is taken (a queued task keeps them with the task, so that if its worker is killed
     mid call, the next attempt can settle them at what the dead one ran). ``on_settle``: told
     what a call is charged, and its first reservation's id, before its budgets are (a queued
-    task keeps it, so that the next
-    attempt records what a dead one's budgets were charged, not an estimate); when it answers
-    False (a later attempt of the task has begun), the budgets are not settled here but kept
-    in ``deferred``, for the task's runner to settle once its ledger entry is written."""
+    task keeps it, so that the next attempt records what a dead one's budgets were charged,
+    not an estimate); when it answers False (a later attempt of the task has begun), the
+    budgets are not settled here but kept in ``deferred``, for the task's runner to settle
+    once its ledger entry is written."""
 
     def __init__(self, redis: Redis, names: Names, scopes: list[Scope],
                  loop: asyncio.AbstractEventLoop, *, hold_s: float) -> None:

@@ -6,7 +6,7 @@ status line went out. No stack trace or secret reaches a body.
 
     APIError                      raised by routes: status, message, type, param, code
     BudgetExceeded                429 budget_exceeded, Retry-After
-    RedisError                    503 store_unavailable (and redis-py's AttributeError in a failover)
+    RedisError                    503 store_unavailable (and redis-py's failover errors)
     RequestValidationError        400, naming the field
     PromptTooLong, TaskTooLarge   400 context_length_exceeded
     InvalidTask                   400, naming the field
@@ -46,7 +46,7 @@ from router.graph.errors import BudgetExceeded, InvalidTask, PolicyViolation, Ta
 from router.logs import chain
 from router.run.stopping import ServerStopping
 from router.service import anthropic_wire
-from router.store.connect import failed_inside_redis
+from router.store.connect import redis_failed
 
 log = logging.getLogger("smallcode.api")
 
@@ -124,7 +124,7 @@ def describe(exc: BaseException) -> Described:
     if isinstance(exc, BudgetExceeded):
         return Described(429, str(exc), "rate_limit_error", None, "budget_exceeded",
                          {"Retry-After": str(exc.retry_after_s)})
-    if isinstance(exc, RedisError) or failed_inside_redis(exc):
+    if redis_failed(exc):
         log.warning("Redis unavailable: %s", type(exc).__name__)
         return Described(503, "the service's store (Redis) is unavailable; try again shortly",
                          "service_unavailable", None, "store_unavailable", {"Retry-After": "5"})
@@ -177,6 +177,6 @@ def install(app: FastAPI) -> None:
                  PolicyViolation, RequestRefused, ToolsUnsupported, BackendUnavailable,
                  ModelNotFound, AttributeError, RuntimeError, Exception):
         # AttributeError and RuntimeError by name: redis-py's failover errors are the store's
-        # 503 (failed_inside_redis), answered here, not re-raised as Exception's handler does
+        # 503 (redis_failed), answered here, not re-raised as Exception's handler does
         # (uvicorn would log it, and the access log would read 500).
         app.add_exception_handler(kind, handle)

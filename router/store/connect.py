@@ -50,10 +50,16 @@ def failed_inside_redis(exc: BaseException) -> bool:
     return bool(files) and Path(files[-1]).resolve().is_relative_to(_REDIS_DIR)
 
 
+def redis_failed(exc: BaseException) -> bool:
+    """Whether redis-py says the store failed: a ``RedisError``, or one of its failover errors
+    (:func:`failed_inside_redis`)."""
+    return isinstance(exc, redis.RedisError) or failed_inside_redis(exc)
+
+
 def store_failed(exc: BaseException) -> bool:
-    """Whether ``exc`` says the store failed (rather than our code): a ``RedisError``, an
-    ``OSError`` (a timeout is one), or redis-py's failover errors (:func:`failed_inside_redis`)."""
-    return isinstance(exc, (redis.RedisError, OSError)) or failed_inside_redis(exc)
+    """Whether ``exc`` says the store failed (rather than our code): :func:`redis_failed`, or
+    an ``OSError`` (a timeout is one)."""
+    return isinstance(exc, OSError) or redis_failed(exc)
 
 
 async def outlasting(step: Callable[[], Awaitable[T]], *, within_s: float, what: str,
